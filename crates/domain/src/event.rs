@@ -1,0 +1,506 @@
+//! Events: immutable facts about leads, contacts, accounts, deals and people.
+//!
+//! Every event kind is declared once, in the table passed to `event_types!`: its wire name and
+//! its payload type. The macro derives the closed [`EventType`] enum, the [`EventBody`] enum
+//! carrying typed payloads, and the dispatch that deserialises a payload for a given type.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::ids::{IdError, RecordId, RecordKey, RecordKind, Role, Stage};
+use crate::money::{Currency, Money, MoneyError};
+use crate::time::{Date, Timestamp};
+
+/// The version of the stored event envelope. A reader meeting a newer version refuses it
+/// rather than misreading it; an older one is upgraded when a new version is introduced.
+pub const ENVELOPE_VERSION: u32 = 1;
+
+/// Custom fields, as the source system names them. A `null` value removes the field.
+pub type FieldMap = BTreeMap<String, serde_json::Value>;
+
+/// pipewright's own id for an event (a time-ordered UUID v7, assigned at ingest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventId(pub uuid::Uuid);
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A non-negative decimal amount in major units, as it arrives on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
+pub struct Amount(f64);
+
+impl TryFrom<f64> for Amount {
+    type Error = MoneyError;
+    fn try_from(v: f64) -> Result<Self, MoneyError> {
+        Money::from_major(v, Currency::DEFAULT).map(|_| Amount(v))
+    }
+}
+
+impl From<Amount> for f64 {
+    fn from(a: Amount) -> f64 {
+        a.0
+    }
+}
+
+impl Amount {
+    pub fn to_money(self, currency: Option<Currency>) -> Money {
+        // Validated at construction, so the conversion cannot fail here.
+        Money::from_major(self.0, currency.unwrap_or(Currency::DEFAULT))
+            .unwrap_or(Money { minor: 0, currency: Currency::DEFAULT })
+    }
+}
+
+/// The kinds of objection a buyer raises; playbooks answer each kind differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectionKind {
+    Pricing,
+    Implementation,
+    Legal,
+    Security,
+    Competitor,
+    Timing,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeadFields {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub company: Option<String>,
+    pub title: Option<String>,
+    /// Where the lead came from (inbound form, event, outbound list, referral, …).
+    pub origin: Option<String>,
+    pub owner: Option<RecordId>,
+    pub status: Option<String>,
+    #[serde(default)]
+    pub fields: FieldMap,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactFields {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub title: Option<String>,
+    /// IANA time zone name, such as "Europe/Berlin".
+    pub timezone: Option<String>,
+    /// Buying role: champion, economic_buyer, decision_maker, influencer, user, …
+    pub role: Option<String>,
+    #[serde(default)]
+    pub fields: FieldMap,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountFields {
+    pub name: Option<String>,
+    pub domain: Option<String>,
+    pub industry: Option<String>,
+    pub segment: Option<String>,
+    pub territory: Option<String>,
+    pub employees: Option<u32>,
+    pub owner: Option<RecordId>,
+    #[serde(default)]
+    pub fields: FieldMap,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DealFields {
+    pub name: Option<String>,
+    pub pipeline: Option<String>,
+    /// A stage given here is a stage change like `deal.stage_changed`.
+    pub stage: Option<Stage>,
+    pub owner: Option<RecordId>,
+    pub amount: Option<Amount>,
+    pub currency: Option<Currency>,
+    pub close_date: Option<Date>,
+    /// Contacts involved in the deal (stakeholders).
+    #[serde(default)]
+    pub contacts: Vec<RecordId>,
+    #[serde(default)]
+    pub fields: FieldMap,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageChange {
+    pub stage: Stage,
+    /// The stage the source believes the deal left; informational only.
+    pub from: Option<Stage>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DealClosed {
+    pub amount: Option<Amount>,
+    pub currency: Option<Currency>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailFields {
+    pub subject: Option<String>,
+    pub message_id: Option<String>,
+    pub in_reply_to: Option<String>,
+    /// An automatic reply (out of office, auto-responder) is not a human reply.
+    #[serde(default)]
+    pub auto_reply: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkClicked {
+    pub url: String,
+    pub message_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeetingFields {
+    pub title: Option<String>,
+    pub scheduled_for: Option<Timestamp>,
+    pub duration_minutes: Option<u32>,
+    /// Contacts who attend (or attended); they count as stakeholders of the deal.
+    #[serde(default)]
+    pub attendees: Vec<RecordId>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallFields {
+    pub direction: Option<Direction>,
+    pub duration_minutes: Option<u32>,
+    pub outcome: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoteFields {
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectionFields {
+    pub kind: ObjectionKind,
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentViewed {
+    pub url: Option<String>,
+    pub asset: Option<String>,
+    pub title: Option<String>,
+    pub seconds: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormSubmitted {
+    pub form: String,
+    #[serde(default)]
+    pub fields: FieldMap,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterventionFields {
+    /// The person who stepped in.
+    pub person: RecordId,
+    /// Why they stepped in (went-quiet, pricing, legal-stall, …).
+    pub reason: String,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonFields {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub roles: Option<Vec<Role>>,
+    /// IANA time zone name.
+    pub timezone: Option<String>,
+    /// Key people are the ones whose interventions pipewright measures.
+    pub key_person: Option<bool>,
+    pub available: Option<bool>,
+    /// How many open deals this person can carry.
+    pub capacity: Option<u32>,
+    pub manager: Option<RecordId>,
+}
+
+macro_rules! event_types {
+    ($( $variant:ident($payload:ty) = $name:literal ),* $(,)?) => {
+        /// The closed set of event types pipewright understands.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub enum EventType {
+            $( #[serde(rename = $name)] $variant, )*
+        }
+
+        impl EventType {
+            pub const ALL: &'static [EventType] = &[$(EventType::$variant),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(EventType::$variant => $name,)* }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($name => Some(Self::$variant),)* _ => None }
+            }
+        }
+
+        /// An event's typed payload. Stored adjacently tagged: `{"type": …, "data": {…}}`.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "type", content = "data")]
+        pub enum EventBody {
+            $( #[serde(rename = $name)] $variant($payload), )*
+        }
+
+        impl EventBody {
+            pub fn event_type(&self) -> EventType {
+                match self { $(EventBody::$variant(_) => EventType::$variant,)* }
+            }
+
+            /// Deserialises the payload of an event of type `ty`.
+            pub fn deserialize_data<'de, D: Deserializer<'de>>(
+                ty: EventType,
+                d: D,
+            ) -> Result<Self, D::Error> {
+                match ty { $(EventType::$variant => <$payload>::deserialize(d).map(EventBody::$variant),)* }
+            }
+        }
+    };
+}
+
+event_types! {
+    LeadCreated(LeadFields) = "lead.created",
+    LeadUpdated(LeadFields) = "lead.updated",
+    ContactCreated(ContactFields) = "contact.created",
+    ContactUpdated(ContactFields) = "contact.updated",
+    AccountCreated(AccountFields) = "account.created",
+    AccountUpdated(AccountFields) = "account.updated",
+    DealCreated(DealFields) = "deal.created",
+    DealUpdated(DealFields) = "deal.updated",
+    DealStageChanged(StageChange) = "deal.stage_changed",
+    DealWon(DealClosed) = "deal.won",
+    DealLost(DealClosed) = "deal.lost",
+    EmailSent(EmailFields) = "email.sent",
+    EmailReceived(EmailFields) = "email.received",
+    EmailOpened(EmailFields) = "email.opened",
+    LinkClicked(LinkClicked) = "link.clicked",
+    MeetingBooked(MeetingFields) = "meeting.booked",
+    MeetingHeld(MeetingFields) = "meeting.held",
+    CallLogged(CallFields) = "call.logged",
+    NoteAdded(NoteFields) = "note.added",
+    ObjectionRaised(ObjectionFields) = "objection.raised",
+    ContentViewed(ContentViewed) = "content.viewed",
+    FormSubmitted(FormSubmitted) = "form.submitted",
+    InterventionLogged(InterventionFields) = "intervention.logged",
+    PersonCreated(PersonFields) = "person.created",
+    PersonUpdated(PersonFields) = "person.updated",
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who did what the event records, when known.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Actor {
+    /// A team member (by person id, usually their email address).
+    Person(RecordId),
+    /// A buyer-side contact (by contact id).
+    Contact(RecordId),
+}
+
+/// The records an event concerns.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deal: Option<RecordId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lead: Option<RecordId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<RecordId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<RecordId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<RecordId>,
+}
+
+/// A reference the event's type needs is missing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct RefError {
+    /// The envelope field to fill in (`deal`, `lead`, …).
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl Refs {
+    pub fn get(&self, kind: RecordKind) -> Option<&RecordId> {
+        match kind {
+            RecordKind::Deal => self.deal.as_ref(),
+            RecordKind::Lead => self.lead.as_ref(),
+            RecordKind::Contact => self.contact.as_ref(),
+            RecordKind::Account => self.account.as_ref(),
+            RecordKind::Person => self.person.as_ref(),
+        }
+    }
+
+    /// Every record the event concerns, in a fixed order.
+    pub fn keys(&self) -> Vec<RecordKey> {
+        RecordKind::ALL
+            .into_iter()
+            .filter_map(|kind| self.get(kind).map(|id| RecordKey::new(kind, id.clone())))
+            .collect()
+    }
+
+    /// Checks that the references an event of type `ty` needs are present.
+    pub fn check_for(&self, ty: EventType) -> Result<(), RefError> {
+        use EventType::*;
+        let required = match ty {
+            LeadCreated | LeadUpdated => Some(RecordKind::Lead),
+            ContactCreated | ContactUpdated => Some(RecordKind::Contact),
+            AccountCreated | AccountUpdated => Some(RecordKind::Account),
+            DealCreated | DealUpdated | DealStageChanged | DealWon | DealLost
+            | InterventionLogged => Some(RecordKind::Deal),
+            PersonCreated | PersonUpdated => Some(RecordKind::Person),
+            ObjectionRaised => {
+                return if self.deal.is_some() || self.lead.is_some() {
+                    Ok(())
+                } else {
+                    Err(RefError {
+                        field: "deal",
+                        message: format!("a {ty} event needs a `deal` or a `lead` reference"),
+                    })
+                };
+            }
+            _ => None,
+        };
+        match required {
+            Some(kind) if self.get(kind).is_none() => Err(RefError {
+                field: kind.as_str(),
+                message: format!("a {ty} event needs a `{kind}` reference"),
+            }),
+            Some(_) => Ok(()),
+            None if self.deal.is_none()
+                && self.lead.is_none()
+                && self.contact.is_none()
+                && self.account.is_none() =>
+            {
+                Err(RefError {
+                    field: "deal",
+                    message: format!(
+                        "a {ty} event needs at least one of `deal`, `lead`, `contact`, `account`"
+                    ),
+                })
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// An event as pipewright stores it: the versioned envelope around a typed payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    #[serde(rename = "v")]
+    pub version: u32,
+    pub id: EventId,
+    /// The system the event came from (`hubspot`, `gmail`, `api`, …).
+    pub source: String,
+    /// The event's id in its source: (source, source_id) is unique in the log.
+    pub source_id: String,
+    pub occurred_at: Timestamp,
+    pub received_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Actor>,
+    #[serde(default)]
+    pub refs: Refs,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+impl Event {
+    pub fn event_type(&self) -> EventType {
+        self.body.event_type()
+    }
+
+    /// Checks a source or source id: the de-duplication key must be short, printable text.
+    pub fn check_source_text(s: &str, max: usize) -> Result<(), IdError> {
+        RecordId::parse(s).and_then(|_| {
+            let len = s.chars().count();
+            if len > max { Err(IdError::TooLong { max, len }) } else { Ok(()) }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_type_name_parses_back() {
+        for ty in EventType::ALL {
+            assert_eq!(EventType::parse(ty.as_str()), Some(*ty));
+        }
+        assert_eq!(EventType::ALL.len(), 25);
+    }
+
+    #[test]
+    fn refs_required_by_type() {
+        let none = Refs::default();
+        assert_eq!(none.check_for(EventType::DealWon).unwrap_err().field, "deal");
+        assert_eq!(none.check_for(EventType::PersonCreated).unwrap_err().field, "person");
+        assert!(none.check_for(EventType::EmailSent).is_err());
+        let lead = Refs { lead: Some(RecordId::parse("L1").unwrap()), ..Refs::default() };
+        assert!(lead.check_for(EventType::ObjectionRaised).is_ok());
+        assert!(lead.check_for(EventType::EmailSent).is_ok());
+        assert!(lead.check_for(EventType::DealCreated).is_err());
+    }
+
+    #[test]
+    fn stored_envelope_round_trips() {
+        let event = Event {
+            version: ENVELOPE_VERSION,
+            id: EventId(uuid::Uuid::nil()),
+            source: "crm".into(),
+            source_id: "1".into(),
+            occurred_at: Timestamp::from_millis(5),
+            received_at: Timestamp::from_millis(6),
+            actor: Some(Actor::Person(RecordId::parse("maya@acme.example").unwrap())),
+            refs: Refs { deal: Some(RecordId::parse("D1").unwrap()), ..Refs::default() },
+            body: EventBody::ObjectionRaised(ObjectionFields {
+                kind: ObjectionKind::Pricing,
+                text: None,
+            }),
+        };
+        let json = serde_json::to_string(&event).unwrap();
+        assert!(json.contains(r#""type":"objection.raised""#), "{json}");
+        assert!(json.contains(r#""v":1"#), "{json}");
+        let back: Event = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, event);
+    }
+}

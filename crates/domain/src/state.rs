@@ -1,0 +1,624 @@
+//! Record state, derived from events by a fold.
+//!
+//! `Record::fold` replays a record's events in occurrence order; `Record::apply` adds one event
+//! at the end. The store applies in-order events incrementally and refolds a record when an
+//! event arrives out of order, so derived facts are always correct by occurrence time.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{
+    AccountFields, Actor, ContactFields, DealFields, Direction, Event, EventBody, FieldMap,
+    LeadFields, ObjectionKind, PersonFields,
+};
+use crate::ids::{RecordId, RecordKey, RecordKind, Role, Stage};
+use crate::money::Money;
+use crate::time::{Date, Timestamp};
+
+/// How a record has been engaged with: activity counters and their latest times.
+///
+/// Activity is anything a person on either side did: emails sent and received (not automatic
+/// replies), meetings, calls, notes, content views, form submissions, link clicks, objections,
+/// interventions and stage moves. Email opens are counted but are not activity: privacy proxies
+/// open mail automatically, so an open must not reset a "quiet for" timer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Engagement {
+    pub last_activity_at: Option<Timestamp>,
+    pub last_inbound_at: Option<Timestamp>,
+    pub last_outbound_at: Option<Timestamp>,
+    pub emails_sent: u32,
+    pub emails_received: u32,
+    pub auto_replies: u32,
+    pub emails_opened: u32,
+    pub links_clicked: u32,
+    pub meetings_booked: u32,
+    pub meetings_held: u32,
+    pub calls: u32,
+    pub notes: u32,
+    pub content_views: u32,
+    pub forms_submitted: u32,
+    pub objections: Vec<Objection>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Objection {
+    pub kind: ObjectionKind,
+    pub at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+impl Engagement {
+    fn touch(&mut self, at: Timestamp, direction: Option<Direction>) {
+        bump(&mut self.last_activity_at, at);
+        match direction {
+            Some(Direction::Inbound) => bump(&mut self.last_inbound_at, at),
+            Some(Direction::Outbound) => bump(&mut self.last_outbound_at, at),
+            None => {}
+        }
+    }
+
+    fn apply(&mut self, event: &Event) {
+        let at = event.occurred_at;
+        let buyer = matches!(event.actor, Some(Actor::Contact(_)));
+        let side = if buyer { Direction::Inbound } else { Direction::Outbound };
+        match &event.body {
+            EventBody::EmailSent(_) => {
+                self.emails_sent += 1;
+                self.touch(at, Some(Direction::Outbound));
+            }
+            EventBody::EmailReceived(e) if e.auto_reply => self.auto_replies += 1,
+            EventBody::EmailReceived(_) => {
+                self.emails_received += 1;
+                self.touch(at, Some(Direction::Inbound));
+            }
+            EventBody::EmailOpened(_) => self.emails_opened += 1,
+            EventBody::LinkClicked(_) => {
+                self.links_clicked += 1;
+                self.touch(at, Some(Direction::Inbound));
+            }
+            EventBody::MeetingBooked(_) => {
+                self.meetings_booked += 1;
+                self.touch(at, Some(side));
+            }
+            EventBody::MeetingHeld(_) => {
+                self.meetings_held += 1;
+                self.touch(at, None);
+            }
+            EventBody::CallLogged(c) => {
+                self.calls += 1;
+                self.touch(at, Some(c.direction.unwrap_or(side)));
+            }
+            EventBody::NoteAdded(_) => {
+                self.notes += 1;
+                self.touch(at, None);
+            }
+            EventBody::ContentViewed(_) => {
+                self.content_views += 1;
+                self.touch(at, Some(Direction::Inbound));
+            }
+            EventBody::FormSubmitted(_) => {
+                self.forms_submitted += 1;
+                self.touch(at, Some(Direction::Inbound));
+            }
+            EventBody::ObjectionRaised(o) => {
+                self.objections.push(Objection { kind: o.kind, at, text: o.text.clone() });
+                self.touch(at, Some(Direction::Inbound));
+            }
+            EventBody::InterventionLogged(_)
+            | EventBody::DealStageChanged(_)
+            | EventBody::DealWon(_)
+            | EventBody::DealLost(_) => self.touch(at, None),
+            EventBody::LeadCreated(_)
+            | EventBody::LeadUpdated(_)
+            | EventBody::ContactCreated(_)
+            | EventBody::ContactUpdated(_)
+            | EventBody::AccountCreated(_)
+            | EventBody::AccountUpdated(_)
+            | EventBody::DealCreated(_)
+            | EventBody::DealUpdated(_)
+            | EventBody::PersonCreated(_)
+            | EventBody::PersonUpdated(_) => {}
+        }
+    }
+}
+
+fn bump(slot: &mut Option<Timestamp>, at: Timestamp) {
+    if slot.is_none_or(|t| t < at) {
+        *slot = Some(at);
+    }
+}
+
+fn set<T: Clone>(slot: &mut Option<T>, value: &Option<T>) {
+    if let Some(v) = value {
+        *slot = Some(v.clone());
+    }
+}
+
+fn merge_fields(into: &mut FieldMap, from: &FieldMap) {
+    for (k, v) in from {
+        if v.is_null() {
+            into.remove(k);
+        } else {
+            into.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DealStatus {
+    #[default]
+    Open,
+    Won,
+    Lost,
+}
+
+/// One stay of a deal in a stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageVisit {
+    pub stage: Stage,
+    pub entered_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intervention {
+    pub person: RecordId,
+    pub reason: String,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deal {
+    pub id: RecordId,
+    pub name: Option<String>,
+    pub pipeline: Option<String>,
+    pub stage: Option<Stage>,
+    pub status: DealStatus,
+    pub owner: Option<RecordId>,
+    pub amount: Option<Money>,
+    pub close_date: Option<Date>,
+    /// How many times the close date moved later: a leading indicator of slippage.
+    pub close_date_pushes: u32,
+    pub account: Option<RecordId>,
+    pub lead: Option<RecordId>,
+    pub contacts: BTreeSet<RecordId>,
+    /// Contacts on the deal plus every contact seen acting on it or attending its meetings.
+    pub stakeholders: BTreeSet<RecordId>,
+    pub fields: FieldMap,
+    pub stage_history: Vec<StageVisit>,
+    pub created_at: Option<Timestamp>,
+    pub closed_at: Option<Timestamp>,
+    pub close_reason: Option<String>,
+    pub engagement: Engagement,
+    pub interventions: Vec<Intervention>,
+}
+
+/// Names of the stages a deal enters when it is won or lost.
+pub const WON_STAGE: &str = "closed_won";
+pub const LOST_STAGE: &str = "closed_lost";
+
+impl Deal {
+    fn new(id: RecordId) -> Self {
+        Self {
+            id,
+            name: None,
+            pipeline: None,
+            stage: None,
+            status: DealStatus::Open,
+            owner: None,
+            amount: None,
+            close_date: None,
+            close_date_pushes: 0,
+            account: None,
+            lead: None,
+            contacts: BTreeSet::new(),
+            stakeholders: BTreeSet::new(),
+            fields: FieldMap::new(),
+            stage_history: Vec::new(),
+            created_at: None,
+            closed_at: None,
+            close_reason: None,
+            engagement: Engagement::default(),
+            interventions: Vec::new(),
+        }
+    }
+
+    fn enter_stage(&mut self, stage: &Stage, at: Timestamp) {
+        if self.stage.as_ref() == Some(stage) {
+            return;
+        }
+        if let Some(last) = self.stage_history.last_mut() {
+            last.left_at.get_or_insert(at);
+        }
+        self.stage_history.push(StageVisit { stage: stage.clone(), entered_at: at, left_at: None });
+        self.stage = Some(stage.clone());
+    }
+
+    fn apply_fields(&mut self, f: &DealFields, at: Timestamp) {
+        set(&mut self.name, &f.name);
+        set(&mut self.pipeline, &f.pipeline);
+        set(&mut self.owner, &f.owner);
+        if let Some(amount) = f.amount {
+            let currency = f.currency.or(self.amount.map(|m| m.currency));
+            self.amount = Some(amount.to_money(currency));
+        }
+        if let Some(date) = f.close_date {
+            if self.close_date.is_some_and(|old| date > old) {
+                self.close_date_pushes += 1;
+            }
+            self.close_date = Some(date);
+        }
+        for c in &f.contacts {
+            self.contacts.insert(c.clone());
+            self.stakeholders.insert(c.clone());
+        }
+        merge_fields(&mut self.fields, &f.fields);
+        if let Some(stage) = &f.stage {
+            self.reopen();
+            self.enter_stage(stage, at);
+        }
+    }
+
+    fn reopen(&mut self) {
+        self.status = DealStatus::Open;
+        self.closed_at = None;
+        self.close_reason = None;
+    }
+
+    fn close(&mut self, status: DealStatus, stage: &str, f: &crate::event::DealClosed, at: Timestamp) {
+        if let Some(amount) = f.amount {
+            self.amount = Some(amount.to_money(f.currency.or(self.amount.map(|m| m.currency))));
+        }
+        self.status = status;
+        self.closed_at = Some(at);
+        self.close_reason = f.reason.clone();
+        if let Ok(stage) = Stage::parse(stage) {
+            self.enter_stage(&stage, at);
+        }
+    }
+
+    fn apply(&mut self, event: &Event) {
+        let at = event.occurred_at;
+        self.created_at.get_or_insert(at);
+        if let Some(account) = &event.refs.account {
+            self.account = Some(account.clone());
+        }
+        if let Some(lead) = &event.refs.lead {
+            self.lead.get_or_insert_with(|| lead.clone());
+        }
+        if let Some(contact) = &event.refs.contact {
+            self.stakeholders.insert(contact.clone());
+        }
+        if let Some(Actor::Contact(contact)) = &event.actor {
+            self.stakeholders.insert(contact.clone());
+        }
+        self.engagement.apply(event);
+        match &event.body {
+            EventBody::DealCreated(f) | EventBody::DealUpdated(f) => self.apply_fields(f, at),
+            EventBody::DealStageChanged(c) => {
+                self.reopen();
+                self.enter_stage(&c.stage, at);
+            }
+            EventBody::DealWon(f) => self.close(DealStatus::Won, WON_STAGE, f, at),
+            EventBody::DealLost(f) => self.close(DealStatus::Lost, LOST_STAGE, f, at),
+            EventBody::MeetingBooked(m) | EventBody::MeetingHeld(m) => {
+                self.stakeholders.extend(m.attendees.iter().cloned());
+            }
+            EventBody::InterventionLogged(i) => self.interventions.push(Intervention {
+                person: i.person.clone(),
+                reason: i.reason.clone(),
+                at,
+            }),
+            _ => {}
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lead {
+    pub id: RecordId,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub company: Option<String>,
+    pub title: Option<String>,
+    pub origin: Option<String>,
+    pub owner: Option<RecordId>,
+    pub status: Option<String>,
+    /// The deal this lead became, once a deal referencing it was created.
+    pub converted_to: Option<RecordId>,
+    pub fields: FieldMap,
+    pub created_at: Option<Timestamp>,
+    pub engagement: Engagement,
+}
+
+impl Lead {
+    fn apply_fields(&mut self, f: &LeadFields) {
+        set(&mut self.name, &f.name);
+        set(&mut self.email, &f.email);
+        set(&mut self.company, &f.company);
+        set(&mut self.title, &f.title);
+        set(&mut self.origin, &f.origin);
+        set(&mut self.owner, &f.owner);
+        set(&mut self.status, &f.status);
+        merge_fields(&mut self.fields, &f.fields);
+    }
+
+    fn apply(&mut self, event: &Event) {
+        self.created_at.get_or_insert(event.occurred_at);
+        self.engagement.apply(event);
+        match &event.body {
+            EventBody::LeadCreated(f) | EventBody::LeadUpdated(f) => self.apply_fields(f),
+            EventBody::DealCreated(_) => {
+                if let Some(deal) = &event.refs.deal {
+                    self.converted_to = Some(deal.clone());
+                    self.status = Some("converted".to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Contact {
+    pub id: RecordId,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub title: Option<String>,
+    pub timezone: Option<String>,
+    pub role: Option<String>,
+    pub account: Option<RecordId>,
+    pub fields: FieldMap,
+    pub created_at: Option<Timestamp>,
+    pub engagement: Engagement,
+}
+
+impl Contact {
+    fn apply_fields(&mut self, f: &ContactFields) {
+        set(&mut self.name, &f.name);
+        set(&mut self.email, &f.email);
+        set(&mut self.title, &f.title);
+        set(&mut self.timezone, &f.timezone);
+        set(&mut self.role, &f.role);
+        merge_fields(&mut self.fields, &f.fields);
+    }
+
+    fn apply(&mut self, event: &Event) {
+        self.created_at.get_or_insert(event.occurred_at);
+        self.engagement.apply(event);
+        if let EventBody::ContactCreated(f) | EventBody::ContactUpdated(f) = &event.body {
+            if let Some(account) = &event.refs.account {
+                self.account = Some(account.clone());
+            }
+            self.apply_fields(f);
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: RecordId,
+    pub name: Option<String>,
+    pub domain: Option<String>,
+    pub industry: Option<String>,
+    pub segment: Option<String>,
+    pub territory: Option<String>,
+    pub employees: Option<u32>,
+    pub owner: Option<RecordId>,
+    pub fields: FieldMap,
+    pub created_at: Option<Timestamp>,
+    pub engagement: Engagement,
+}
+
+impl Account {
+    fn apply_fields(&mut self, f: &AccountFields) {
+        set(&mut self.name, &f.name);
+        set(&mut self.domain, &f.domain);
+        set(&mut self.industry, &f.industry);
+        set(&mut self.segment, &f.segment);
+        set(&mut self.territory, &f.territory);
+        set(&mut self.employees, &f.employees);
+        set(&mut self.owner, &f.owner);
+        merge_fields(&mut self.fields, &f.fields);
+    }
+
+    fn apply(&mut self, event: &Event) {
+        self.created_at.get_or_insert(event.occurred_at);
+        self.engagement.apply(event);
+        if let EventBody::AccountCreated(f) | EventBody::AccountUpdated(f) = &event.body {
+            self.apply_fields(f);
+        }
+    }
+}
+
+/// A team member.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Person {
+    pub id: RecordId,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub roles: BTreeSet<Role>,
+    pub timezone: Option<String>,
+    pub key_person: bool,
+    pub available: bool,
+    pub capacity: Option<u32>,
+    pub manager: Option<RecordId>,
+    pub created_at: Option<Timestamp>,
+}
+
+impl Person {
+    fn apply_fields(&mut self, f: &PersonFields) {
+        set(&mut self.name, &f.name);
+        set(&mut self.email, &f.email);
+        if let Some(roles) = &f.roles {
+            self.roles = roles.iter().copied().collect();
+        }
+        set(&mut self.timezone, &f.timezone);
+        if let Some(k) = f.key_person {
+            self.key_person = k;
+        }
+        if let Some(a) = f.available {
+            self.available = a;
+        }
+        set(&mut self.capacity, &f.capacity);
+        set(&mut self.manager, &f.manager);
+    }
+
+    fn apply(&mut self, event: &Event) {
+        self.created_at.get_or_insert(event.occurred_at);
+        if let EventBody::PersonCreated(f) | EventBody::PersonUpdated(f) = &event.body {
+            self.apply_fields(f);
+        }
+    }
+}
+
+/// The derived state of one record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    Lead(Lead),
+    Contact(Contact),
+    Account(Account),
+    Deal(Deal),
+    Person(Person),
+}
+
+impl Record {
+    /// The state of a record no event has touched yet.
+    pub fn empty(key: &RecordKey) -> Self {
+        let id = key.id.clone();
+        match key.kind {
+            RecordKind::Deal => Record::Deal(Deal::new(id)),
+            RecordKind::Lead => Record::Lead(Lead {
+                id,
+                name: None,
+                email: None,
+                company: None,
+                title: None,
+                origin: None,
+                owner: None,
+                status: None,
+                converted_to: None,
+                fields: FieldMap::new(),
+                created_at: None,
+                engagement: Engagement::default(),
+            }),
+            RecordKind::Contact => Record::Contact(Contact {
+                id,
+                name: None,
+                email: None,
+                title: None,
+                timezone: None,
+                role: None,
+                account: None,
+                fields: FieldMap::new(),
+                created_at: None,
+                engagement: Engagement::default(),
+            }),
+            RecordKind::Account => Record::Account(Account {
+                id,
+                name: None,
+                domain: None,
+                industry: None,
+                segment: None,
+                territory: None,
+                employees: None,
+                owner: None,
+                fields: FieldMap::new(),
+                created_at: None,
+                engagement: Engagement::default(),
+            }),
+            RecordKind::Person => Record::Person(Person {
+                id,
+                name: None,
+                email: None,
+                roles: BTreeSet::new(),
+                timezone: None,
+                key_person: false,
+                available: true,
+                capacity: None,
+                manager: None,
+                created_at: None,
+            }),
+        }
+    }
+
+    /// Adds one event, which must not be earlier than any event applied before it.
+    pub fn apply(&mut self, event: &Event) {
+        match self {
+            Record::Deal(d) => d.apply(event),
+            Record::Lead(l) => l.apply(event),
+            Record::Contact(c) => c.apply(event),
+            Record::Account(a) => a.apply(event),
+            Record::Person(p) => p.apply(event),
+        }
+    }
+
+    /// Derives a record's state from all of its events, given in occurrence order.
+    pub fn fold<'a>(key: &RecordKey, events: impl IntoIterator<Item = &'a Event>) -> Self {
+        let mut record = Record::empty(key);
+        for event in events {
+            record.apply(event);
+        }
+        record
+    }
+
+    pub fn kind(&self) -> RecordKind {
+        match self {
+            Record::Lead(_) => RecordKind::Lead,
+            Record::Contact(_) => RecordKind::Contact,
+            Record::Account(_) => RecordKind::Account,
+            Record::Deal(_) => RecordKind::Deal,
+            Record::Person(_) => RecordKind::Person,
+        }
+    }
+
+    /// The stage, for deals; used to index and filter.
+    pub fn stage(&self) -> Option<&Stage> {
+        match self {
+            Record::Deal(d) => d.stage.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The owning team member, for records that have one.
+    pub fn owner(&self) -> Option<&RecordId> {
+        match self {
+            Record::Deal(d) => d.owner.as_ref(),
+            Record::Lead(l) => l.owner.as_ref(),
+            Record::Account(a) => a.owner.as_ref(),
+            Record::Contact(_) | Record::Person(_) => None,
+        }
+    }
+}
+
+/// Facts about a deal that depend on "now" as well as on its events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DealFacts {
+    pub days_in_stage: Option<i64>,
+    pub days_since_activity: Option<i64>,
+    pub days_open: Option<i64>,
+    pub stakeholder_count: usize,
+    pub objection_count: usize,
+    pub intervention_count: usize,
+}
+
+impl DealFacts {
+    pub fn at(deal: &Deal, now: Timestamp) -> Self {
+        let entered = deal.stage_history.last().map(|v| v.entered_at);
+        let last = deal.engagement.last_activity_at.or(deal.created_at);
+        let end = deal.closed_at.unwrap_or(now);
+        Self {
+            days_in_stage: entered.map(|t| t.days_until(now)),
+            days_since_activity: last.map(|t| t.days_until(now)),
+            days_open: deal.created_at.map(|t| t.days_until(end)),
+            stakeholder_count: deal.stakeholders.len(),
+            objection_count: deal.engagement.objections.len(),
+            intervention_count: deal.interventions.len(),
+        }
+    }
+}
