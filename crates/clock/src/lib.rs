@@ -41,7 +41,9 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(start: Timestamp) -> Self {
-        Self { millis: Arc::new(AtomicI64::new(start.as_millis())) }
+        Self {
+            millis: Arc::new(AtomicI64::new(start.as_millis())),
+        }
     }
 
     pub fn set(&self, to: Timestamp) {

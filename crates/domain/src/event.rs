@@ -52,8 +52,10 @@ impl From<Amount> for f64 {
 impl Amount {
     pub fn to_money(self, currency: Option<Currency>) -> Money {
         // Validated at construction, so the conversion cannot fail here.
-        Money::from_major(self.0, currency.unwrap_or(Currency::DEFAULT))
-            .unwrap_or(Money { minor: 0, currency: Currency::DEFAULT })
+        Money::from_major(self.0, currency.unwrap_or(Currency::DEFAULT)).unwrap_or(Money {
+            minor: 0,
+            currency: Currency::DEFAULT,
+        })
     }
 }
 
@@ -452,8 +454,39 @@ impl Event {
     pub fn check_source_text(s: &str, max: usize) -> Result<(), IdError> {
         RecordId::parse(s).and_then(|_| {
             let len = s.chars().count();
-            if len > max { Err(IdError::TooLong { max, len }) } else { Ok(()) }
+            if len > max {
+                Err(IdError::TooLong { max, len })
+            } else {
+                Ok(())
+            }
         })
+    }
+}
+
+/// An event as received, before the log gives it an id and a receipt time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub source: String,
+    pub source_id: String,
+    pub occurred_at: Timestamp,
+    pub actor: Option<Actor>,
+    pub refs: Refs,
+    pub body: EventBody,
+}
+
+impl NewEvent {
+    pub fn stamp(self, id: EventId, received_at: Timestamp) -> Event {
+        Event {
+            version: ENVELOPE_VERSION,
+            id,
+            source: self.source,
+            source_id: self.source_id,
+            occurred_at: self.occurred_at,
+            received_at,
+            actor: self.actor,
+            refs: self.refs,
+            body: self.body,
+        }
     }
 }
 
@@ -472,10 +505,19 @@ mod tests {
     #[test]
     fn refs_required_by_type() {
         let none = Refs::default();
-        assert_eq!(none.check_for(EventType::DealWon).unwrap_err().field, "deal");
-        assert_eq!(none.check_for(EventType::PersonCreated).unwrap_err().field, "person");
+        assert_eq!(
+            none.check_for(EventType::DealWon).unwrap_err().field,
+            "deal"
+        );
+        assert_eq!(
+            none.check_for(EventType::PersonCreated).unwrap_err().field,
+            "person"
+        );
         assert!(none.check_for(EventType::EmailSent).is_err());
-        let lead = Refs { lead: Some(RecordId::parse("L1").unwrap()), ..Refs::default() };
+        let lead = Refs {
+            lead: Some(RecordId::parse("L1").unwrap()),
+            ..Refs::default()
+        };
         assert!(lead.check_for(EventType::ObjectionRaised).is_ok());
         assert!(lead.check_for(EventType::EmailSent).is_ok());
         assert!(lead.check_for(EventType::DealCreated).is_err());
@@ -491,7 +533,10 @@ mod tests {
             occurred_at: Timestamp::from_millis(5),
             received_at: Timestamp::from_millis(6),
             actor: Some(Actor::Person(RecordId::parse("maya@acme.example").unwrap())),
-            refs: Refs { deal: Some(RecordId::parse("D1").unwrap()), ..Refs::default() },
+            refs: Refs {
+                deal: Some(RecordId::parse("D1").unwrap()),
+                ..Refs::default()
+            },
             body: EventBody::ObjectionRaised(ObjectionFields {
                 kind: ObjectionKind::Pricing,
                 text: None,

@@ -89,7 +89,13 @@ pub enum RecordKind {
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 5] = [Self::Lead, Self::Contact, Self::Account, Self::Deal, Self::Person];
+    pub const ALL: [RecordKind; 5] = [
+        Self::Lead,
+        Self::Contact,
+        Self::Account,
+        Self::Deal,
+        Self::Person,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -152,7 +158,10 @@ mod tests {
     #[test]
     fn ids_reject_empty_long_and_control_text() {
         assert_eq!(RecordId::parse("  "), Err(IdError::Empty));
-        assert!(matches!(RecordId::parse("x".repeat(201)), Err(IdError::TooLong { .. })));
+        assert!(matches!(
+            RecordId::parse("x".repeat(201)),
+            Err(IdError::TooLong { .. })
+        ));
         assert_eq!(RecordId::parse("a\nb"), Err(IdError::Control));
         assert_eq!(RecordId::parse("D-1").unwrap().as_str(), "D-1");
     }

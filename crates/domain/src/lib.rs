@@ -12,9 +12,9 @@ mod state;
 mod time;
 
 pub use event::{
-    AccountFields, Actor, Amount, CallFields, ContactFields, ContentViewed, DealClosed,
-    DealFields, Direction, ENVELOPE_VERSION, EmailFields, Event, EventBody, EventId, EventType,
-    FieldMap, FormSubmitted, InterventionFields, LeadFields, LinkClicked, MeetingFields,
+    AccountFields, Actor, Amount, CallFields, ContactFields, ContentViewed, DealClosed, DealFields,
+    Direction, ENVELOPE_VERSION, EmailFields, Event, EventBody, EventId, EventType, FieldMap,
+    FormSubmitted, InterventionFields, LeadFields, LinkClicked, MeetingFields, NewEvent,
     NoteFields, ObjectionFields, ObjectionKind, PersonFields, RefError, Refs, StageChange,
 };
 pub use ids::{IdError, RecordId, RecordKey, RecordKind, Role, Stage};

@@ -60,7 +60,10 @@ impl Money {
         if !amount.is_finite() || !(0.0..1e15).contains(&amount) {
             return Err(MoneyError::Amount(amount));
         }
-        Ok(Self { minor: (amount * 100.0).round() as i64, currency })
+        Ok(Self {
+            minor: (amount * 100.0).round() as i64,
+            currency,
+        })
     }
 
     pub fn major(&self) -> f64 {

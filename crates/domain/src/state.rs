@@ -62,7 +62,11 @@ impl Engagement {
     fn apply(&mut self, event: &Event) {
         let at = event.occurred_at;
         let buyer = matches!(event.actor, Some(Actor::Contact(_)));
-        let side = if buyer { Direction::Inbound } else { Direction::Outbound };
+        let side = if buyer {
+            Direction::Inbound
+        } else {
+            Direction::Outbound
+        };
         match &event.body {
             EventBody::EmailSent(_) => {
                 self.emails_sent += 1;
@@ -103,7 +107,11 @@ impl Engagement {
                 self.touch(at, Some(Direction::Inbound));
             }
             EventBody::ObjectionRaised(o) => {
-                self.objections.push(Objection { kind: o.kind, at, text: o.text.clone() });
+                self.objections.push(Objection {
+                    kind: o.kind,
+                    at,
+                    text: o.text.clone(),
+                });
                 self.touch(at, Some(Direction::Inbound));
             }
             EventBody::InterventionLogged(_)
@@ -234,7 +242,11 @@ impl Deal {
         if let Some(last) = self.stage_history.last_mut() {
             last.left_at.get_or_insert(at);
         }
-        self.stage_history.push(StageVisit { stage: stage.clone(), entered_at: at, left_at: None });
+        self.stage_history.push(StageVisit {
+            stage: stage.clone(),
+            entered_at: at,
+            left_at: None,
+        });
         self.stage = Some(stage.clone());
     }
 
@@ -269,7 +281,13 @@ impl Deal {
         self.close_reason = None;
     }
 
-    fn close(&mut self, status: DealStatus, stage: &str, f: &crate::event::DealClosed, at: Timestamp) {
+    fn close(
+        &mut self,
+        status: DealStatus,
+        stage: &str,
+        f: &crate::event::DealClosed,
+        at: Timestamp,
+    ) {
         if let Some(amount) = f.amount {
             self.amount = Some(amount.to_money(f.currency.or(self.amount.map(|m| m.currency))));
         }

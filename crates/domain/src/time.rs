@@ -37,7 +37,9 @@ impl Timestamp {
 
     /// The calendar date of this instant in UTC.
     pub fn date_utc(self) -> Date {
-        self.to_jiff().to_zoned_datetime(jiff::tz::TimeZone::UTC).date()
+        self.to_jiff()
+            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+            .date()
     }
 }
 
@@ -45,7 +47,9 @@ impl FromStr for Timestamp {
     type Err = TimestampError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let ts: jiff::Timestamp = s.parse().map_err(|e: jiff::Error| TimestampError(e.to_string()))?;
+        let ts: jiff::Timestamp = s
+            .parse()
+            .map_err(|e: jiff::Error| TimestampError(e.to_string()))?;
         Ok(Self(ts.as_millisecond()))
     }
 }
@@ -90,7 +94,10 @@ mod tests {
     #[test]
     fn days_until_floors_and_never_goes_negative() {
         let a = Timestamp::from_millis(0);
-        assert_eq!(a.days_until(Timestamp::from_millis(MILLIS_PER_DAY * 2 - 1)), 1);
+        assert_eq!(
+            a.days_until(Timestamp::from_millis(MILLIS_PER_DAY * 2 - 1)),
+            1
+        );
         assert_eq!(Timestamp::from_millis(MILLIS_PER_DAY).days_until(a), 0);
     }
 }

@@ -1,1 +1,173 @@
+//! pipewright's storage: the event log, the derived state of every record, and API tokens,
+//! behind the [`Store`] trait, with an embedded SQLite adapter ([`SqliteStore`]).
+//!
+//! The trait is written for several backends: nothing above it knows SQL or which database is
+//! in use. An adapter must append events and update the derived state they imply in one
+//! transaction, acknowledge only what it has committed, and ignore an event whose
+//! (source, source id) it already holds. Derived state comes from `domain::Record::fold`; the
+//! store never interprets events itself.
 
+mod sqlite;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use domain::{Event, EventId, NewEvent, Record, RecordKey, RecordKind, Timestamp};
+
+pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+    #[error("the store is shutting down")]
+    Closed,
+    #[error("database error")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// What became of one event handed to [`Store::ingest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Ingested {
+    /// Newly appended to the log; `seq` is its position.
+    Stored { id: EventId, seq: i64 },
+    /// An event with the same (source, source id) was already stored; nothing changed.
+    Duplicate { id: EventId },
+}
+
+/// A record's derived state as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredRecord {
+    pub record: Record,
+    /// When the record last changed in the store (commit time).
+    pub updated_at: Timestamp,
+    /// The occurrence time of its latest event.
+    pub last_event_at: Timestamp,
+}
+
+/// Filters for listing records; every filter is optional.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    pub kind: RecordKind,
+    pub stage: Option<String>,
+    pub owner: Option<String>,
+    pub updated_since: Option<Timestamp>,
+    /// Return records whose id sorts after this one (the previous page's `next`).
+    pub after: Option<String>,
+    pub limit: usize,
+}
+
+impl ListQuery {
+    pub fn new(kind: RecordKind) -> Self {
+        Self {
+            kind,
+            stage: None,
+            owner: None,
+            updated_since: None,
+            after: None,
+            limit: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Page {
+    pub items: Vec<StoredRecord>,
+    /// The cursor for the next page, when there is one.
+    pub next: Option<String>,
+}
+
+/// The roles an API token can carry, each including the ones below it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenRole {
+    Reader,
+    Writer,
+    Admin,
+}
+
+impl TokenRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reader => "reader",
+            Self::Writer => "writer",
+            Self::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Reader, Self::Writer, Self::Admin]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub name: String,
+    pub role: TokenRole,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// A token to store: its public id and the hash of its secret (never the secret itself).
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub id: String,
+    pub name: String,
+    pub role: TokenRole,
+    pub hash: String,
+}
+
+/// The storage contract every backend fulfils; the conformance suite in `tests/` checks it.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Appends `events` to the log and updates the derived state of the records they concern.
+    ///
+    /// # Contract
+    /// All of `events` are committed together, or none is: when this returns `Ok` they are
+    /// durable to the configured level. Results are in input order. An event whose (source,
+    /// source id) is already stored — earlier or within the same call — is reported as
+    /// [`Ingested::Duplicate`] and changes nothing. Events may arrive out of occurrence order;
+    /// derived state is always the fold of the record's events sorted by occurrence time.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when the database fails (nothing is written), [`Error::Closed`] during
+    /// shutdown.
+    async fn ingest(&self, events: Vec<NewEvent>) -> Result<Vec<Ingested>>;
+
+    /// The derived state of one record, or `None` if no event has concerned it.
+    async fn record(&self, key: &RecordKey) -> Result<Option<StoredRecord>>;
+
+    /// The most recent `limit` events concerning a record, oldest first.
+    async fn timeline(&self, key: &RecordKey, limit: usize) -> Result<Vec<Event>>;
+
+    /// Records of one kind matching the query, ordered by id.
+    async fn list(&self, query: &ListQuery) -> Result<Page>;
+
+    /// Events in log order with a sequence number above `after_seq`, at most `limit` of them.
+    async fn events_after(&self, after_seq: i64, limit: usize) -> Result<Vec<(i64, Event)>>;
+
+    async fn event_count(&self) -> Result<u64>;
+
+    async fn create_token(&self, token: NewToken) -> Result<TokenInfo>;
+    async fn tokens(&self) -> Result<Vec<TokenInfo>>;
+    /// # Errors
+    /// [`Error::NotFound`] when no token has this id.
+    async fn revoke_token(&self, id: &str) -> Result<TokenInfo>;
+    /// The live (not revoked) token whose secret hashes to `hash`.
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>>;
+
+    /// Succeeds when the database answers.
+    async fn ping(&self) -> Result<()>;
+}

@@ -5,8 +5,9 @@
 
 use serde_json::{Map, Value};
 
-use crate::json::{NewEvent, parse_one};
+use crate::json::parse_one;
 use crate::{Problem, ProblemCode};
+use domain::NewEvent;
 
 /// The column mapping, as printed in the README and by `pipewright import --help`.
 pub const CSV_COLUMNS_DOC: &str = "\
@@ -21,9 +22,24 @@ CSV columns (a header row is required; column order is free; empty cells are ign
   auto_reply, key_person, available are true/false;
   contacts, attendees, roles are lists separated by '|'.";
 
-const ENVELOPE: &[&str] =
-    &["type", "source", "source_id", "occurred_at", "deal", "lead", "contact", "account", "person"];
-const NUMBERS: &[&str] = &["amount", "employees", "capacity", "duration_minutes", "seconds"];
+const ENVELOPE: &[&str] = &[
+    "type",
+    "source",
+    "source_id",
+    "occurred_at",
+    "deal",
+    "lead",
+    "contact",
+    "account",
+    "person",
+];
+const NUMBERS: &[&str] = &[
+    "amount",
+    "employees",
+    "capacity",
+    "duration_minutes",
+    "seconds",
+];
 const BOOLS: &[&str] = &["auto_reply", "key_person", "available"];
 const LISTS: &[&str] = &["contacts", "attendees", "roles"];
 
@@ -34,7 +50,9 @@ fn typed(column: &str, cell: &str) -> Value {
     }
     if LISTS.contains(&column) {
         return Value::Array(
-            cell.split('|').map(|s| Value::String(s.trim().to_owned())).collect(),
+            cell.split('|')
+                .map(|s| Value::String(s.trim().to_owned()))
+                .collect(),
         );
     }
     Value::String(cell.to_owned())
@@ -87,7 +105,10 @@ fn row_to_json(headers: &csv::StringRecord, row: &csv::StringRecord) -> Value {
 /// Maps a JSON path back to the CSV column that filled it.
 fn column_of(path: &str) -> String {
     let path = path.strip_prefix("data.").unwrap_or(path);
-    let path = path.strip_prefix("fields.").map(|f| format!("field.{f}")).unwrap_or(path.to_owned());
+    let path = path
+        .strip_prefix("fields.")
+        .map(|f| format!("field.{f}"))
+        .unwrap_or(path.to_owned());
     match path.split_once('.') {
         Some(("actor", kind)) => format!("actor_{kind}"),
         _ => path.split('[').next().unwrap_or(&path).to_owned(),
@@ -97,7 +118,9 @@ fn column_of(path: &str) -> String {
 /// Parses CSV text row by row. Each row yields its event or its problem; one bad row never
 /// stops the rest. Line numbers count the header as line 1.
 pub fn parse_csv(text: &str) -> Vec<Result<NewEvent, Problem>> {
-    let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(text.as_bytes());
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_reader(text.as_bytes());
     let headers = match reader.headers() {
         Ok(h) => h.clone(),
         Err(e) => {

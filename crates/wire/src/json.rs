@@ -2,37 +2,10 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use domain::{
-    Actor, ENVELOPE_VERSION, Event, EventBody, EventId, EventType, RecordId, Refs, Timestamp,
+    Actor, ENVELOPE_VERSION, Event, EventBody, EventType, NewEvent, RecordId, Refs, Timestamp,
 };
 
 use crate::{Problem, ProblemCode};
-
-/// An event as received, before the log gives it an id and a receipt time.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewEvent {
-    pub source: String,
-    pub source_id: String,
-    pub occurred_at: Timestamp,
-    pub actor: Option<Actor>,
-    pub refs: Refs,
-    pub body: EventBody,
-}
-
-impl NewEvent {
-    pub fn stamp(self, id: EventId, received_at: Timestamp) -> Event {
-        Event {
-            version: ENVELOPE_VERSION,
-            id,
-            source: self.source,
-            source_id: self.source_id,
-            occurred_at: self.occurred_at,
-            received_at,
-            actor: self.actor,
-            refs: self.refs,
-            body: self.body,
-        }
-    }
-}
 
 /// The envelope as it appears on the wire.
 #[derive(Deserialize)]
@@ -66,7 +39,9 @@ fn string_or_integer<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error
     match Id::deserialize(d) {
         Ok(Id::S(s)) => Ok(s),
         Ok(Id::N(n)) => Ok(n.to_string()),
-        Err(_) => Err(serde::de::Error::custom("invalid type: expected a string or an integer")),
+        Err(_) => Err(serde::de::Error::custom(
+            "invalid type: expected a string or an integer",
+        )),
     }
 }
 
@@ -85,12 +60,22 @@ impl Origin {
         let offset = (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize);
         let before = &whole.as_bytes()[..offset.min(whole.len())];
         let line = 1 + before.iter().filter(|b| **b == b'\n').count();
-        let line_start = before.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
-        Origin { line, column: offset - line_start + 1 }
+        let line_start = before
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |p| p + 1);
+        Origin {
+            line,
+            column: offset - line_start + 1,
+        }
     }
 
     fn shift(self, line: usize, column: usize) -> (usize, usize) {
-        if line <= 1 { (self.line, self.column + column.saturating_sub(1)) } else { (self.line + line - 1, column) }
+        if line <= 1 {
+            (self.line, self.column + column.saturating_sub(1))
+        } else {
+            (self.line + line - 1, column)
+        }
     }
 
     fn problem(
@@ -151,7 +136,11 @@ fn from_slice<'a, T: Deserialize<'a>>(
     let mut de = serde_json::Deserializer::from_str(text);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        let path = if path == "." { prefix.trim_end_matches('.').to_owned() } else { format!("{prefix}{path}") };
+        let path = if path == "." {
+            prefix.trim_end_matches('.').to_owned()
+        } else {
+            format!("{prefix}{path}")
+        };
         origin.problem(e.inner(), Some(path), index)
     })?;
     de.end().map_err(|e| origin.problem(&e, None, index))?;
@@ -187,13 +176,24 @@ fn parse_in(whole: &str, text: &str, index: Option<usize>) -> Result<NewEvent, P
             origin,
             ProblemCode::UnsupportedVersion,
             "v",
-            format!("envelope version {v} is not supported; this server reads version {ENVELOPE_VERSION}"),
+            format!(
+                "envelope version {v} is not supported; this server reads version {ENVELOPE_VERSION}"
+            ),
             index,
         ));
     }
-    for (field, value, max) in [("source", &wire.source, 100), ("source_id", &wire.source_id, 200)] {
+    for (field, value, max) in [
+        ("source", &wire.source, 100),
+        ("source_id", &wire.source_id, 200),
+    ] {
         Event::check_source_text(value, max).map_err(|e| {
-            problem_at(origin, ProblemCode::InvalidField, field, format!("{field} {e}"), index)
+            problem_at(
+                origin,
+                ProblemCode::InvalidField,
+                field,
+                format!("{field} {e}"),
+                index,
+            )
         })?;
     }
     let refs = Refs {
@@ -209,9 +209,8 @@ fn parse_in(whole: &str, text: &str, index: Option<usize>) -> Result<NewEvent, P
         Some(raw) => parse_data(ty, raw.get(), Origin::of(whole, raw.get()), index)?,
         None => parse_data(ty, "{}", origin, index)?,
     };
-    check_time_zones(&body).map_err(|(field, msg)| {
-        problem_at(origin, ProblemCode::InvalidField, field, msg, index)
-    })?;
+    check_time_zones(&body)
+        .map_err(|(field, msg)| problem_at(origin, ProblemCode::InvalidField, field, msg, index))?;
     Ok(NewEvent {
         source: wire.source,
         source_id: wire.source_id,
@@ -222,15 +221,27 @@ fn parse_in(whole: &str, text: &str, index: Option<usize>) -> Result<NewEvent, P
     })
 }
 
-fn parse_data(ty: EventType, text: &str, origin: Origin, index: Option<usize>) -> Result<EventBody, Problem> {
+fn parse_data(
+    ty: EventType,
+    text: &str,
+    origin: Origin,
+    index: Option<usize>,
+) -> Result<EventBody, Problem> {
     let mut de = serde_json::Deserializer::from_str(text);
     let mut track = serde_path_to_error::Track::new();
-    let result = EventBody::deserialize_data(ty, serde_path_to_error::Deserializer::new(&mut de, &mut track));
+    let result = EventBody::deserialize_data(
+        ty,
+        serde_path_to_error::Deserializer::new(&mut de, &mut track),
+    );
     match result {
         Ok(body) => Ok(body),
         Err(e) => {
             let path = track.path().to_string();
-            let path = if path == "." { "data".to_owned() } else { format!("data.{path}") };
+            let path = if path == "." {
+                "data".to_owned()
+            } else {
+                format!("data.{path}")
+            };
             Err(origin.problem(&e, Some(path), index))
         }
     }
@@ -265,9 +276,13 @@ pub fn parse_batch(text: &str) -> Result<Vec<NewEvent>, Vec<Problem>> {
     if !trimmed.starts_with('[') {
         return parse_one(text).map(|e| vec![e]).map_err(|p| vec![p]);
     }
-    let items: Vec<&RawValue> =
-        from_slice(text, Origin::START, "", None).map_err(|p| vec![p])?;
-    collect(items.iter().enumerate().map(|(i, raw)| parse_in(text, raw.get(), Some(i))))
+    let items: Vec<&RawValue> = from_slice(text, Origin::START, "", None).map_err(|p| vec![p])?;
+    collect(
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| parse_in(text, raw.get(), Some(i))),
+    )
 }
 
 /// Parses newline-delimited JSON: one event per non-blank line.
@@ -280,7 +295,9 @@ pub fn parse_ndjson(text: &str) -> Result<Vec<NewEvent>, Vec<Problem>> {
     )
 }
 
-fn collect(results: impl Iterator<Item = Result<NewEvent, Problem>>) -> Result<Vec<NewEvent>, Vec<Problem>> {
+fn collect(
+    results: impl Iterator<Item = Result<NewEvent, Problem>>,
+) -> Result<Vec<NewEvent>, Vec<Problem>> {
     let mut events = Vec::new();
     let mut problems = Vec::new();
     for r in results {
@@ -289,5 +306,9 @@ fn collect(results: impl Iterator<Item = Result<NewEvent, Problem>>) -> Result<V
             Err(p) => problems.push(p),
         }
     }
-    if problems.is_empty() { Ok(events) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(events)
+    } else {
+        Err(problems)
+    }
 }

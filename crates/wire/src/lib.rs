@@ -9,7 +9,8 @@ mod csv_format;
 mod json;
 
 pub use csv_format::{CSV_COLUMNS_DOC, parse_csv};
-pub use json::{NewEvent, parse_batch, parse_ndjson, parse_one};
+pub use domain::NewEvent;
+pub use json::{parse_batch, parse_ndjson, parse_one};
 
 use serde::Serialize;
 

@@ -40,13 +40,18 @@ fn unknown_event_type_is_named_with_the_known_ones() {
     let p = one_problem(&GOOD.replace("objection.raised", "deal.exploded"));
     assert_eq!(p.code, ProblemCode::UnknownEventType);
     assert_eq!(p.field.as_deref(), Some("type"));
-    assert!(p.message.contains("deal.exploded") && p.message.contains("deal.won"), "{p}");
+    assert!(
+        p.message.contains("deal.exploded") && p.message.contains("deal.won"),
+        "{p}"
+    );
     assert_eq!(p.line, Some(1));
 }
 
 #[test]
 fn missing_envelope_field_is_named() {
-    let p = one_problem(r#"{"type":"deal.won","source":"crm","deal":"D","occurred_at":"2026-11-02T09:00:00Z"}"#);
+    let p = one_problem(
+        r#"{"type":"deal.won","source":"crm","deal":"D","occurred_at":"2026-11-02T09:00:00Z"}"#,
+    );
     assert_eq!(p.code, ProblemCode::MissingField);
     assert!(p.message.contains("source_id"), "{p}");
 }
@@ -153,5 +158,8 @@ deal.explode,crm,4,2026-11-01T09:00:00Z,D-2,,,,,
     let bad = rows[2].as_ref().unwrap_err();
     assert_eq!((bad.line, bad.field.as_deref()), (Some(4), Some("amount")));
     let bad = rows[3].as_ref().unwrap_err();
-    assert_eq!((bad.line, bad.code), (Some(5), ProblemCode::UnknownEventType));
+    assert_eq!(
+        (bad.line, bad.code),
+        (Some(5), ProblemCode::UnknownEventType)
+    );
 }

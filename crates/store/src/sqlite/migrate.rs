@@ -1,0 +1,32 @@
+//! Schema migrations, tracked in SQLite's `user_version`. Each runs once, in its own
+//! transaction, in order; a database newer than this binary is refused.
+
+use rusqlite::Connection;
+
+use super::backend;
+use crate::{Error, Result};
+
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_event_log.sql")];
+
+pub(super) fn run(conn: &mut Connection) -> Result<()> {
+    let current: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(backend)?;
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        return Err(Error::Invalid(format!(
+            "the database schema is version {current}, newer than this binary's {known}; upgrade pipewright"
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        tx.execute_batch(sql).map_err(backend)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)
+            .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        tracing::info!(version = i + 1, "applied SQLite migration");
+    }
+    Ok(())
+}

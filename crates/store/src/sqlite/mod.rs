@@ -1,0 +1,421 @@
+//! The embedded SQLite adapter.
+//!
+//! One writer thread owns the only writing connection and commits in groups: it takes every
+//! request waiting in its queue (up to a bound), applies them in one `BEGIN IMMEDIATE`
+//! transaction with a savepoint per request, commits once, then answers each request. A request
+//! is answered only after the commit that holds it, so "acknowledged" means "committed". Reads
+//! go through a small pool of read-only connections; WAL mode lets them run beside the writer.
+
+mod migrate;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+
+use clock::Clock;
+use domain::{Event, NewEvent, Record, RecordKey, Timestamp};
+
+use crate::{
+    Error, Ingested, ListQuery, NewToken, Page, Result, Store, StoredRecord, TokenInfo, TokenRole,
+};
+
+/// SQLite's `synchronous` setting: what "committed" survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Synchronous {
+    /// Every commit is fsynced before it is acknowledged: survives a process crash, an OS crash
+    /// and power loss.
+    #[default]
+    Full,
+    /// The WAL is fsynced at checkpoints only: survives a process crash (kill -9) but may lose
+    /// the last acknowledged commits on an OS crash or power loss.
+    Normal,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    pub path: PathBuf,
+    pub synchronous: Synchronous,
+    /// The most events one group commit takes before committing.
+    pub max_group_events: usize,
+    pub read_connections: usize,
+}
+
+impl SqliteOptions {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            synchronous: Synchronous::Full,
+            max_group_events: 10_000,
+            read_connections: 4,
+        }
+    }
+}
+
+pub(crate) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::Backend(Box::new(e))
+}
+
+fn open(path: &Path, synchronous: Synchronous, read_only: bool) -> Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(backend)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(backend)?;
+    let sync = match synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    if !read_only {
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+    }
+    conn.pragma_update(None, "synchronous", sync)
+        .map_err(backend)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// A handful of read-only connections, used from blocking tasks.
+#[derive(Debug)]
+struct ReadPool {
+    path: PathBuf,
+    synchronous: Synchronous,
+    idle: Mutex<Vec<Connection>>,
+    max_idle: usize,
+}
+
+impl ReadPool {
+    async fn run<T, F>(self: &Arc<Self>, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let pool = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.idle.lock().map_err(|_| Error::Closed)?.pop();
+            let conn = match conn {
+                Some(c) => c,
+                None => open(&pool.path, pool.synchronous, true)?,
+            };
+            let out = f(&conn);
+            let mut idle = pool.idle.lock().map_err(|_| Error::Closed)?;
+            if idle.len() < pool.max_idle {
+                idle.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|_| Error::Closed)?
+    }
+}
+
+/// The embedded SQLite store. Cheap to clone; all clones share one writer thread.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: mpsc::Sender<writer::Command>,
+    reads: Arc<ReadPool>,
+    _thread: Arc<writer::Thread>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `options.path` and runs pending migrations.
+    pub fn open(options: SqliteOptions, clock: Arc<dyn Clock>) -> Result<Self> {
+        let mut conn = open(&options.path, options.synchronous, false)?;
+        migrate::run(&mut conn)?;
+        let (tx, thread) = writer::spawn(conn, clock, options.max_group_events)?;
+        Ok(Self {
+            writer: tx,
+            reads: Arc::new(ReadPool {
+                path: options.path,
+                synchronous: options.synchronous,
+                idle: Mutex::new(Vec::new()),
+                max_idle: options.read_connections.max(1),
+            }),
+            _thread: Arc::new(thread),
+        })
+    }
+
+    /// Runs `f` on the writer thread in its own transaction, committed before the reply.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>, Timestamp) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (reply, rx) = oneshot::channel();
+        let job: writer::Job = Box::new(move |conn, now| {
+            let out = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)
+                .and_then(|tx| {
+                    let value = f(&tx, now)?;
+                    tx.commit().map_err(backend)?;
+                    Ok(value)
+                });
+            let _ = reply.send(out);
+        });
+        self.writer
+            .send(writer::Command::Job(job))
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(json: &str) -> Result<T> {
+    serde_json::from_str(json).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+fn token_from_row(
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(String, String, String, i64, Option<i64>)> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+    ))
+}
+
+fn token_info(
+    (id, name, role, created, revoked): (String, String, String, i64, Option<i64>),
+) -> Result<TokenInfo> {
+    let role =
+        TokenRole::parse(&role).ok_or_else(|| Error::Corrupt(format!("token role {role:?}")))?;
+    Ok(TokenInfo {
+        id,
+        name,
+        role,
+        created_at: Timestamp::from_millis(created),
+        revoked_at: revoked.map(Timestamp::from_millis),
+    })
+}
+
+const TOKEN_COLUMNS: &str = "id, name, role, created_at, revoked_at";
+
+fn stored_record(state: &str, updated_at: i64, last: i64) -> Result<StoredRecord> {
+    Ok(StoredRecord {
+        record: decode::<Record>(state)?,
+        updated_at: Timestamp::from_millis(updated_at),
+        last_event_at: Timestamp::from_millis(last),
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ingest(&self, events: Vec<NewEvent>) -> Result<Vec<Ingested>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(writer::Command::Ingest { events, reply })
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    async fn record(&self, key: &RecordKey) -> Result<Option<StoredRecord>> {
+        let key = key.clone();
+        self.reads
+            .run(move |conn| {
+                let row = conn
+                    .prepare_cached(
+                        "SELECT state, updated_at, last_occurred_at FROM records WHERE kind = ?1 AND id = ?2",
+                    )
+                    .and_then(|mut s| {
+                        s.query_row(params![key.kind.as_str(), key.id.as_str()], |r| {
+                            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                        })
+                        .optional()
+                    })
+                    .map_err(backend)?;
+                row.map(|(s, u, l)| stored_record(&s, u, l)).transpose()
+            })
+            .await
+    }
+
+    async fn timeline(&self, key: &RecordKey, limit: usize) -> Result<Vec<Event>> {
+        let key = key.clone();
+        self.reads
+            .run(move |conn| writer::record_events(conn, &key, Some(limit)))
+            .await
+    }
+
+    async fn list(&self, q: &ListQuery) -> Result<Page> {
+        let q = q.clone();
+        self.reads
+            .run(move |conn| {
+                let mut sql = String::from(
+                    "SELECT id, state, updated_at, last_occurred_at FROM records WHERE kind = ?1",
+                );
+                let mut args: Vec<rusqlite::types::Value> = vec![q.kind.as_str().to_owned().into()];
+                let mut push = |clause: &str, v: rusqlite::types::Value| {
+                    args.push(v);
+                    sql.push_str(&format!(" AND {clause} ?{}", args.len()));
+                };
+                if let Some(stage) = &q.stage {
+                    push("stage =", stage.clone().into());
+                }
+                if let Some(owner) = &q.owner {
+                    push("owner =", owner.clone().into());
+                }
+                if let Some(since) = q.updated_since {
+                    push("updated_at >=", since.as_millis().into());
+                }
+                if let Some(after) = &q.after {
+                    push("id >", after.clone().into());
+                }
+                let limit = q.limit.clamp(1, 1000);
+                sql.push_str(&format!(" ORDER BY id LIMIT {}", limit + 1));
+                let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+                let rows = stmt
+                    .query_map(rusqlite::params_from_iter(args), |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                        ))
+                    })
+                    .map_err(backend)?
+                    .collect::<rusqlite::Result<Vec<(String, String, i64, i64)>>>()
+                    .map_err(backend)?;
+                let more = rows.len() > limit;
+                let mut items = Vec::with_capacity(limit);
+                let mut last_id = None;
+                for (id, state, updated, last) in rows.into_iter().take(limit) {
+                    items.push(stored_record(&state, updated, last)?);
+                    last_id = Some(id);
+                }
+                Ok(Page {
+                    items,
+                    next: if more { last_id } else { None },
+                })
+            })
+            .await
+    }
+
+    async fn events_after(&self, after_seq: i64, limit: usize) -> Result<Vec<(i64, Event)>> {
+        self.reads
+            .run(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT seq, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                    )
+                    .map_err(backend)?;
+                let rows = stmt
+                    .query_map(params![after_seq, limit as i64], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                    })
+                    .map_err(backend)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(backend)?;
+                rows.into_iter()
+                    .map(|(seq, body)| Ok((seq, decode(&body)?)))
+                    .collect()
+            })
+            .await
+    }
+
+    async fn event_count(&self) -> Result<u64> {
+        self.reads
+            .run(|conn| {
+                conn.query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0))
+                    .map(|n| n as u64)
+                    .map_err(backend)
+            })
+            .await
+    }
+
+    async fn create_token(&self, token: NewToken) -> Result<TokenInfo> {
+        self.write(move |tx, now| {
+            let now = now.as_millis();
+            tx.execute(
+                "INSERT INTO api_tokens (id, name, role, hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![token.id, token.name, token.role.as_str(), token.hash, now],
+            )
+            .map_err(backend)?;
+            Ok(TokenInfo {
+                id: token.id,
+                name: token.name,
+                role: token.role,
+                created_at: Timestamp::from_millis(now),
+                revoked_at: None,
+            })
+        })
+        .await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenInfo>> {
+        self.reads
+            .run(|conn| {
+                let mut stmt = conn
+                    .prepare_cached(&format!(
+                        "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at, id"
+                    ))
+                    .map_err(backend)?;
+                let rows = stmt
+                    .query_map([], token_from_row)
+                    .map_err(backend)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(backend)?;
+                rows.into_iter().map(token_info).collect()
+            })
+            .await
+    }
+
+    async fn revoke_token(&self, id: &str) -> Result<TokenInfo> {
+        let id = id.to_owned();
+        self.write(move |tx, now| {
+            let now = now.as_millis();
+            tx.execute(
+                "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1",
+                params![id, now],
+            )
+            .map_err(backend)?;
+            let row = tx
+                .query_row(
+                    &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = ?1"),
+                    params![id],
+                    token_from_row,
+                )
+                .optional()
+                .map_err(backend)?;
+            row.map(token_info)
+                .transpose()?
+                .ok_or_else(|| Error::NotFound(format!("token {id}")))
+        })
+        .await
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>> {
+        let hash = hash.to_owned();
+        self.reads
+            .run(move |conn| {
+                let row = conn
+                    .prepare_cached(&format!(
+                        "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE hash = ?1 AND revoked_at IS NULL"
+                    ))
+                    .and_then(|mut s| s.query_row(params![hash], token_from_row).optional())
+                    .map_err(backend)?;
+                row.map(token_info).transpose()
+            })
+            .await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.reads
+            .run(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
+            .await
+    }
+}

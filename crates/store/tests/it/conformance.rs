@@ -1,0 +1,639 @@
+use std::sync::Arc;
+
+use domain::{DealStatus, ObjectionKind, Record, RecordId, RecordKey, RecordKind, Role};
+use store::{Ingested, ListQuery, NewToken, Store, TokenRole};
+
+use crate::{Harness, ev, sqlite, ts};
+
+fn key(kind: RecordKind, id: &str) -> RecordKey {
+    RecordKey::new(kind, RecordId::parse(id).unwrap())
+}
+
+async fn deal(store: &dyn Store, id: &str) -> domain::Deal {
+    match store
+        .record(&key(RecordKind::Deal, id))
+        .await
+        .unwrap()
+        .expect("deal exists")
+        .record
+    {
+        Record::Deal(d) => d,
+        other => panic!("not a deal: {other:?}"),
+    }
+}
+
+fn stored(results: &[Ingested]) -> usize {
+    results
+        .iter()
+        .filter(|r| matches!(r, Ingested::Stored { .. }))
+        .count()
+}
+
+/// One deal's life touching every event type; each derived fact is checked.
+fn story() -> Vec<domain::NewEvent> {
+    let d = r#""deal":"D-1""#;
+    vec![
+        ev(
+            "person.created",
+            "p1",
+            "2026-10-01T00:00:00Z",
+            r#""person":"maya@acme.example""#,
+            r#"{"name":"Maya","roles":["founder"],"key_person":true,"timezone":"Europe/Berlin"}"#,
+        ),
+        ev(
+            "person.updated",
+            "p2",
+            "2026-10-01T00:00:01Z",
+            r#""person":"maya@acme.example""#,
+            r#"{"available":false}"#,
+        ),
+        ev(
+            "account.created",
+            "a1",
+            "2026-10-01T00:00:00Z",
+            r#""account":"A-1""#,
+            r#"{"name":"Globex","industry":"logistics","employees":250}"#,
+        ),
+        ev(
+            "account.updated",
+            "a2",
+            "2026-10-02T00:00:00Z",
+            r#""account":"A-1""#,
+            r#"{"segment":"mid-market"}"#,
+        ),
+        ev(
+            "lead.created",
+            "l1",
+            "2026-10-01T09:00:00Z",
+            r#""lead":"L-1""#,
+            r#"{"name":"Hank","email":"hank@globex.example","origin":"webinar"}"#,
+        ),
+        ev(
+            "lead.updated",
+            "l2",
+            "2026-10-01T10:00:00Z",
+            r#""lead":"L-1""#,
+            r#"{"status":"qualified","owner":"sam@acme.example"}"#,
+        ),
+        ev(
+            "contact.created",
+            "c1",
+            "2026-10-02T09:00:00Z",
+            r#""contact":"C-1","account":"A-1""#,
+            r#"{"name":"Hank","timezone":"America/Chicago"}"#,
+        ),
+        ev(
+            "contact.updated",
+            "c2",
+            "2026-10-02T09:30:00Z",
+            r#""contact":"C-1""#,
+            r#"{"role":"champion"}"#,
+        ),
+        ev(
+            "deal.created",
+            "d1",
+            "2026-10-03T09:00:00Z",
+            &format!(r#"{d},"lead":"L-1","account":"A-1""#),
+            r#"{"name":"Globex rollout","stage":"discovery","owner":"sam@acme.example","amount":48000,"currency":"EUR","close_date":"2026-12-15","contacts":["C-1"],"fields":{"budget_confirmed":false}}"#,
+        ),
+        ev(
+            "deal.updated",
+            "d2",
+            "2026-10-04T09:00:00Z",
+            d,
+            r#"{"close_date":"2027-01-15","fields":{"budget_confirmed":true}}"#,
+        ),
+        ev(
+            "email.sent",
+            "e1",
+            "2026-10-05T09:00:00Z",
+            &format!(r#"{d},"contact":"C-1","actor":{{"person":"sam@acme.example"}}"#),
+            r#"{"subject":"Next steps"}"#,
+        ),
+        ev("email.opened", "e2", "2026-10-05T10:00:00Z", d, "{}"),
+        ev(
+            "link.clicked",
+            "e3",
+            "2026-10-05T10:01:00Z",
+            d,
+            r#"{"url":"https://acme.example/roi"}"#,
+        ),
+        ev(
+            "email.received",
+            "e4",
+            "2026-10-06T09:00:00Z",
+            &format!(r#"{d},"actor":{{"contact":"C-2"}}"#),
+            r#"{"subject":"Re: Next steps"}"#,
+        ),
+        ev(
+            "email.received",
+            "e5",
+            "2026-10-06T09:05:00Z",
+            d,
+            r#"{"subject":"Out of office","auto_reply":true}"#,
+        ),
+        ev(
+            "meeting.booked",
+            "m1",
+            "2026-10-07T09:00:00Z",
+            d,
+            r#"{"scheduled_for":"2026-10-09T15:00:00Z"}"#,
+        ),
+        ev(
+            "meeting.held",
+            "m2",
+            "2026-10-09T15:00:00Z",
+            d,
+            r#"{"duration_minutes":45,"attendees":["C-1","C-3"]}"#,
+        ),
+        ev(
+            "call.logged",
+            "k1",
+            "2026-10-10T09:00:00Z",
+            d,
+            r#"{"direction":"outbound","duration_minutes":12}"#,
+        ),
+        ev(
+            "note.added",
+            "n1",
+            "2026-10-10T09:30:00Z",
+            d,
+            r#"{"text":"Wants SSO"}"#,
+        ),
+        ev(
+            "deal.stage_changed",
+            "s1",
+            "2026-10-11T09:00:00Z",
+            d,
+            r#"{"stage":"proposal"}"#,
+        ),
+        ev(
+            "objection.raised",
+            "o1",
+            "2026-10-12T09:00:00Z",
+            d,
+            r#"{"kind":"pricing"}"#,
+        ),
+        ev(
+            "content.viewed",
+            "v1",
+            "2026-10-13T09:00:00Z",
+            d,
+            r#"{"asset":"roi-calculator","seconds":95}"#,
+        ),
+        ev(
+            "form.submitted",
+            "f1",
+            "2026-10-13T09:10:00Z",
+            d,
+            r#"{"form":"pricing-request"}"#,
+        ),
+        ev(
+            "intervention.logged",
+            "i1",
+            "2026-10-14T09:00:00Z",
+            d,
+            r#"{"person":"maya@acme.example","reason":"pricing"}"#,
+        ),
+        ev(
+            "deal.stage_changed",
+            "s2",
+            "2026-10-15T09:00:00Z",
+            d,
+            r#"{"stage":"legal"}"#,
+        ),
+        ev(
+            "deal.lost",
+            "x1",
+            "2026-10-20T09:00:00Z",
+            d,
+            r#"{"reason":"went dark"}"#,
+        ),
+        ev(
+            "deal.won",
+            "w1",
+            "2026-10-25T09:00:00Z",
+            d,
+            r#"{"amount":52000}"#,
+        ),
+    ]
+}
+
+async fn check_story(store: &dyn Store) {
+    let deal = deal(store, "D-1").await;
+    assert_eq!(deal.name.as_deref(), Some("Globex rollout"));
+    assert_eq!(deal.status, DealStatus::Won);
+    assert_eq!(deal.stage.as_ref().unwrap().as_str(), "closed_won");
+    let stages: Vec<&str> = deal
+        .stage_history
+        .iter()
+        .map(|v| v.stage.as_str())
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            "discovery",
+            "proposal",
+            "legal",
+            "closed_lost",
+            "closed_won"
+        ]
+    );
+    assert_eq!(deal.stage_history[1].entered_at, ts("2026-10-11T09:00:00Z"));
+    assert_eq!(
+        deal.stage_history[1].left_at,
+        Some(ts("2026-10-15T09:00:00Z"))
+    );
+    let amount = deal.amount.unwrap();
+    assert_eq!((amount.minor, amount.currency.as_str()), (5_200_000, "EUR"));
+    assert_eq!(deal.close_date.unwrap().to_string(), "2027-01-15");
+    assert_eq!(deal.close_date_pushes, 1);
+    assert_eq!(deal.fields["budget_confirmed"], serde_json::json!(true));
+    assert_eq!(deal.account.as_ref().unwrap().as_str(), "A-1");
+    assert_eq!(deal.lead.as_ref().unwrap().as_str(), "L-1");
+    let stakeholders: Vec<&str> = deal.stakeholders.iter().map(|c| c.as_str()).collect();
+    assert_eq!(stakeholders, ["C-1", "C-2", "C-3"]);
+    let e = &deal.engagement;
+    assert_eq!(
+        (
+            e.emails_sent,
+            e.emails_received,
+            e.auto_replies,
+            e.emails_opened
+        ),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(
+        (e.links_clicked, e.meetings_booked, e.meetings_held, e.calls),
+        (1, 1, 1, 1)
+    );
+    assert_eq!((e.notes, e.content_views, e.forms_submitted), (1, 1, 1));
+    assert_eq!(e.objections.len(), 1);
+    assert_eq!(e.objections[0].kind, ObjectionKind::Pricing);
+    assert_eq!(e.last_inbound_at, Some(ts("2026-10-13T09:10:00Z")));
+    assert_eq!(e.last_outbound_at, Some(ts("2026-10-10T09:00:00Z")));
+    assert_eq!(e.last_activity_at, Some(ts("2026-10-25T09:00:00Z")));
+    assert_eq!(deal.interventions.len(), 1);
+    assert_eq!(deal.interventions[0].reason, "pricing");
+    assert_eq!(deal.closed_at, Some(ts("2026-10-25T09:00:00Z")));
+
+    let Record::Lead(lead) = store
+        .record(&key(RecordKind::Lead, "L-1"))
+        .await
+        .unwrap()
+        .unwrap()
+        .record
+    else {
+        panic!("lead")
+    };
+    assert_eq!(lead.status.as_deref(), Some("converted"));
+    assert_eq!(lead.converted_to.unwrap().as_str(), "D-1");
+    assert_eq!(lead.owner.unwrap().as_str(), "sam@acme.example");
+    let Record::Contact(contact) = store
+        .record(&key(RecordKind::Contact, "C-1"))
+        .await
+        .unwrap()
+        .unwrap()
+        .record
+    else {
+        panic!("contact")
+    };
+    assert_eq!(contact.role.as_deref(), Some("champion"));
+    assert_eq!(contact.account.unwrap().as_str(), "A-1");
+    assert_eq!(contact.timezone.as_deref(), Some("America/Chicago"));
+    assert_eq!(contact.engagement.emails_sent, 1);
+    let Record::Account(account) = store
+        .record(&key(RecordKind::Account, "A-1"))
+        .await
+        .unwrap()
+        .unwrap()
+        .record
+    else {
+        panic!("account")
+    };
+    assert_eq!(
+        (account.segment.as_deref(), account.employees),
+        (Some("mid-market"), Some(250))
+    );
+    let Record::Person(maya) = store
+        .record(&key(RecordKind::Person, "maya@acme.example"))
+        .await
+        .unwrap()
+        .unwrap()
+        .record
+    else {
+        panic!("person")
+    };
+    assert!(maya.key_person && !maya.available);
+    assert!(maya.roles.contains(&Role::Founder));
+}
+
+#[tokio::test]
+async fn every_event_kind_updates_derived_state() {
+    let h = sqlite();
+    let results = h.store.ingest(story()).await.unwrap();
+    assert_eq!(stored(&results), 27);
+    check_story(&*h.store).await;
+    let timeline = h
+        .store
+        .timeline(&key(RecordKind::Deal, "D-1"), 1000)
+        .await
+        .unwrap();
+    assert_eq!(timeline.len(), 19);
+    assert!(
+        timeline
+            .windows(2)
+            .all(|w| w[0].occurred_at <= w[1].occurred_at)
+    );
+    let newest = h
+        .store
+        .timeline(&key(RecordKind::Deal, "D-1"), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        newest
+            .iter()
+            .map(|e| e.source_id.as_str())
+            .collect::<Vec<_>>(),
+        ["x1", "w1"]
+    );
+}
+
+#[tokio::test]
+async fn out_of_order_arrival_gives_the_same_state_as_in_order() {
+    let in_order = sqlite();
+    in_order.store.ingest(story()).await.unwrap();
+    let shuffled = sqlite();
+    let mut events = story();
+    events.reverse();
+    // Half arrive in one batch, the rest one by one: both refold paths are exercised.
+    let rest = events.split_off(10);
+    shuffled.store.ingest(events).await.unwrap();
+    for e in rest {
+        shuffled.store.ingest(vec![e]).await.unwrap();
+    }
+    check_story(&*shuffled.store).await;
+    for kind in RecordKind::ALL {
+        let a = in_order.store.list(&ListQuery::new(kind)).await.unwrap();
+        let b = shuffled.store.list(&ListQuery::new(kind)).await.unwrap();
+        let records =
+            |p: &store::Page| p.items.iter().map(|r| r.record.clone()).collect::<Vec<_>>();
+        assert_eq!(records(&a), records(&b), "{kind} state differs");
+    }
+}
+
+#[tokio::test]
+async fn a_late_stage_change_lands_in_its_place_in_history() {
+    let h = sqlite();
+    let d = r#""deal":"D-9""#;
+    h.store
+        .ingest(vec![
+            ev(
+                "deal.created",
+                "1",
+                "2026-11-01T00:00:00Z",
+                d,
+                r#"{"stage":"discovery"}"#,
+            ),
+            ev(
+                "deal.stage_changed",
+                "3",
+                "2026-11-10T00:00:00Z",
+                d,
+                r#"{"stage":"legal"}"#,
+            ),
+        ])
+        .await
+        .unwrap();
+    h.store
+        .ingest(vec![ev(
+            "deal.stage_changed",
+            "2",
+            "2026-11-05T00:00:00Z",
+            d,
+            r#"{"stage":"proposal"}"#,
+        )])
+        .await
+        .unwrap();
+    let deal = deal(&*h.store, "D-9").await;
+    let stages: Vec<_> = deal
+        .stage_history
+        .iter()
+        .map(|v| (v.stage.as_str(), v.entered_at))
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            ("discovery", ts("2026-11-01T00:00:00Z")),
+            ("proposal", ts("2026-11-05T00:00:00Z")),
+            ("legal", ts("2026-11-10T00:00:00Z"))
+        ]
+    );
+    assert_eq!(deal.stage.unwrap().as_str(), "legal");
+    let facts = domain::DealFacts::at(&deal_again(&h).await, ts("2026-11-20T00:00:00Z"));
+    assert_eq!(facts.days_in_stage, Some(10));
+    assert_eq!(facts.days_since_activity, Some(10));
+}
+
+async fn deal_again(h: &Harness) -> domain::Deal {
+    deal(&*h.store, "D-9").await
+}
+
+#[tokio::test]
+async fn duplicates_are_acknowledged_and_change_nothing() {
+    let h = sqlite();
+    let d = r#""deal":"D-1""#;
+    let first = h
+        .store
+        .ingest(vec![ev(
+            "deal.created",
+            "1",
+            "2026-11-01T00:00:00Z",
+            d,
+            r#"{"amount":10}"#,
+        )])
+        .await
+        .unwrap();
+    let Ingested::Stored { id, .. } = first[0] else {
+        panic!("stored")
+    };
+    let before = h.store.record(&key(RecordKind::Deal, "D-1")).await.unwrap();
+    h.clock.advance(std::time::Duration::from_secs(60));
+    // Same (source, source_id) with different content: still the first event that counts.
+    let again = h
+        .store
+        .ingest(vec![
+            ev(
+                "deal.created",
+                "1",
+                "2026-11-02T00:00:00Z",
+                d,
+                r#"{"amount":99}"#,
+            ),
+            ev(
+                "note.added",
+                "2",
+                "2026-11-02T00:00:00Z",
+                d,
+                r#"{"text":"a"}"#,
+            ),
+            ev(
+                "note.added",
+                "2",
+                "2026-11-02T00:00:00Z",
+                d,
+                r#"{"text":"a"}"#,
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(again[0], Ingested::Duplicate { id });
+    assert!(matches!(again[1], Ingested::Stored { .. }));
+    assert!(matches!(again[2], Ingested::Duplicate { .. }));
+    assert_eq!(h.store.event_count().await.unwrap(), 2);
+    let after = h
+        .store
+        .record(&key(RecordKind::Deal, "D-1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(deal(&*h.store, "D-1").await.amount.unwrap().minor, 1000);
+    assert_eq!(after.record.kind(), before.unwrap().record.kind());
+}
+
+#[tokio::test]
+async fn state_and_log_survive_reopening() {
+    let h = sqlite();
+    h.store.ingest(story()).await.unwrap();
+    drop(h.store);
+    let reopened = (h.reopen)();
+    assert_eq!(reopened.event_count().await.unwrap(), 27);
+    check_story(&*reopened).await;
+    let again = reopened.ingest(story()).await.unwrap();
+    assert_eq!(stored(&again), 0);
+}
+
+#[tokio::test]
+async fn concurrent_writers_are_group_committed_exactly_once() {
+    let h = sqlite();
+    let mut tasks = Vec::new();
+    for client in 0..16 {
+        let store = Arc::clone(&h.store);
+        tasks.push(tokio::spawn(async move {
+            for i in 0..50 {
+                let id = format!("{client}-{i}");
+                let deal = format!(r#""deal":"D-{client}""#);
+                let r = store
+                    .ingest(vec![ev(
+                        "note.added",
+                        &id,
+                        "2026-11-01T00:00:00Z",
+                        &deal,
+                        r#"{"text":"x"}"#,
+                    )])
+                    .await
+                    .unwrap();
+                assert!(matches!(r[0], Ingested::Stored { .. }));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(h.store.event_count().await.unwrap(), 800);
+    assert_eq!(deal(&*h.store, "D-3").await.engagement.notes, 50);
+    let log = h.store.events_after(0, 10_000).await.unwrap();
+    assert_eq!(log.len(), 800);
+    assert!(log.windows(2).all(|w| w[0].0 < w[1].0));
+}
+
+#[tokio::test]
+async fn lists_filter_and_paginate() {
+    let h = sqlite();
+    let mut events = Vec::new();
+    for i in 0..25 {
+        let stage = if i % 2 == 0 { "discovery" } else { "proposal" };
+        let owner = if i % 5 == 0 {
+            "maya@acme.example"
+        } else {
+            "sam@acme.example"
+        };
+        events.push(ev(
+            "deal.created",
+            &format!("d{i}"),
+            "2026-11-01T00:00:00Z",
+            &format!(r#""deal":"D-{i:02}""#),
+            &format!(r#"{{"stage":"{stage}","owner":"{owner}"}}"#),
+        ));
+    }
+    h.store.ingest(events).await.unwrap();
+    let mut q = ListQuery::new(RecordKind::Deal);
+    q.stage = Some("discovery".into());
+    q.limit = 5;
+    let mut seen = Vec::new();
+    loop {
+        let page = h.store.list(&q).await.unwrap();
+        seen.extend(page.items.iter().map(|r| r.record.clone()));
+        match page.next {
+            Some(next) => q.after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 13);
+    let mut q = ListQuery::new(RecordKind::Deal);
+    q.owner = Some("maya@acme.example".into());
+    assert_eq!(h.store.list(&q).await.unwrap().items.len(), 5);
+    h.clock.advance(std::time::Duration::from_secs(3600));
+    let later = h.clock_now();
+    h.store
+        .ingest(vec![ev(
+            "note.added",
+            "n",
+            "2026-11-02T00:00:00Z",
+            r#""deal":"D-07""#,
+            r#"{"text":"x"}"#,
+        )])
+        .await
+        .unwrap();
+    let mut q = ListQuery::new(RecordKind::Deal);
+    q.updated_since = Some(later);
+    let page = h.store.list(&q).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].updated_at, later);
+}
+
+impl Harness {
+    fn clock_now(&self) -> domain::Timestamp {
+        use clock::Clock;
+        self.clock.now()
+    }
+}
+
+#[tokio::test]
+async fn tokens_are_stored_by_hash_and_revocable() {
+    let h = sqlite();
+    let t = h
+        .store
+        .create_token(NewToken {
+            id: "tok1".into(),
+            name: "ci".into(),
+            role: TokenRole::Writer,
+            hash: "h1".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(t.role, TokenRole::Writer);
+    assert_eq!(
+        h.store.token_by_hash("h1").await.unwrap().unwrap().id,
+        "tok1"
+    );
+    assert!(h.store.token_by_hash("h2").await.unwrap().is_none());
+    let revoked = h.store.revoke_token("tok1").await.unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert!(h.store.token_by_hash("h1").await.unwrap().is_none());
+    assert_eq!(h.store.tokens().await.unwrap().len(), 1);
+    assert!(matches!(
+        h.store.revoke_token("nope").await,
+        Err(store::Error::NotFound(_))
+    ));
+}
