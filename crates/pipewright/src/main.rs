@@ -1,1 +1,334 @@
-fn main() {}
+//! The `pipewright` command: serve the API, import events, manage API tokens, print the
+//! default configuration. Glue only: the work is done by the `server`, `store` and `wire` crates.
+
+mod import;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use clock::SystemClock;
+use server::{Application, LogFormat, Settings};
+use store::{Store, TokenRole};
+
+/// The events of a small sample company, loaded by `pipewright demo`.
+const SAMPLE_EVENTS: &str = include_str!("../sample/events.ndjson");
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pipewright",
+    version,
+    about = "Self-hosted revenue autopilot",
+    max_term_width = 100
+)]
+struct Cli {
+    /// A TOML configuration file (see `pipewright config default`).
+    #[arg(long, global = true, env = "PIPEWRIGHT_CONFIG_FILE")]
+    config: Option<PathBuf>,
+    /// The database URL, overriding the configuration (e.g. sqlite:pipewright.db).
+    #[arg(long, global = true)]
+    database: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP API.
+    Serve {
+        /// Address to listen on, overriding the configuration.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Load a small sample company, print an admin token, and serve.
+    Demo {
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Import events from an NDJSON or CSV file. Bad lines are reported and skipped.
+    #[command(after_help = wire::CSV_COLUMNS_DOC)]
+    Import {
+        file: PathBuf,
+        /// The file's format; by default taken from its extension (.csv, else NDJSON).
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        /// Events per committed batch.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+    },
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Print the OpenAPI document of the HTTP API.
+    Openapi,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Ndjson,
+    Csv,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token and print its secret (shown only this once).
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum, default_value = "reader")]
+        role: RoleArg,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by id; it stops working at once.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Reader,
+    Writer,
+    Admin,
+}
+
+impl From<RoleArg> for TokenRole {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::Reader => TokenRole::Reader,
+            RoleArg::Writer => TokenRole::Writer,
+            RoleArg::Admin => TokenRole::Admin,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the documented default configuration.
+    Default,
+}
+
+/// Exit codes: 0 success, 1 failure, 2 usage error (from clap), 3 import finished with
+/// rejected lines.
+const EXIT_REJECTED: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn settings(cli: &Cli, demo: bool) -> anyhow::Result<Settings> {
+    let mut settings =
+        Settings::load(cli.config.as_deref()).context("cannot load the configuration")?;
+    if demo && cli.database.is_none() && std::env::var_os("PIPEWRIGHT_DATABASE__URL").is_none() {
+        settings.database.url = "sqlite:pipewright-demo.db".into();
+    }
+    if let Some(url) = &cli.database {
+        settings.database.url = url.clone();
+    }
+    Ok(settings)
+}
+
+fn init_logging(settings: &Settings) -> anyhow::Result<()> {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let filter: Targets = settings
+        .log
+        .level
+        .parse()
+        .with_context(|| format!("log.level {:?} is not a valid filter", settings.log.level))?;
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
+    match settings.log.format {
+        LogFormat::Json => registry.with(fmt.json()).init(),
+        LogFormat::Text => registry.with(fmt).init(),
+    }
+    Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    store::connect(
+        &settings.database.url,
+        settings.database.synchronous,
+        settings.database.max_group_events,
+        Arc::new(SystemClock),
+    )
+    .with_context(|| format!("cannot open the database {}", settings.database.url))
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match &cli.command {
+        Command::Config {
+            command: ConfigCommand::Default,
+        } => {
+            out.write_all(server::DEFAULT_CONFIG.as_bytes())?;
+        }
+        Command::Openapi => {
+            writeln!(out, "{}", serde_json::to_string_pretty(&server::openapi())?)?;
+        }
+        Command::Serve { listen } => {
+            let mut settings = settings(&cli, false)?;
+            if let Some(listen) = listen {
+                settings.server.listen = listen.clone();
+            }
+            init_logging(&settings)?;
+            runtime()?.block_on(serve(settings, None))?;
+        }
+        Command::Demo { listen } => {
+            let mut settings = settings(&cli, true)?;
+            if let Some(listen) = listen {
+                settings.server.listen = listen.clone();
+            }
+            init_logging(&settings)?;
+            runtime()?.block_on(serve(settings, Some(SAMPLE_EVENTS)))?;
+        }
+        Command::Import {
+            file,
+            format,
+            batch,
+        } => {
+            let settings = settings(&cli, false)?;
+            init_logging(&settings)?;
+            let format = format.unwrap_or(match file.extension().and_then(|e| e.to_str()) {
+                Some(ext) if ext.eq_ignore_ascii_case("csv") => Format::Csv,
+                _ => Format::Ndjson,
+            });
+            let summary = runtime()?.block_on(async {
+                let store = open_store(&settings)?;
+                import::import_file(&*store, file, matches!(format, Format::Csv), *batch).await
+            })?;
+            summary.print(&mut out)?;
+            if summary.rejected > 0 {
+                return Ok(ExitCode::from(EXIT_REJECTED));
+            }
+        }
+        Command::Token { command } => {
+            let settings = settings(&cli, false)?;
+            init_logging(&settings)?;
+            runtime()?.block_on(tokens(&settings, command, &mut out))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn tokens(
+    settings: &Settings,
+    command: &TokenCommand,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let store = open_store(settings)?;
+    match command {
+        TokenCommand::Create { name, role } => {
+            let generated =
+                server::generate_token(name, (*role).into()).context("no randomness available")?;
+            let info = store.create_token(generated.stored).await?;
+            writeln!(
+                out,
+                "created token {} ({}, role {})",
+                info.id,
+                info.name,
+                info.role.as_str()
+            )?;
+            writeln!(
+                out,
+                "secret (shown once; store it now): {}",
+                generated.secret
+            )?;
+        }
+        TokenCommand::List => {
+            writeln!(
+                out,
+                "{:<18} {:<8} {:<26} {:<26} NAME",
+                "ID", "ROLE", "CREATED", "REVOKED"
+            )?;
+            for t in store.tokens().await? {
+                let revoked = t
+                    .revoked_at
+                    .map(|r| r.to_string())
+                    .unwrap_or_else(|| "-".into());
+                writeln!(
+                    out,
+                    "{:<18} {:<8} {:<26} {:<26} {}",
+                    t.id,
+                    t.role.as_str(),
+                    t.created_at,
+                    revoked,
+                    t.name
+                )?;
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            let t = store
+                .revoke_token(id)
+                .await
+                .with_context(|| format!("cannot revoke {id}"))?;
+            writeln!(out, "revoked {} ({})", t.id, t.name)?;
+        }
+    }
+    Ok(())
+}
+
+async fn serve(settings: Settings, sample: Option<&str>) -> anyhow::Result<()> {
+    let clock = Arc::new(SystemClock);
+    let store = open_store(&settings)?;
+    if let Some(sample) = sample {
+        let summary = import::import_text(&*store, sample, false, 1000).await?;
+        let generated =
+            server::generate_token("demo", TokenRole::Admin).context("no randomness available")?;
+        store.create_token(generated.stored).await?;
+        let addr = &settings.server.listen;
+        println!(
+            "Sample company loaded into {}: {} new events, {} already there.",
+            settings.database.url, summary.imported, summary.duplicates
+        );
+        println!("Admin token for this demo: {}", generated.secret);
+        println!("Try:");
+        println!(
+            "  curl -H 'Authorization: Bearer {}' http://{addr}/api/v1/deals",
+            generated.secret
+        );
+        println!(
+            "  curl -H 'Authorization: Bearer {}' http://{addr}/api/v1/deals/D-1001",
+            generated.secret
+        );
+        println!("  curl http://{addr}/api/v1/openapi.json");
+    }
+    let app = Application::with_store(&settings, store, clock).await?;
+    app.run_until_stopped(server::shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,1 +1,279 @@
+//! pipewright's HTTP server: the `/api/v1` ingest and record API, health and readiness,
+//! Prometheus metrics and the OpenAPI document.
+//!
+//! This is the only crate that knows about HTTP. It translates requests into calls on the
+//! [`store::Store`] trait and never touches SQL; it parses bodies only through the `wire`
+//! crate, so the API and the CLI import accept exactly the same events.
 
+mod api;
+mod auth;
+mod error;
+mod settings;
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderMap, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use utoipa::OpenApi;
+
+use clock::Clock;
+use store::{Store, TokenRole};
+
+pub use auth::{GeneratedToken, generate_token, hash_token};
+pub use error::AppError;
+pub use settings::{
+    DEFAULT_CONFIG, DatabaseSettings, LogFormat, LogSettings, ServerSettings, Settings,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot open the database")]
+    Store(#[from] store::Error),
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("the server stopped with an error")]
+    Serve(#[source] std::io::Error),
+}
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    max_body_bytes: usize,
+    metrics_public: bool,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "pipewright", description = "Self-hosted revenue autopilot: events in, derived state out."),
+    paths(api::ingest, api::get_record, api::list_records, health, ready, openapi_json),
+    components(schemas(api::EventEnvelope, api::IngestResult, api::BatchResult, api::RecordView,
+                        api::RecordWithTimeline, api::RecordPage, api::Collection)),
+    modifiers(&Security),
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API token from `pipewright token create`"))
+                    .build(),
+            ),
+        );
+        // The list of event types comes from the domain, so the document cannot drift from it.
+        let types: Vec<&str> = domain::EventType::ALL.iter().map(|t| t.as_str()).collect();
+        if let Some(utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(envelope))) =
+            components.schemas.get_mut("EventEnvelope")
+            && let Some(utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(ty))) =
+                envelope.properties.get_mut("type")
+        {
+            ty.enum_values = Some(types.into_iter().map(Into::into).collect());
+        }
+    }
+}
+
+/// The OpenAPI 3.1 document of this API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200)))]
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Readiness: the database answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200), (status = 503, description = "not_ready")))]
+async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {
+    state.store.ping().await.map_err(|e| {
+        tracing::warn!(error = %e, "readiness check failed");
+        AppError::NotReady
+    })?;
+    Ok(Json(serde_json::json!({ "status": "ready" })))
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations", responses((status = 200)))]
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(openapi())
+}
+
+fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // Fails only if another recorder was installed first (e.g. by an embedding program);
+        // metrics then go there instead.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+async fn metrics_text(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    if !state.metrics_public {
+        let mut parts = axum::http::Request::new(()).into_parts().0;
+        parts.headers = headers;
+        let caller =
+            <auth::Caller as axum::extract::FromRequestParts<AppState>>::from_request_parts(
+                &mut parts, &state,
+            )
+            .await?;
+        caller.require(TokenRole::Reader)?;
+    }
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        prometheus().render(),
+    )
+        .into_response())
+}
+
+async fn not_found() -> AppError {
+    AppError::NotFound("route".into())
+}
+
+/// Records each request's latency by route and status.
+async fn observe(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!("pipewright_http_request_seconds", "method" => method, "route" => route, "status" => status)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/events", post(api::ingest))
+        .route("/api/v1/{collection}", get(api::list_records))
+        .route("/api/v1/{collection}/{id}", get(api::get_record))
+        .route("/api/v1/openapi.json", get(openapi_json))
+        .route("/healthz", get(health))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics_text))
+        .fallback(not_found)
+        .layer(middleware::from_fn(observe))
+        // Bodies are read with our own limit so the refusal is a JSON error.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// A built server, bound to its port and ready to run.
+#[derive(Debug)]
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    router: Router,
+    port: u16,
+    state: AppState,
+}
+
+impl Application {
+    /// Opens the database and binds the listener (port 0 picks a free port, for tests).
+    pub async fn build(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, Error> {
+        let store = store::connect(
+            &settings.database.url,
+            settings.database.synchronous,
+            settings.database.max_group_events,
+            Arc::clone(&clock),
+        )?;
+        Self::with_store(settings, store, clock).await
+    }
+
+    /// Like [`Application::build`], over a store the caller opened.
+    pub async fn with_store(
+        settings: &Settings,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, Error> {
+        prometheus();
+        let addr = settings.server.listen.clone();
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|source| Error::Listen { addr, source })?;
+        let port = listener.local_addr().map_err(Error::Serve)?.port();
+        let state = AppState {
+            store,
+            clock,
+            max_body_bytes: settings.server.max_body_bytes,
+            metrics_public: settings.server.metrics_public,
+        };
+        Ok(Self {
+            listener,
+            router: router(state.clone()),
+            port,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        tracing::info!(port = self.port, "pipewright is listening");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(Error::Serve)
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

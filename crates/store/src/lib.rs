@@ -171,3 +171,35 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Succeeds when the database answers.
     async fn ping(&self) -> Result<()>;
 }
+
+/// Opens the store a database URL names: `sqlite:PATH` (or `sqlite://PATH`) for the embedded
+/// database. The scheme is the only place the backend is chosen.
+///
+/// # Errors
+/// [`Error::Invalid`] for a URL whose scheme no backend serves; [`Error::Backend`] when the
+/// database cannot be opened or migrated.
+pub fn connect(
+    url: &str,
+    synchronous: Synchronous,
+    max_group_events: usize,
+    clock: std::sync::Arc<dyn clock::Clock>,
+) -> Result<std::sync::Arc<dyn Store>> {
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        if path.is_empty() {
+            return Err(Error::Invalid(
+                "the sqlite: URL needs a file path, e.g. sqlite:pipewright.db".into(),
+            ));
+        }
+        let mut options = SqliteOptions::new(path);
+        options.synchronous = synchronous;
+        options.max_group_events = max_group_events;
+        return Ok(std::sync::Arc::new(SqliteStore::open(options, clock)?));
+    }
+    let scheme = url.split(':').next().unwrap_or_default();
+    Err(Error::Invalid(format!(
+        "database URL scheme {scheme:?} is not supported; use sqlite:PATH"
+    )))
+}

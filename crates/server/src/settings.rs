@@ -1,0 +1,165 @@
+//! Layered configuration: compiled-in defaults, then a TOML file, then `PIPEWRIGHT_…`
+//! environment variables (`PIPEWRIGHT_SERVER__LISTEN=0.0.0.0:7878`).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use store::Synchronous;
+
+/// The documented default configuration, printed by `pipewright config default`.
+pub const DEFAULT_CONFIG: &str = r#"# pipewright configuration. Every key is optional; these are the defaults.
+# Any key can also be set from the environment: PIPEWRIGHT_<SECTION>__<KEY>,
+# for example PIPEWRIGHT_SERVER__LISTEN=0.0.0.0:7878.
+
+[server]
+# Address and port to listen on.
+listen = "127.0.0.1:7878"
+# Largest request body accepted, in bytes; a larger one is refused with 413 body_too_large.
+max_body_bytes = 8388608
+# Whether /metrics can be scraped without an API token.
+metrics_public = false
+
+[database]
+# sqlite:PATH for the embedded database.
+url = "sqlite:pipewright.db"
+# What an acknowledged event survives.
+#   full:   each commit is fsynced before it is acknowledged; survives power loss.
+#   normal: survives a crash of pipewright (kill -9); an OS crash or power loss may lose the
+#           last acknowledged commits.
+synchronous = "full"
+# The most events one group commit takes before committing.
+max_group_events = 10000
+
+[log]
+# error, warn, info, debug or trace, optionally per crate: "info,store=debug".
+level = "info"
+# text or json.
+format = "text"
+"#;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    pub listen: String,
+    pub max_body_bytes: usize,
+    pub metrics_public: bool,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7878".into(),
+            max_body_bytes: 8 * 1024 * 1024,
+            metrics_public: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub synchronous: Synchronous,
+    pub max_group_events: usize,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite:pipewright.db".into(),
+            synchronous: Synchronous::Full,
+            max_group_events: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl Settings {
+    /// Defaults, overlaid by `file` (if given) and then by `PIPEWRIGHT_…` variables.
+    ///
+    /// # Errors
+    /// A missing or unreadable file, a TOML syntax error, an unknown key in a section or a
+    /// value of the wrong type, each naming the key.
+    pub fn load(file: Option<&Path>) -> Result<Self, config::ConfigError> {
+        let mut builder =
+            config::Config::builder().add_source(config::Config::try_from(&Settings::default())?);
+        if let Some(file) = file {
+            builder = builder.add_source(config::File::from(file).required(true));
+        }
+        builder
+            .add_source(
+                config::Environment::with_prefix("PIPEWRIGHT")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()?
+            .try_deserialize()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_default_is_the_default() {
+        let parsed: Settings = config::Config::builder()
+            .add_source(config::File::from_str(
+                DEFAULT_CONFIG,
+                config::FileFormat::Toml,
+            ))
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap();
+        assert_eq!(parsed, Settings::default());
+    }
+
+    #[test]
+    fn a_file_overrides_defaults_and_unknown_keys_are_refused() {
+        let dir = std::env::temp_dir().join(format!("pw-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.toml");
+        std::fs::write(&good, "[database]\nsynchronous = \"normal\"\n").unwrap();
+        let s = Settings::load(Some(&good)).unwrap();
+        assert_eq!(s.database.synchronous, Synchronous::Normal);
+        assert_eq!(s.server, ServerSettings::default());
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "[server]\nlisten_on = \"x\"\n").unwrap();
+        let err = Settings::load(Some(&bad)).unwrap_err().to_string();
+        assert!(err.contains("listen_on"), "{err}");
+    }
+}

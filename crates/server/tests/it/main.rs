@@ -1,0 +1,101 @@
+//! The HTTP API, exercised over real HTTP against a server on a free port with its own database.
+
+mod api;
+
+use std::sync::Arc;
+
+use clock::ManualClock;
+use server::{Application, Settings};
+use store::{Store, TokenRole};
+
+#[allow(missing_debug_implementations)]
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub store: Arc<dyn Store>,
+    pub clock: ManualClock,
+    pub admin: String,
+    pub writer: String,
+    pub reader: String,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::default();
+    settings.server.listen = "127.0.0.1:0".into();
+    settings.database.url = format!("sqlite:{}", dir.path().join("pw.db").display());
+    configure(&mut settings);
+    let clock = ManualClock::new("2026-11-20T12:00:00Z".parse().unwrap());
+    let app = Application::build(&settings, Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let store = Arc::clone(&app.state().store);
+    let mut secrets = Vec::new();
+    for role in [TokenRole::Admin, TokenRole::Writer, TokenRole::Reader] {
+        let t = server::generate_token(role.as_str(), role).unwrap();
+        store.create_token(t.stored).await.unwrap();
+        secrets.push(t.secret);
+    }
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let [admin, writer, reader] = <[String; 3]>::try_from(secrets).unwrap();
+    TestApp {
+        base,
+        http: reqwest::Client::new(),
+        store,
+        clock,
+        admin,
+        writer,
+        reader,
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn post(
+        &self,
+        token: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, serde_json::Value) {
+        let r = self
+            .http
+            .post(self.url("/api/v1/events"))
+            .bearer_auth(token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> (u16, serde_json::Value) {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+}
+
+/// An event as a client would send it.
+pub fn event(ty: &str, id: &str, at: &str, refs: &str, data: &str) -> String {
+    format!(
+        r#"{{"type":"{ty}","source":"crm","source_id":"{id}","occurred_at":"{at}",{refs},"data":{data}}}"#
+    )
+}
