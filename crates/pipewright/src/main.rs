@@ -329,6 +329,12 @@ async fn serve(settings: Settings, sample: Option<&str>) -> anyhow::Result<()> {
         println!("  curl http://{addr}/api/v1/openapi.json");
     }
     let app = Application::with_store(&settings, store, clock).await?;
+    let host = settings
+        .server
+        .listen
+        .rsplit_once(':')
+        .map_or("127.0.0.1", |(h, _)| h);
+    println!("listening on http://{host}:{}", app.port());
     app.run_until_stopped(server::shutdown_signal()).await?;
     Ok(())
 }

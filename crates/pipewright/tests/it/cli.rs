@@ -1,0 +1,121 @@
+use crate::{create_token, db_url, run, stderr, stdout, write};
+
+const GOOD: &str = r#"{"type":"deal.created","source":"crm","source_id":"1","occurred_at":"2026-11-01T09:00:00Z","deal":"D-1","data":{"stage":"discovery"}}"#;
+
+#[test]
+fn ndjson_import_skips_bad_lines_reports_them_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_url(dir.path());
+    let text = format!(
+        "{GOOD}\n{}\nnot json at all\n\n{}\n",
+        GOOD.replace(r#""source_id":"1""#, r#""source_id":"2""#)
+            .replace("discovery", "demo"),
+        GOOD.replace(r#""source_id":"1""#, r#""source_id":"3""#)
+            .replace("deal.created", "deal.vanished"),
+    );
+    let file = write(dir.path(), "events.ndjson", &text);
+    let out = run(&["--database", &db, "import", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let summary = stdout(&out);
+    assert!(
+        summary.contains("imported 2, duplicates 0, rejected 2"),
+        "{summary}"
+    );
+    assert!(summary.contains("line 3, column 2"), "{summary}");
+    assert!(
+        summary.contains("line 5") && summary.contains("unknown_event_type"),
+        "{summary}"
+    );
+    let again = run(&["--database", &db, "import", file.to_str().unwrap()]);
+    assert!(
+        stdout(&again).contains("imported 0, duplicates 2, rejected 2"),
+        "{}",
+        stdout(&again)
+    );
+}
+
+#[test]
+fn csv_import_maps_columns_and_names_bad_cells() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_url(dir.path());
+    let csv = "\
+type,source,source_id,occurred_at,deal,stage,amount,kind
+deal.created,crm,1,2026-11-01T09:00:00Z,D-1,discovery,12000,
+objection.raised,crm,2,2026-11-02T09:00:00Z,D-1,,,pricing
+objection.raised,crm,3,2026-11-02T09:00:00Z,D-1,,,vibes
+deal.created,crm,4,2026-11-01T09:00:00Z,D-2,discovery,a lot,
+deal.created,crm,5,2026-11-01T09:00:00Z,,discovery,,
+";
+    let file = write(dir.path(), "events.csv", csv);
+    let out = run(&["--database", &db, "import", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let summary = stdout(&out);
+    assert!(
+        summary.contains("imported 2, duplicates 0, rejected 3"),
+        "{summary}"
+    );
+    assert!(summary.contains("line 4: kind:"), "{summary}");
+    assert!(summary.contains("line 5: amount:"), "{summary}");
+    assert!(summary.contains("line 6: deal:"), "{summary}");
+}
+
+#[test]
+fn tokens_are_created_listed_and_revoked_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_url(dir.path());
+    let secret = create_token(&db, "writer");
+    assert_eq!(secret.len(), 67);
+    let list = run(&["--database", &db, "token", "list"]);
+    let text = stdout(&list);
+    assert!(text.contains("writer") && !text.contains(&secret), "{text}");
+    let id = text
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let revoke = run(&["--database", &db, "token", "revoke", &id]);
+    assert!(revoke.status.success(), "{}", stderr(&revoke));
+    let list = stdout(&run(&["--database", &db, "token", "list"]));
+    assert!(!list.lines().nth(1).unwrap().contains(" - "), "{list}");
+    let missing = run(&["--database", &db, "token", "revoke", "tok_nope"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("tok_nope not found"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[test]
+fn configuration_layers_file_then_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let default = run(&["config", "default"]);
+    assert!(stdout(&default).contains("[database]"));
+    let from_file = dir.path().join("from-file.db");
+    let config = write(
+        dir.path(),
+        "pw.toml",
+        &format!("[database]\nurl = \"sqlite:{}\"\n", from_file.display()),
+    );
+    let out = run(&["--config", config.to_str().unwrap(), "token", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(from_file.exists());
+    let from_env = dir.path().join("from-env.db");
+    let out = crate::bin()
+        .args(["--config", config.to_str().unwrap(), "token", "list"])
+        .env(
+            "PIPEWRIGHT_DATABASE__URL",
+            format!("sqlite:{}", from_env.display()),
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(from_env.exists(), "the environment overrides the file");
+    let bad = write(dir.path(), "bad.toml", "[database]\nurll = \"x\"\n");
+    let out = run(&["--config", bad.to_str().unwrap(), "token", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("urll"), "{}", stderr(&out));
+}
