@@ -18,26 +18,43 @@ use crate::time::{Date, Timestamp};
 
 /// How a record has been engaged with: activity counters and their latest times.
 ///
+/// Counters at zero and absent times are left out of the serialised form.
+///
 /// Activity is anything a person on either side did: emails sent and received (not automatic
 /// replies), meetings, calls, notes, content views, form submissions, link clicks, objections,
 /// interventions and stage moves. Email opens are counted but are not activity: privacy proxies
 /// open mail automatically, so an open must not reset a "quiet for" timer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Engagement {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_activity_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_inbound_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_outbound_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub emails_sent: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub emails_received: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub auto_replies: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub emails_opened: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub links_clicked: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub meetings_booked: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub meetings_held: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub calls: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub notes: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub content_views: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub forms_submitted: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub objections: Vec<Objection>,
 }
 
@@ -50,6 +67,11 @@ pub struct Objection {
 }
 
 impl Engagement {
+    /// Nothing has happened yet.
+    pub fn is_empty(&self) -> bool {
+        *self == Engagement::default()
+    }
+
     fn touch(&mut self, at: Timestamp, direction: Option<Direction>) {
         bump(&mut self.last_activity_at, at);
         match direction {
@@ -132,6 +154,10 @@ impl Engagement {
     }
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 fn bump(slot: &mut Option<Timestamp>, at: Timestamp) {
     if slot.is_none_or(|t| t < at) {
         *slot = Some(at);
@@ -182,26 +208,44 @@ pub struct Intervention {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Deal {
     pub id: RecordId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage: Option<Stage>,
     pub status: DealStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<RecordId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount: Option<Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub close_date: Option<Date>,
     /// How many times the close date moved later: a leading indicator of slippage.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub close_date_pushes: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<RecordId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lead: Option<RecordId>,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub contacts: BTreeSet<RecordId>,
     /// Contacts on the deal plus every contact seen acting on it or attending its meetings.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub stakeholders: BTreeSet<RecordId>,
+    #[serde(default, skip_serializing_if = "FieldMap::is_empty")]
     pub fields: FieldMap,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stage_history: Vec<StageVisit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub close_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Engagement::is_empty")]
     pub engagement: Engagement,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub interventions: Vec<Intervention>,
 }
 
@@ -339,17 +383,28 @@ impl Deal {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Lead {
     pub id: RecordId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub company: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<RecordId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     /// The deal this lead became, once a deal referencing it was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub converted_to: Option<RecordId>,
+    #[serde(default, skip_serializing_if = "FieldMap::is_empty")]
     pub fields: FieldMap,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Engagement::is_empty")]
     pub engagement: Engagement,
 }
 
@@ -384,14 +439,23 @@ impl Lead {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Contact {
     pub id: RecordId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<RecordId>,
+    #[serde(default, skip_serializing_if = "FieldMap::is_empty")]
     pub fields: FieldMap,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Engagement::is_empty")]
     pub engagement: Engagement,
 }
 
@@ -420,15 +484,25 @@ impl Contact {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Account {
     pub id: RecordId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub industry: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub territory: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub employees: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<RecordId>,
+    #[serde(default, skip_serializing_if = "FieldMap::is_empty")]
     pub fields: FieldMap,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Engagement::is_empty")]
     pub engagement: Engagement,
 }
 
@@ -457,14 +531,22 @@ impl Account {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Person {
     pub id: RecordId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub roles: BTreeSet<Role>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub key_person: bool,
     pub available: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manager: Option<RecordId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
 }
 

@@ -46,35 +46,43 @@ fn string_or_integer<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error
 }
 
 /// Where a slice of the body starts, to turn positions inside it into positions in the body.
+///
+/// Only the byte offset is kept; line and column are counted when a problem is reported, so
+/// well-formed bodies never pay for it.
 #[derive(Debug, Clone, Copy)]
-struct Origin {
-    line: usize,
-    column: usize,
+struct Origin<'a> {
+    whole: &'a str,
+    offset: usize,
 }
 
-impl Origin {
-    const START: Origin = Origin { line: 1, column: 1 };
-
+impl<'a> Origin<'a> {
     /// The origin of `part`, which must be a sub-slice of `whole`.
-    fn of(whole: &str, part: &str) -> Origin {
+    fn of(whole: &'a str, part: &str) -> Origin<'a> {
         let offset = (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize);
-        let before = &whole.as_bytes()[..offset.min(whole.len())];
+        Origin {
+            whole,
+            offset: offset.min(whole.len()),
+        }
+    }
+
+    /// Line and column (1-based) of the slice's first byte.
+    fn position(self) -> (usize, usize) {
+        let before = &self.whole.as_bytes()[..self.offset];
         let line = 1 + before.iter().filter(|b| **b == b'\n').count();
         let line_start = before
             .iter()
             .rposition(|b| *b == b'\n')
             .map_or(0, |p| p + 1);
-        Origin {
-            line,
-            column: offset - line_start + 1,
-        }
+        (line, self.offset - line_start + 1)
     }
 
+    /// Converts a position inside the slice to a position in the whole body.
     fn shift(self, line: usize, column: usize) -> (usize, usize) {
+        let (base_line, base_column) = self.position();
         if line <= 1 {
-            (self.line, self.column + column.saturating_sub(1))
+            (base_line, base_column + column.saturating_sub(1))
         } else {
-            (self.line + line - 1, column)
+            (base_line + line - 1, column)
         }
     }
 
@@ -129,7 +137,7 @@ fn classify(msg: &str, path: Option<&str>) -> ProblemCode {
 /// Deserialises `T` from `text` (a slice of the body starting at `origin`), reporting the path.
 fn from_slice<'a, T: Deserialize<'a>>(
     text: &'a str,
-    origin: Origin,
+    origin: Origin<'_>,
     prefix: &str,
     index: Option<usize>,
 ) -> Result<T, Problem> {
@@ -148,17 +156,18 @@ fn from_slice<'a, T: Deserialize<'a>>(
 }
 
 fn problem_at(
-    origin: Origin,
+    origin: Origin<'_>,
     code: ProblemCode,
     field: &str,
     message: String,
     index: Option<usize>,
 ) -> Problem {
+    let (line, column) = origin.position();
     Problem {
         code,
         index,
-        line: Some(origin.line),
-        column: Some(origin.column),
+        line: Some(line),
+        column: Some(column),
         field: Some(field.to_owned()),
         message,
     }
@@ -224,7 +233,7 @@ fn parse_in(whole: &str, text: &str, index: Option<usize>) -> Result<NewEvent, P
 fn parse_data(
     ty: EventType,
     text: &str,
-    origin: Origin,
+    origin: Origin<'_>,
     index: Option<usize>,
 ) -> Result<EventBody, Problem> {
     let mut de = serde_json::Deserializer::from_str(text);
@@ -276,7 +285,16 @@ pub fn parse_batch(text: &str) -> Result<Vec<NewEvent>, Vec<Problem>> {
     if !trimmed.starts_with('[') {
         return parse_one(text).map(|e| vec![e]).map_err(|p| vec![p]);
     }
-    let items: Vec<&RawValue> = from_slice(text, Origin::START, "", None).map_err(|p| vec![p])?;
+    let items: Vec<&RawValue> = from_slice(
+        text,
+        Origin {
+            whole: text,
+            offset: 0,
+        },
+        "",
+        None,
+    )
+    .map_err(|p| vec![p])?;
     collect(
         items
             .iter()

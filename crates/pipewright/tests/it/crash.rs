@@ -101,7 +101,7 @@ async fn acknowledged_events_survive_sigkill_exactly_once() {
 
     // Each deal's derived note count equals its events in the log: nothing doubled.
     let reader = create_token(&db, "reader");
-    for client in 0..CLIENTS {
+    for (client, &last) in last.iter().enumerate() {
         let deal: serde_json::Value = http
             .get(format!(
                 "{}/api/v1/deals/D-{client}?timeline_limit=5000",
@@ -124,7 +124,7 @@ async fn acknowledged_events_survive_sigkill_exactly_once() {
         assert_eq!(notes, timeline.len());
         assert_eq!(
             notes,
-            last[client] + 1,
+            last + 1,
             "deal D-{client} holds each attempted event once"
         );
     }

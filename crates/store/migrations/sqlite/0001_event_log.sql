@@ -22,6 +22,7 @@ CREATE TABLE event_records (
 ) WITHOUT ROWID;
 
 -- Derived state of every record: a cache of the fold over its events, rebuilt from the log.
+-- A rowid table on purpose: states are a kilobyte or more, too large for WITHOUT ROWID.
 CREATE TABLE records (
     kind             TEXT    NOT NULL,
     id               TEXT    NOT NULL,
@@ -30,8 +31,8 @@ CREATE TABLE records (
     last_occurred_at INTEGER NOT NULL,
     updated_at       INTEGER NOT NULL,
     state            TEXT    NOT NULL,
-    PRIMARY KEY (kind, id)
-) WITHOUT ROWID;
+    UNIQUE (kind, id)
+);
 CREATE INDEX records_by_stage ON records (kind, stage, id);
 CREATE INDEX records_by_owner ON records (kind, owner, id);
 CREATE INDEX records_by_updated ON records (kind, updated_at);

@@ -6,6 +6,7 @@
 //! is answered only after the commit that holds it, so "acknowledged" means "committed". Reads
 //! go through a small pool of read-only connections; WAL mode lets them run beside the writer.
 
+mod codec;
 mod migrate;
 mod writer;
 
@@ -17,7 +18,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use clock::Clock;
-use domain::{Event, NewEvent, Record, RecordKey, Timestamp};
+use domain::{Event, NewEvent, RecordKey, RecordKind, Timestamp};
 
 use crate::{
     Error, Ingested, ListQuery, NewToken, Page, Result, Store, StoredRecord, TokenInfo, TokenRole,
@@ -79,8 +80,16 @@ fn open(path: &Path, synchronous: Synchronous, read_only: bool) -> Result<Connec
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(backend)?;
     }
-    conn.pragma_update(None, "synchronous", sync)
-        .map_err(backend)?;
+    for (pragma, value) in [
+        ("synchronous", sync),
+        // 64 MiB of page cache per connection (negative values are KiB).
+        ("cache_size", "-65536"),
+        // Read database pages through a memory map instead of copying them with read(2).
+        ("mmap_size", "1073741824"),
+        ("temp_store", "MEMORY"),
+    ] {
+        conn.pragma_update(None, pragma, value).map_err(backend)?;
+    }
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -132,7 +141,12 @@ impl SqliteStore {
     pub fn open(options: SqliteOptions, clock: Arc<dyn Clock>) -> Result<Self> {
         let mut conn = open(&options.path, options.synchronous, false)?;
         migrate::run(&mut conn)?;
-        let (tx, thread) = writer::spawn(conn, clock, options.max_group_events)?;
+        // The writer leaves checkpoints to a thread of their own (see `writer::spawn`); it only
+        // checkpoints itself, as a backstop, if the WAL passes 64 MiB.
+        conn.pragma_update(None, "wal_autocheckpoint", 16_000)
+            .map_err(backend)?;
+        let checkpointer = open(&options.path, options.synchronous, false)?;
+        let (tx, thread) = writer::spawn(conn, checkpointer, clock, options.max_group_events)?;
         Ok(Self {
             writer: tx,
             reads: Arc::new(ReadPool {
@@ -202,9 +216,14 @@ fn token_info(
 
 const TOKEN_COLUMNS: &str = "id, name, role, created_at, revoked_at";
 
-fn stored_record(state: &str, updated_at: i64, last: i64) -> Result<StoredRecord> {
+fn stored_record(
+    kind: RecordKind,
+    state: &str,
+    updated_at: i64,
+    last: i64,
+) -> Result<StoredRecord> {
     Ok(StoredRecord {
-        record: decode::<Record>(state)?,
+        record: codec::decode(kind, state)?,
         updated_at: Timestamp::from_millis(updated_at),
         last_event_at: Timestamp::from_millis(last),
     })
@@ -239,7 +258,7 @@ impl Store for SqliteStore {
                         .optional()
                     })
                     .map_err(backend)?;
-                row.map(|(s, u, l)| stored_record(&s, u, l)).transpose()
+                row.map(|(s, u, l)| stored_record(key.kind, &s, u, l)).transpose()
             })
             .await
     }
@@ -294,7 +313,7 @@ impl Store for SqliteStore {
                 let mut items = Vec::with_capacity(limit);
                 let mut last_id = None;
                 for (id, state, updated, last) in rows.into_iter().take(limit) {
-                    items.push(stored_record(&state, updated, last)?);
+                    items.push(stored_record(q.kind, &state, updated, last)?);
                     last_id = Some(id);
                 }
                 Ok(Page {

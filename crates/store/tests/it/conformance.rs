@@ -637,3 +637,38 @@ async fn tokens_are_stored_by_hash_and_revocable() {
         Err(store::Error::NotFound(_))
     ));
 }
+
+/// Two handles on one database (a server and an import, or two nodes) never apply an event to
+/// stale state, whatever each has cached.
+#[tokio::test]
+async fn two_handles_on_one_database_see_each_others_writes() {
+    let h = sqlite();
+    let other = (h.reopen)();
+    let d = r#""deal":"D-1""#;
+    let note = |id: &str| {
+        ev(
+            "note.added",
+            id,
+            "2026-11-02T00:00:00Z",
+            d,
+            r#"{"text":"x"}"#,
+        )
+    };
+    h.store
+        .ingest(vec![ev(
+            "deal.created",
+            "c",
+            "2026-11-01T00:00:00Z",
+            d,
+            r#"{"stage":"demo"}"#,
+        )])
+        .await
+        .unwrap();
+    h.store.ingest(vec![note("1")]).await.unwrap();
+    other.ingest(vec![note("2")]).await.unwrap();
+    h.store.ingest(vec![note("3")]).await.unwrap();
+    other.ingest(vec![note("4"), note("5")]).await.unwrap();
+    h.store.ingest(vec![note("6")]).await.unwrap();
+    assert_eq!(deal(&*h.store, "D-1").await.engagement.notes, 6);
+    assert_eq!(deal(&*other, "D-1").await.engagement.notes, 6);
+}
