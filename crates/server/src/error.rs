@@ -27,6 +27,8 @@ pub enum AppError {
     },
     #[error("{0} not found")]
     NotFound(String),
+    #[error("this route does not accept that method")]
+    MethodNotAllowed,
     #[error("{1}")]
     BadRequest(&'static str, String),
     #[error("the database is not answering")]
@@ -63,6 +65,7 @@ impl AppError {
             AppError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             AppError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             AppError::BadRequest(code, _) => (StatusCode::BAD_REQUEST, code),
             AppError::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -156,6 +156,15 @@ async fn not_found() -> AppError {
     AppError::NotFound("route".into())
 }
 
+async fn method_not_allowed() -> AppError {
+    AppError::MethodNotAllowed
+}
+
+/// A handler that panics answers 500 in the usual JSON shape; the server keeps serving.
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    AppError::Internal("a request handler panicked".into()).into_response()
+}
+
 /// Records each request's latency by route and status.
 async fn observe(request: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -181,6 +190,10 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics_text))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
         .layer(middleware::from_fn(observe))
         // Bodies are read with our own limit so the refusal is a JSON error.
         .layer(DefaultBodyLimit::disable())

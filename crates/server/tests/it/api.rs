@@ -315,6 +315,11 @@ async fn records_are_listed_with_filters_and_pages() {
     );
     let (status, _) = app.get(&app.reader, "/api/v1/widgets").await;
     assert_eq!(status, 404);
+    let (status, json) = app.get(&app.reader, "/api/v1/events").await;
+    assert_eq!(
+        (status, json["error"]["code"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
     let (status, _) = app.get(&app.reader, "/api/v1/people").await;
     assert_eq!(status, 200);
 }
