@@ -13,6 +13,11 @@ use store::{Synchronous, TokenRole};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Server warnings and errors go to stderr, so a failed run says why.
+    tracing_subscriber::fmt()
+        .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+        .with_writer(std::io::stderr)
+        .init();
     let which = std::env::args().nth(1).unwrap_or_else(|| "ingest".into());
     match which.as_str() {
         "ingest" => ingest().await,
@@ -121,8 +126,12 @@ async fn load(
                     .send()
                     .await?;
                 let status = resp.status();
-                resp.bytes().await?;
-                anyhow::ensure!(status.is_success(), "status {status}");
+                let body = resp.bytes().await?;
+                anyhow::ensure!(
+                    status.is_success(),
+                    "status {status}: {}",
+                    String::from_utf8_lossy(&body)
+                );
                 latencies.push(sent.elapsed());
             }
         }));

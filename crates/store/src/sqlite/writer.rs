@@ -69,12 +69,17 @@ pub(super) fn spawn(
         })
         .map_err(backend)?;
     conn.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages: i32| {
-        if pages >= BACKSTOP_AT {
-            wal.checkpoint_v2(rusqlite::wal::CheckpointMode::PASSIVE)?;
-        } else if pages >= CHECKPOINT_AT {
-            // A checkpoint already pending will pick this commit up too.
-            let _ = kick.try_send(());
-        }
+        after_commit(
+            pages,
+            || {
+                wal.checkpoint_v2(rusqlite::wal::CheckpointMode::PASSIVE)
+                    .map(drop)
+            },
+            || {
+                // A checkpoint already pending will pick this commit up too.
+                let _ = kick.try_send(());
+            },
+        );
         Ok(())
     }))
     .map_err(backend)?;
@@ -83,6 +88,26 @@ pub(super) fn spawn(
         .spawn(move || run(conn, clock, rx, max_group_events.max(1)))
         .map_err(backend)?;
     Ok((tx, Thread(vec![writer, checkpoints])))
+}
+
+/// What the WAL hook does after each commit, given the log's size in pages.
+///
+/// The hook runs inside COMMIT, after the transaction is durable: an error returned from it
+/// would make SQLite report a committed transaction as failed (and the writer would tell the
+/// client its events were not stored). So nothing here can fail: a backstop checkpoint that
+/// cannot run — another checkpoint holds the lock — is only logged.
+fn after_commit(
+    pages: i32,
+    checkpoint: impl FnOnce() -> rusqlite::Result<()>,
+    wake_checkpointer: impl FnOnce(),
+) {
+    if pages >= BACKSTOP_AT {
+        if let Err(e) = checkpoint() {
+            tracing::debug!(error = %e, pages, "backstop checkpoint did not run");
+        }
+    } else if pages >= CHECKPOINT_AT {
+        wake_checkpointer();
+    }
 }
 
 fn run(conn: Connection, clock: Arc<dyn Clock>, mut rx: mpsc::Receiver<Command>, max: usize) {
@@ -417,4 +442,38 @@ pub(super) fn record_events(
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(backend)?;
     bodies.iter().rev().map(|b| decode(b)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A backstop checkpoint that fails (SQLITE_BUSY while the checkpointer runs) once made
+    /// committed ingests answer 500; the hook must swallow it.
+    #[test]
+    fn a_failing_backstop_checkpoint_never_fails_the_commit() {
+        let mut woken = false;
+        let mut tried = false;
+        after_commit(
+            BACKSTOP_AT,
+            || {
+                tried = true;
+                Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(5),
+                    None,
+                ))
+            },
+            || woken = true,
+        );
+        assert!(tried && !woken);
+    }
+
+    #[test]
+    fn the_checkpointer_is_woken_only_past_its_threshold() {
+        let mut woken = false;
+        after_commit(CHECKPOINT_AT - 1, || Ok(()), || woken = true);
+        assert!(!woken);
+        after_commit(CHECKPOINT_AT, || Ok(()), || woken = true);
+        assert!(woken);
+    }
 }
