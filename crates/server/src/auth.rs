@@ -3,8 +3,8 @@
 //! no dictionary to guess from, and a fast hash keeps authentication off the ingest hot path.
 
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 use sha2::{Digest, Sha256};
 
 use store::{NewToken, TokenInfo, TokenRole};
@@ -60,28 +60,32 @@ impl Caller {
     }
 }
 
+/// Finds the live token a request's `Authorization: Bearer` header names.
+pub async fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Caller, AppError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(AppError::Unauthorized(
+            "missing Authorization header: send `Authorization: Bearer <token>`",
+        ))?;
+    let secret = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or(AppError::Unauthorized(
+            "the Authorization header must be `Bearer <token>`",
+        ))?;
+    match state.store.token_by_hash(&hash_token(secret)).await? {
+        Some(info) => Ok(Caller(info)),
+        None => Err(AppError::Unauthorized("unknown or revoked API token")),
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or(AppError::Unauthorized(
-                "missing Authorization header: send `Authorization: Bearer <token>`",
-            ))?;
-        let secret = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or(AppError::Unauthorized(
-                "the Authorization header must be `Bearer <token>`",
-            ))?;
-        match state.store.token_by_hash(&hash_token(secret)).await? {
-            Some(info) => Ok(Caller(info)),
-            None => Err(AppError::Unauthorized("unknown or revoked API token")),
-        }
+        authenticate(&parts.headers, state).await
     }
 }
 
