@@ -306,35 +306,35 @@ async fn tokens(
 async fn serve(settings: Settings, sample: Option<&str>) -> anyhow::Result<()> {
     let clock = Arc::new(SystemClock);
     let store = open_store(&settings)?;
-    if let Some(sample) = sample {
-        let summary = import::import_text(&*store, sample, false, 1000).await?;
-        let generated =
-            server::generate_token("demo", TokenRole::Admin).context("no randomness available")?;
-        store.create_token(generated.stored).await?;
-        let addr = &settings.server.listen;
-        println!(
-            "Sample company loaded into {}: {} new events, {} already there.",
-            settings.database.url, summary.imported, summary.duplicates
-        );
-        println!("Admin token for this demo: {}", generated.secret);
-        println!("Try:");
-        println!(
-            "  curl -H 'Authorization: Bearer {}' http://{addr}/api/v1/deals",
-            generated.secret
-        );
-        println!(
-            "  curl -H 'Authorization: Bearer {}' http://{addr}/api/v1/deals/D-1001",
-            generated.secret
-        );
-        println!("  curl http://{addr}/api/v1/openapi.json");
-    }
+    let demo = match sample {
+        Some(sample) => {
+            let summary = import::import_text(&*store, sample, false, 1000).await?;
+            let token = server::generate_token("demo", TokenRole::Admin)
+                .context("no randomness available")?;
+            store.create_token(token.stored).await?;
+            Some((summary, token.secret))
+        }
+        None => None,
+    };
     let app = Application::with_store(&settings, store, clock).await?;
     let host = settings
         .server
         .listen
         .rsplit_once(':')
         .map_or("127.0.0.1", |(h, _)| h);
-    println!("listening on http://{host}:{}", app.port());
+    let base = format!("http://{host}:{}", app.port());
+    if let Some((summary, secret)) = demo {
+        println!(
+            "Sample company loaded into {}: {} new events, {} already there.",
+            settings.database.url, summary.imported, summary.duplicates
+        );
+        println!("Admin token for this demo: {secret}");
+        println!("Try:");
+        println!("  curl -H 'Authorization: Bearer {secret}' {base}/api/v1/deals");
+        println!("  curl -H 'Authorization: Bearer {secret}' {base}/api/v1/deals/D-1001");
+        println!("  curl {base}/api/v1/openapi.json");
+    }
+    println!("listening on {base}");
     app.run_until_stopped(server::shutdown_signal()).await?;
     Ok(())
 }

@@ -119,3 +119,53 @@ fn configuration_layers_file_then_environment() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("urll"), "{}", stderr(&out));
 }
+
+/// The README's first command: the sample company is loaded, a token printed, the API served;
+/// a second start finds the sample already there.
+#[tokio::test]
+async fn demo_serves_the_sample_company() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_url(dir.path());
+    let demo = crate::Server::run(&["--database", &db, "demo", "--listen", "127.0.0.1:0"]);
+    assert!(
+        demo.printed[0].contains("62 new events, 0 already there"),
+        "{:?}",
+        demo.printed
+    );
+    let token = demo
+        .printed
+        .iter()
+        .find_map(|l| l.strip_prefix("Admin token for this demo: "))
+        .unwrap();
+    let http = reqwest::Client::new();
+    let get = |path: &str| {
+        http.get(format!("{}{path}", demo.base))
+            .bearer_auth(token)
+            .send()
+    };
+    let won: serde_json::Value = get("/api/v1/deals/D-1001")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(won["record"]["status"], "won");
+    assert_eq!(
+        won["record"]["interventions"][0]["person"],
+        "maya@acme.example"
+    );
+    let legal: serde_json::Value = get("/api/v1/deals?stage=legal")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(legal["items"][0]["record"]["id"], "D-1003");
+    drop(demo);
+    let again = crate::Server::run(&["--database", &db, "demo", "--listen", "127.0.0.1:0"]);
+    assert!(
+        again.printed[0].contains("0 new events, 62 already there"),
+        "{:?}",
+        again.printed
+    );
+}

@@ -57,18 +57,26 @@ pub fn create_token(db: &str, role: &str) -> String {
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// What the command printed before it started listening.
+    pub printed: Vec<String>,
 }
 
 impl Server {
     pub fn start(db: &str) -> Server {
+        Self::run(&["--database", db, "serve", "--listen", "127.0.0.1:0"])
+    }
+
+    /// Runs `pipewright ARGS` and waits until it prints the address it listens on.
+    pub fn run(args: &[&str]) -> Server {
         let mut child = bin()
-            .args(["--database", db, "serve", "--listen", "127.0.0.1:0"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
+        let mut printed = Vec::new();
         let base = loop {
             let line = lines
                 .next()
@@ -77,8 +85,13 @@ impl Server {
             if let Some(url) = line.strip_prefix("listening on ") {
                 break url.trim().to_owned();
             }
+            printed.push(line);
         };
-        Server { child, base }
+        Server {
+            child,
+            base,
+            printed,
+        }
     }
 }
 
