@@ -288,7 +288,7 @@ fn ingest(
         .prepare_cached(
             "INSERT INTO events (id, source, source_id, type, occurred_at, received_at, body)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (source, source_id) DO NOTHING RETURNING seq",
+             ON CONFLICT (source, source_id) DO NOTHING",
         )
         .map_err(backend)?;
     let mut existing = conn
@@ -305,21 +305,18 @@ fn ingest(
         let event = new.stamp(event_id(now), now);
         let body = serde_json::to_string(&event).map_err(|e| Error::Invalid(e.to_string()))?;
         let at = event.occurred_at.as_millis();
-        let seq: Option<i64> = insert
-            .query_row(
-                params![
-                    event.id.0.to_string(),
-                    event.source,
-                    event.source_id,
-                    event.event_type().as_str(),
-                    at,
-                    now.as_millis(),
-                    body
-                ],
-                |r| r.get(0),
-            )
-            .optional()
+        let inserted = insert
+            .execute(params![
+                event.id.0.to_string(),
+                event.source,
+                event.source_id,
+                event.event_type().as_str(),
+                at,
+                now.as_millis(),
+                body
+            ])
             .map_err(backend)?;
+        let seq = (inserted == 1).then(|| conn.last_insert_rowid());
         let Some(seq) = seq else {
             let id: String = existing
                 .query_row(params![event.source, event.source_id], |r| r.get(0))
