@@ -20,7 +20,7 @@ pub use event::{
 pub use ids::{IdError, RecordId, RecordKey, RecordKind, Role, Stage};
 pub use money::{Currency, Money, MoneyError};
 pub use state::{
-    Account, Contact, Deal, DealFacts, DealStatus, Engagement, Intervention, LOST_STAGE, Lead,
-    Objection, Person, Record, StageVisit, WON_STAGE,
+    Account, ActivityFacts, Contact, Deal, DealFacts, DealStatus, Engagement, Facts, Intervention,
+    LOST_STAGE, Lead, Objection, Person, Record, StageVisit, WON_STAGE,
 };
 pub use time::{Date, MILLIS_PER_DAY, Timestamp, TimestampError};

@@ -722,3 +722,55 @@ impl DealFacts {
         }
     }
 }
+
+/// Facts about a lead, contact or account that depend on "now".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityFacts {
+    pub days_since_activity: Option<i64>,
+    pub days_since_created: Option<i64>,
+    pub objection_count: usize,
+}
+
+impl ActivityFacts {
+    fn at(created_at: Option<Timestamp>, engagement: &Engagement, now: Timestamp) -> Self {
+        let last = engagement.last_activity_at.or(created_at);
+        Self {
+            days_since_activity: last.map(|t| t.days_until(now)),
+            days_since_created: created_at.map(|t| t.days_until(now)),
+            objection_count: engagement.objections.len(),
+        }
+    }
+}
+
+/// The time-dependent facts of a record, as the API shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Facts {
+    Deal(DealFacts),
+    Activity(ActivityFacts),
+}
+
+impl Record {
+    /// Facts that depend on `now`; people have none.
+    pub fn facts(&self, now: Timestamp) -> Option<Facts> {
+        match self {
+            Record::Deal(d) => Some(Facts::Deal(DealFacts::at(d, now))),
+            Record::Lead(l) => Some(Facts::Activity(ActivityFacts::at(
+                l.created_at,
+                &l.engagement,
+                now,
+            ))),
+            Record::Contact(c) => Some(Facts::Activity(ActivityFacts::at(
+                c.created_at,
+                &c.engagement,
+                now,
+            ))),
+            Record::Account(a) => Some(Facts::Activity(ActivityFacts::at(
+                a.created_at,
+                &a.engagement,
+                now,
+            ))),
+            Record::Person(_) => None,
+        }
+    }
+}

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use domain::{DealFacts, Event, Record, RecordId, RecordKey, RecordKind, Timestamp};
+use domain::{Event, Facts, Record, RecordId, RecordKey, RecordKind, Timestamp};
 use store::{Ingested, ListQuery, StoredRecord, TokenRole};
 
 use crate::AppState;
@@ -220,14 +220,14 @@ impl Collection {
     }
 }
 
-/// A record's derived state, with the facts that depend on the current time (deals).
+/// A record's derived state, with the facts that depend on the current time.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RecordView {
     #[schema(value_type = Object)]
     pub record: Record,
     #[schema(value_type = Option<Object>)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub facts: Option<DealFacts>,
+    pub facts: Option<Facts>,
     #[schema(value_type = String)]
     pub updated_at: Timestamp,
     #[schema(value_type = String)]
@@ -236,10 +236,7 @@ pub struct RecordView {
 
 impl RecordView {
     fn new(stored: StoredRecord, now: Timestamp) -> Self {
-        let facts = match &stored.record {
-            Record::Deal(d) => Some(DealFacts::at(d, now)),
-            _ => None,
-        };
+        let facts = stored.record.facts(now);
         Self {
             record: stored.record,
             facts,

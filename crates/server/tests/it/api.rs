@@ -37,6 +37,18 @@ async fn a_single_event_is_stored_then_recognised_as_a_duplicate() {
         .advance(std::time::Duration::from_secs(86_400 * 3));
     let (_, deal) = app.get(&app.reader, "/api/v1/deals/D-1").await;
     assert_eq!(deal["facts"]["days_in_stage"], 22);
+    let lead = event(
+        "lead.created",
+        "l",
+        "2026-11-10T12:00:00Z",
+        r#""lead":"L-1""#,
+        r#"{"name":"Ann"}"#,
+    );
+    app.post(&app.writer, JSON, lead).await;
+    let (status, lead) = app.get(&app.reader, "/api/v1/leads/L-1").await;
+    assert_eq!(status, 200);
+    assert_eq!(lead["record"]["name"], "Ann");
+    assert_eq!(lead["facts"]["days_since_activity"], 13);
 }
 
 #[tokio::test]
