@@ -278,21 +278,28 @@ impl Store for SqliteStore {
                     "SELECT id, state, updated_at, last_occurred_at FROM records WHERE kind = ?1",
                 );
                 let mut args: Vec<rusqlite::types::Value> = vec![q.kind.as_str().to_owned().into()];
-                let mut push = |clause: &str, v: rusqlite::types::Value| {
+                let mut arg = |v: rusqlite::types::Value| {
                     args.push(v);
-                    sql.push_str(&format!(" AND {clause} ?{}", args.len()));
+                    args.len()
                 };
                 if let Some(stage) = &q.stage {
-                    push("stage =", stage.clone().into());
+                    sql.push_str(&format!(" AND stage = ?{}", arg(stage.clone().into())));
                 }
                 if let Some(owner) = &q.owner {
-                    push("owner =", owner.clone().into());
+                    sql.push_str(&format!(" AND owner = ?{}", arg(owner.clone().into())));
                 }
                 if let Some(since) = q.updated_since {
-                    push("updated_at >=", since.as_millis().into());
+                    // A record changes only when an event concerning it is committed: the
+                    // records changed since `since` are those the log received events for since
+                    // then, found through the index on receipt time.
+                    let path = arg(format!("$.refs.{}", q.kind.as_str()).into());
+                    let at = arg(since.as_millis().into());
+                    sql.push_str(&format!(
+                        " AND id IN (SELECT json_extract(body, ?{path}) FROM events WHERE received_at >= ?{at})"
+                    ));
                 }
                 if let Some(after) = &q.after {
-                    push("id >", after.clone().into());
+                    sql.push_str(&format!(" AND id > ?{}", arg(after.clone().into())));
                 }
                 let limit = q.limit.clamp(1, 1000);
                 sql.push_str(&format!(" ORDER BY id LIMIT {}", limit + 1));
