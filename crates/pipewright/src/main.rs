@@ -72,6 +72,11 @@ enum Command {
     },
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
+    /// Check the playbooks in a folder and report every problem with file:line:column.
+    Check {
+        #[arg(default_value = "playbooks")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -119,8 +124,9 @@ enum ConfigCommand {
 }
 
 /// Exit codes: 0 success, 1 failure, 2 usage error (from clap), 3 import finished with
-/// rejected lines.
+/// rejected lines, 4 the playbooks have problems.
 const EXIT_REJECTED: u8 = 3;
+const EXIT_PLAYBOOK_PROBLEMS: u8 = 4;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -197,6 +203,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: ConfigCommand::Default,
         } => {
             out.write_all(server::DEFAULT_CONFIG.as_bytes())?;
+        }
+        Command::Check { dir } => {
+            let loaded = playbook::load_dir(dir);
+            match loaded.set {
+                Some(set) => {
+                    let rules: usize = set.playbooks.iter().map(|p| p.rules.len()).sum();
+                    writeln!(
+                        out,
+                        "{}: {} playbooks, {rules} rules, no problems (version {})",
+                        dir.display(),
+                        set.playbooks.len(),
+                        set.version
+                    )?;
+                }
+                None => {
+                    for d in &loaded.diagnostics {
+                        writeln!(out, "{d}")?;
+                    }
+                    let n = loaded.diagnostics.len();
+                    writeln!(out, "{n} problem{}", if n == 1 { "" } else { "s" })?;
+                    return Ok(ExitCode::from(EXIT_PLAYBOOK_PROBLEMS));
+                }
+            }
         }
         Command::Openapi => {
             writeln!(out, "{}", serde_json::to_string_pretty(&server::openapi())?)?;

@@ -169,3 +169,35 @@ async fn demo_serves_the_sample_company() {
         again.printed
     );
 }
+
+#[test]
+fn check_passes_the_examples_and_lists_every_problem_of_a_broken_folder() {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks");
+    let out = run(&["check", examples]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("2 playbooks, 6 rules, no problems"),
+        "{}",
+        stdout(&out)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "a.yaml",
+        "playbook: a\nowner: o\nrules:\n  - id: r\n    why: w\n    when: { quiet_for: soon }\n    then:\n      - start_sequence: nope\n",
+    );
+    write(dir.path(), "b.yaml", "playbook: b\nowner: o\nrulez: []\n");
+    let out = run(&["check", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(4));
+    let text = stdout(&out);
+    assert!(
+        text.contains("a.yaml:6:24: \"soon\" is not a duration"),
+        "{text}"
+    );
+    assert!(
+        text.contains("a.yaml:8:25: unknown sequence \"nope\""),
+        "{text}"
+    );
+    assert!(text.contains("b.yaml:3:1: unknown field `rulez`"), "{text}");
+    assert!(text.ends_with("3 problems\n"), "{text}");
+}

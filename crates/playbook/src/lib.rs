@@ -1,0 +1,19 @@
+//! Playbooks as code: the team's judgment written as YAML files — rules with their triggers,
+//! conditions and actions, assets, sequences — compiled into validated types.
+//!
+//! Loading never stops at the first mistake: every problem in every file is reported as a
+//! [`Diagnostic`] with file, line and column. Once compiled, a playbook cannot fail at
+//! evaluation time because of its shape. This crate reads files and nothing else: no clock, no
+//! database, no network.
+
+mod condition;
+mod load;
+mod model;
+mod raw;
+
+pub use condition::{Condition, ConditionError, DEAL_FACTS, EVENT_FACTS, LEAD_FACTS, Scope};
+pub use load::{Diagnostic, Loaded, load_dir, load_files, parse_span};
+pub use model::{
+    Action, Asset, AssetChoice, Location, Playbook, PlaybookSet, Reentry, Rule, Span, Target,
+    Trigger,
+};

@@ -1,0 +1,780 @@
+//! Raw YAML → compiled playbooks, collecting every problem as a located diagnostic.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_saphyr::Spanned;
+use sha2::{Digest, Sha256};
+
+use domain::{EventType, RecordId, RecordKind, Role, Stage};
+
+use crate::condition::{DEAL_FACTS, EVENT_FACTS, LEAD_FACTS, Scope};
+use crate::model::{
+    Action, Asset, AssetChoice, Location, Playbook, PlaybookSet, Reentry, Rule, Span, Target,
+    Trigger,
+};
+use crate::{Condition, raw};
+
+/// One problem in one playbook file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )
+    }
+}
+
+/// The outcome of loading a folder: the compiled set when there was no problem at all.
+#[derive(Debug)]
+pub struct Loaded {
+    pub set: Option<PlaybookSet>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Loads every `*.yaml` / `*.yml` file of `dir`, in name order.
+pub fn load_dir(dir: &Path) -> Loaded {
+    let mut files = Vec::new();
+    let mut diagnostics = Vec::new();
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            let mut paths: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+                .collect();
+            paths.sort();
+            for path in paths {
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => files.push((path, text)),
+                    Err(e) => diagnostics.push(at_start(&path, format!("cannot read: {e}"))),
+                }
+            }
+            if files.is_empty() && diagnostics.is_empty() {
+                diagnostics.push(at_start(
+                    dir,
+                    "no playbook files (*.yaml) in this folder".into(),
+                ));
+            }
+        }
+        Err(e) => diagnostics.push(at_start(dir, format!("cannot read the folder: {e}"))),
+    }
+    let mut loaded = load_files(&files);
+    diagnostics.append(&mut loaded.diagnostics);
+    sort(&mut diagnostics);
+    Loaded {
+        set: if diagnostics.is_empty() {
+            loaded.set
+        } else {
+            None
+        },
+        diagnostics,
+    }
+}
+
+fn at_start(file: &Path, message: String) -> Diagnostic {
+    Diagnostic {
+        file: file.to_owned(),
+        line: 1,
+        column: 1,
+        message,
+    }
+}
+
+/// Compiles playbook files given as (path, text).
+pub fn load_files(files: &[(PathBuf, String)]) -> Loaded {
+    let mut cx = Compiler {
+        diagnostics: Vec::new(),
+        file: PathBuf::new(),
+    };
+    let mut parsed = Vec::new();
+    for (path, text) in files {
+        match serde_saphyr::from_str::<raw::File>(text) {
+            Ok(file) => parsed.push((path.clone(), file)),
+            Err(e) => {
+                let (line, column) = e
+                    .location()
+                    .map_or((1, 1), |l| (l.line() as usize, l.column() as usize));
+                let message = e.to_string();
+                let message = message.lines().next().unwrap_or_default();
+                // serde-saphyr prefixes "error: line L column C: "; the position is ours to print.
+                let message = message
+                    .split_once(": ")
+                    .and_then(|(_, rest)| rest.split_once(": ").map(|(_, m)| m))
+                    .unwrap_or(message);
+                cx.diagnostics.push(Diagnostic {
+                    file: path.clone(),
+                    line,
+                    column,
+                    message: message.to_owned(),
+                });
+            }
+        }
+    }
+    let names = Names::collect(&mut cx, &parsed);
+    let mut playbooks = Vec::new();
+    for (path, file) in parsed {
+        cx.file = path.clone();
+        playbooks.push(cx.playbook(path, file, &names));
+    }
+    sort(&mut cx.diagnostics);
+    let set = cx.diagnostics.is_empty().then(|| PlaybookSet {
+        playbooks,
+        version: version(files),
+    });
+    Loaded {
+        set,
+        diagnostics: cx.diagnostics,
+    }
+}
+
+/// Problems in reading order: by file, then position.
+fn sort(diagnostics: &mut [Diagnostic]) {
+    diagnostics.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+}
+
+fn version(files: &[(PathBuf, String)]) -> String {
+    let mut hash = Sha256::new();
+    let mut sorted: Vec<_> = files.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    for (path, text) in sorted {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        hash.update(name.as_bytes());
+        hash.update([0]);
+        hash.update(text.as_bytes());
+        hash.update([0]);
+    }
+    hash.finalize()
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Names declared across all files, which rules in any file may refer to.
+struct Names {
+    stages: BTreeSet<String>,
+    assets: BTreeMap<String, Vec<String>>,
+    sequences: BTreeSet<String>,
+}
+
+impl Names {
+    fn collect(cx: &mut Compiler, files: &[(PathBuf, raw::File)]) -> Names {
+        let mut names = Names {
+            stages: [domain::WON_STAGE, domain::LOST_STAGE]
+                .map(String::from)
+                .into_iter()
+                .collect(),
+            assets: BTreeMap::new(),
+            sequences: BTreeSet::new(),
+        };
+        let mut rule_ids: BTreeMap<String, PathBuf> = BTreeMap::new();
+        let mut playbook_names: BTreeMap<String, PathBuf> = BTreeMap::new();
+        for (path, file) in files {
+            cx.file = path.clone();
+            if let Some(first) = playbook_names.insert(file.playbook.value.clone(), path.clone()) {
+                cx.error(
+                    &file.playbook,
+                    format!(
+                        "playbook {:?} is also defined in {}",
+                        file.playbook.value,
+                        first.display()
+                    ),
+                );
+            }
+            names
+                .stages
+                .extend(file.stages.iter().map(|s| s.value.clone()));
+            for (name, asset) in &file.assets {
+                if names
+                    .assets
+                    .insert(name.clone(), asset.use_cases.clone())
+                    .is_some()
+                {
+                    cx.error(&file.playbook, format!("asset {name:?} is defined twice"));
+                }
+            }
+            for name in file.sequences.keys() {
+                if !names.sequences.insert(name.clone()) {
+                    cx.error(
+                        &file.playbook,
+                        format!("sequence {name:?} is defined twice"),
+                    );
+                }
+            }
+            for rule in &file.rules {
+                if let Some(first) = rule_ids.insert(rule.id.value.clone(), path.clone()) {
+                    cx.error(
+                        &rule.id,
+                        format!(
+                            "rule id {:?} is already used in {}",
+                            rule.id.value,
+                            first.display()
+                        ),
+                    );
+                }
+            }
+        }
+        names
+    }
+}
+
+struct Compiler {
+    diagnostics: Vec<Diagnostic>,
+    file: PathBuf,
+}
+
+fn list(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
+    let names: Vec<String> = names.into_iter().map(|n| n.as_ref().to_owned()).collect();
+    if names.is_empty() {
+        "none are declared".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+impl Compiler {
+    fn location<T>(&self, s: &Spanned<T>) -> Location {
+        Location {
+            file: self.file.clone(),
+            line: s.referenced.line() as usize,
+            column: s.referenced.column() as usize,
+        }
+    }
+
+    fn error<T>(&mut self, at: &Spanned<T>, message: String) {
+        let l = self.location(at);
+        self.diagnostics.push(Diagnostic {
+            file: l.file,
+            line: l.line,
+            column: l.column,
+            message,
+        });
+    }
+
+    fn playbook(&mut self, path: PathBuf, file: raw::File, names: &Names) -> Playbook {
+        let stages = file
+            .stages
+            .iter()
+            .filter_map(|s| self.stage(s, None))
+            .collect();
+        let assets = file
+            .assets
+            .iter()
+            .map(|(name, a)| self.asset(name, a, names))
+            .collect();
+        let rules = file
+            .rules
+            .iter()
+            .map(|r| self.rule(r, file.shadow, names))
+            .collect();
+        Playbook {
+            name: file.playbook.value,
+            owner: file.owner.value,
+            description: file.description,
+            file: path,
+            stages,
+            rules,
+            assets,
+            sequences: file.sequences.into_keys().collect(),
+        }
+    }
+
+    fn stage(&mut self, s: &Spanned<String>, known: Option<&BTreeSet<String>>) -> Option<Stage> {
+        if let Some(known) = known
+            && !known.contains(&s.value)
+        {
+            self.error(
+                s,
+                format!(
+                    "unknown stage {:?}; the playbooks declare: {}",
+                    s.value,
+                    list(known)
+                ),
+            );
+            return None;
+        }
+        match Stage::parse(s.value.clone()) {
+            Ok(stage) => Some(stage),
+            Err(e) => {
+                self.error(s, format!("stage name {e}"));
+                None
+            }
+        }
+    }
+
+    fn asset(&mut self, name: &str, a: &raw::Asset, names: &Names) -> Asset {
+        Asset {
+            name: name.to_owned(),
+            title: a.title.clone(),
+            url: a.url.as_ref().map(|u| u.value.clone()),
+            file: a.file.as_ref().map(|f| f.value.clone()),
+            use_cases: a.use_cases.clone(),
+            stages: a
+                .stages
+                .iter()
+                .filter_map(|s| self.stage(s, Some(&names.stages)))
+                .collect(),
+            industries: a.industries.clone(),
+        }
+    }
+
+    fn span(&mut self, s: &Spanned<String>) -> Option<Span> {
+        match parse_span(&s.value) {
+            Some(span) => Some(span),
+            None => {
+                self.error(s, format!("{:?} is not a duration: write a number and a unit, such as 30m, 12h, 5d or 2w (units can be combined: 1d12h)", s.value));
+                None
+            }
+        }
+    }
+
+    fn rule(&mut self, r: &raw::Rule, playbook_shadow: bool, names: &Names) -> Rule {
+        if r.why.value.trim().is_empty() {
+            self.error(
+                &r.why,
+                "`why` must say, in a sentence, the judgment this rule encodes".into(),
+            );
+        }
+        let record = match r.record.as_ref().map(|s| (s, s.value.as_str())) {
+            None | Some((_, "deal")) => RecordKind::Deal,
+            Some((_, "lead")) => RecordKind::Lead,
+            Some((s, other)) => {
+                self.error(
+                    s,
+                    format!("rules act on a `deal` or a `lead`, not {other:?}"),
+                );
+                RecordKind::Deal
+            }
+        };
+        let trigger = self.trigger(r, names);
+        let condition = r
+            .condition
+            .as_ref()
+            .and_then(|c| self.condition(c, record, trigger.as_ref()));
+        let actions = r
+            .then
+            .iter()
+            .filter_map(|a| self.action(a, &r.id, record, names))
+            .collect::<Vec<_>>();
+        if r.then.is_empty() {
+            self.error(
+                &r.id,
+                format!("rule {:?} has no actions under `then`", r.id.value),
+            );
+        }
+        let reentry = match &r.reentry {
+            None => Reentry::EachTrigger,
+            Some(raw::Reentry::OncePerRecord) => Reentry::OncePerRecord,
+            Some(raw::Reentry::OncePerStage) => Reentry::OncePerStage,
+            Some(raw::Reentry::Every(s)) => self
+                .span(s)
+                .map_or(Reentry::EachTrigger, Reentry::AtMostEvery),
+        };
+        Rule {
+            id: r.id.value.clone(),
+            why: r.why.value.clone(),
+            covers: r.covers.iter().map(|c| c.value.clone()).collect(),
+            record,
+            trigger: trigger.unwrap_or(Trigger::QuietFor(Span(0))),
+            condition,
+            actions,
+            reentry,
+            shadow: playbook_shadow || r.shadow,
+            location: self.location(&r.id),
+        }
+    }
+
+    fn trigger(&mut self, r: &raw::Rule, names: &Names) -> Option<Trigger> {
+        let w = &r.when;
+        let given = [
+            w.event.is_some(),
+            w.quiet_for.is_some(),
+            w.in_stage_for.is_some(),
+            w.date_field.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() != 1 {
+            self.error(
+                &r.id,
+                "`when` needs exactly one of: event, quiet_for, in_stage_for, date_field".into(),
+            );
+            return None;
+        }
+        if let Some(e) = &w.event {
+            return match EventType::parse(&e.value) {
+                Some(t) => Some(Trigger::Event(t)),
+                None => {
+                    let all: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+                    self.error(
+                        e,
+                        format!(
+                            "unknown event type {:?}; expected one of: {}",
+                            e.value,
+                            all.join(", ")
+                        ),
+                    );
+                    None
+                }
+            };
+        }
+        if let Some(q) = &w.quiet_for {
+            return self.span(q).map(Trigger::QuietFor);
+        }
+        if let Some(s) = &w.in_stage_for {
+            let stage = self.stage(&s.stage, Some(&names.stages));
+            let longer_than = self.span(&s.longer_than);
+            return Some(Trigger::InStageFor {
+                stage: stage?,
+                longer_than: longer_than?,
+            });
+        }
+        let d = w.date_field.as_ref()?;
+        if d.field.value != "close_date" && !d.field.value.starts_with("fields.") {
+            self.error(
+                &d.field,
+                format!(
+                    "{:?} is not a date field: use close_date or fields.NAME",
+                    d.field.value
+                ),
+            );
+        }
+        let offset = match (&d.before, &d.after) {
+            (Some(b), None) => Span(-self.span(b)?.0),
+            (None, Some(a)) => self.span(a)?,
+            _ => {
+                self.error(
+                    &d.field,
+                    "date_field needs exactly one of `before` or `after`".into(),
+                );
+                return None;
+            }
+        };
+        Some(Trigger::DateField {
+            field: d.field.value.clone(),
+            offset,
+        })
+    }
+
+    fn condition(
+        &mut self,
+        c: &Spanned<String>,
+        record: RecordKind,
+        trigger: Option<&Trigger>,
+    ) -> Option<Condition> {
+        let facts = if record == RecordKind::Lead {
+            LEAD_FACTS
+        } else {
+            DEAL_FACTS
+        };
+        let mut variables = vec![(record.as_str(), Some(facts)), ("now", None)];
+        let event_fields;
+        if let Some(Trigger::Event(t)) = trigger {
+            event_fields = [EVENT_FACTS, payload_fields(*t)].concat();
+            variables.push(("event", Some(event_fields.as_slice())));
+        }
+        match Condition::compile(&c.value, &Scope { variables }) {
+            Ok(condition) => Some(condition),
+            Err(errors) => {
+                let base = self.location(c);
+                for e in errors {
+                    // Positions inside the expression, moved to the YAML scalar holding it
+                    // (one column further when the scalar is quoted).
+                    let quoted = c.referenced.span().len() as usize >= c.value.chars().count() + 2;
+                    let quote = usize::from(quoted);
+                    let (line, column) = if e.line == 1 {
+                        (base.line, base.column + quote + e.column - 1)
+                    } else {
+                        (base.line + e.line - 1, e.column)
+                    };
+                    self.diagnostics.push(Diagnostic {
+                        file: base.file.clone(),
+                        line,
+                        column,
+                        message: format!("condition: {}", e.message),
+                    });
+                }
+                None
+            }
+        }
+    }
+
+    fn target(&mut self, s: &Spanned<String>, record: RecordKind) -> Option<Target> {
+        let v = s.value.as_str();
+        let owner = format!("{}.owner", record.as_str());
+        let target = if v == owner || v == "owner" {
+            Some(Target::Owner)
+        } else if record == RecordKind::Deal
+            && (v == "deal.primary_contact" || v == "primary_contact")
+        {
+            Some(Target::PrimaryContact)
+        } else if let Some(id) = v.strip_prefix("person:") {
+            RecordId::parse(id).ok().map(Target::Person)
+        } else if let Some(role) = v.strip_prefix("role:") {
+            serde_plain_role(role).map(Target::Role)
+        } else if let Some(channel) = v.strip_prefix("channel:") {
+            (!channel.is_empty()).then(|| Target::Channel(channel.to_owned()))
+        } else {
+            None
+        };
+        if target.is_none() {
+            let contact = if record == RecordKind::Deal {
+                ", deal.primary_contact"
+            } else {
+                ""
+            };
+            self.error(s, format!("{v:?} is not a recipient: use {owner}{contact}, person:ID, role:NAME (founder, executive, vp, manager, ae, sdr, csm, revops) or channel:NAME"));
+        }
+        target
+    }
+
+    fn action(
+        &mut self,
+        a: &raw::Action,
+        rule: &Spanned<String>,
+        record: RecordKind,
+        names: &Names,
+    ) -> Option<Action> {
+        let default_to = if record == RecordKind::Deal {
+            Target::PrimaryContact
+        } else {
+            Target::Owner
+        };
+        Some(match a {
+            raw::Action::StartSequence(s) | raw::Action::StopSequence(s) => {
+                if !names.sequences.contains(&s.value) {
+                    self.error(
+                        s,
+                        format!(
+                            "unknown sequence {:?}; the playbooks declare: {}",
+                            s.value,
+                            list(&names.sequences)
+                        ),
+                    );
+                    return None;
+                }
+                if matches!(a, raw::Action::StartSequence(_)) {
+                    Action::StartSequence(s.value.clone())
+                } else {
+                    Action::StopSequence(s.value.clone())
+                }
+            }
+            raw::Action::SendAsset(x) => {
+                let asset = match (&x.asset, &x.use_case) {
+                    (Some(n), None) if names.assets.contains_key(&n.value) => {
+                        AssetChoice::Named(n.value.clone())
+                    }
+                    (Some(n), None) => {
+                        self.error(
+                            n,
+                            format!(
+                                "unknown asset {:?}; the playbooks declare: {}",
+                                n.value,
+                                list(names.assets.keys())
+                            ),
+                        );
+                        return None;
+                    }
+                    (None, Some(u))
+                        if names.assets.values().any(|cases| cases.contains(&u.value)) =>
+                    {
+                        AssetChoice::BestFor(u.value.clone())
+                    }
+                    (None, Some(u)) => {
+                        self.error(u, format!("no asset has the use case {:?}", u.value));
+                        return None;
+                    }
+                    _ => {
+                        self.error(
+                            rule,
+                            "send_asset needs exactly one of `asset` or `use_case`".into(),
+                        );
+                        return None;
+                    }
+                };
+                let to = match &x.to {
+                    Some(t) => self.target(t, record)?,
+                    None => default_to,
+                };
+                Action::SendAsset { asset, to }
+            }
+            raw::Action::SendEmail(x) => {
+                let to = match &x.to {
+                    Some(t) => self.target(t, record)?,
+                    None => default_to,
+                };
+                Action::SendEmail {
+                    template: x.template.value.clone(),
+                    to,
+                }
+            }
+            raw::Action::Alert(x) => Action::Alert {
+                to: self.target(&x.to, record)?,
+                text: x.text.value.clone(),
+            },
+            raw::Action::Task(x) => {
+                let assignee = self.target(&x.assignee, record);
+                let due = x.due.as_ref().map(|d| self.span(d));
+                Action::Task {
+                    assignee: assignee?,
+                    title: x.title.value.clone(),
+                    due: due.map_or(Some(None), |d| d.map(Some))?,
+                }
+            }
+            raw::Action::AssignOwner(x) => {
+                let mut team = Vec::new();
+                for member in &x.team {
+                    match RecordId::parse(member.value.clone()) {
+                        Ok(id) => team.push(id),
+                        Err(e) => self.error(member, format!("team member id {e}")),
+                    }
+                }
+                if team.is_empty() {
+                    self.error(rule, "assign_owner needs at least one team member".into());
+                    return None;
+                }
+                Action::AssignOwner { team }
+            }
+            raw::Action::SetField(x) => Action::SetField {
+                field: x.field.value.clone(),
+                value: x.value.value.clone(),
+            },
+            raw::Action::Escalate(x) => {
+                let to = self.target(&x.to, record);
+                let after = x.after.as_ref().map(|d| self.span(d));
+                Action::Escalate {
+                    to: to?,
+                    reason: x.reason.value.clone(),
+                    after: after.map_or(Some(None), |d| d.map(Some))?,
+                }
+            }
+            raw::Action::Webhook(x) => {
+                if !(x.url.value.starts_with("https://") || x.url.value.starts_with("http://")) {
+                    self.error(&x.url, format!("{:?} is not an http(s) URL", x.url.value));
+                    return None;
+                }
+                Action::Webhook {
+                    url: x.url.value.clone(),
+                }
+            }
+        })
+    }
+}
+
+fn serde_plain_role(name: &str) -> Option<Role> {
+    serde::Deserialize::deserialize(
+        serde::de::value::StrDeserializer::<serde::de::value::Error>::new(name),
+    )
+    .ok()
+}
+
+/// Parses `30m`, `12h`, `5d`, `2w` and combinations such as `1d12h`.
+pub fn parse_span(text: &str) -> Option<Span> {
+    let mut total: i64 = 0;
+    let mut digits = String::new();
+    let mut any = false;
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit: i64 = match c {
+            'm' => 60_000,
+            'h' => 3_600_000,
+            'd' => 86_400_000,
+            'w' => 7 * 86_400_000,
+            _ => return None,
+        };
+        let n: i64 = digits.parse().ok()?;
+        total = total.checked_add(n.checked_mul(unit)?)?;
+        digits.clear();
+        any = true;
+    }
+    (any && digits.is_empty() && total > 0).then_some(Span(total))
+}
+
+/// The payload fields of each event type, as conditions read them (`event.kind`).
+fn payload_fields(t: EventType) -> &'static [&'static str] {
+    use EventType::*;
+    match t {
+        LeadCreated | LeadUpdated => &[
+            "name", "email", "company", "title", "origin", "owner", "status", "fields",
+        ],
+        ContactCreated | ContactUpdated => {
+            &["name", "email", "title", "timezone", "role", "fields"]
+        }
+        AccountCreated | AccountUpdated => &[
+            "name",
+            "domain",
+            "industry",
+            "segment",
+            "territory",
+            "employees",
+            "owner",
+            "fields",
+        ],
+        DealCreated | DealUpdated => &[
+            "name",
+            "pipeline",
+            "stage",
+            "owner",
+            "amount",
+            "currency",
+            "close_date",
+            "contacts",
+            "fields",
+        ],
+        DealStageChanged => &["stage", "from"],
+        DealWon | DealLost => &["amount", "currency", "reason"],
+        EmailSent | EmailReceived | EmailOpened => {
+            &["subject", "message_id", "in_reply_to", "auto_reply"]
+        }
+        LinkClicked => &["url", "message_id"],
+        MeetingBooked | MeetingHeld => &["title", "scheduled_for", "duration_minutes", "attendees"],
+        CallLogged => &["direction", "duration_minutes", "outcome"],
+        NoteAdded => &["text"],
+        ObjectionRaised => &["kind", "text"],
+        ContentViewed => &["url", "asset", "title", "seconds"],
+        FormSubmitted => &["form", "fields"],
+        InterventionLogged => &["person", "reason", "note"],
+        PersonCreated | PersonUpdated => &[
+            "name",
+            "email",
+            "roles",
+            "timezone",
+            "key_person",
+            "available",
+            "capacity",
+            "manager",
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_parse_units_and_combinations() {
+        assert_eq!(parse_span("5d"), Some(Span(5 * 86_400_000)));
+        assert_eq!(parse_span("1d12h"), Some(Span(36 * 3_600_000)));
+        assert_eq!(parse_span("30m"), Some(Span(1_800_000)));
+        for bad in ["", "5", "d", "5x", "0d", "-1d", "5 d"] {
+            assert_eq!(parse_span(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Compiled playbooks: validated, with every reference resolved.
+
+use std::path::PathBuf;
+
+use domain::{EventType, RecordId, RecordKind, Role, Stage};
+
+use crate::Condition;
+
+/// A length of time written in a playbook (`5d`, `12h`, `1w2d`), in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Span(pub i64);
+
+/// Where something was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+}
+
+/// Every playbook of a folder, loaded together.
+#[derive(Debug, Clone)]
+pub struct PlaybookSet {
+    pub playbooks: Vec<Playbook>,
+    /// A content hash of all files: recorded with every effect so it names the rules that
+    /// decided it.
+    pub version: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Playbook {
+    pub name: String,
+    pub owner: String,
+    pub description: Option<String>,
+    pub file: PathBuf,
+    pub stages: Vec<Stage>,
+    pub rules: Vec<Rule>,
+    pub assets: Vec<Asset>,
+    pub sequences: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: String,
+    /// The judgment the rule encodes, in one plain sentence.
+    pub why: String,
+    /// Intervention reasons this rule is meant to take off key people's plates.
+    pub covers: Vec<String>,
+    pub record: RecordKind,
+    pub trigger: Trigger,
+    pub condition: Option<Condition>,
+    pub actions: Vec<Action>,
+    pub reentry: Reentry,
+    /// Evaluated and recorded, never delivered.
+    pub shadow: bool,
+    pub location: Location,
+}
+
+#[derive(Debug, Clone)]
+pub enum Trigger {
+    /// An event of this type concerning the record.
+    Event(EventType),
+    /// No activity on the record for this long; activity pushes it back.
+    QuietFor(Span),
+    /// In this stage for longer than this; leaving the stage cancels it.
+    InStageFor { stage: Stage, longer_than: Span },
+    /// At a date field plus an offset (negative: before); moves when the field changes.
+    DateField { field: String, offset: Span },
+}
+
+/// How often a rule may fire for one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reentry {
+    /// Each trigger instance may fire (the default).
+    EachTrigger,
+    OncePerRecord,
+    OncePerStage,
+    AtMostEvery(Span),
+}
+
+/// Who an action is addressed to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The record's owner.
+    Owner,
+    /// The deal's primary contact (its first contact).
+    PrimaryContact,
+    Person(RecordId),
+    Role(Role),
+    Channel(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AssetChoice {
+    Named(String),
+    BestFor(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    StartSequence(String),
+    StopSequence(String),
+    SendAsset {
+        asset: AssetChoice,
+        to: Target,
+    },
+    SendEmail {
+        template: String,
+        to: Target,
+    },
+    Alert {
+        to: Target,
+        text: String,
+    },
+    Task {
+        assignee: Target,
+        title: String,
+        due: Option<Span>,
+    },
+    AssignOwner {
+        team: Vec<RecordId>,
+    },
+    SetField {
+        field: String,
+        value: String,
+    },
+    Escalate {
+        to: Target,
+        reason: String,
+        after: Option<Span>,
+    },
+    Webhook {
+        url: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asset {
+    pub name: String,
+    pub title: Option<String>,
+    pub url: Option<String>,
+    pub file: Option<String>,
+    pub use_cases: Vec<String>,
+    pub stages: Vec<Stage>,
+    pub industries: Vec<String>,
+}

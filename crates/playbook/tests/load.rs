@@ -1,0 +1,233 @@
+//! Loading playbooks: the repository's examples compile; every kind of mistake is reported with
+//! its file, line and column, all of them in one run.
+
+use std::path::{Path, PathBuf};
+
+use playbook::{Action, AssetChoice, Diagnostic, Reentry, Target, Trigger, load_dir, load_files};
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../playbooks")
+}
+
+fn check(text: &str) -> Vec<Diagnostic> {
+    load_files(&[(PathBuf::from("p.yaml"), text.to_owned())]).diagnostics
+}
+
+fn lines(diagnostics: &[Diagnostic]) -> Vec<String> {
+    diagnostics.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn the_example_playbooks_compile() {
+    let loaded = load_dir(&examples());
+    assert!(
+        loaded.diagnostics.is_empty(),
+        "{:#?}",
+        lines(&loaded.diagnostics)
+    );
+    let set = loaded.set.unwrap();
+    assert_eq!(set.version.len(), 12);
+    let founder = set
+        .playbooks
+        .iter()
+        .find(|p| p.name == "founder-rescues")
+        .unwrap();
+    let rule = |id: &str| founder.rules.iter().find(|r| r.id == id).unwrap();
+    assert!(
+        matches!(rule("quiet-after-enthusiasm").trigger, Trigger::QuietFor(s) if s.0 == 5 * 86_400_000)
+    );
+    assert_eq!(
+        rule("quiet-after-enthusiasm").reentry,
+        Reentry::OncePerStage
+    );
+    assert!(rule("quiet-after-enthusiasm").condition.is_some());
+    assert_eq!(
+        rule("pricing-objection").actions,
+        [Action::SendAsset {
+            asset: AssetChoice::BestFor("pricing".into()),
+            to: Target::PrimaryContact
+        }]
+    );
+    assert!(
+        matches!(&rule("stuck-in-legal").trigger, Trigger::InStageFor { stage, .. } if stage.as_str() == "legal")
+    );
+    assert_eq!(rule("stuck-in-legal").covers, ["legal-stall"]);
+    assert_eq!(rule("stuck-in-legal").location.line, 44);
+}
+
+#[test]
+fn the_version_changes_with_the_content() {
+    let text = std::fs::read_to_string(examples().join("lead-follow-up.yaml")).unwrap();
+    let a = load_files(&[(PathBuf::from("a.yaml"), text.clone())])
+        .set
+        .unwrap()
+        .version;
+    let b = load_files(&[(PathBuf::from("a.yaml"), text.replace("30d", "31d"))])
+        .set
+        .unwrap()
+        .version;
+    assert_ne!(a, b);
+}
+
+const HEADER: &str = "playbook: p\nowner: o\nstages: [demo, legal]\n";
+
+#[test]
+fn yaml_syntax_and_unknown_keys_are_located() {
+    let d = check("playbook: p\nowner: o\nrules: [\n");
+    assert_eq!(d.len(), 1);
+    assert_eq!((d[0].line, d[0].column), (3, 8), "{d:?}");
+    assert!(d[0].message.contains("unclosed"), "{d:?}");
+    let d = check("playbook: p\nowner: [o]\n");
+    assert_eq!((d[0].line, d[0].column), (2, 8), "{d:?}");
+    let d = check(&format!(
+        "{HEADER}rules:\n  - id: r\n    why: w\n    whn: {{ quiet_for: 5d }}\n    then: []\n"
+    ));
+    assert_eq!((d[0].line, d[0].column), (7, 5), "{d:?}");
+    assert!(d[0].message.contains("unknown field `whn`"), "{d:?}");
+    let d = check(&format!(
+        "{HEADER}rules:\n  - id: r\n    why: w\n    when: {{ quiet_for: 5d }}\n    then:\n      - explode: x\n"
+    ));
+    assert!(d[0].message.contains("unknown variant `explode`"), "{d:?}");
+    assert_eq!(d[0].line, 9);
+}
+
+#[test]
+fn every_mistake_in_a_file_is_reported_in_one_run() {
+    let text = format!(
+        "{HEADER}rules:
+  - id: a
+    why: w
+    when: {{ quiet_for: 5 days }}
+    then:
+      - start_sequence: nope
+  - id: a
+    why: w
+    when: {{ in_stage_for: {{ stage: legl, longer_than: 10d }} }}
+    if: deal.stgae == 'legal' && deal.amount >
+    then:
+      - alert: {{ to: the-boss, text: hi }}
+      - send_asset: {{ asset: missing }}
+  - id: c
+    why: w
+    when: {{ event: objection.rased }}
+    then:
+      - webhook: {{ url: ftp://x }}
+  - id: d
+    why: w
+    when: {{ event: objection.raised }}
+    if: event.knd == 'pricing'
+    then:
+      - escalate: {{ to: role:vp-sales, reason: r, after: soon }}
+"
+    );
+    let d = lines(&check(&text));
+    let expect = [
+        "p.yaml:10:9: rule id \"a\" is already used in p.yaml",
+        "p.yaml:7:24: \"5 days\" is not a duration",
+        "p.yaml:9:25: unknown sequence \"nope\"",
+        "p.yaml:12:36: unknown stage \"legl\"",
+        "p.yaml:13:47: condition: Syntax error",
+        "p.yaml:15:22: \"the-boss\" is not a recipient",
+        "p.yaml:16:30: unknown asset \"missing\"",
+        "p.yaml:19:20: unknown event type \"objection.rased\"",
+        "p.yaml:21:25: \"ftp://x\" is not an http(s) URL",
+        "p.yaml:25:15: condition: `event` has no field `knd` (did you mean `kind`?)",
+        "p.yaml:27:25: \"role:vp-sales\" is not a recipient",
+        "p.yaml:27:58: \"soon\" is not a duration",
+    ];
+    for e in expect {
+        assert!(
+            d.iter().any(|l| l.starts_with(e)),
+            "missing {e:?} in\n{d:#?}"
+        );
+    }
+    assert!(
+        !d.iter().any(|l| l.contains("stgae") && !l.contains("13:")),
+        "{d:#?}"
+    );
+}
+
+#[test]
+fn a_condition_error_points_into_the_expression() {
+    let text = format!(
+        "{HEADER}rules:\n  - id: r\n    why: w\n    when: {{ quiet_for: 5d }}\n    if: deal.amount > 5 && deal.stgae == 'x'\n    then:\n      - alert: {{ to: deal.owner, text: hi }}\n"
+    );
+    let d = check(&text);
+    assert_eq!(d.len(), 1, "{d:?}");
+    // The field `stgae` starts at column 33 of line 8 (the scalar starts at column 9).
+    assert_eq!((d[0].line, d[0].column), (8, 33), "{d:?}");
+    assert!(d[0].message.contains("did you mean `stage`"), "{d:?}");
+    let quoted = text.replace(
+        "if: deal.amount > 5 && deal.stgae == 'x'",
+        "if: \"deal.amount > 5 && deal.stgae == 'x'\"",
+    );
+    assert_eq!(check(&quoted)[0].column, 34);
+}
+
+#[test]
+fn rules_see_only_their_context() {
+    let base = format!(
+        "{HEADER}rules:\n  - id: r\n    why: w\n    when: {{ quiet_for: 5d }}\n    if: COND\n    then:\n      - alert: {{ to: deal.owner, text: hi }}\n"
+    );
+    // `event` exists only for event triggers; lead rules see `lead`, not `deal`.
+    assert!(
+        check(&base.replace("COND", "event.kind == 'x'"))[0]
+            .message
+            .contains("unknown name `event`")
+    );
+    let lead = base
+        .replace("    when:", "    record: lead\n    when:")
+        .replace("COND", "deal.amount > 1")
+        .replace("deal.owner", "lead.owner");
+    assert!(
+        check(&lead)[0].message.contains("unknown name `deal`"),
+        "{:?}",
+        check(&lead)
+    );
+    assert!(
+        check(&base.replace(
+            "COND",
+            "deal.fields.budget_confirmed == true && now > deal.created_at"
+        ))
+        .is_empty()
+    );
+}
+
+#[test]
+fn missing_folders_and_empty_folders_are_diagnosed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = load_dir(dir.path()).diagnostics;
+    assert!(d[0].message.contains("no playbook files"), "{d:?}");
+    let d = load_dir(&dir.path().join("nope")).diagnostics;
+    assert!(d[0].message.contains("cannot read the folder"), "{d:?}");
+}
+
+#[test]
+fn names_are_shared_across_files_and_duplicates_caught() {
+    let a = "playbook: a\nowner: o\nstages: [demo]\nsequences:\n  s: {}\nassets:\n  x: { use_cases: [pricing] }\n";
+    let b = "playbook: b\nowner: o\nrules:\n  - id: r\n    why: w\n    when: { in_stage_for: { stage: demo, longer_than: 1d } }\n    then:\n      - start_sequence: s\n      - send_asset: { use_case: pricing }\n";
+    let loaded = load_files(&[
+        (PathBuf::from("a.yaml"), a.into()),
+        (PathBuf::from("b.yaml"), b.into()),
+    ]);
+    assert!(
+        loaded.diagnostics.is_empty(),
+        "{:?}",
+        lines(&loaded.diagnostics)
+    );
+    let twice = load_files(&[
+        (PathBuf::from("a.yaml"), a.into()),
+        (PathBuf::from("c.yaml"), a.into()),
+    ]);
+    let d = lines(&twice.diagnostics);
+    assert!(
+        d.iter()
+            .any(|l| l.contains("playbook \"a\" is also defined in a.yaml")),
+        "{d:?}"
+    );
+    assert!(
+        d.iter().any(|l| l.contains("asset \"x\" is defined twice")),
+        "{d:?}"
+    );
+    assert!(twice.set.is_none());
+}
