@@ -88,6 +88,8 @@ pub const EVENT_FACTS: &[&str] = &[
 pub struct Condition {
     pub source: String,
     pub program: Arc<cel::Program>,
+    /// The record and event fields it reads (`("deal", "stage")`), for why-traces.
+    pub fields: Vec<(String, String)>,
 }
 
 impl fmt::Debug for Condition {
@@ -130,10 +132,15 @@ impl Condition {
         })?;
         let mut problems = Vec::new();
         check(program.expression(), scope, &mut problems, &program, source);
+        let mut fields = Vec::new();
+        selected(program.expression(), &mut fields);
+        fields.sort();
+        fields.dedup();
         if problems.is_empty() {
             Ok(Self {
                 source: source.to_owned(),
                 program: Arc::new(program),
+                fields,
             })
         } else {
             Err(problems)
@@ -245,6 +252,36 @@ fn check(
             }
         }
         Expr::Literal(_) | Expr::Struct(_) | Expr::Unspecified => {}
+    }
+}
+
+/// Every `root.field` the expression selects.
+fn selected(node: &IdedExpr, out: &mut Vec<(String, String)>) {
+    match &node.expr {
+        Expr::Select(s) => {
+            if let Expr::Ident(root) = &s.operand.expr {
+                out.push((root.clone(), s.field.clone()));
+            } else {
+                selected(&s.operand, out);
+            }
+        }
+        Expr::Call(c) => {
+            c.target.iter().for_each(|t| selected(t, out));
+            c.args.iter().for_each(|a| selected(a, out));
+        }
+        Expr::List(l) => l.elements.iter().for_each(|e| selected(e, out)),
+        Expr::Comprehension(c) => {
+            for e in [
+                &c.iter_range,
+                &c.accu_init,
+                &c.loop_cond,
+                &c.loop_step,
+                &c.result,
+            ] {
+                selected(e, out);
+            }
+        }
+        _ => {}
     }
 }
 

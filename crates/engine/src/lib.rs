@@ -1,0 +1,455 @@
+//! pipewright's rules engine: a pure function of (record state, input, now) to effects and
+//! timer changes.
+//!
+//! Inputs are an event that has just been applied to its records, or a timer that has come due.
+//! Outputs are data: [`Effect`]s (each action a rule decided, with its idempotency key and
+//! why-trace) and [`TimerChange`]s. The engine never performs I/O, never reads the clock and
+//! draws no random numbers, so the live server, tests and replays of history get the same
+//! answer from the same inputs.
+
+pub mod facts;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use domain::{DealStatus, Event, EventType, Record, RecordKey, Timestamp};
+use playbook::{Action, PlaybookSet, Reentry, Rule, Trigger};
+
+/// A rule's memory of one record: what the re-entry policies need.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fired {
+    pub count: u32,
+    pub last_at: Option<Timestamp>,
+    /// When the stage visit in which it last fired began.
+    pub stage_entered_at: Option<Timestamp>,
+}
+
+/// Every rule's memory of one record, by rule id.
+pub type Memory = BTreeMap<String, Fired>;
+
+/// Why an effect exists: the rule, the trigger instance and what the condition saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trace {
+    pub why: String,
+    pub trigger: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    /// The facts the condition read, by name (`deal.stage`), as it saw them.
+    pub saw: BTreeMap<String, serde_json::Value>,
+}
+
+/// An action a rule decided, to be written to the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Effect {
+    /// Deterministic: rule, record, trigger instance, action position and playbook version.
+    pub key: String,
+    pub playbook: String,
+    pub rule: String,
+    pub version: String,
+    pub record: RecordKey,
+    pub action: Action,
+    /// When to deliver: now, or later for a delayed escalation.
+    pub due: Timestamp,
+    /// Recorded, never delivered.
+    pub shadow: bool,
+    pub trace: Trace,
+}
+
+/// A time trigger waiting for a record.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Timer {
+    pub due: Timestamp,
+    pub rule: String,
+    pub record: RecordKey,
+    /// The moment the timer counts from (last activity, stage entry, the date): it names the
+    /// trigger instance, so the same instance can never fire twice.
+    pub anchor: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimerChange {
+    /// Set (or move) the rule's timer for the record.
+    Set(Timer),
+    /// The rule no longer waits on this record.
+    Cancel { rule: String, record: RecordKey },
+}
+
+#[derive(Debug, Default)]
+pub struct Output {
+    pub effects: Vec<Effect>,
+    pub timers: Vec<TimerChange>,
+}
+
+/// What a rule's condition decided, for `explain`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Fired,
+    ConditionFalse {
+        saw: BTreeMap<String, serde_json::Value>,
+    },
+    ConditionFailed(String),
+    Reentry(&'static str),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RuleRef {
+    playbook: usize,
+    rule: usize,
+}
+
+/// The compiled playbooks, indexed by trigger.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    set: Arc<PlaybookSet>,
+    by_event: HashMap<EventType, Vec<RuleRef>>,
+    timed: Vec<RuleRef>,
+    by_id: HashMap<String, RuleRef>,
+}
+
+impl Engine {
+    pub fn new(set: Arc<PlaybookSet>) -> Self {
+        let mut by_event: HashMap<EventType, Vec<RuleRef>> = HashMap::new();
+        let mut timed = Vec::new();
+        let mut by_id = HashMap::new();
+        for (p, playbook) in set.playbooks.iter().enumerate() {
+            for (r, rule) in playbook.rules.iter().enumerate() {
+                let at = RuleRef {
+                    playbook: p,
+                    rule: r,
+                };
+                by_id.insert(rule.id.clone(), at);
+                match rule.trigger {
+                    Trigger::Event(t) => by_event.entry(t).or_default().push(at),
+                    _ => timed.push(at),
+                }
+            }
+        }
+        Self {
+            set,
+            by_event,
+            timed,
+            by_id,
+        }
+    }
+
+    pub fn version(&self) -> &str {
+        &self.set.version
+    }
+
+    fn rule(&self, at: RuleRef) -> (&str, &Rule) {
+        let playbook = &self.set.playbooks[at.playbook];
+        (&playbook.name, &playbook.rules[at.rule])
+    }
+
+    /// After `event` has been applied to `record` (a deal or a lead it concerns): the rules
+    /// triggered by the event, and the time triggers of the record, re-armed.
+    pub fn on_event(&self, event: &Event, record: &Record, memory: &mut Memory) -> Output {
+        let now = event.occurred_at;
+        let mut out = Output::default();
+        let key = key_of(record);
+        for at in self.by_event.get(&event.event_type()).into_iter().flatten() {
+            let (playbook, rule) = self.rule(*at);
+            if rule.record != key.kind {
+                continue;
+            }
+            let instance = format!("event {}", event.id);
+            let trigger = format!(
+                "event {} ({}:{})",
+                event.event_type(),
+                event.source,
+                event.source_id
+            );
+            self.decide(
+                playbook,
+                rule,
+                record,
+                Some(event),
+                memory,
+                now,
+                &instance,
+                trigger,
+                &mut out,
+            );
+        }
+        out.timers = self.arm(record);
+        out
+    }
+
+    /// The time triggers a record should be waiting on now: set or cancel, for every timed rule
+    /// of its kind. Called after each event; the shell replaces stored timers with these.
+    pub fn arm(&self, record: &Record) -> Vec<TimerChange> {
+        let key = key_of(record);
+        self.timed
+            .iter()
+            .map(|at| self.rule(*at).1)
+            .filter(|rule| rule.record == key.kind)
+            .map(|rule| match expected(rule, record) {
+                Some((anchor, due)) => TimerChange::Set(Timer {
+                    due,
+                    rule: rule.id.clone(),
+                    record: key.clone(),
+                    anchor,
+                }),
+                None => TimerChange::Cancel {
+                    rule: rule.id.clone(),
+                    record: key.clone(),
+                },
+            })
+            .collect()
+    }
+
+    /// A timer came due at `now`. A timer whose anchor no longer matches the record (activity
+    /// moved it, the deal left the stage) does not fire.
+    pub fn on_timer(
+        &self,
+        timer: &Timer,
+        record: &Record,
+        memory: &mut Memory,
+        now: Timestamp,
+    ) -> Output {
+        let mut out = Output::default();
+        let Some(at) = self.by_id.get(&timer.rule) else {
+            return out;
+        };
+        let (playbook, rule) = self.rule(*at);
+        if expected(rule, record).map(|(anchor, _)| anchor) != Some(timer.anchor) {
+            return out;
+        }
+        let instance = format!("timer {}", timer.anchor.as_millis());
+        let trigger = describe(&rule.trigger, timer.anchor);
+        self.decide(
+            playbook, rule, record, None, memory, now, &instance, trigger, &mut out,
+        );
+        out
+    }
+
+    /// Evaluates one rule for one record and, when it fires, emits its effects.
+    #[allow(clippy::too_many_arguments)]
+    fn decide(
+        &self,
+        playbook: &str,
+        rule: &Rule,
+        record: &Record,
+        event: Option<&Event>,
+        memory: &mut Memory,
+        now: Timestamp,
+        instance: &str,
+        trigger: String,
+        out: &mut Output,
+    ) -> Decision {
+        let key = key_of(record);
+        let fired = memory.get(&rule.id).cloned().unwrap_or_default();
+        let entered = stage_entered(record);
+        let blocked = match rule.reentry {
+            Reentry::EachTrigger => None,
+            Reentry::OncePerRecord => {
+                (fired.count > 0).then_some("fires once per record and already has")
+            }
+            Reentry::OncePerStage => (fired.count > 0 && fired.stage_entered_at == entered)
+                .then_some("fires once per stage visit and already has in this one"),
+            Reentry::AtMostEvery(span) => fired
+                .last_at
+                .is_some_and(|t| now.as_millis() - t.as_millis() < span.0)
+                .then_some("fired too recently for its at-most-every policy"),
+        };
+        if let Some(reason) = blocked {
+            return Decision::Reentry(reason);
+        }
+        let mut saw = BTreeMap::new();
+        if let Some(condition) = &rule.condition {
+            let mut context = cel::Context::default();
+            let Some(facts) = facts::record(record, now) else {
+                return Decision::ConditionFailed("not a deal or lead".into());
+            };
+            context.add_variable_from_value(key.kind.as_str(), facts.clone());
+            context.add_variable_from_value("now", cel::Value::Int(now.as_millis()));
+            let event_facts = event.map(facts::event);
+            if let Some(e) = &event_facts {
+                context.add_variable_from_value("event", e.clone());
+            }
+            for (root, field) in &condition.fields {
+                let source = if root == "event" {
+                    event_facts.as_ref()
+                } else {
+                    Some(&facts)
+                };
+                if let Some(cel::Value::Map(m)) = source {
+                    let value = m
+                        .map
+                        .get(&cel::objects::Key::String(Arc::new(field.clone())));
+                    saw.insert(
+                        format!("{root}.{field}"),
+                        value.map_or(serde_json::Value::Null, facts::to_json),
+                    );
+                }
+            }
+            match condition.program.execute(&context) {
+                Ok(cel::Value::Bool(true)) => {}
+                Ok(cel::Value::Bool(false)) => return Decision::ConditionFalse { saw },
+                Ok(other) => {
+                    return Decision::ConditionFailed(format!(
+                        "the condition gave {other:?}, not true or false"
+                    ));
+                }
+                Err(e) => return Decision::ConditionFailed(e.to_string()),
+            }
+        }
+        memory.insert(
+            rule.id.clone(),
+            Fired {
+                count: fired.count + 1,
+                last_at: Some(now),
+                stage_entered_at: entered,
+            },
+        );
+        let trace = Trace {
+            why: rule.why.clone(),
+            trigger,
+            condition: rule.condition.as_ref().map(|c| c.source.clone()),
+            saw,
+        };
+        for (index, action) in rule.actions.iter().enumerate() {
+            let due = match action {
+                Action::Escalate {
+                    after: Some(after), ..
+                } => Timestamp::from_millis(now.as_millis() + after.0),
+                _ => now,
+            };
+            out.effects.push(Effect {
+                key: idempotency_key(&rule.id, &key, instance, index, &self.set.version),
+                playbook: playbook.to_owned(),
+                rule: rule.id.clone(),
+                version: self.set.version.clone(),
+                record: key.clone(),
+                action: action.clone(),
+                due,
+                shadow: rule.shadow,
+                trace: trace.clone(),
+            });
+        }
+        Decision::Fired
+    }
+}
+
+fn key_of(record: &Record) -> RecordKey {
+    let id = match record {
+        Record::Deal(d) => d.id.clone(),
+        Record::Lead(l) => l.id.clone(),
+        Record::Contact(c) => c.id.clone(),
+        Record::Account(a) => a.id.clone(),
+        Record::Person(p) => p.id.clone(),
+    };
+    RecordKey::new(record.kind(), id)
+}
+
+fn stage_entered(record: &Record) -> Option<Timestamp> {
+    match record {
+        Record::Deal(d) => d.stage_history.last().map(|v| v.entered_at),
+        _ => None,
+    }
+}
+
+fn closed(record: &Record) -> bool {
+    match record {
+        Record::Deal(d) => d.status != DealStatus::Open,
+        Record::Lead(l) => matches!(l.status.as_deref(), Some("converted" | "disqualified")),
+        _ => true,
+    }
+}
+
+/// The (anchor, due time) a timed rule should wait on for this record, if any.
+fn expected(rule: &Rule, record: &Record) -> Option<(Timestamp, Timestamp)> {
+    if closed(record) {
+        return None;
+    }
+    let plus = |t: Timestamp, ms: i64| Timestamp::from_millis(t.as_millis() + ms);
+    match &rule.trigger {
+        Trigger::Event(_) => None,
+        Trigger::QuietFor(span) => {
+            let last = match record {
+                Record::Deal(d) => d.engagement.last_activity_at.or(d.created_at),
+                Record::Lead(l) => l.engagement.last_activity_at.or(l.created_at),
+                _ => None,
+            }?;
+            Some((last, plus(last, span.0)))
+        }
+        Trigger::InStageFor { stage, longer_than } => match record {
+            Record::Deal(d) if d.stage.as_ref() == Some(stage) => {
+                let entered = d.stage_history.last()?.entered_at;
+                Some((entered, plus(entered, longer_than.0)))
+            }
+            _ => None,
+        },
+        Trigger::DateField { field, offset } => {
+            let Record::Deal(d) = record else { return None };
+            let date = if field == "close_date" {
+                d.close_date?
+            } else {
+                let name = field.strip_prefix("fields.")?;
+                d.fields.get(name)?.as_str()?.parse().ok()?
+            };
+            // Dates are read at midnight UTC.
+            let at = date
+                .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+                .ok()?
+                .timestamp();
+            let anchor = Timestamp::from_millis(at.as_millisecond());
+            Some((anchor, plus(anchor, offset.0)))
+        }
+    }
+}
+
+fn describe(trigger: &Trigger, anchor: Timestamp) -> String {
+    match trigger {
+        Trigger::Event(t) => format!("event {t}"),
+        Trigger::QuietFor(s) => format!("quiet for {} since {anchor}", days(s.0)),
+        Trigger::InStageFor { stage, longer_than } => {
+            format!(
+                "in {stage} for longer than {} (entered {anchor})",
+                days(longer_than.0)
+            )
+        }
+        Trigger::DateField { field, offset } => format!(
+            "{} {} {field} ({anchor})",
+            days(offset.0.abs()),
+            if offset.0 < 0 { "before" } else { "after" }
+        ),
+    }
+}
+
+fn days(ms: i64) -> String {
+    let hours = ms / 3_600_000;
+    if hours % 24 == 0 {
+        format!("{}d", hours / 24)
+    } else {
+        format!("{hours}h")
+    }
+}
+
+fn idempotency_key(
+    rule: &str,
+    record: &RecordKey,
+    instance: &str,
+    action: usize,
+    version: &str,
+) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        rule,
+        &record.to_string(),
+        instance,
+        &action.to_string(),
+        version,
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    h.finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -1,0 +1,267 @@
+//! Data-driven engine tests. Each folder under `tests/fixtures` holds a `playbook.yaml`, the
+//! `events.jsonl` to replay and the `expected.txt` transcript of what the engine decided.
+//! History is replayed in virtual time: due timers fire at their due time, in order, before the
+//! next event; nothing sleeps. `UPDATE_EXPECT=1 cargo test -p engine` rewrites the transcripts.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use domain::{EventId, Record, RecordKey, RecordKind, Timestamp};
+use engine::{Effect, Engine, Memory, Timer, TimerChange};
+
+struct Replay {
+    engine: Engine,
+    records: HashMap<RecordKey, Record>,
+    memory: HashMap<RecordKey, Memory>,
+    timers: BTreeMap<(String, RecordKey), Timer>,
+    transcript: Vec<String>,
+    keys: HashSet<String>,
+}
+
+impl Replay {
+    fn effects(&mut self, at: Timestamp, effects: Vec<Effect>) {
+        for e in effects {
+            assert!(
+                self.keys.insert(e.key.clone()),
+                "idempotency key {} produced twice",
+                e.key
+            );
+            let shadow = if e.shadow { " [shadow]" } else { "" };
+            let due = if e.due == at {
+                String::new()
+            } else {
+                format!(" due {}", e.due)
+            };
+            let saw = if e.trace.saw.is_empty() {
+                String::new()
+            } else {
+                format!(" saw {}", serde_json::to_string(&e.trace.saw).unwrap())
+            };
+            self.transcript.push(format!(
+                "{at} {} {} {:?}{due}{shadow} — {}{saw}",
+                e.record, e.rule, e.action, e.trace.trigger
+            ));
+        }
+    }
+
+    fn timers(&mut self, changes: Vec<TimerChange>) {
+        for c in changes {
+            match c {
+                TimerChange::Set(t) => {
+                    self.timers.insert((t.rule.clone(), t.record.clone()), t);
+                }
+                TimerChange::Cancel { rule, record } => {
+                    self.timers.remove(&(rule, record));
+                }
+            }
+        }
+    }
+
+    /// Fires, in due order, every timer due at or before `until`.
+    fn run_until(&mut self, until: Timestamp) {
+        loop {
+            let next = self
+                .timers
+                .values()
+                .filter(|t| t.due <= until)
+                .min()
+                .cloned();
+            let Some(timer) = next else { break };
+            self.timers
+                .remove(&(timer.rule.clone(), timer.record.clone()));
+            let record = &self.records[&timer.record];
+            let memory = self.memory.entry(timer.record.clone()).or_default();
+            let out = self.engine.on_timer(&timer, record, memory, timer.due);
+            self.effects(timer.due, out.effects);
+        }
+    }
+}
+
+fn replay(dir: &Path) -> String {
+    let loaded = playbook::load_dir(dir);
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    let mut r = Replay {
+        engine: Engine::new(Arc::new(loaded.set.unwrap())),
+        records: HashMap::new(),
+        memory: HashMap::new(),
+        timers: BTreeMap::new(),
+        transcript: Vec::new(),
+        keys: HashSet::new(),
+    };
+    let text = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
+    let mut events = Vec::new();
+    let mut seen = HashSet::new();
+    let mut until = None;
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        if let Some(t) = line.strip_prefix("# until ") {
+            until = Some(t.trim().parse::<Timestamp>().unwrap());
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let new = wire::parse_one(line).unwrap_or_else(|p| panic!("line {}: {p}", i + 1));
+        // The store de-duplicates by (source, source_id); so does the replay.
+        if seen.insert((new.source.clone(), new.source_id.clone())) {
+            let at = new.occurred_at;
+            events.push(new.stamp(EventId(uuid::Uuid::from_u128(i as u128 + 1)), at));
+        }
+    }
+    events.sort_by_key(|e| e.occurred_at);
+    for event in &events {
+        r.run_until(event.occurred_at);
+        for key in event.refs.keys() {
+            let record = r
+                .records
+                .entry(key.clone())
+                .or_insert_with(|| Record::empty(&key));
+            record.apply(event);
+            if !matches!(key.kind, RecordKind::Deal | RecordKind::Lead) {
+                continue;
+            }
+            let record = &r.records[&key];
+            let memory = r.memory.entry(key.clone()).or_default();
+            let out = r.engine.on_event(event, record, memory);
+            r.effects(event.occurred_at, out.effects);
+            r.timers(out.timers);
+        }
+    }
+    r.run_until(until.expect("events.jsonl needs a `# until TIME` line"));
+    let waiting: Vec<String> = r
+        .timers
+        .values()
+        .map(|t| format!("waiting: {} {} due {}", t.record, t.rule, t.due))
+        .collect();
+    r.transcript.extend(waiting);
+    r.transcript.join("\n") + "\n"
+}
+
+#[test]
+fn fixtures() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    let mut failures = Vec::new();
+    for dir in dirs {
+        let got = replay(&dir);
+        let expected_path = dir.join("expected.txt");
+        if std::env::var_os("UPDATE_EXPECT").is_some() {
+            std::fs::write(&expected_path, &got).unwrap();
+            continue;
+        }
+        let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
+        if got != expected {
+            failures.push(format!(
+                "{}:\n--- expected\n{expected}--- got\n{got}",
+                dir.display()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn engine_for(fixture: &str) -> Engine {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(fixture);
+    Engine::new(Arc::new(playbook::load_dir(&dir).set.unwrap()))
+}
+
+fn deal_event(id: u128, ty: &str, at: &str, data: &str) -> domain::Event {
+    let text = format!(
+        r#"{{"type":"{ty}","source":"t","source_id":"{id}","occurred_at":"{at}","deal":"D-1","data":{data}}}"#
+    );
+    let new = wire::parse_one(&text).unwrap();
+    let at = new.occurred_at;
+    new.stamp(EventId(uuid::Uuid::from_u128(id)), at)
+}
+
+/// A timer armed before newer activity is stale: it must not fire even if the shell still holds it.
+#[test]
+fn a_stale_timer_does_not_fire() {
+    let engine = engine_for("quiet-pushed-back");
+    let key = RecordKey::new(RecordKind::Deal, domain::RecordId::parse("D-1").unwrap());
+    let mut deal = Record::empty(&key);
+    let mut memory = Memory::new();
+    let created = deal_event(
+        1,
+        "deal.created",
+        "2026-11-01T09:00:00Z",
+        r#"{"stage":"demo"}"#,
+    );
+    deal.apply(&created);
+    let armed = engine.on_event(&created, &deal, &mut memory).timers;
+    let [TimerChange::Set(stale)] = armed.as_slice() else {
+        panic!("{armed:?}")
+    };
+    deal.apply(&deal_event(
+        2,
+        "note.added",
+        "2026-11-03T09:00:00Z",
+        r#"{"text":"x"}"#,
+    ));
+    let out = engine.on_timer(stale, &deal, &mut memory, stale.due);
+    assert!(out.effects.is_empty());
+    let fresh = engine.arm(&deal);
+    let [TimerChange::Set(fresh)] = fresh.as_slice() else {
+        panic!()
+    };
+    assert_eq!(fresh.due, "2026-11-08T09:00:00Z".parse().unwrap());
+    assert_eq!(
+        engine
+            .on_timer(fresh, &deal, &mut memory, fresh.due)
+            .effects
+            .len(),
+        1
+    );
+}
+
+/// The same history gives the same effects with the same idempotency keys.
+#[test]
+fn replays_are_deterministic() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/event-triggers");
+    assert_eq!(replay(&dir), replay(&dir));
+    let engine = engine_for("event-triggers");
+    let run = || {
+        let key = RecordKey::new(RecordKind::Deal, domain::RecordId::parse("D-1").unwrap());
+        let mut deal = Record::empty(&key);
+        let mut memory = Memory::new();
+        let mut keys = Vec::new();
+        for e in [
+            deal_event(
+                1,
+                "deal.created",
+                "2026-11-01T09:00:00Z",
+                r#"{"stage":"proposal"}"#,
+            ),
+            deal_event(
+                2,
+                "objection.raised",
+                "2026-11-02T09:00:00Z",
+                r#"{"kind":"implementation"}"#,
+            ),
+        ] {
+            deal.apply(&e);
+            keys.extend(
+                engine
+                    .on_event(&e, &deal, &mut memory)
+                    .effects
+                    .into_iter()
+                    .map(|e| e.key),
+            );
+        }
+        keys
+    };
+    let first = run();
+    assert_eq!(first.len(), 2);
+    assert_ne!(first[0], first[1]);
+    assert_eq!(first, run());
+}
