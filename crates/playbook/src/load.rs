@@ -568,9 +568,13 @@ impl Compiler {
                     return None;
                 }
                 if matches!(a, raw::Action::StartSequence(_)) {
-                    Action::StartSequence(s.value.clone())
+                    Action::StartSequence {
+                        sequence: s.value.clone(),
+                    }
                 } else {
-                    Action::StopSequence(s.value.clone())
+                    Action::StopSequence {
+                        sequence: s.value.clone(),
+                    }
                 }
             }
             raw::Action::SendAsset(x) => {

@@ -2,12 +2,15 @@
 
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
+
 use domain::{EventType, RecordId, RecordKind, Role, Stage};
 
 use crate::Condition;
 
 /// A length of time written in a playbook (`5d`, `12h`, `1w2d`), in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct Span(pub i64);
 
 /// Where something was written.
@@ -79,7 +82,8 @@ pub enum Reentry {
 }
 
 /// Who an action is addressed to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Target {
     /// The record's owner.
     Owner,
@@ -90,16 +94,23 @@ pub enum Target {
     Channel(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AssetChoice {
     Named(String),
     BestFor(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Stored in the outbox as `{"kind": "alert", …}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Action {
-    StartSequence(String),
-    StopSequence(String),
+    StartSequence {
+        sequence: String,
+    },
+    StopSequence {
+        sequence: String,
+    },
     SendAsset {
         asset: AssetChoice,
         to: Target,

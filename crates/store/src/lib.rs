@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use domain::{Event, EventId, NewEvent, Record, RecordKey, RecordKind, Timestamp};
 
+pub use engine::{Engine, Timer};
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -129,6 +130,31 @@ pub struct NewToken {
     pub hash: String,
 }
 
+/// An effect as the outbox holds it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredEffect {
+    pub key: String,
+    pub seq: i64,
+    pub playbook: String,
+    pub rule: String,
+    pub version: String,
+    pub record: RecordKey,
+    pub action: serde_json::Value,
+    pub due: Timestamp,
+    pub shadow: bool,
+    /// `pending` (to be delivered) or `shadow` (recorded only).
+    pub status: String,
+    pub trace: serde_json::Value,
+    pub created_at: Timestamp,
+}
+
+/// What one pass over due timers did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TimersFired {
+    pub timers: usize,
+    pub effects: usize,
+}
+
 /// The storage contract every backend fulfils; the conformance suite in `tests/` checks it.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
@@ -170,6 +196,24 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Succeeds when the database answers.
     async fn ping(&self) -> Result<()>;
+
+    /// The rules evaluated inside every ingest from now on (`None`: no playbooks loaded).
+    ///
+    /// # Contract
+    /// With an engine set, `ingest` also runs it on every event for the deals and leads the
+    /// event concerns, and writes the effects it decides, the record's re-armed timers and the
+    /// rules' memory in the same transaction as the events.
+    fn set_engine(&self, engine: Option<std::sync::Arc<Engine>>);
+
+    /// Fires, in due order, at most `limit` timers due at or before `now`, each once: the
+    /// timer's deletion, the effects it causes and the rule's memory commit together.
+    async fn fire_due_timers(&self, now: Timestamp, limit: usize) -> Result<TimersFired>;
+
+    /// The outbox, oldest first; only one record's effects when `record` is given.
+    async fn effects(&self, record: Option<&RecordKey>, limit: usize) -> Result<Vec<StoredEffect>>;
+
+    /// The timers a record is waiting on, soonest first.
+    async fn timers(&self, record: &RecordKey) -> Result<Vec<Timer>>;
 }
 
 /// Opens the store a database URL names: `sqlite:PATH` (or `sqlite://PATH`) for the embedded

@@ -6,7 +6,10 @@ use rusqlite::Connection;
 use super::backend;
 use crate::{Error, Result};
 
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_event_log.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_event_log.sql"),
+    include_str!("../../migrations/sqlite/0002_rules.sql"),
+];
 
 pub(super) fn run(conn: &mut Connection) -> Result<()> {
     let current: i64 = conn

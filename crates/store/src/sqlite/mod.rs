@@ -21,7 +21,8 @@ use clock::Clock;
 use domain::{Event, NewEvent, RecordKey, RecordKind, Timestamp};
 
 use crate::{
-    Error, Ingested, ListQuery, NewToken, Page, Result, Store, StoredRecord, TokenInfo, TokenRole,
+    Error, Ingested, ListQuery, NewToken, Page, Result, Store, StoredEffect, StoredRecord,
+    TimersFired, TokenInfo, TokenRole,
 };
 
 /// SQLite's `synchronous` setting: what "committed" survives.
@@ -132,6 +133,7 @@ impl ReadPool {
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     writer: mpsc::Sender<writer::Command>,
+    engine: writer::EngineSlot,
     reads: Arc<ReadPool>,
     _thread: Arc<writer::Thread>,
 }
@@ -146,9 +148,17 @@ impl SqliteStore {
         conn.pragma_update(None, "wal_autocheckpoint", 16_000)
             .map_err(backend)?;
         let checkpointer = open(&options.path, options.synchronous, false)?;
-        let (tx, thread) = writer::spawn(conn, checkpointer, clock, options.max_group_events)?;
+        let engine = writer::EngineSlot::default();
+        let (tx, thread) = writer::spawn(
+            conn,
+            checkpointer,
+            Arc::clone(&engine),
+            clock,
+            options.max_group_events,
+        )?;
         Ok(Self {
             writer: tx,
+            engine,
             reads: Arc::new(ReadPool {
                 path: options.path,
                 synchronous: options.synchronous,
@@ -435,6 +445,100 @@ impl Store for SqliteStore {
                     .and_then(|mut s| s.query_row(params![hash], token_from_row).optional())
                     .map_err(backend)?;
                 row.map(token_info).transpose()
+            })
+            .await
+    }
+
+    fn set_engine(&self, engine: Option<Arc<engine::Engine>>) {
+        if let Ok(mut slot) = self.engine.write() {
+            *slot = engine;
+        }
+    }
+
+    async fn fire_due_timers(&self, now: Timestamp, limit: usize) -> Result<TimersFired> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(writer::Command::FireTimers { now, limit, reply })
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    async fn effects(&self, record: Option<&RecordKey>, limit: usize) -> Result<Vec<StoredEffect>> {
+        let record = record.cloned();
+        self.reads
+            .run(move |conn| {
+                let (filter, kind, id) = match &record {
+                    Some(r) => ("WHERE record_kind = ?1 AND record_id = ?2", r.kind.as_str().to_owned(), r.id.as_str().to_owned()),
+                    None => ("WHERE ?1 = ?1 AND ?2 = ?2", String::new(), String::new()),
+                };
+                let mut stmt = conn
+                    .prepare_cached(&format!(
+                        "SELECT key, seq, playbook, rule, version, record_kind, record_id, action, due,
+                                shadow, status, trace, created_at
+                         FROM effects {filter} ORDER BY seq LIMIT ?3"
+                    ))
+                    .map_err(backend)?;
+                let rows = stmt
+                    .query_map(params![kind, id, limit as i64], |r| {
+                        Ok((
+                            (r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?),
+                            (r.get::<_, String>(4)?, r.get::<_, String>(5)?, r.get::<_, String>(6)?, r.get::<_, String>(7)?),
+                            (r.get::<_, i64>(8)?, r.get::<_, bool>(9)?, r.get::<_, String>(10)?, r.get::<_, String>(11)?, r.get::<_, i64>(12)?),
+                        ))
+                    })
+                    .map_err(backend)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(backend)?;
+                rows.into_iter()
+                    .map(|((key, seq, playbook, rule), (version, kind, id, action), (due, shadow, status, trace, created))| {
+                        let kind = RecordKind::parse(&kind).ok_or_else(|| Error::Corrupt(format!("effect record kind {kind:?}")))?;
+                        let id = domain::RecordId::parse(id).map_err(|e| Error::Corrupt(e.to_string()))?;
+                        Ok(StoredEffect {
+                            key,
+                            seq,
+                            playbook,
+                            rule,
+                            version,
+                            record: RecordKey::new(kind, id),
+                            action: decode(&action)?,
+                            due: Timestamp::from_millis(due),
+                            shadow,
+                            status,
+                            trace: decode(&trace)?,
+                            created_at: Timestamp::from_millis(created),
+                        })
+                    })
+                    .collect()
+            })
+            .await
+    }
+
+    async fn timers(&self, record: &RecordKey) -> Result<Vec<engine::Timer>> {
+        let record = record.clone();
+        self.reads
+            .run(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT rule, due, anchor FROM timers WHERE record_kind = ?1 AND record_id = ?2 ORDER BY due, rule",
+                    )
+                    .map_err(backend)?;
+                let rows = stmt
+                    .query_map(params![record.kind.as_str(), record.id.as_str()], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                    })
+                    .map_err(backend)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(backend)?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(rule, due, anchor)| engine::Timer {
+                        due: Timestamp::from_millis(due),
+                        rule,
+                        record: record.clone(),
+                        anchor: Timestamp::from_millis(anchor),
+                    })
+                    .collect())
             })
             .await
     }

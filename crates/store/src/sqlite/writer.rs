@@ -9,10 +9,11 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use clock::Clock;
-use domain::{Event, EventId, NewEvent, Record, RecordKey, Timestamp};
+use domain::{Event, EventId, NewEvent, Record, RecordKey, RecordKind, Timestamp};
+use engine::{Effect, Engine, Memory, Timer, TimerChange};
 
 use super::{backend, codec, decode};
-use crate::{Error, Ingested, Result};
+use crate::{Error, Ingested, Result, TimersFired};
 
 /// A write that is not an ingest: runs alone, in its own transaction, and replies itself.
 pub(super) type Job = Box<dyn FnOnce(&mut Connection, Timestamp) + Send>;
@@ -23,6 +24,11 @@ pub(super) enum Command {
         reply: oneshot::Sender<Result<Vec<Ingested>>>,
     },
     Job(Job),
+    FireTimers {
+        now: Timestamp,
+        limit: usize,
+        reply: oneshot::Sender<Result<TimersFired>>,
+    },
 }
 
 /// Joins the writer and checkpointer threads when the last handle to the store is dropped,
@@ -53,6 +59,7 @@ const BACKSTOP_AT: i32 = 16_000;
 pub(super) fn spawn(
     mut conn: Connection,
     checkpointer: Connection,
+    engine: EngineSlot,
     clock: Arc<dyn Clock>,
     max_group_events: usize,
 ) -> Result<(mpsc::Sender<Command>, Thread)> {
@@ -85,7 +92,7 @@ pub(super) fn spawn(
     .map_err(backend)?;
     let writer = std::thread::Builder::new()
         .name("sqlite-writer".into())
-        .spawn(move || run(conn, clock, rx, max_group_events.max(1)))
+        .spawn(move || run(conn, engine, clock, rx, max_group_events.max(1)))
         .map_err(backend)?;
     Ok((tx, Thread(vec![writer, checkpoints])))
 }
@@ -110,10 +117,17 @@ fn after_commit(
     }
 }
 
-fn run(conn: Connection, clock: Arc<dyn Clock>, mut rx: mpsc::Receiver<Command>, max: usize) {
+fn run(
+    conn: Connection,
+    engine: EngineSlot,
+    clock: Arc<dyn Clock>,
+    mut rx: mpsc::Receiver<Command>,
+    max: usize,
+) {
     let mut writer = Writer {
         conn,
         cache: RecordCache::default(),
+        engine,
     };
     while let Some(first) = rx.blocking_recv() {
         let mut group = Vec::new();
@@ -126,8 +140,8 @@ fn run(conn: Connection, clock: Arc<dyn Clock>, mut rx: mpsc::Receiver<Command>,
                     size += events.len();
                     group.push((events, reply));
                 }
-                Command::Job(job) => {
-                    pending_job = Some(job);
+                other => {
+                    pending_job = Some(other);
                     break;
                 }
             }
@@ -138,19 +152,32 @@ fn run(conn: Connection, clock: Arc<dyn Clock>, mut rx: mpsc::Receiver<Command>,
         if !group.is_empty() {
             writer.commit_group(clock.now(), group);
         }
-        if let Some(job) = pending_job {
-            job(&mut writer.conn, clock.now());
+        match pending_job {
+            Some(Command::Job(job)) => job(&mut writer.conn, clock.now()),
+            Some(Command::FireTimers { now, limit, reply }) => {
+                let _ = reply.send(writer.fire_timers(now, limit));
+            }
+            Some(Command::Ingest { .. }) | None => {}
         }
     }
 }
 
 type Reply = oneshot::Sender<Result<Vec<Ingested>>>;
 
-/// A record's state as of the latest commit, and the time of its latest event.
+/// A record's state as of the latest commit, the time of its latest event, and the rules'
+/// memory of it.
 #[derive(Clone)]
 struct Folded {
     record: Record,
     last: Option<Timestamp>,
+    memory: Memory,
+}
+
+/// The rules engine the writer runs inside its transactions, replaceable on playbook reload.
+pub(super) type EngineSlot = Arc<std::sync::RwLock<Option<Arc<Engine>>>>;
+
+fn rules_apply(kind: RecordKind) -> bool {
+    matches!(kind, RecordKind::Deal | RecordKind::Lead)
 }
 
 /// Decoded states of recently written records, so a busy record is not read back and decoded
@@ -187,6 +214,7 @@ impl RecordCache {
 struct Writer {
     conn: Connection,
     cache: RecordCache,
+    engine: EngineSlot,
 }
 
 impl Writer {
@@ -228,6 +256,7 @@ impl Writer {
         now: Timestamp,
         batches: Vec<Vec<NewEvent>>,
     ) -> Result<Vec<Vec<Ingested>>> {
+        let engine = self.engine.read().ok().and_then(|e| e.clone());
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -235,11 +264,96 @@ impl Writer {
         let mut written = Vec::new();
         let mut outcomes = Vec::with_capacity(batches.len());
         for batch in batches {
-            outcomes.push(ingest(&tx, &self.cache, batch, now, &mut written)?);
+            outcomes.push(ingest(
+                &tx,
+                &self.cache,
+                engine.as_deref(),
+                batch,
+                now,
+                &mut written,
+            )?);
         }
         tx.commit().map_err(backend)?;
         self.cache.remember(written);
         Ok(outcomes)
+    }
+
+    /// Fires due timers in one transaction: each timer is deleted as it fires, with the effects
+    /// it causes and the rule's memory, so a crash leaves it either pending or done.
+    fn fire_timers(&mut self, now: Timestamp, limit: usize) -> Result<TimersFired> {
+        let Some(engine) = self.engine.read().ok().and_then(|e| e.clone()) else {
+            return Ok(TimersFired::default());
+        };
+        self.cache.revalidate(&self.conn);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let due: Vec<(String, String, String, i64, i64)> = tx
+            .prepare_cached(
+                "SELECT rule, record_kind, record_id, due, anchor FROM timers
+                 WHERE due <= ?1 ORDER BY due, rule, record_kind, record_id LIMIT ?2",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![now.as_millis(), limit as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect()
+            })
+            .map_err(backend)?;
+        let mut fired = TimersFired::default();
+        let mut written: HashMap<RecordKey, Folded> = HashMap::new();
+        let mut effects = Vec::new();
+        for (rule, kind, id, due, anchor) in due {
+            let kind = RecordKind::parse(&kind)
+                .ok_or_else(|| Error::Corrupt(format!("timer record kind {kind:?}")))?;
+            let record = RecordKey::new(
+                kind,
+                domain::RecordId::parse(id).map_err(|e| Error::Corrupt(e.to_string()))?,
+            );
+            tx.execute(
+                "DELETE FROM timers WHERE rule = ?1 AND record_kind = ?2 AND record_id = ?3",
+                params![rule, record.kind.as_str(), record.id.as_str()],
+            )
+            .map_err(backend)?;
+            let folded = match written.remove(&record) {
+                Some(f) => f,
+                None => match self.cache.records.get(&record) {
+                    Some(f) => f.clone(),
+                    None => load(&tx, &record)?,
+                },
+            };
+            let mut folded = folded;
+            let timer = Timer {
+                due: Timestamp::from_millis(due),
+                rule,
+                record: record.clone(),
+                anchor: Timestamp::from_millis(anchor),
+            };
+            // A timer fires at its due time, whatever the lateness: replays decide alike.
+            effects.extend(
+                engine
+                    .on_timer(&timer, &folded.record, &mut folded.memory, timer.due)
+                    .effects,
+            );
+            fired.timers += 1;
+            written.insert(record, folded);
+        }
+        for (key, f) in &written {
+            tx.execute(
+                "UPDATE records SET memory = ?3 WHERE kind = ?1 AND id = ?2",
+                params![
+                    key.kind.as_str(),
+                    key.id.as_str(),
+                    encode_memory(&f.memory)?
+                ],
+            )
+            .map_err(backend)?;
+        }
+        fired.effects = insert_effects(&tx, &effects, now)?;
+        tx.commit().map_err(backend)?;
+        self.cache.remember(written.into_iter().collect());
+        Ok(fired)
     }
 
     fn in_transaction(&mut self, now: Timestamp, batch: Vec<NewEvent>) -> Result<Vec<Ingested>> {
@@ -259,6 +373,8 @@ struct Touched {
     /// The indexed columns (stage, owner) of the stored row, when a row exists: if they do not
     /// change, only the state is rewritten and the indexes on them are left alone.
     stored: Option<(Option<String>, Option<String>)>,
+    /// Events that arrived out of order, for the rules once the record is folded again.
+    late: Vec<Event>,
 }
 
 fn indexed(record: &Record) -> (Option<String>, Option<String>) {
@@ -280,6 +396,7 @@ fn event_id(now: Timestamp) -> EventId {
 fn ingest(
     conn: &Connection,
     cache: &RecordCache,
+    engine: Option<&Engine>,
     batch: Vec<NewEvent>,
     now: Timestamp,
     written: &mut Vec<(RecordKey, Folded)>,
@@ -300,6 +417,7 @@ fn ingest(
         )
         .map_err(backend)?;
     let mut touched: HashMap<RecordKey, Touched> = HashMap::new();
+    let mut effects = Vec::new();
     let mut results = Vec::with_capacity(batch.len());
     for new in batch {
         let event = new.stamp(event_id(now), now);
@@ -340,30 +458,42 @@ fn ingest(
                         folded,
                         refold: false,
                         stored,
+                        late: Vec::new(),
                     })
                 }
             };
-            if t.folded.last.is_some_and(|last| event.occurred_at < last) {
+            let late = t.folded.last.is_some_and(|last| event.occurred_at < last);
+            if late || t.refold {
+                // Rules see a late event once the record has been folded again in order.
                 t.refold = true;
-            } else if !t.refold {
+                if engine.is_some() && rules_apply(t.folded.record.kind()) {
+                    t.late.push(event.clone());
+                }
+            } else {
                 t.folded.record.apply(&event);
                 t.folded.last = Some(event.occurred_at);
+                if let Some(engine) = engine
+                    && rules_apply(t.folded.record.kind())
+                {
+                    let out = engine.on_event(&event, &t.folded.record, &mut t.folded.memory);
+                    effects.extend(out.effects);
+                }
             }
         }
         results.push(Ingested::Stored { id: event.id, seq });
     }
     let mut save = conn
         .prepare_cached(
-            "INSERT INTO records (kind, id, stage, owner, last_occurred_at, updated_at, state)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            "INSERT INTO records (kind, id, stage, owner, last_occurred_at, updated_at, state, memory)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT (kind, id) DO UPDATE SET stage = excluded.stage, owner = excluded.owner,
                last_occurred_at = excluded.last_occurred_at, updated_at = excluded.updated_at,
-               state = excluded.state",
+               state = excluded.state, memory = excluded.memory",
         )
         .map_err(backend)?;
     let mut save_state = conn
         .prepare_cached(
-            "UPDATE records SET last_occurred_at = ?3, updated_at = ?4, state = ?5
+            "UPDATE records SET last_occurred_at = ?3, updated_at = ?4, state = ?5, memory = ?6
              WHERE kind = ?1 AND id = ?2",
         )
         .map_err(backend)?;
@@ -374,6 +504,15 @@ fn ingest(
             f.last = events.last().map(|e| e.occurred_at);
             f.record = Record::fold(&key, &events);
         }
+        if let Some(engine) = engine
+            && rules_apply(key.kind)
+        {
+            for event in &t.late {
+                effects.extend(engine.on_event(event, &f.record, &mut f.memory).effects);
+            }
+            set_timers(conn, engine.arm(&f.record))?;
+        }
+        let memory = encode_memory(&f.memory)?;
         let state = codec::encode(&f.record)?;
         let (kind, id, last) = (
             key.kind.as_str(),
@@ -384,35 +523,115 @@ fn ingest(
         let columns = indexed(&f.record);
         if t.stored.as_ref() == Some(&columns) {
             save_state
-                .execute(params![kind, id, last, now, state])
+                .execute(params![kind, id, last, now, state, memory])
                 .map_err(backend)?;
         } else {
-            save.execute(params![kind, id, columns.0, columns.1, last, now, state])
-                .map_err(backend)?;
+            save.execute(params![
+                kind, id, columns.0, columns.1, last, now, state, memory
+            ])
+            .map_err(backend)?;
         }
         written.push((key, f));
     }
+    insert_effects(conn, &effects, now)?;
     Ok(results)
 }
 
+fn encode_memory(memory: &Memory) -> Result<String> {
+    serde_json::to_string(memory).map_err(|e| Error::Invalid(e.to_string()))
+}
+
+/// Writes the timers a record should now wait on: each set replaces the rule's previous timer.
+fn set_timers(conn: &Connection, changes: Vec<TimerChange>) -> Result<()> {
+    let mut set = conn
+        .prepare_cached(
+            "INSERT INTO timers (rule, record_kind, record_id, due, anchor) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (rule, record_kind, record_id) DO UPDATE SET due = excluded.due, anchor = excluded.anchor",
+        )
+        .map_err(backend)?;
+    let mut cancel = conn
+        .prepare_cached(
+            "DELETE FROM timers WHERE rule = ?1 AND record_kind = ?2 AND record_id = ?3",
+        )
+        .map_err(backend)?;
+    for change in changes {
+        match change {
+            TimerChange::Set(t) => set.execute(params![
+                t.rule,
+                t.record.kind.as_str(),
+                t.record.id.as_str(),
+                t.due.as_millis(),
+                t.anchor.as_millis()
+            ]),
+            TimerChange::Cancel { rule, record } => {
+                cancel.execute(params![rule, record.kind.as_str(), record.id.as_str()])
+            }
+        }
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// Adds effects to the outbox; an effect whose idempotency key is already there is skipped.
+fn insert_effects(conn: &Connection, effects: &[Effect], now: Timestamp) -> Result<usize> {
+    if effects.is_empty() {
+        return Ok(0);
+    }
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO effects (key, seq, playbook, rule, version, record_kind, record_id, action,
+                                  due, shadow, status, trace, created_at)
+             VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM effects), ?2, ?3, ?4, ?5, ?6, ?7,
+                     ?8, ?9, ?10, ?11, ?12)
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .map_err(backend)?;
+    let mut added = 0;
+    for e in effects {
+        let action = serde_json::to_string(&e.action).map_err(|x| Error::Invalid(x.to_string()))?;
+        let trace = serde_json::to_string(&e.trace).map_err(|x| Error::Invalid(x.to_string()))?;
+        added += insert
+            .execute(params![
+                e.key,
+                e.playbook,
+                e.rule,
+                e.version,
+                e.record.kind.as_str(),
+                e.record.id.as_str(),
+                action,
+                e.due.as_millis(),
+                e.shadow,
+                if e.shadow { "shadow" } else { "pending" },
+                trace,
+                now.as_millis()
+            ])
+            .map_err(backend)?;
+    }
+    Ok(added)
+}
+
 fn load(conn: &Connection, key: &RecordKey) -> Result<Folded> {
-    let row: Option<(String, i64)> = conn
-        .prepare_cached("SELECT state, last_occurred_at FROM records WHERE kind = ?1 AND id = ?2")
+    let row: Option<(String, i64, String)> = conn
+        .prepare_cached(
+            "SELECT state, last_occurred_at, memory FROM records WHERE kind = ?1 AND id = ?2",
+        )
         .and_then(|mut s| {
             s.query_row(params![key.kind.as_str(), key.id.as_str()], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .optional()
         })
         .map_err(backend)?;
     Ok(match row {
-        Some((state, last)) => Folded {
+        Some((state, last, memory)) => Folded {
             record: codec::decode(key.kind, &state)?,
             last: Some(Timestamp::from_millis(last)),
+            memory: decode(&memory)?,
         },
         None => Folded {
             record: Record::empty(key),
             last: None,
+            memory: Memory::new(),
         },
     })
 }

@@ -667,3 +667,146 @@ async fn two_handles_on_one_database_see_each_others_writes() {
     assert_eq!(deal(&*h.store, "D-1").await.engagement.notes, 6);
     assert_eq!(deal(&*other, "D-1").await.engagement.notes, 6);
 }
+
+fn example_engine() -> Arc<store::Engine> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../playbooks");
+    let loaded = playbook::load_dir(&dir);
+    Arc::new(store::Engine::new(Arc::new(
+        loaded.set.expect("example playbooks load"),
+    )))
+}
+
+/// Issue 3: effects are committed with the events that caused them, once per idempotency key.
+#[tokio::test]
+async fn effects_are_written_with_their_events_and_never_twice() {
+    let h = sqlite();
+    h.store.set_engine(Some(example_engine()));
+    let d = r#""deal":"D-1""#;
+    let events = || {
+        vec![
+            ev(
+                "deal.created",
+                "c",
+                "2026-11-01T09:00:00Z",
+                d,
+                r#"{"stage":"proposal","owner":"sam@acme.example","contacts":["C-1"]}"#,
+            ),
+            ev(
+                "objection.raised",
+                "o",
+                "2026-11-02T09:00:00Z",
+                d,
+                r#"{"kind":"pricing"}"#,
+            ),
+        ]
+    };
+    h.store.ingest(events()).await.unwrap();
+    let deal_key = key(RecordKind::Deal, "D-1");
+    let effects = h.store.effects(Some(&deal_key), 100).await.unwrap();
+    assert_eq!(effects.len(), 1, "{effects:?}");
+    let e = &effects[0];
+    assert_eq!(
+        (e.rule.as_str(), e.status.as_str()),
+        ("pricing-objection", "pending")
+    );
+    assert_eq!(e.action["kind"], "send_asset");
+    assert_eq!(e.trace["saw"]["event.kind"], "pricing");
+    assert!(e.trace["why"].as_str().unwrap().contains("ROI calculator"));
+    // The same events again are duplicates: no second effect.
+    h.store.ingest(events()).await.unwrap();
+    assert_eq!(
+        h.store.effects(Some(&deal_key), 100).await.unwrap().len(),
+        1
+    );
+    // Without an engine nothing is decided.
+    h.store.set_engine(None);
+    h.store
+        .ingest(vec![ev(
+            "objection.raised",
+            "o2",
+            "2026-11-03T09:00:00Z",
+            d,
+            r#"{"kind":"pricing"}"#,
+        )])
+        .await
+        .unwrap();
+    assert_eq!(h.store.effects(None, 100).await.unwrap().len(), 1);
+}
+
+/// Issue 3: timers are rows; they move with activity, survive a restart and fire once.
+#[tokio::test]
+async fn timers_survive_restart_move_with_activity_and_fire_once() {
+    let h = sqlite();
+    h.store.set_engine(Some(example_engine()));
+    let d = r#""deal":"D-1""#;
+    h.store
+        .ingest(vec![
+            ev(
+                "deal.created",
+                "c",
+                "2026-11-01T09:00:00Z",
+                d,
+                r#"{"stage":"demo","owner":"sam@acme.example"}"#,
+            ),
+            ev("meeting.held", "m", "2026-11-02T09:00:00Z", d, "{}"),
+        ])
+        .await
+        .unwrap();
+    let deal_key = key(RecordKind::Deal, "D-1");
+    let quiet = |timers: &[store::Timer]| {
+        timers
+            .iter()
+            .find(|t| t.rule == "quiet-after-enthusiasm")
+            .map(|t| t.due)
+    };
+    assert_eq!(
+        quiet(&h.store.timers(&deal_key).await.unwrap()),
+        Some(ts("2026-11-07T09:00:00Z"))
+    );
+    h.store
+        .ingest(vec![ev(
+            "email.received",
+            "r",
+            "2026-11-04T09:00:00Z",
+            d,
+            "{}",
+        )])
+        .await
+        .unwrap();
+    assert_eq!(
+        quiet(&h.store.timers(&deal_key).await.unwrap()),
+        Some(ts("2026-11-09T09:00:00Z"))
+    );
+
+    drop(h.store);
+    let store = (h.reopen)();
+    store.set_engine(Some(example_engine()));
+    assert_eq!(
+        quiet(&store.timers(&deal_key).await.unwrap()),
+        Some(ts("2026-11-09T09:00:00Z"))
+    );
+    let early = store
+        .fire_due_timers(ts("2026-11-09T08:59:59Z"), 100)
+        .await
+        .unwrap();
+    assert_eq!(early.timers, 0);
+    let fired = store
+        .fire_due_timers(ts("2026-11-09T09:00:01Z"), 100)
+        .await
+        .unwrap();
+    assert_eq!((fired.timers, fired.effects), (1, 1));
+    let effects = store.effects(Some(&deal_key), 100).await.unwrap();
+    assert_eq!(effects[0].action["kind"], "start_sequence");
+    assert!(
+        effects[0].trace["trigger"]
+            .as_str()
+            .unwrap()
+            .starts_with("quiet for 5d")
+    );
+    let again = store
+        .fire_due_timers(ts("2026-12-31T00:00:00Z"), 100)
+        .await
+        .unwrap();
+    assert_eq!(again.timers, 0, "a fired timer never fires again");
+    assert_eq!(store.effects(None, 100).await.unwrap().len(), 1);
+}
