@@ -335,9 +335,13 @@ async fn tokens(
 async fn serve(settings: Settings, sample: Option<&str>) -> anyhow::Result<()> {
     let clock = Arc::new(SystemClock);
     let store = open_store(&settings)?;
+    // Built first so the playbooks are loaded before the sample arrives: its events run
+    // through the rules like any others.
+    let app = Application::with_store(&settings, store, clock).await?;
     let demo = match sample {
         Some(sample) => {
-            let summary = import::import_text(&*store, sample, false, 1000).await?;
+            let store = &*app.state().store;
+            let summary = import::import_text(store, sample, false, 1000).await?;
             let token = server::generate_token("demo", TokenRole::Admin)
                 .context("no randomness available")?;
             store.create_token(token.stored).await?;
@@ -345,7 +349,6 @@ async fn serve(settings: Settings, sample: Option<&str>) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let app = Application::with_store(&settings, store, clock).await?;
     let host = settings
         .server
         .listen

@@ -253,6 +253,12 @@ pub struct RecordWithTimeline {
     /// The record's events in occurrence order (the newest `timeline_limit`).
     #[schema(value_type = Vec<Object>)]
     pub timeline: Vec<Event>,
+    /// What the rules decided for this record, with why-traces, oldest first.
+    #[schema(value_type = Vec<Object>)]
+    pub effects: Vec<store::StoredEffect>,
+    /// Time triggers the record is waiting on, soonest first.
+    #[schema(value_type = Vec<Object>)]
+    pub timers: Vec<store::Timer>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -297,9 +303,13 @@ pub async fn get_record(
         .store
         .timeline(&key, params.timeline_limit.unwrap_or(200).min(5000))
         .await?;
+    let effects = state.store.effects(Some(&key), 1000).await?;
+    let timers = state.store.timers(&key).await?;
     Ok(Json(RecordWithTimeline {
         view: RecordView::new(stored, state.clock.now()),
         timeline,
+        effects,
+        timers,
     }))
 }
 
@@ -376,4 +386,23 @@ pub async fn list_records(
             .collect(),
         next: page.next,
     }))
+}
+
+/// The playbooks running, their rules, and any problems in the files as they are now.
+#[utoipa::path(
+    get, path = "/api/v1/playbooks", tag = "playbooks",
+    responses((status = 200, description = "version, playbooks with their rules, diagnostics")),
+    security(("token" = []))
+)]
+pub async fn playbooks(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<crate::rules::PlaybookStatus>, AppError> {
+    caller.require(TokenRole::Reader)?;
+    let status = state
+        .playbooks
+        .read()
+        .map(|s| s.clone())
+        .unwrap_or_default();
+    Ok(Json(status))
 }

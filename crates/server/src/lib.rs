@@ -8,6 +8,7 @@
 mod api;
 mod auth;
 mod error;
+mod rules;
 mod settings;
 
 use std::future::Future;
@@ -28,8 +29,10 @@ use store::{Store, TokenRole};
 
 pub use auth::{GeneratedToken, generate_token, hash_token};
 pub use error::AppError;
+pub use rules::PlaybookStatus;
 pub use settings::{
-    DEFAULT_CONFIG, DatabaseSettings, LogFormat, LogSettings, ServerSettings, Settings,
+    DEFAULT_CONFIG, DatabaseSettings, EngineSettings, LogFormat, LogSettings, ServerSettings,
+    Settings,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +53,7 @@ pub enum Error {
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
+    pub playbooks: rules::SharedStatus,
     max_body_bytes: usize,
     metrics_public: bool,
 }
@@ -57,7 +61,7 @@ pub struct AppState {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "pipewright", description = "Self-hosted revenue autopilot: events in, derived state out."),
-    paths(api::ingest, api::get_record, api::list_records, health, ready, openapi_json),
+    paths(api::ingest, api::get_record, api::list_records, api::playbooks, health, ready, openapi_json),
     components(schemas(api::EventEnvelope, api::IngestResult, api::BatchResult, api::RecordView,
                         api::RecordWithTimeline, api::RecordPage, api::Collection)),
     modifiers(&Security),
@@ -183,6 +187,7 @@ async fn observe(request: Request, next: Next) -> Response {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/events", post(api::ingest))
+        .route("/api/v1/playbooks", get(api::playbooks))
         .route("/api/v1/{collection}", get(api::list_records))
         .route("/api/v1/{collection}/{id}", get(api::get_record))
         .route("/api/v1/openapi.json", get(openapi_json))
@@ -207,6 +212,7 @@ pub struct Application {
     router: Router,
     port: u16,
     state: AppState,
+    engine: EngineSettings,
 }
 
 impl Application {
@@ -233,9 +239,12 @@ impl Application {
             .await
             .map_err(|source| Error::Listen { addr, source })?;
         let port = listener.local_addr().map_err(Error::Serve)?.port();
+        let playbooks = rules::SharedStatus::default();
+        rules::load(&settings.engine.playbooks, &*store, &playbooks);
         let state = AppState {
             store,
             clock,
+            playbooks,
             max_body_bytes: settings.server.max_body_bytes,
             metrics_public: settings.server.metrics_public,
         };
@@ -244,6 +253,7 @@ impl Application {
             router: router(state.clone()),
             port,
             state,
+            engine: settings.engine.clone(),
         })
     }
 
@@ -261,10 +271,37 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
         tracing::info!(port = self.port, "pipewright is listening");
-        axum::serve(self.listener, self.router)
+        let state = &self.state;
+        let timers = tokio::spawn(rules::fire_timers(
+            Arc::clone(&state.store),
+            Arc::clone(&state.clock),
+            std::time::Duration::from_millis(self.engine.timer_poll_ms.max(10)),
+        ));
+        let reload = (self.engine.reload_poll_ms > 0).then(|| {
+            tokio::spawn(rules::watch(
+                self.engine.playbooks.clone(),
+                std::time::Duration::from_millis(self.engine.reload_poll_ms),
+                Arc::clone(&state.store),
+                Arc::clone(&state.playbooks),
+            ))
+        });
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await
-            .map_err(Error::Serve)
+            .map_err(Error::Serve);
+        timers.abort();
+        if let Some(reload) = reload {
+            reload.abort();
+        }
+        served
+    }
+}
+
+impl AppState {
+    /// Loads the playbooks in `dir` now (the server also does this when their files change).
+    /// A broken folder keeps the running playbooks and reports its problems.
+    pub fn reload_playbooks(&self, dir: &std::path::Path) {
+        rules::load(dir, &*self.store, &self.playbooks);
     }
 }
 

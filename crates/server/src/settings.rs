@@ -31,6 +31,15 @@ synchronous = "full"
 # The most events one group commit takes before committing.
 max_group_events = 10000
 
+[engine]
+# The folder of playbook files. A missing folder runs no rules; a broken edit keeps the last
+# good playbooks running and reports the problems (log, /api/v1/playbooks, metrics).
+playbooks = "playbooks"
+# How often due timers are looked for, in milliseconds.
+timer_poll_ms = 250
+# How often the playbook folder is checked for changes, in milliseconds (0: never).
+reload_poll_ms = 2000
+
 [log]
 # error, warn, info, debug or trace, optionally per crate: "info,store=debug".
 level = "info"
@@ -43,7 +52,26 @@ format = "text"
 pub struct Settings {
     pub server: ServerSettings,
     pub database: DatabaseSettings,
+    pub engine: EngineSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineSettings {
+    pub playbooks: std::path::PathBuf,
+    pub timer_poll_ms: u64,
+    pub reload_poll_ms: u64,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            playbooks: "playbooks".into(),
+            timer_poll_ms: 250,
+            reload_poll_ms: 2000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 //! The HTTP API, exercised over real HTTP against a server on a free port with its own database.
 
 mod api;
+mod rules;
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use store::{Store, TokenRole};
 #[allow(missing_debug_implementations)]
 pub struct TestApp {
     pub base: String,
+    state: server::AppState,
     pub http: reqwest::Client,
     pub store: Arc<dyn Store>,
     pub clock: ManualClock,
@@ -35,6 +37,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         .await
         .unwrap();
     let store = Arc::clone(&app.state().store);
+    let state = app.state().clone();
     let mut secrets = Vec::new();
     for role in [TokenRole::Admin, TokenRole::Writer, TokenRole::Reader] {
         let t = server::generate_token(role.as_str(), role).unwrap();
@@ -45,6 +48,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     let [admin, writer, reader] = <[String; 3]>::try_from(secrets).unwrap();
     TestApp {
+        state,
         base,
         http: reqwest::Client::new(),
         store,
@@ -57,6 +61,10 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 }
 
 impl TestApp {
+    pub fn server_state(&self) -> &server::AppState {
+        &self.state
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

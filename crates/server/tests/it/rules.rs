@@ -1,0 +1,158 @@
+//! Issue 3 over HTTP: playbooks loaded by the server decide effects that the deal page shows,
+//! time triggers fire from durable timers, and a broken edit keeps the last good playbooks.
+
+use std::path::Path;
+
+use crate::{event, spawn_app_with};
+
+fn copy_examples(to: &Path) {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../playbooks");
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn rules_decide_effects_shown_on_the_deal_with_their_why() {
+    let playbooks = tempfile::tempdir().unwrap();
+    copy_examples(playbooks.path());
+    let dir = playbooks.path().to_owned();
+    let app = spawn_app_with(move |s| {
+        s.engine.playbooks = dir;
+        s.engine.timer_poll_ms = 3_600_000; // the test fires timers itself
+        s.engine.reload_poll_ms = 0;
+    })
+    .await;
+    let d = r#""deal":"D-1""#;
+    let created = event(
+        "deal.created",
+        "1",
+        "2026-11-18T09:00:00Z",
+        d,
+        r#"{"stage":"demo","owner":"sam@acme.example","contacts":["C-1"]}"#,
+    );
+    let met = event("meeting.held", "2", "2026-11-18T10:00:00Z", d, "{}");
+    let pricing = event(
+        "objection.raised",
+        "3",
+        "2026-11-18T11:00:00Z",
+        d,
+        r#"{"kind":"pricing"}"#,
+    );
+    let (status, _) = app
+        .post(
+            &app.writer,
+            "application/json",
+            format!("[{created},{met},{pricing}]"),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, deal) = app.get(&app.reader, "/api/v1/deals/D-1").await;
+    let effects = deal["effects"].as_array().unwrap();
+    assert_eq!(effects.len(), 1, "{deal}");
+    assert_eq!(effects[0]["rule"], "pricing-objection");
+    assert_eq!(effects[0]["action"]["asset"]["best_for"], "pricing");
+    assert!(
+        effects[0]["trace"]["why"]
+            .as_str()
+            .unwrap()
+            .starts_with("A pricing objection")
+    );
+    let timers = deal["timers"].as_array().unwrap();
+    let quiet = timers
+        .iter()
+        .find(|t| t["rule"] == "quiet-after-enthusiasm")
+        .expect("quiet timer armed");
+    assert_eq!(quiet["due"], "2026-11-23T11:00:00.000Z");
+
+    // Five quiet days later the re-engagement sequence starts, once.
+    app.clock.set("2026-11-23T11:00:01Z".parse().unwrap());
+    let fired = app
+        .store
+        .fire_due_timers("2026-11-23T11:00:01Z".parse().unwrap(), 100)
+        .await
+        .unwrap();
+    assert_eq!(fired.effects, 1);
+    let (_, deal) = app.get(&app.reader, "/api/v1/deals/D-1").await;
+    let effects = deal["effects"].as_array().unwrap();
+    assert_eq!(effects.len(), 2);
+    assert_eq!(
+        effects[1]["action"],
+        serde_json::json!({"kind": "start_sequence", "sequence": "reengage-with-proof"})
+    );
+    assert_eq!(effects[1]["trace"]["saw"]["deal.meetings_held"], 1);
+    assert!(
+        deal["timers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["rule"] != "quiet-after-enthusiasm")
+    );
+}
+
+#[tokio::test]
+async fn a_broken_edit_keeps_the_last_good_playbooks_running() {
+    let playbooks = tempfile::tempdir().unwrap();
+    copy_examples(playbooks.path());
+    let dir = playbooks.path().to_owned();
+    let app = spawn_app_with(move |s| {
+        s.engine.playbooks = dir;
+        s.engine.timer_poll_ms = 3_600_000;
+        s.engine.reload_poll_ms = 0;
+    })
+    .await;
+    let (status, before) = app.get(&app.reader, "/api/v1/playbooks").await;
+    assert_eq!(status, 200);
+    let version = before["version"].as_str().unwrap().to_owned();
+    assert_eq!(before["playbooks"].as_array().unwrap().len(), 2);
+    assert!(before["diagnostics"].as_array().unwrap().is_empty());
+
+    let file = playbooks.path().join("founder-rescues.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("quiet_for: 5d", "quiet_for: five days")).unwrap();
+    app.server_state().reload_playbooks(playbooks.path());
+    let (_, after) = app.get(&app.reader, "/api/v1/playbooks").await;
+    assert_eq!(
+        after["version"],
+        version.as_str(),
+        "the last good version keeps running"
+    );
+    let problems = after["diagnostics"].as_array().unwrap();
+    assert_eq!(problems.len(), 1);
+    assert!(
+        problems[0]
+            .as_str()
+            .unwrap()
+            .contains("\"five days\" is not a duration"),
+        "{problems:?}"
+    );
+    // The running rules still act.
+    let d = r#""deal":"D-9""#;
+    let body = format!(
+        "[{},{}]",
+        event(
+            "deal.created",
+            "1",
+            "2026-11-18T09:00:00Z",
+            d,
+            r#"{"stage":"proposal"}"#
+        ),
+        event(
+            "objection.raised",
+            "2",
+            "2026-11-18T10:00:00Z",
+            d,
+            r#"{"kind":"pricing"}"#
+        )
+    );
+    app.post(&app.writer, "application/json", body).await;
+    let (_, deal) = app.get(&app.reader, "/api/v1/deals/D-9").await;
+    assert_eq!(deal["effects"].as_array().unwrap().len(), 1);
+    // Fixing the file loads the new version.
+    std::fs::write(&file, text.replace("quiet_for: 5d", "quiet_for: 6d")).unwrap();
+    app.server_state().reload_playbooks(playbooks.path());
+    let (_, fixed) = app.get(&app.reader, "/api/v1/playbooks").await;
+    assert_ne!(fixed["version"], version.as_str());
+    assert!(fixed["diagnostics"].as_array().unwrap().is_empty());
+}
