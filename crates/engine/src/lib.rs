@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use domain::{DealStatus, Event, EventType, Record, RecordKey, Timestamp};
-use playbook::{Action, PlaybookSet, Reentry, Rule, Trigger};
+use playbook::{Action, AssetChoice, PlaybookSet, Reentry, Rule, Trigger};
 
 /// A rule's memory of one record: what the re-entry policies need.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -329,8 +329,41 @@ impl Engine {
                 shadow: rule.shadow,
                 trace: trace.clone(),
             });
+            if let Some(effect) = out.effects.last_mut() {
+                self.choose_asset(&mut effect.action, record);
+            }
         }
         Decision::Fired
+    }
+
+    /// Resolves "the best asset for this use case" to a named asset: among the assets declared
+    /// for the use case, one made for the deal's stage, then for its industry, then any —
+    /// the first in name order on a tie, so the choice is stable.
+    fn choose_asset(&self, action: &mut Action, record: &Record) {
+        let Action::SendAsset { asset, .. } = action else {
+            return;
+        };
+        let AssetChoice::BestFor(use_case) = asset else {
+            return;
+        };
+        let stage = match record {
+            Record::Deal(d) => d.stage.clone(),
+            _ => None,
+        };
+        let mut candidates: Vec<&playbook::Asset> = self
+            .set
+            .playbooks
+            .iter()
+            .flat_map(|p| &p.assets)
+            .filter(|a| a.use_cases.contains(use_case))
+            .collect();
+        candidates.sort_by_key(|a| {
+            let for_stage = stage.as_ref().is_some_and(|s| a.stages.contains(s));
+            (!for_stage, a.stages.is_empty(), a.name.clone())
+        });
+        if let Some(best) = candidates.first() {
+            *asset = AssetChoice::Named(best.name.clone());
+        }
     }
 }
 

@@ -52,7 +52,7 @@ async fn rules_decide_effects_shown_on_the_deal_with_their_why() {
     let effects = deal["effects"].as_array().unwrap();
     assert_eq!(effects.len(), 1, "{deal}");
     assert_eq!(effects[0]["rule"], "pricing-objection");
-    assert_eq!(effects[0]["action"]["asset"]["best_for"], "pricing");
+    assert_eq!(effects[0]["action"]["asset"]["named"], "roi-calculator");
     assert!(
         effects[0]["trace"]["why"]
             .as_str()
