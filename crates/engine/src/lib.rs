@@ -83,6 +83,28 @@ pub struct Output {
     pub timers: Vec<TimerChange>,
 }
 
+/// For `explain`: what one rule has done and would do for one record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleExplanation {
+    pub playbook: String,
+    pub rule: String,
+    pub why: String,
+    pub trigger: String,
+    /// How often it fired for this record, and when last.
+    pub fired: Fired,
+    /// For a time trigger: when it fires if nothing changes (absent: not armed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fires_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    /// What the condition gives against the record as it is now, and the facts it read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition_now: Option<String>,
+    pub saw: BTreeMap<String, serde_json::Value>,
+    /// One sentence: the state of this rule for this record.
+    pub summary: String,
+}
+
 /// What a rule's condition decided, for `explain`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
@@ -226,6 +248,71 @@ impl Engine {
         out
     }
 
+    /// For every rule that acts on this kind of record: has it fired, would its condition hold
+    /// now and why, and — for time triggers — when it fires if nothing changes.
+    pub fn explain(
+        &self,
+        record: &Record,
+        memory: &Memory,
+        now: Timestamp,
+    ) -> Vec<RuleExplanation> {
+        let kind = record.kind();
+        let mut out = Vec::new();
+        for playbook in &self.set.playbooks {
+            for rule in playbook.rules.iter().filter(|r| r.record == kind) {
+                let fired = memory.get(&rule.id).cloned().unwrap_or_default();
+                let fires_at = expected(rule, record).map(|(_, due)| due);
+                let (condition_now, saw) = match &rule.condition {
+                    Some(c) => {
+                        let (result, saw) = evaluate(c, record, None, now);
+                        let text = match result {
+                            Ok(true) => "true".to_owned(),
+                            Ok(false) => "false".to_owned(),
+                            // Event fields exist only when an event arrives.
+                            Err(e) if c.fields.iter().any(|(root, _)| root == "event") => {
+                                format!("decided when the event arrives ({e})")
+                            }
+                            Err(e) => format!("cannot be evaluated: {e}"),
+                        };
+                        (Some(text), saw)
+                    }
+                    None => (None, BTreeMap::new()),
+                };
+                let trigger = match &rule.trigger {
+                    Trigger::Event(t) => format!("event {t}"),
+                    other => describe(other, fires_at.unwrap_or(now)),
+                };
+                let summary = match (&rule.trigger, fires_at, fired.last_at) {
+                    (_, _, Some(last)) if fired.count > 0 => {
+                        format!("fired {} time(s), last at {last}", fired.count)
+                    }
+                    (Trigger::Event(t), _, _) => format!("has not fired; waits for the event {t}"),
+                    (_, Some(at), _) if condition_now.as_deref() == Some("false") => {
+                        format!("armed for {at}, but its condition is false now")
+                    }
+                    (_, Some(at), _) => format!("fires at {at} if nothing changes"),
+                    (Trigger::InStageFor { stage, .. }, None, _) => {
+                        format!("not armed: the record is not open in stage {stage}")
+                    }
+                    (_, None, _) => "not armed: the record is closed or lacks the date".to_owned(),
+                };
+                out.push(RuleExplanation {
+                    playbook: playbook.name.clone(),
+                    rule: rule.id.clone(),
+                    why: rule.why.clone(),
+                    trigger,
+                    fired,
+                    fires_at,
+                    condition: rule.condition.as_ref().map(|c| c.source.clone()),
+                    condition_now,
+                    saw,
+                    summary,
+                });
+            }
+        }
+        out
+    }
+
     /// Evaluates one rule for one record and, when it fires, emits its effects.
     #[allow(clippy::too_many_arguments)]
     fn decide(
@@ -260,41 +347,12 @@ impl Engine {
         }
         let mut saw = BTreeMap::new();
         if let Some(condition) = &rule.condition {
-            let mut context = cel::Context::default();
-            let Some(facts) = facts::record(record, now) else {
-                return Decision::ConditionFailed("not a deal or lead".into());
-            };
-            context.add_variable_from_value(key.kind.as_str(), facts.clone());
-            context.add_variable_from_value("now", cel::Value::Int(now.as_millis()));
-            let event_facts = event.map(facts::event);
-            if let Some(e) = &event_facts {
-                context.add_variable_from_value("event", e.clone());
-            }
-            for (root, field) in &condition.fields {
-                let source = if root == "event" {
-                    event_facts.as_ref()
-                } else {
-                    Some(&facts)
-                };
-                if let Some(cel::Value::Map(m)) = source {
-                    let value = m
-                        .map
-                        .get(&cel::objects::Key::String(Arc::new(field.clone())));
-                    saw.insert(
-                        format!("{root}.{field}"),
-                        value.map_or(serde_json::Value::Null, facts::to_json),
-                    );
-                }
-            }
-            match condition.program.execute(&context) {
-                Ok(cel::Value::Bool(true)) => {}
-                Ok(cel::Value::Bool(false)) => return Decision::ConditionFalse { saw },
-                Ok(other) => {
-                    return Decision::ConditionFailed(format!(
-                        "the condition gave {other:?}, not true or false"
-                    ));
-                }
-                Err(e) => return Decision::ConditionFailed(e.to_string()),
+            let (result, seen) = evaluate(condition, record, event, now);
+            saw = seen;
+            match result {
+                Ok(true) => {}
+                Ok(false) => return Decision::ConditionFalse { saw },
+                Err(e) => return Decision::ConditionFailed(e),
             }
         }
         memory.insert(
@@ -365,6 +423,49 @@ impl Engine {
             *asset = AssetChoice::Named(best.name.clone());
         }
     }
+}
+
+/// Runs a condition against a record (and the event, if any) at `now`; returns the result and
+/// the facts it read.
+fn evaluate(
+    condition: &playbook::Condition,
+    record: &Record,
+    event: Option<&Event>,
+    now: Timestamp,
+) -> (Result<bool, String>, BTreeMap<String, serde_json::Value>) {
+    let mut saw = BTreeMap::new();
+    let Some(facts) = facts::record(record, now) else {
+        return (Err("rules read deals and leads only".into()), saw);
+    };
+    let mut context = cel::Context::default();
+    context.add_variable_from_value(record.kind().as_str(), facts.clone());
+    context.add_variable_from_value("now", cel::Value::Int(now.as_millis()));
+    let event_facts = event.map(facts::event);
+    if let Some(e) = &event_facts {
+        context.add_variable_from_value("event", e.clone());
+    }
+    for (root, field) in &condition.fields {
+        let source = if root == "event" {
+            event_facts.as_ref()
+        } else {
+            Some(&facts)
+        };
+        if let Some(cel::Value::Map(m)) = source {
+            let value = m
+                .map
+                .get(&cel::objects::Key::String(Arc::new(field.clone())));
+            saw.insert(
+                format!("{root}.{field}"),
+                value.map_or(serde_json::Value::Null, facts::to_json),
+            );
+        }
+    }
+    let result = match condition.program.execute(&context) {
+        Ok(cel::Value::Bool(b)) => Ok(b),
+        Ok(other) => Err(format!("the condition gave {other:?}, not true or false")),
+        Err(e) => Err(e.to_string()),
+    };
+    (result, saw)
 }
 
 fn key_of(record: &Record) -> RecordKey {

@@ -72,6 +72,12 @@ enum Command {
     },
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
+    /// Explain, for every rule, what it did and would do for a deal or lead.
+    Explain {
+        /// `deal` or `lead`.
+        kind: String,
+        id: String,
+    },
     /// Check the playbooks in a folder and report every problem with file:line:column.
     Check {
         #[arg(default_value = "playbooks")]
@@ -227,6 +233,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Explain { kind, id } => {
+            let settings = settings(&cli, false)?;
+            init_logging(&settings)?;
+            runtime()?.block_on(explain(&settings, kind, id, &mut out))?;
+        }
         Command::Openapi => {
             writeln!(out, "{}", serde_json::to_string_pretty(&server::openapi())?)?;
         }
@@ -259,6 +270,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             });
             let summary = runtime()?.block_on(async {
                 let store = open_store(&settings)?;
+                // Imported events run through the rules like events sent to the API.
+                store.set_engine(load_engine(&settings)?.map(Arc::new));
                 import::import_file(&*store, file, matches!(format, Format::Csv), *batch).await
             })?;
             summary.print(&mut out)?;
@@ -328,6 +341,80 @@ async fn tokens(
                 .with_context(|| format!("cannot revoke {id}"))?;
             writeln!(out, "revoked {} ({})", t.id, t.name)?;
         }
+    }
+    Ok(())
+}
+
+/// The engine for the configured playbook folder: `None` when there is no folder, an error
+/// listing every problem when it does not compile.
+fn load_engine(settings: &Settings) -> anyhow::Result<Option<store::Engine>> {
+    let dir = &settings.engine.playbooks;
+    if !dir.exists() {
+        return Ok(None);
+    }
+    let loaded = playbook::load_dir(dir);
+    match loaded.set {
+        Some(set) => Ok(Some(store::Engine::new(Arc::new(set)))),
+        None => {
+            let problems: Vec<String> =
+                loaded.diagnostics.iter().map(ToString::to_string).collect();
+            anyhow::bail!(
+                "the playbooks in {} have problems:\n{}",
+                dir.display(),
+                problems.join("\n")
+            )
+        }
+    }
+}
+
+async fn explain(
+    settings: &Settings,
+    kind: &str,
+    id: &str,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    use clock::Clock;
+    let kind = match kind {
+        "deal" | "deals" => domain::RecordKind::Deal,
+        "lead" | "leads" => domain::RecordKind::Lead,
+        other => anyhow::bail!("rules act on deals and leads, not {other:?}"),
+    };
+    let key = domain::RecordKey::new(kind, domain::RecordId::parse(id).context("bad id")?);
+    let engine = load_engine(settings)?.with_context(|| {
+        format!(
+            "no playbook folder at {}",
+            settings.engine.playbooks.display()
+        )
+    })?;
+    let store = open_store(settings)?;
+    let record = store
+        .record(&key)
+        .await?
+        .with_context(|| format!("{key} not found"))?;
+    let memory = store.rule_memory(&key).await?;
+    let now = SystemClock.now();
+    writeln!(
+        out,
+        "{key} at {now}, playbooks version {}",
+        engine.version()
+    )?;
+    for r in engine.explain(&record.record, &memory, now) {
+        writeln!(out, "\n{} ({}) — {}", r.rule, r.playbook, r.summary)?;
+        writeln!(out, "  why: {}", r.why)?;
+        writeln!(out, "  when: {}", r.trigger)?;
+        if let (Some(c), Some(now)) = (&r.condition, &r.condition_now) {
+            writeln!(out, "  if: {c}  → {now}")?;
+            for (name, value) in &r.saw {
+                writeln!(out, "      {name} = {value}")?;
+            }
+        }
+    }
+    for e in store.effects(Some(&key), 1000).await? {
+        writeln!(
+            out,
+            "\neffect {} {} {} due {} ({})",
+            e.rule, e.action, e.status, e.due, e.trace["trigger"]
+        )?;
     }
     Ok(())
 }

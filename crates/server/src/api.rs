@@ -406,3 +406,41 @@ pub async fn playbooks(
         .unwrap_or_default();
     Ok(Json(status))
 }
+
+/// For every rule that acts on this record: has it fired, what its condition gives now and the
+/// facts it read, and when a time trigger fires if nothing changes.
+#[utoipa::path(
+    get, path = "/api/v1/{collection}/{id}/explain", tag = "playbooks",
+    params(("collection" = Collection, Path, description = "deals or leads"),
+           ("id" = String, Path, description = "The record's id in its source")),
+    responses((status = 200, description = "one explanation per rule"), (status = 404, description = "not_found")),
+    security(("token" = []))
+)]
+pub async fn explain(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((collection, id)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    caller.require(TokenRole::Reader)?;
+    let kind = parse_collection(&collection)?.kind();
+    let id =
+        RecordId::parse(id).map_err(|e| AppError::BadRequest("invalid_id", format!("id {e}")))?;
+    let key = RecordKey::new(kind, id);
+    let stored = state
+        .store
+        .record(&key)
+        .await?
+        .ok_or_else(|| AppError::NotFound(key.to_string()))?;
+    let memory = state.store.rule_memory(&key).await?;
+    let now = state.clock.now();
+    let (version, rules) = match state.store.engine() {
+        Some(engine) => (
+            Some(engine.version().to_owned()),
+            engine.explain(&stored.record, &memory, now),
+        ),
+        None => (None, Vec::new()),
+    };
+    Ok(Json(
+        serde_json::json!({ "record": key.to_string(), "at": now, "version": version, "rules": rules }),
+    ))
+}

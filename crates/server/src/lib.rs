@@ -61,7 +61,7 @@ pub struct AppState {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "pipewright", description = "Self-hosted revenue autopilot: events in, derived state out."),
-    paths(api::ingest, api::get_record, api::list_records, api::playbooks, health, ready, openapi_json),
+    paths(api::ingest, api::get_record, api::list_records, api::playbooks, api::explain, health, ready, openapi_json),
     components(schemas(api::EventEnvelope, api::IngestResult, api::BatchResult, api::RecordView,
                         api::RecordWithTimeline, api::RecordPage, api::Collection)),
     modifiers(&Security),
@@ -190,6 +190,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/playbooks", get(api::playbooks))
         .route("/api/v1/{collection}", get(api::list_records))
         .route("/api/v1/{collection}/{id}", get(api::get_record))
+        .route("/api/v1/{collection}/{id}/explain", get(api::explain))
         .route("/api/v1/openapi.json", get(openapi_json))
         .route("/healthz", get(health))
         .route("/readyz", get(ready))

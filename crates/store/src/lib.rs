@@ -205,6 +205,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// rules' memory in the same transaction as the events.
     fn set_engine(&self, engine: Option<std::sync::Arc<Engine>>);
 
+    /// The engine set last, if any.
+    fn engine(&self) -> Option<std::sync::Arc<Engine>>;
+
+    /// Every rule's memory of a record (empty when no rule has fired for it).
+    async fn rule_memory(&self, record: &RecordKey) -> Result<engine::Memory>;
+
     /// Fires, in due order, at most `limit` timers due at or before `now`, each once: the
     /// timer's deletion, the effects it causes and the rule's memory commit together.
     async fn fire_due_timers(&self, now: Timestamp, limit: usize) -> Result<TimersFired>;

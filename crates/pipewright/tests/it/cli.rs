@@ -201,3 +201,31 @@ fn check_passes_the_examples_and_lists_every_problem_of_a_broken_folder() {
     assert!(text.contains("b.yaml:3:1: unknown field `rulez`"), "{text}");
     assert!(text.ends_with("3 problems\n"), "{text}");
 }
+
+/// Imports run the playbooks like the API does, and `explain` says what each rule did and will do.
+#[test]
+fn import_runs_the_rules_and_explain_tells_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_url(dir.path());
+    let playbooks = concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks");
+    let events = "\
+{\"type\":\"deal.created\",\"source\":\"crm\",\"source_id\":\"1\",\"occurred_at\":\"2026-11-01T09:00:00Z\",\"deal\":\"D-1\",\"data\":{\"stage\":\"legal\",\"owner\":\"sam@acme.example\"}}
+{\"type\":\"objection.raised\",\"source\":\"crm\",\"source_id\":\"2\",\"occurred_at\":\"2026-11-02T09:00:00Z\",\"deal\":\"D-1\",\"data\":{\"kind\":\"pricing\"}}
+";
+    let file = write(dir.path(), "e.ndjson", events);
+    let with_playbooks = |args: &[&str]| {
+        crate::bin()
+            .args(args)
+            .env("PIPEWRIGHT_ENGINE__PLAYBOOKS", playbooks)
+            .output()
+            .unwrap()
+    };
+    let out = with_playbooks(&["--database", &db, "import", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = with_playbooks(&["--database", &db, "explain", "deal", "D-1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("pricing-objection (founder-rescues) — fired 1 time(s), last at 2026-11-02T09:00:00.000Z"), "{text}");
+    assert!(text.contains("stuck-in-legal (founder-rescues) — fires at 2026-11-11T09:00:00.000Z if nothing changes"), "{text}");
+    assert!(text.contains("effect pricing-objection"), "{text}");
+}

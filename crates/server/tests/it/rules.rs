@@ -66,6 +66,39 @@ async fn rules_decide_effects_shown_on_the_deal_with_their_why() {
         .expect("quiet timer armed");
     assert_eq!(quiet["due"], "2026-11-23T11:00:00.000Z");
 
+    // Explain: every deal rule, what it did and what it will do.
+    let (status, explained) = app.get(&app.reader, "/api/v1/deals/D-1/explain").await;
+    assert_eq!(status, 200, "{explained}");
+    let rule = |id: &str| {
+        explained["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["rule"] == id)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        rule("pricing-objection")["summary"],
+        "fired 1 time(s), last at 2026-11-18T11:00:00.000Z"
+    );
+    assert_eq!(
+        rule("quiet-after-enthusiasm")["summary"],
+        "fires at 2026-11-23T11:00:00.000Z if nothing changes"
+    );
+    assert_eq!(rule("quiet-after-enthusiasm")["condition_now"], "true");
+    assert_eq!(rule("quiet-after-enthusiasm")["saw"]["deal.stage"], "demo");
+    assert_eq!(
+        rule("stuck-in-legal")["summary"],
+        "not armed: the record is not open in stage legal"
+    );
+    assert!(
+        rule("implementation-concern")["summary"]
+            .as_str()
+            .unwrap()
+            .contains("waits for the event objection.raised")
+    );
+
     // Five quiet days later the re-engagement sequence starts, once.
     app.clock.set("2026-11-23T11:00:01Z".parse().unwrap());
     let fired = app

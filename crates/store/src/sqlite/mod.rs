@@ -455,6 +455,28 @@ impl Store for SqliteStore {
         }
     }
 
+    fn engine(&self) -> Option<Arc<engine::Engine>> {
+        self.engine.read().ok().and_then(|e| e.clone())
+    }
+
+    async fn rule_memory(&self, record: &RecordKey) -> Result<engine::Memory> {
+        let record = record.clone();
+        self.reads
+            .run(move |conn| {
+                let memory: Option<String> = conn
+                    .prepare_cached("SELECT memory FROM records WHERE kind = ?1 AND id = ?2")
+                    .and_then(|mut s| {
+                        s.query_row(params![record.kind.as_str(), record.id.as_str()], |r| {
+                            r.get(0)
+                        })
+                        .optional()
+                    })
+                    .map_err(backend)?;
+                memory.map_or(Ok(engine::Memory::new()), |m| decode(&m))
+            })
+            .await
+    }
+
     async fn fire_due_timers(&self, now: Timestamp, limit: usize) -> Result<TimersFired> {
         let (reply, rx) = oneshot::channel();
         self.writer
