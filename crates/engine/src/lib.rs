@@ -172,6 +172,8 @@ impl Engine {
         let now = event.occurred_at;
         let mut out = Output::default();
         let key = key_of(record);
+        // The record's and the event's facts are built once, for every rule that reads them.
+        let mut seen = Seen::default();
         for at in self.by_event.get(&event.event_type()).into_iter().flatten() {
             let (playbook, rule) = self.rule(*at);
             if rule.record != key.kind {
@@ -194,6 +196,7 @@ impl Engine {
                 &instance,
                 trigger,
                 &mut out,
+                &mut seen,
             );
         }
         out.timers = self.arm(record);
@@ -243,7 +246,16 @@ impl Engine {
         let instance = format!("timer {}", timer.anchor.as_millis());
         let trigger = describe(&rule.trigger, timer.anchor);
         self.decide(
-            playbook, rule, record, None, memory, now, &instance, trigger, &mut out,
+            playbook,
+            rule,
+            record,
+            None,
+            memory,
+            now,
+            &instance,
+            trigger,
+            &mut out,
+            &mut Seen::default(),
         );
         out
     }
@@ -264,7 +276,7 @@ impl Engine {
                 let fires_at = expected(rule, record).map(|(_, due)| due);
                 let (condition_now, saw) = match &rule.condition {
                     Some(c) => {
-                        let (result, saw) = evaluate(c, record, None, now);
+                        let (result, saw) = evaluate(c, record, None, now, &mut Seen::default());
                         let text = match result {
                             Ok(true) => "true".to_owned(),
                             Ok(false) => "false".to_owned(),
@@ -326,6 +338,7 @@ impl Engine {
         instance: &str,
         trigger: String,
         out: &mut Output,
+        seen: &mut Seen,
     ) -> Decision {
         let key = key_of(record);
         let fired = memory.get(&rule.id).cloned().unwrap_or_default();
@@ -347,8 +360,8 @@ impl Engine {
         }
         let mut saw = BTreeMap::new();
         if let Some(condition) = &rule.condition {
-            let (result, seen) = evaluate(condition, record, event, now);
-            saw = seen;
+            let (result, read) = evaluate(condition, record, event, now, seen);
+            saw = read;
             match result {
                 Ok(true) => {}
                 Ok(false) => return Decision::ConditionFalse { saw },
@@ -427,20 +440,34 @@ impl Engine {
 
 /// Runs a condition against a record (and the event, if any) at `now`; returns the result and
 /// the facts it read.
+/// Facts built for one input, shared by every rule evaluated on it.
+#[derive(Default)]
+struct Seen {
+    record: Option<cel::Value>,
+    event: Option<cel::Value>,
+}
+
 fn evaluate(
     condition: &playbook::Condition,
     record: &Record,
     event: Option<&Event>,
     now: Timestamp,
+    seen: &mut Seen,
 ) -> (Result<bool, String>, BTreeMap<String, serde_json::Value>) {
     let mut saw = BTreeMap::new();
-    let Some(facts) = facts::record(record, now) else {
+    if seen.record.is_none() {
+        seen.record = facts::record(record, now);
+    }
+    let Some(facts) = seen.record.clone() else {
         return (Err("rules read deals and leads only".into()), saw);
     };
     let mut context = cel::Context::default();
     context.add_variable_from_value(record.kind().as_str(), facts.clone());
     context.add_variable_from_value("now", cel::Value::Int(now.as_millis()));
-    let event_facts = event.map(facts::event);
+    if seen.event.is_none() {
+        seen.event = event.map(facts::event);
+    }
+    let event_facts = seen.event.clone();
     if let Some(e) = &event_facts {
         context.add_variable_from_value("event", e.clone());
     }

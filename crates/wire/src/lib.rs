@@ -79,3 +79,5 @@ impl std::fmt::Display for Problem {
         write!(f, "{} ({})", self.message, self.code.as_str())
     }
 }
+
+impl std::error::Error for Problem {}
