@@ -290,15 +290,7 @@ pub async fn get_record(
 ) -> Result<Json<RecordWithTimeline>, AppError> {
     caller.require(TokenRole::Reader)?;
     let params: RecordParams = query(&uri)?;
-    let kind = parse_collection(&collection)?.kind();
-    let id =
-        RecordId::parse(id).map_err(|e| AppError::BadRequest("invalid_id", format!("id {e}")))?;
-    let key = RecordKey::new(kind, id);
-    let stored = state
-        .store
-        .record(&key)
-        .await?
-        .ok_or_else(|| AppError::NotFound(key.to_string()))?;
+    let (key, stored) = find(&state, &collection, id).await?;
     let timeline = state
         .store
         .timeline(&key, params.timeline_limit.unwrap_or(200).min(5000))
@@ -311,6 +303,24 @@ pub async fn get_record(
         effects,
         timers,
     }))
+}
+
+/// The record a `/{collection}/{id}` path names, or `not_found`.
+async fn find(
+    state: &AppState,
+    collection: &str,
+    id: String,
+) -> Result<(RecordKey, StoredRecord), AppError> {
+    let kind = parse_collection(collection)?.kind();
+    let id =
+        RecordId::parse(id).map_err(|e| AppError::BadRequest("invalid_id", format!("id {e}")))?;
+    let key = RecordKey::new(kind, id);
+    let stored = state
+        .store
+        .record(&key)
+        .await?
+        .ok_or_else(|| AppError::NotFound(key.to_string()))?;
+    Ok((key, stored))
 }
 
 fn parse_collection(s: &str) -> Result<Collection, AppError> {
@@ -422,15 +432,7 @@ pub async fn explain(
     Path((collection, id)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     caller.require(TokenRole::Reader)?;
-    let kind = parse_collection(&collection)?.kind();
-    let id =
-        RecordId::parse(id).map_err(|e| AppError::BadRequest("invalid_id", format!("id {e}")))?;
-    let key = RecordKey::new(kind, id);
-    let stored = state
-        .store
-        .record(&key)
-        .await?
-        .ok_or_else(|| AppError::NotFound(key.to_string()))?;
+    let (key, stored) = find(&state, &collection, id).await?;
     let memory = state.store.rule_memory(&key).await?;
     let now = state.clock.now();
     let (version, rules) = match state.store.engine() {
