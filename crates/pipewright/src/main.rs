@@ -72,6 +72,8 @@ enum Command {
     },
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
+    /// Print the JSON Schema of playbook files (for editor completion and validation).
+    Schema,
     /// Explain, for every rule, what it did and would do for a deal or lead.
     Explain {
         /// `deal` or `lead`.
@@ -237,6 +239,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = settings(&cli, false)?;
             init_logging(&settings)?;
             runtime()?.block_on(explain(&settings, kind, id, &mut out))?;
+        }
+        Command::Schema => {
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&playbook::json_schema())?
+            )?;
         }
         Command::Openapi => {
             writeln!(out, "{}", serde_json::to_string_pretty(&server::openapi())?)?;

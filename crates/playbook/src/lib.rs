@@ -17,3 +17,11 @@ pub use model::{
     Action, Asset, AssetChoice, Location, Playbook, PlaybookSet, Reentry, Rule, Span, Target,
     Trigger,
 };
+
+/// The JSON Schema of a playbook file, generated from the types the loader reads, for editors
+/// to complete and validate playbooks as they are written.
+pub fn json_schema() -> serde_json::Value {
+    let mut schema = schemars::schema_for!(raw::File);
+    schema.insert("title".into(), "pipewright playbook".into());
+    schema.to_value()
+}

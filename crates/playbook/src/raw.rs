@@ -4,20 +4,24 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 pub type S<T> = Spanned<T>;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct File {
+    #[schemars(with = "String")]
     pub playbook: S<String>,
+    #[schemars(with = "String")]
     pub owner: S<String>,
     pub description: Option<String>,
     /// The pipeline's stages, in order. Stage names used anywhere in the playbooks must be one
     /// of the stages declared by some playbook (or `closed_won` / `closed_lost`).
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub stages: Vec<S<String>>,
     /// Evaluate and record every rule of this playbook, but deliver nothing.
     #[serde(default)]
@@ -29,6 +33,7 @@ pub struct File {
     /// Sequence names, so rules can refer to them; their steps are checked by the sequence
     /// engine.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
     pub sequences: BTreeMap<String, serde_saphyr_value::Any>,
 }
 
@@ -48,17 +53,22 @@ pub mod serde_saphyr_value {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
+    #[schemars(with = "String")]
     pub id: S<String>,
+    #[schemars(with = "String")]
     pub why: S<String>,
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub covers: Vec<S<String>>,
     /// The kind of record the rule acts on; deals unless said otherwise.
+    #[schemars(with = "Option<String>")]
     pub record: Option<S<String>>,
     pub when: When,
     #[serde(rename = "if")]
+    #[schemars(with = "Option<String>")]
     pub condition: Option<S<String>>,
     pub then: Vec<Action>,
     pub reentry: Option<Reentry>,
@@ -67,43 +77,50 @@ pub struct Rule {
 }
 
 /// Exactly one trigger.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct When {
+    #[schemars(with = "Option<String>")]
     pub event: Option<S<String>>,
+    #[schemars(with = "Option<String>")]
     pub quiet_for: Option<S<String>>,
     pub in_stage_for: Option<InStageFor>,
     pub date_field: Option<DateField>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InStageFor {
+    #[schemars(with = "String")]
     pub stage: S<String>,
+    #[schemars(with = "String")]
     pub longer_than: S<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DateField {
+    #[schemars(with = "String")]
     pub field: S<String>,
+    #[schemars(with = "Option<String>")]
     pub before: Option<S<String>>,
+    #[schemars(with = "Option<String>")]
     pub after: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Reentry {
     OncePerRecord,
     OncePerStage,
-    Every(S<String>),
+    Every(#[schemars(with = "String")] S<String>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Action {
-    StartSequence(S<String>),
-    StopSequence(S<String>),
+    StartSequence(#[schemars(with = "String")] S<String>),
+    StopSequence(#[schemars(with = "String")] S<String>),
     SendAsset(SendAsset),
     SendEmail(SendEmail),
     Alert(Alert),
@@ -114,72 +131,92 @@ pub enum Action {
     Webhook(Webhook),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendAsset {
+    #[schemars(with = "Option<String>")]
     pub asset: Option<S<String>>,
+    #[schemars(with = "Option<String>")]
     pub use_case: Option<S<String>>,
+    #[schemars(with = "Option<String>")]
     pub to: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendEmail {
+    #[schemars(with = "String")]
     pub template: S<String>,
+    #[schemars(with = "Option<String>")]
     pub to: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Alert {
+    #[schemars(with = "String")]
     pub to: S<String>,
+    #[schemars(with = "String")]
     pub text: S<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Task {
+    #[schemars(with = "String")]
     pub assignee: S<String>,
+    #[schemars(with = "String")]
     pub title: S<String>,
+    #[schemars(with = "Option<String>")]
     pub due: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssignOwner {
+    #[schemars(with = "Vec<String>")]
     pub team: Vec<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetField {
+    #[schemars(with = "String")]
     pub field: S<String>,
+    #[schemars(with = "String")]
     pub value: S<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Escalate {
+    #[schemars(with = "String")]
     pub to: S<String>,
+    #[schemars(with = "String")]
     pub reason: S<String>,
+    #[schemars(with = "Option<String>")]
     pub after: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Webhook {
+    #[schemars(with = "String")]
     pub url: S<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Asset {
     pub title: Option<String>,
+    #[schemars(with = "Option<String>")]
     pub url: Option<S<String>>,
+    #[schemars(with = "Option<String>")]
     pub file: Option<S<String>>,
     #[serde(default)]
     pub use_cases: Vec<String>,
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub stages: Vec<S<String>>,
     #[serde(default)]
     pub industries: Vec<String>,

@@ -231,3 +231,31 @@ fn names_are_shared_across_files_and_duplicates_caught() {
     );
     assert!(twice.set.is_none());
 }
+
+#[test]
+fn the_json_schema_describes_the_file_strictly() {
+    let schema = playbook::json_schema();
+    let text = schema.to_string();
+    assert_eq!(schema["title"], "pipewright playbook");
+    assert!(schema["properties"]["rules"].is_object(), "{text}");
+    assert_eq!(
+        schema["additionalProperties"], false,
+        "unknown keys are refused"
+    );
+    let defs = &schema["$defs"];
+    assert_eq!(defs["Rule"]["additionalProperties"], false);
+    assert!(
+        defs["Rule"]["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "why")
+    );
+    for action in ["start_sequence", "send_asset", "escalate", "webhook"] {
+        assert!(
+            text.contains(&format!("\"{action}\"")),
+            "{action} missing from the schema"
+        );
+    }
+    assert!(defs["When"]["properties"]["quiet_for"].is_object());
+}

@@ -61,7 +61,7 @@ pub struct AppState {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "pipewright", description = "Self-hosted revenue autopilot: events in, derived state out."),
-    paths(api::ingest, api::get_record, api::list_records, api::playbooks, api::explain, health, ready, openapi_json),
+    paths(api::ingest, api::get_record, api::list_records, api::playbooks, api::explain, playbook_schema, health, ready, openapi_json),
     components(schemas(api::EventEnvelope, api::IngestResult, api::BatchResult, api::RecordView,
                         api::RecordWithTimeline, api::RecordPage, api::Collection)),
     modifiers(&Security),
@@ -115,6 +115,12 @@ async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Value>,
         AppError::NotReady
     })?;
     Ok(Json(serde_json::json!({ "status": "ready" })))
+}
+
+/// The JSON Schema of playbook files.
+#[utoipa::path(get, path = "/api/v1/playbooks/schema", tag = "playbooks", responses((status = 200)))]
+async fn playbook_schema() -> Json<serde_json::Value> {
+    Json(playbook::json_schema())
 }
 
 /// This document.
@@ -188,6 +194,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/events", post(api::ingest))
         .route("/api/v1/playbooks", get(api::playbooks))
+        .route("/api/v1/playbooks/schema", get(playbook_schema))
         .route("/api/v1/{collection}", get(api::list_records))
         .route("/api/v1/{collection}/{id}", get(api::get_record))
         .route("/api/v1/{collection}/{id}/explain", get(api::explain))

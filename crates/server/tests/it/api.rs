@@ -368,4 +368,14 @@ async fn health_readiness_and_openapi_are_served() {
         .unwrap();
     assert_eq!(types.len(), domain::EventType::ALL.len());
     assert!(doc["components"]["securitySchemes"]["token"].is_object());
+    let schema: Value = app
+        .http
+        .get(app.url("/api/v1/playbooks/schema"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(schema["title"], "pipewright playbook");
 }
