@@ -31,5 +31,8 @@ CREATE TABLE timers (
 );
 CREATE INDEX timers_by_due ON timers (due);
 
--- Each rule's memory of a record (re-entry policies), beside the record's state.
+-- Each rule's memory of a record (re-entry policies), beside the record's state, and the
+-- playbook version its timers were last armed with: under the same version only changed
+-- timers are rewritten; under a new one all of them are.
 ALTER TABLE records ADD COLUMN memory TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE records ADD COLUMN armed_version TEXT;

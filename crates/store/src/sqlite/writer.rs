@@ -171,6 +171,8 @@ struct Folded {
     record: Record,
     last: Option<Timestamp>,
     memory: Memory,
+    /// The playbook version the record's timers were last armed with.
+    armed_version: Option<String>,
 }
 
 /// The rules engine the writer runs inside its transactions, replaceable on playbook reload.
@@ -375,6 +377,8 @@ struct Touched {
     stored: Option<(Option<String>, Option<String>)>,
     /// Events that arrived out of order, for the rules once the record is folded again.
     late: Vec<Event>,
+    /// The timers the record waited on before this request (empty for a new record).
+    armed: Vec<TimerChange>,
 }
 
 fn indexed(record: &Record) -> (Option<String>, Option<String>) {
@@ -454,11 +458,22 @@ fn ingest(
                         None => load(conn, v.key())?,
                     };
                     let stored = folded.last.map(|_| indexed(&folded.record));
+                    // What the record waits on now; after the request only changes are written.
+                    let armed = match engine {
+                        Some(engine)
+                            if folded.armed_version.as_deref() == Some(engine.version())
+                                && rules_apply(v.key().kind) =>
+                        {
+                            engine.arm(&folded.record)
+                        }
+                        _ => Vec::new(),
+                    };
                     v.insert(Touched {
                         folded,
                         refold: false,
                         stored,
                         late: Vec::new(),
+                        armed,
                     })
                 }
             };
@@ -484,16 +499,19 @@ fn ingest(
     }
     let mut save = conn
         .prepare_cached(
-            "INSERT INTO records (kind, id, stage, owner, last_occurred_at, updated_at, state, memory)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            "INSERT INTO records (kind, id, stage, owner, last_occurred_at, updated_at, state, memory,
+                                  armed_version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT (kind, id) DO UPDATE SET stage = excluded.stage, owner = excluded.owner,
                last_occurred_at = excluded.last_occurred_at, updated_at = excluded.updated_at,
-               state = excluded.state, memory = excluded.memory",
+               state = excluded.state, memory = excluded.memory,
+               armed_version = excluded.armed_version",
         )
         .map_err(backend)?;
     let mut save_state = conn
         .prepare_cached(
-            "UPDATE records SET last_occurred_at = ?3, updated_at = ?4, state = ?5, memory = ?6
+            "UPDATE records SET last_occurred_at = ?3, updated_at = ?4, state = ?5, memory = ?6,
+               armed_version = ?7
              WHERE kind = ?1 AND id = ?2",
         )
         .map_err(backend)?;
@@ -510,7 +528,19 @@ fn ingest(
             for event in &t.late {
                 effects.extend(engine.on_event(event, &f.record, &mut f.memory).effects);
             }
-            set_timers(conn, engine.arm(&f.record))?;
+            let now_armed = engine.arm(&f.record);
+            let changed: Vec<TimerChange> = if t.armed.len() == now_armed.len() {
+                now_armed
+                    .into_iter()
+                    .zip(&t.armed)
+                    .filter(|(new, old)| new != *old)
+                    .map(|(new, _)| new)
+                    .collect()
+            } else {
+                now_armed
+            };
+            set_timers(conn, changed)?;
+            f.armed_version = Some(engine.version().to_owned());
         }
         let memory = encode_memory(&f.memory)?;
         let state = codec::encode(&f.record)?;
@@ -523,11 +553,19 @@ fn ingest(
         let columns = indexed(&f.record);
         if t.stored.as_ref() == Some(&columns) {
             save_state
-                .execute(params![kind, id, last, now, state, memory])
+                .execute(params![kind, id, last, now, state, memory, f.armed_version])
                 .map_err(backend)?;
         } else {
             save.execute(params![
-                kind, id, columns.0, columns.1, last, now, state, memory
+                kind,
+                id,
+                columns.0,
+                columns.1,
+                last,
+                now,
+                state,
+                memory,
+                f.armed_version
             ])
             .map_err(backend)?;
         }
@@ -611,27 +649,30 @@ fn insert_effects(conn: &Connection, effects: &[Effect], now: Timestamp) -> Resu
 }
 
 fn load(conn: &Connection, key: &RecordKey) -> Result<Folded> {
-    let row: Option<(String, i64, String)> = conn
+    let row: Option<(String, i64, String, Option<String>)> = conn
         .prepare_cached(
-            "SELECT state, last_occurred_at, memory FROM records WHERE kind = ?1 AND id = ?2",
+            "SELECT state, last_occurred_at, memory, armed_version FROM records
+             WHERE kind = ?1 AND id = ?2",
         )
         .and_then(|mut s| {
             s.query_row(params![key.kind.as_str(), key.id.as_str()], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })
             .optional()
         })
         .map_err(backend)?;
     Ok(match row {
-        Some((state, last, memory)) => Folded {
+        Some((state, last, memory, armed_version)) => Folded {
             record: codec::decode(key.kind, &state)?,
             last: Some(Timestamp::from_millis(last)),
             memory: decode(&memory)?,
+            armed_version,
         },
         None => Folded {
             record: Record::empty(key),
             last: None,
             memory: Memory::new(),
+            armed_version: None,
         },
     })
 }

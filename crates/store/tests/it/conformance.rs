@@ -810,3 +810,66 @@ async fn timers_survive_restart_move_with_activity_and_fire_once() {
     assert_eq!(again.timers, 0, "a fired timer never fires again");
     assert_eq!(store.effects(None, 100).await.unwrap().len(), 1);
 }
+
+/// Only timers that changed are rewritten, but a new playbook version re-arms everything the
+/// record touches: a deal already in legal gets the new stuck-in-legal timer on its next event.
+#[tokio::test]
+async fn a_new_playbook_version_arms_its_timers_on_the_next_event() {
+    let h = sqlite();
+    let first = "playbook: p\nowner: o\nstages: [legal]\nrules:\n  - id: note\n    why: w\n    when: { event: note.added }\n    then:\n      - alert: { to: deal.owner, text: hi }\n";
+    let set = playbook::load_files(&[(std::path::PathBuf::from("p.yaml"), first.into())])
+        .set
+        .unwrap();
+    h.store
+        .set_engine(Some(Arc::new(store::Engine::new(Arc::new(set)))));
+    let d = r#""deal":"D-1""#;
+    h.store
+        .ingest(vec![ev(
+            "deal.created",
+            "c",
+            "2026-11-01T09:00:00Z",
+            d,
+            r#"{"stage":"legal"}"#,
+        )])
+        .await
+        .unwrap();
+    let deal_key = key(RecordKind::Deal, "D-1");
+    assert!(h.store.timers(&deal_key).await.unwrap().is_empty());
+    h.store.set_engine(Some(example_engine()));
+    h.store
+        .ingest(vec![ev(
+            "note.added",
+            "n",
+            "2026-11-02T09:00:00Z",
+            d,
+            r#"{"text":"x"}"#,
+        )])
+        .await
+        .unwrap();
+    let timers = h.store.timers(&deal_key).await.unwrap();
+    let legal = timers
+        .iter()
+        .find(|t| t.rule == "stuck-in-legal")
+        .expect("armed under the new version");
+    assert_eq!(legal.due, ts("2026-11-11T09:00:00Z"));
+    // Under the same version, a later note leaves the unchanged timer alone and moves none.
+    h.store
+        .ingest(vec![ev(
+            "note.added",
+            "n2",
+            "2026-11-03T09:00:00Z",
+            d,
+            r#"{"text":"y"}"#,
+        )])
+        .await
+        .unwrap();
+    let again = h.store.timers(&deal_key).await.unwrap();
+    assert_eq!(
+        again
+            .iter()
+            .find(|t| t.rule == "stuck-in-legal")
+            .unwrap()
+            .due,
+        legal.due
+    );
+}
