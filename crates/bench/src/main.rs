@@ -33,12 +33,19 @@ struct Target {
     _dir: tempfile::TempDir,
 }
 
-async fn start(sync: Synchronous) -> anyhow::Result<Target> {
+/// Starts the server on a fresh database, with the example playbooks running or none.
+async fn start(sync: Synchronous, rules: bool) -> anyhow::Result<Target> {
     let dir = tempfile::tempdir()?;
     let mut settings = Settings::default();
     settings.server.listen = "127.0.0.1:0".into();
     settings.database.url = format!("sqlite:{}", dir.path().join("bench.db").display());
     settings.database.synchronous = sync;
+    settings.engine.playbooks = if rules {
+        examples()
+    } else {
+        dir.path().join("none")
+    };
+    settings.engine.reload_poll_ms = 0;
     let app = Application::build(&settings, Arc::new(clock::SystemClock)).await?;
     let token = server::generate_token("bench", TokenRole::Writer)?;
     app.state().store.create_token(token.stored).await?;
@@ -162,33 +169,36 @@ async fn ingest() -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
-        "{:<8} {:<7} {:>8} {:>8} {:>12} {:>10} {:>9} {:>9}",
-        "sync", "shape", "clients", "per req", "events/s", "req/s", "p50 ms", "p99 ms"
+        "{:<8} {:<6} {:<7} {:>8} {:>8} {:>12} {:>10} {:>9} {:>9}",
+        "sync", "rules", "shape", "clients", "per req", "events/s", "req/s", "p50 ms", "p99 ms"
     );
-    let scenarios: &[(Synchronous, usize, usize, usize)] = &[
-        // (synchronous, clients, requests, events per request)
-        (Synchronous::Full, 1, 200, 500),
-        (Synchronous::Full, 4, 400, 500),
-        (Synchronous::Full, 1, 2_000, 1),
-        (Synchronous::Full, 8, 10_000, 1),
-        (Synchronous::Full, 32, 20_000, 1),
-        (Synchronous::Full, 64, 20_000, 1),
-        (Synchronous::Normal, 4, 400, 500),
-        (Synchronous::Normal, 32, 20_000, 1),
+    let scenarios: &[(Synchronous, bool, usize, usize, usize)] = &[
+        // (synchronous, example playbooks running, clients, requests, events per request)
+        (Synchronous::Full, false, 1, 200, 500),
+        (Synchronous::Full, false, 4, 400, 500),
+        (Synchronous::Full, true, 1, 200, 500),
+        (Synchronous::Full, false, 1, 2_000, 1),
+        (Synchronous::Full, false, 8, 10_000, 1),
+        (Synchronous::Full, false, 32, 20_000, 1),
+        (Synchronous::Full, true, 32, 20_000, 1),
+        (Synchronous::Full, false, 64, 20_000, 1),
+        (Synchronous::Normal, false, 4, 400, 500),
+        (Synchronous::Normal, false, 32, 20_000, 1),
     ];
     let mut batched_best: f64 = 0.0;
     let mut single_32: f64 = 0.0;
     let only = std::env::args().nth(2);
-    for &(sync, clients, requests, per) in scenarios {
+    for &(sync, rules, clients, requests, per) in scenarios {
         let shape = if per == 1 { "single" } else { "batch" };
         if only.as_deref().is_some_and(|o| o != shape) {
             continue;
         }
-        let target = start(sync).await?;
+        let target = start(sync, rules).await?;
         let f = load(&target, clients, requests, per).await?;
         println!(
-            "{:<8} {:<7} {:>8} {:>8} {:>12.0} {:>10.0} {:>9.2} {:>9.2}",
+            "{:<8} {:<6} {:<7} {:>8} {:>8} {:>12.0} {:>10.0} {:>9.2} {:>9.2}",
             format!("{sync:?}").to_lowercase(),
+            if rules { "on" } else { "off" },
             shape,
             clients,
             per,
@@ -197,7 +207,7 @@ async fn ingest() -> anyhow::Result<()> {
             ms(f.p50),
             ms(f.p99)
         );
-        if sync == Synchronous::Full {
+        if sync == Synchronous::Full && !rules {
             if per > 1 {
                 batched_best = batched_best.max(f.events_per_sec);
             } else if clients == 32 {
