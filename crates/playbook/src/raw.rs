@@ -30,27 +30,11 @@ pub struct File {
     pub rules: Vec<Rule>,
     #[serde(default)]
     pub assets: BTreeMap<String, Asset>,
-    /// Sequence names, so rules can refer to them; their steps are checked by the sequence
-    /// engine.
+    /// Sequence names, so rules can refer to them. Their steps are not read yet: the
+    /// sequence engine (issue 6) will define and check them.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, serde_json::Value>")]
-    pub sequences: BTreeMap<String, serde_saphyr_value::Any>,
-}
-
-/// Accepts any YAML value (sequence bodies are validated elsewhere).
-pub mod serde_saphyr_value {
-    use serde::de::{self, Deserialize, Deserializer, IgnoredAny};
-
-    #[derive(Debug)]
-    pub struct Any;
-
-    impl<'de> Deserialize<'de> for Any {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            IgnoredAny::deserialize(d)
-                .map(|_| Any)
-                .map_err(de::Error::custom)
-        }
-    }
+    pub sequences: BTreeMap<String, serde::de::IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
