@@ -77,12 +77,6 @@ pub enum TimerChange {
     Cancel { rule: String, record: RecordKey },
 }
 
-#[derive(Debug, Default)]
-pub struct Output {
-    pub effects: Vec<Effect>,
-    pub timers: Vec<TimerChange>,
-}
-
 /// For `explain`: what one rule has done and would do for one record.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RuleExplanation {
@@ -166,11 +160,12 @@ impl Engine {
         (&playbook.name, &playbook.rules[at.rule])
     }
 
-    /// After `event` has been applied to `record` (a deal or a lead it concerns): the rules
-    /// triggered by the event, and the time triggers of the record, re-armed.
-    pub fn on_event(&self, event: &Event, record: &Record, memory: &mut Memory) -> Output {
+    /// After `event` has been applied to `record` (a deal or a lead it concerns): the effects
+    /// of the rules the event triggers. The caller re-arms the record's time triggers with
+    /// [`Engine::arm`] once its events are applied.
+    pub fn on_event(&self, event: &Event, record: &Record, memory: &mut Memory) -> Vec<Effect> {
         let now = event.occurred_at;
-        let mut out = Output::default();
+        let mut out = Vec::new();
         let key = key_of(record);
         // The record's and the event's facts are built once, for every rule that reads them.
         let mut seen = Seen::default();
@@ -199,7 +194,6 @@ impl Engine {
                 &mut seen,
             );
         }
-        out.timers = self.arm(record);
         out
     }
 
@@ -234,8 +228,8 @@ impl Engine {
         record: &Record,
         memory: &mut Memory,
         now: Timestamp,
-    ) -> Output {
-        let mut out = Output::default();
+    ) -> Vec<Effect> {
+        let mut out = Vec::new();
         let Some(at) = self.by_id.get(&timer.rule) else {
             return out;
         };
@@ -337,7 +331,7 @@ impl Engine {
         now: Timestamp,
         instance: &str,
         trigger: String,
-        out: &mut Output,
+        out: &mut Vec<Effect>,
         seen: &mut Seen,
     ) -> Decision {
         let key = key_of(record);
@@ -389,7 +383,7 @@ impl Engine {
                 } => Timestamp::from_millis(now.as_millis() + after.0),
                 _ => now,
             };
-            out.effects.push(Effect {
+            out.push(Effect {
                 key: idempotency_key(&rule.id, &key, instance, index, &self.set.version),
                 playbook: playbook.to_owned(),
                 rule: rule.id.clone(),
@@ -400,7 +394,7 @@ impl Engine {
                 shadow: rule.shadow,
                 trace: trace.clone(),
             });
-            if let Some(effect) = out.effects.last_mut() {
+            if let Some(effect) = out.last_mut() {
                 self.choose_asset(&mut effect.action, record);
             }
         }

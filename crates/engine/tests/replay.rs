@@ -72,8 +72,8 @@ impl Replay {
                 .remove(&(timer.rule.clone(), timer.record.clone()));
             let record = &self.records[&timer.record];
             let memory = self.memory.entry(timer.record.clone()).or_default();
-            let out = self.engine.on_timer(&timer, record, memory, timer.due);
-            self.effects(timer.due, out.effects);
+            let effects = self.engine.on_timer(&timer, record, memory, timer.due);
+            self.effects(timer.due, effects);
         }
     }
 }
@@ -126,9 +126,10 @@ fn replay(dir: &Path) -> String {
             }
             let record = &r.records[&key];
             let memory = r.memory.entry(key.clone()).or_default();
-            let out = r.engine.on_event(event, record, memory);
-            r.effects(event.occurred_at, out.effects);
-            r.timers(out.timers);
+            let effects = r.engine.on_event(event, record, memory);
+            let armed = r.engine.arm(record);
+            r.effects(event.occurred_at, effects);
+            r.timers(armed);
         }
     }
     r.run_until(until.expect("events.jsonl needs a `# until TIME` line"));
@@ -198,7 +199,8 @@ fn a_stale_timer_does_not_fire() {
         r#"{"stage":"demo"}"#,
     );
     deal.apply(&created);
-    let armed = engine.on_event(&created, &deal, &mut memory).timers;
+    assert!(engine.on_event(&created, &deal, &mut memory).is_empty());
+    let armed = engine.arm(&deal);
     let [TimerChange::Set(stale)] = armed.as_slice() else {
         panic!("{armed:?}")
     };
@@ -208,18 +210,18 @@ fn a_stale_timer_does_not_fire() {
         "2026-11-03T09:00:00Z",
         r#"{"text":"x"}"#,
     ));
-    let out = engine.on_timer(stale, &deal, &mut memory, stale.due);
-    assert!(out.effects.is_empty());
+    assert!(
+        engine
+            .on_timer(stale, &deal, &mut memory, stale.due)
+            .is_empty()
+    );
     let fresh = engine.arm(&deal);
     let [TimerChange::Set(fresh)] = fresh.as_slice() else {
         panic!()
     };
     assert_eq!(fresh.due, "2026-11-08T09:00:00Z".parse().unwrap());
     assert_eq!(
-        engine
-            .on_timer(fresh, &deal, &mut memory, fresh.due)
-            .effects
-            .len(),
+        engine.on_timer(fresh, &deal, &mut memory, fresh.due).len(),
         1
     );
 }
@@ -253,7 +255,6 @@ fn replays_are_deterministic() {
             keys.extend(
                 engine
                     .on_event(&e, &deal, &mut memory)
-                    .effects
                     .into_iter()
                     .map(|e| e.key),
             );

@@ -333,11 +333,7 @@ impl Writer {
                 anchor: Timestamp::from_millis(anchor),
             };
             // A timer fires at its due time, whatever the lateness: replays decide alike.
-            effects.extend(
-                engine
-                    .on_timer(&timer, &folded.record, &mut folded.memory, timer.due)
-                    .effects,
-            );
+            effects.extend(engine.on_timer(&timer, &folded.record, &mut folded.memory, timer.due));
             fired.timers += 1;
             written.insert(record, folded);
         }
@@ -490,8 +486,7 @@ fn ingest(
                 if let Some(engine) = engine
                     && rules_apply(t.folded.record.kind())
                 {
-                    let out = engine.on_event(&event, &t.folded.record, &mut t.folded.memory);
-                    effects.extend(out.effects);
+                    effects.extend(engine.on_event(&event, &t.folded.record, &mut t.folded.memory));
                 }
             }
         }
@@ -526,7 +521,7 @@ fn ingest(
             && rules_apply(key.kind)
         {
             for event in &t.late {
-                effects.extend(engine.on_event(event, &f.record, &mut f.memory).effects);
+                effects.extend(engine.on_event(event, &f.record, &mut f.memory));
             }
             let now_armed = engine.arm(&f.record);
             let changed: Vec<TimerChange> = if t.armed.len() == now_armed.len() {
