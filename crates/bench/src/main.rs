@@ -281,6 +281,14 @@ async fn store_ingest() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Ingests events given as JSON object texts, as one batch.
+async fn ingest_objects(store: &dyn store::Store, objects: &[String]) -> anyhow::Result<()> {
+    let events = wire::parse_batch(&format!("[{}]", objects.join(",")))
+        .map_err(|p| anyhow::anyhow!("{p:?}"))?;
+    store.ingest(events).await?;
+    Ok(())
+}
+
 fn examples() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../playbooks")
 }
@@ -403,12 +411,7 @@ async fn rules() -> anyhow::Result<()> {
             .iter()
             .map(|i| format!(r#"{{"type":"deal.created","source":"h","source_id":"{i}","occurred_at":"2026-11-01T09:00:00Z","deal":"H-{i}","data":{{"stage":"legal"}}}}"#))
             .collect();
-        store
-            .ingest(
-                wire::parse_batch(&format!("[{}]", text.join(",")))
-                    .map_err(|p| anyhow::anyhow!("{p:?}"))?,
-            )
-            .await?;
+        ingest_objects(&*store, &text).await?;
     }
     // The quiet timers of the same deals come due earlier; fire those first.
     while store
@@ -481,12 +484,7 @@ async fn timers() -> anyhow::Result<()> {
                         format!(r#"{{"type":"deal.created","source":"t","source_id":"{n}","occurred_at":"{entered}","deal":"T-{n}","data":{{"stage":"proposal"}}}}"#)
                     })
                     .collect();
-                store
-                    .ingest(
-                        wire::parse_batch(&format!("[{}]", text.join(",")))
-                            .map_err(|p| anyhow::anyhow!("{p:?}"))?,
-                    )
-                    .await?;
+                ingest_objects(&*store, &text).await?;
                 i = end;
             }
             anyhow::Ok(())

@@ -351,15 +351,7 @@ async fn health_readiness_and_openapi_are_served() {
             200
         );
     }
-    let doc: Value = app
-        .http
-        .get(app.url("/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = app.get_open("/api/v1/openapi.json").await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     assert!(doc["paths"]["/api/v1/events"]["post"].is_object());
     assert!(doc["paths"]["/api/v1/{collection}/{id}"]["get"].is_object());
@@ -368,14 +360,6 @@ async fn health_readiness_and_openapi_are_served() {
         .unwrap();
     assert_eq!(types.len(), domain::EventType::ALL.len());
     assert!(doc["components"]["securitySchemes"]["token"].is_object());
-    let schema: Value = app
-        .http
-        .get(app.url("/api/v1/playbooks/schema"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let schema = app.get_open("/api/v1/playbooks/schema").await;
     assert_eq!(schema["title"], "pipewright playbook");
 }

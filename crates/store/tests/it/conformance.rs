@@ -9,6 +9,15 @@ fn key(kind: RecordKind, id: &str) -> RecordKey {
     RecordKey::new(kind, RecordId::parse(id).unwrap())
 }
 
+async fn record(store: &dyn Store, kind: RecordKind, id: &str) -> Record {
+    store
+        .record(&key(kind, id))
+        .await
+        .unwrap()
+        .expect("record exists")
+        .record
+}
+
 async fn deal(store: &dyn Store, id: &str) -> domain::Deal {
     match store
         .record(&key(RecordKind::Deal, id))
@@ -277,51 +286,27 @@ async fn check_story(store: &dyn Store) {
     assert_eq!(deal.interventions[0].reason, "pricing");
     assert_eq!(deal.closed_at, Some(ts("2026-10-25T09:00:00Z")));
 
-    let Record::Lead(lead) = store
-        .record(&key(RecordKind::Lead, "L-1"))
-        .await
-        .unwrap()
-        .unwrap()
-        .record
-    else {
+    let Record::Lead(lead) = record(store, RecordKind::Lead, "L-1").await else {
         panic!("lead")
     };
     assert_eq!(lead.status.as_deref(), Some("converted"));
     assert_eq!(lead.converted_to.unwrap().as_str(), "D-1");
     assert_eq!(lead.owner.unwrap().as_str(), "sam@acme.example");
-    let Record::Contact(contact) = store
-        .record(&key(RecordKind::Contact, "C-1"))
-        .await
-        .unwrap()
-        .unwrap()
-        .record
-    else {
+    let Record::Contact(contact) = record(store, RecordKind::Contact, "C-1").await else {
         panic!("contact")
     };
     assert_eq!(contact.role.as_deref(), Some("champion"));
     assert_eq!(contact.account.unwrap().as_str(), "A-1");
     assert_eq!(contact.timezone.as_deref(), Some("America/Chicago"));
     assert_eq!(contact.engagement.emails_sent, 1);
-    let Record::Account(account) = store
-        .record(&key(RecordKind::Account, "A-1"))
-        .await
-        .unwrap()
-        .unwrap()
-        .record
-    else {
+    let Record::Account(account) = record(store, RecordKind::Account, "A-1").await else {
         panic!("account")
     };
     assert_eq!(
         (account.segment.as_deref(), account.employees),
         (Some("mid-market"), Some(250))
     );
-    let Record::Person(maya) = store
-        .record(&key(RecordKind::Person, "maya@acme.example"))
-        .await
-        .unwrap()
-        .unwrap()
-        .record
-    else {
+    let Record::Person(maya) = record(store, RecordKind::Person, "maya@acme.example").await else {
         panic!("person")
     };
     assert!(maya.key_person && !maya.available);
