@@ -456,10 +456,25 @@ async fn serve(settings: Settings, sample: Option<&str>) -> anyhow::Result<()> {
             "Sample company loaded into {}: {} new events, {} already there.",
             settings.database.url, summary.imported, summary.duplicates
         );
+        match app.state().store.engine() {
+            Some(engine) => {
+                let decided = app.state().store.effects(None, 10_000).await?.len();
+                println!(
+                    "Playbooks {} (version {}) ran on it: {decided} effects decided so far; due timers fire once serving starts.",
+                    settings.engine.playbooks.display(),
+                    engine.version()
+                );
+            }
+            None => println!(
+                "No playbooks at {}: no rules run.",
+                settings.engine.playbooks.display()
+            ),
+        }
         println!("Admin token for this demo: {secret}");
         println!("Try:");
         println!("  curl -H 'Authorization: Bearer {secret}' {base}/api/v1/deals");
-        println!("  curl -H 'Authorization: Bearer {secret}' {base}/api/v1/deals/D-1001");
+        println!("  curl -H 'Authorization: Bearer {secret}' {base}/api/v1/deals/D-1003");
+        println!("  curl -H 'Authorization: Bearer {secret}' {base}/api/v1/deals/D-1003/explain");
         println!("  curl {base}/api/v1/openapi.json");
     }
     println!("listening on {base}");
