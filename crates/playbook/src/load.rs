@@ -651,7 +651,7 @@ impl Compiler {
                     self.error(rule, "assign_owner needs at least one team member".into());
                     return None;
                 }
-                Action::AssignOwner { team }
+                Action::AssignOwner { team, chosen: None }
             }
             raw::Action::SetField(x) => Action::SetField {
                 field: x.field.value.clone(),

@@ -128,8 +128,12 @@ pub enum Action {
         title: String,
         due: Option<Span>,
     },
+    /// Round-robin within the team: the member is chosen when the rule fires, in the order
+    /// decisions commit, and recorded in `chosen`.
     AssignOwner {
         team: Vec<RecordId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        chosen: Option<RecordId>,
     },
     SetField {
         field: String,

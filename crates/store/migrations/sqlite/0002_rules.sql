@@ -31,6 +31,13 @@ CREATE TABLE timers (
 );
 CREATE INDEX timers_by_due ON timers (due);
 
+-- Round-robin position of each team that `assign_owner` rotates through (team = its members,
+-- comma-separated, in playbook order).
+CREATE TABLE rotations (
+    team TEXT    PRIMARY KEY,
+    next INTEGER NOT NULL
+);
+
 -- Each rule's memory of a record (re-entry policies), beside the record's state, and the
 -- playbook version its timers were last armed with: under the same version only changed
 -- timers are rewritten; under a new one all of them are.

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use clock::Clock;
 use domain::{Event, EventId, NewEvent, Record, RecordKey, RecordKind, Timestamp};
 use engine::{Effect, Engine, Memory, Timer, TimerChange};
+use playbook::Action;
 
 use super::{backend, codec, decode};
 use crate::{Error, Ingested, Result, TimersFired};
@@ -605,6 +606,31 @@ fn set_timers(conn: &Connection, changes: Vec<TimerChange>) -> Result<()> {
     Ok(())
 }
 
+/// The next member of a team's round-robin, advancing it (in the caller's transaction).
+fn next_in_rotation(
+    conn: &Connection,
+    team: &[domain::RecordId],
+) -> Result<Option<domain::RecordId>> {
+    if team.is_empty() {
+        return Ok(None);
+    }
+    let name = team
+        .iter()
+        .map(|m| m.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let next: i64 = conn
+        .prepare_cached(
+            "INSERT INTO rotations (team, next) VALUES (?1, 1)
+             ON CONFLICT (team) DO UPDATE SET next = next + 1 RETURNING next - 1",
+        )
+        .and_then(|mut s| s.query_row(params![name], |r| r.get(0)))
+        .map_err(backend)?;
+    Ok(team
+        .get(next.rem_euclid(team.len() as i64) as usize)
+        .cloned())
+}
+
 /// Adds effects to the outbox; an effect whose idempotency key is already there is skipped.
 fn insert_effects(conn: &Connection, effects: &[Effect], now: Timestamp) -> Result<usize> {
     if effects.is_empty() {
@@ -619,9 +645,19 @@ fn insert_effects(conn: &Connection, effects: &[Effect], now: Timestamp) -> Resu
              ON CONFLICT (key) DO NOTHING",
         )
         .map_err(backend)?;
+    let mut exists = conn
+        .prepare_cached("SELECT 1 FROM effects WHERE key = ?1")
+        .map_err(backend)?;
     let mut added = 0;
     for e in effects {
-        let action = serde_json::to_string(&e.action).map_err(|x| Error::Invalid(x.to_string()))?;
+        if exists.exists(params![e.key]).map_err(backend)? {
+            continue;
+        }
+        let mut action = e.action.clone();
+        if let Action::AssignOwner { team, chosen } = &mut action {
+            *chosen = next_in_rotation(conn, team)?;
+        }
+        let action = serde_json::to_string(&action).map_err(|x| Error::Invalid(x.to_string()))?;
         let trace = serde_json::to_string(&e.trace).map_err(|x| Error::Invalid(x.to_string()))?;
         added += insert
             .execute(params![

@@ -858,3 +858,45 @@ async fn a_new_playbook_version_arms_its_timers_on_the_next_event() {
         legal.due
     );
 }
+
+/// `assign_owner` rotates through its team in the order decisions commit; a duplicate event
+/// does not advance the rotation.
+#[tokio::test]
+async fn assign_owner_rotates_through_the_team() {
+    let h = sqlite();
+    let text = "playbook: p\nowner: o\nrules:\n  - id: route\n    why: New deals go round the team.\n    when: { event: deal.created }\n    then:\n      - assign_owner: { team: [ana@acme.example, ben@acme.example, cy@acme.example] }\n";
+    let set = playbook::load_files(&[(std::path::PathBuf::from("p.yaml"), text.into())])
+        .set
+        .unwrap();
+    h.store
+        .set_engine(Some(Arc::new(store::Engine::new(Arc::new(set)))));
+    let created = |n: usize| {
+        ev(
+            "deal.created",
+            &format!("d{n}"),
+            "2026-11-01T09:00:00Z",
+            &format!(r#""deal":"D-{n}""#),
+            "{}",
+        )
+    };
+    h.store.ingest((0..2).map(created).collect()).await.unwrap();
+    h.store.ingest(vec![created(1)]).await.unwrap(); // a duplicate: no decision, no turn
+    h.store.ingest((2..4).map(created).collect()).await.unwrap();
+    let chosen: Vec<String> = h
+        .store
+        .effects(None, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.action["chosen"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        chosen,
+        [
+            "ana@acme.example",
+            "ben@acme.example",
+            "cy@acme.example",
+            "ana@acme.example"
+        ]
+    );
+}
