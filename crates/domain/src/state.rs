@@ -667,6 +667,20 @@ impl Record {
         record
     }
 
+    pub fn id(&self) -> &RecordId {
+        match self {
+            Record::Lead(r) => &r.id,
+            Record::Contact(r) => &r.id,
+            Record::Account(r) => &r.id,
+            Record::Deal(r) => &r.id,
+            Record::Person(r) => &r.id,
+        }
+    }
+
+    pub fn key(&self) -> RecordKey {
+        RecordKey::new(self.kind(), self.id().clone())
+    }
+
     pub fn kind(&self) -> RecordKind {
         match self {
             Record::Lead(_) => RecordKind::Lead,

@@ -99,17 +99,6 @@ pub struct RuleExplanation {
     pub summary: String,
 }
 
-/// What a rule's condition decided, for `explain`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Decision {
-    Fired,
-    ConditionFalse {
-        saw: BTreeMap<String, serde_json::Value>,
-    },
-    ConditionFailed(String),
-    Reentry(&'static str),
-}
-
 #[derive(Debug, Clone, Copy)]
 struct RuleRef {
     playbook: usize,
@@ -166,7 +155,7 @@ impl Engine {
     pub fn on_event(&self, event: &Event, record: &Record, memory: &mut Memory) -> Vec<Effect> {
         let now = event.occurred_at;
         let mut out = Vec::new();
-        let key = key_of(record);
+        let key = record.key();
         // The record's and the event's facts are built once, for every rule that reads them.
         let mut seen = Seen::default();
         for at in self.by_event.get(&event.event_type()).into_iter().flatten() {
@@ -200,7 +189,7 @@ impl Engine {
     /// The time triggers a record should be waiting on now: set or cancel, for every timed rule
     /// of its kind. Called after each event; the shell replaces stored timers with these.
     pub fn arm(&self, record: &Record) -> Vec<TimerChange> {
-        let key = key_of(record);
+        let key = record.key();
         self.timed
             .iter()
             .map(|at| self.rule(*at).1)
@@ -284,10 +273,7 @@ impl Engine {
                     }
                     None => (None, BTreeMap::new()),
                 };
-                let trigger = match &rule.trigger {
-                    Trigger::Event(t) => format!("event {t}"),
-                    other => describe(other, fires_at.unwrap_or(now)),
-                };
+                let trigger = rule.trigger.to_string();
                 let summary = match (&rule.trigger, fires_at, fired.last_at) {
                     (_, _, Some(last)) if fired.count > 0 => {
                         format!("fired {} time(s), last at {last}", fired.count)
@@ -333,24 +319,21 @@ impl Engine {
         trigger: String,
         out: &mut Vec<Effect>,
         seen: &mut Seen,
-    ) -> Decision {
-        let key = key_of(record);
+    ) {
+        let key = record.key();
         let fired = memory.get(&rule.id).cloned().unwrap_or_default();
         let entered = stage_entered(record);
+        // Re-entry: may this rule fire again for this record?
         let blocked = match rule.reentry {
-            Reentry::EachTrigger => None,
-            Reentry::OncePerRecord => {
-                (fired.count > 0).then_some("fires once per record and already has")
-            }
-            Reentry::OncePerStage => (fired.count > 0 && fired.stage_entered_at == entered)
-                .then_some("fires once per stage visit and already has in this one"),
+            Reentry::EachTrigger => false,
+            Reentry::OncePerRecord => fired.count > 0,
+            Reentry::OncePerStage => fired.count > 0 && fired.stage_entered_at == entered,
             Reentry::AtMostEvery(span) => fired
                 .last_at
-                .is_some_and(|t| now.as_millis() - t.as_millis() < span.0)
-                .then_some("fired too recently for its at-most-every policy"),
+                .is_some_and(|t| now.as_millis() - t.as_millis() < span.0),
         };
-        if let Some(reason) = blocked {
-            return Decision::Reentry(reason);
+        if blocked {
+            return;
         }
         let mut saw = BTreeMap::new();
         if let Some(condition) = &rule.condition {
@@ -358,8 +341,8 @@ impl Engine {
             saw = read;
             match result {
                 Ok(true) => {}
-                Ok(false) => return Decision::ConditionFalse { saw },
-                Err(e) => return Decision::ConditionFailed(e),
+                // A condition that cannot be evaluated does not fire; `explain` shows why.
+                Ok(false) | Err(_) => return,
             }
         }
         memory.insert(
@@ -398,7 +381,6 @@ impl Engine {
                 self.choose_asset(&mut effect.action, record);
             }
         }
-        Decision::Fired
     }
 
     /// Resolves "the best asset for this use case" to a named asset: among the assets declared
@@ -501,17 +483,6 @@ fn evaluate(
     (result, saw)
 }
 
-fn key_of(record: &Record) -> RecordKey {
-    let id = match record {
-        Record::Deal(d) => d.id.clone(),
-        Record::Lead(l) => l.id.clone(),
-        Record::Contact(c) => c.id.clone(),
-        Record::Account(a) => a.id.clone(),
-        Record::Person(p) => p.id.clone(),
-    };
-    RecordKey::new(record.kind(), id)
-}
-
 fn stage_entered(record: &Record) -> Option<Timestamp> {
     match record {
         Record::Deal(d) => d.stage_history.last().map(|v| v.entered_at),
@@ -569,30 +540,13 @@ fn expected(rule: &Rule, record: &Record) -> Option<(Timestamp, Timestamp)> {
     }
 }
 
+/// A trigger instance, for why-traces: the trigger and the moment it counts from.
 fn describe(trigger: &Trigger, anchor: Timestamp) -> String {
     match trigger {
-        Trigger::Event(t) => format!("event {t}"),
-        Trigger::QuietFor(s) => format!("quiet for {} since {anchor}", days(s.0)),
-        Trigger::InStageFor { stage, longer_than } => {
-            format!(
-                "in {stage} for longer than {} (entered {anchor})",
-                days(longer_than.0)
-            )
-        }
-        Trigger::DateField { field, offset } => format!(
-            "{} {} {field} ({anchor})",
-            days(offset.0.abs()),
-            if offset.0 < 0 { "before" } else { "after" }
-        ),
-    }
-}
-
-fn days(ms: i64) -> String {
-    let hours = ms / 3_600_000;
-    if hours % 24 == 0 {
-        format!("{}d", hours / 24)
-    } else {
-        format!("{hours}h")
+        Trigger::Event(_) => trigger.to_string(),
+        Trigger::QuietFor(_) => format!("{trigger} since {anchor}"),
+        Trigger::InStageFor { .. } => format!("{trigger} (entered {anchor})"),
+        Trigger::DateField { .. } => format!("{trigger} ({anchor})"),
     }
 }
 

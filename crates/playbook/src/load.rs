@@ -344,6 +344,14 @@ impl Compiler {
         }
     }
 
+    /// An optional duration: `Some(None)` when absent, `None` when present and invalid.
+    fn optional_span(&mut self, s: &Option<Spanned<String>>) -> Option<Option<Span>> {
+        match s {
+            Some(s) => self.span(s).map(Some),
+            None => Some(None),
+        }
+    }
+
     fn rule(&mut self, r: &raw::Rule, playbook_shadow: bool, names: &Names) -> Rule {
         if r.why.value.trim().is_empty() {
             self.error(
@@ -632,11 +640,11 @@ impl Compiler {
             },
             raw::Action::Task(x) => {
                 let assignee = self.target(&x.assignee, record);
-                let due = x.due.as_ref().map(|d| self.span(d));
+                let due = self.optional_span(&x.due);
                 Action::Task {
                     assignee: assignee?,
                     title: x.title.value.clone(),
-                    due: due.map_or(Some(None), |d| d.map(Some))?,
+                    due: due?,
                 }
             }
             raw::Action::AssignOwner(x) => {
@@ -659,11 +667,11 @@ impl Compiler {
             },
             raw::Action::Escalate(x) => {
                 let to = self.target(&x.to, record);
-                let after = x.after.as_ref().map(|d| self.span(d));
+                let after = self.optional_span(&x.after);
                 Action::Escalate {
                     to: to?,
                     reason: x.reason.value.clone(),
-                    after: after.map_or(Some(None), |d| d.map(Some))?,
+                    after: after?,
                 }
             }
             raw::Action::Webhook(x) => {

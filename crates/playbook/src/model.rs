@@ -13,6 +13,18 @@ use crate::Condition;
 #[serde(transparent)]
 pub struct Span(pub i64);
 
+impl std::fmt::Display for Span {
+    /// In the largest whole unit: `5d`, `36h`, `90m`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let minutes = self.0 / 60_000;
+        match minutes {
+            m if m % (24 * 60) == 0 => write!(f, "{}d", m / (24 * 60)),
+            m if m % 60 == 0 => write!(f, "{}h", m / 60),
+            m => write!(f, "{m}m"),
+        }
+    }
+}
+
 /// Where something was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
@@ -69,6 +81,22 @@ pub enum Trigger {
     InStageFor { stage: Stage, longer_than: Span },
     /// At a date field plus an offset (negative: before); moves when the field changes.
     DateField { field: String, offset: Span },
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Trigger::Event(t) => write!(f, "event {t}"),
+            Trigger::QuietFor(s) => write!(f, "quiet for {s}"),
+            Trigger::InStageFor { stage, longer_than } => {
+                write!(f, "in {stage} for longer than {longer_than}")
+            }
+            Trigger::DateField { field, offset } => {
+                let side = if offset.0 < 0 { "before" } else { "after" };
+                write!(f, "{} {side} {field}", Span(offset.0.abs()))
+            }
+        }
+    }
 }
 
 /// How often a rule may fire for one record.

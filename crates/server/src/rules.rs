@@ -70,7 +70,7 @@ pub fn load(dir: &Path, store: &dyn Store, status: &SharedStatus) {
                             id: r.id.clone(),
                             why: r.why.clone(),
                             covers: r.covers.clone(),
-                            trigger: format!("{:?}", r.trigger),
+                            trigger: r.trigger.to_string(),
                             condition: r.condition.as_ref().map(|c| c.source.clone()),
                             shadow: r.shadow,
                         })

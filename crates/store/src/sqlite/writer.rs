@@ -319,14 +319,13 @@ impl Writer {
                 params![rule, record.kind.as_str(), record.id.as_str()],
             )
             .map_err(backend)?;
-            let folded = match written.remove(&record) {
+            let mut folded = match written.remove(&record) {
                 Some(f) => f,
                 None => match self.cache.records.get(&record) {
                     Some(f) => f.clone(),
                     None => load(&tx, &record)?,
                 },
             };
-            let mut folded = folded;
             let timer = Timer {
                 due: Timestamp::from_millis(due),
                 rule,
@@ -650,11 +649,12 @@ fn insert_effects(conn: &Connection, effects: &[Effect], now: Timestamp) -> Resu
         .map_err(backend)?;
     let mut added = 0;
     for e in effects {
-        if exists.exists(params![e.key]).map_err(backend)? {
-            continue;
-        }
         let mut action = e.action.clone();
         if let Action::AssignOwner { team, chosen } = &mut action {
+            // Only a new decision takes a turn in the rotation; a known key is skipped below.
+            if exists.exists(params![e.key]).map_err(backend)? {
+                continue;
+            }
             *chosen = next_in_rotation(conn, team)?;
         }
         let action = serde_json::to_string(&action).map_err(|x| Error::Invalid(x.to_string()))?;
