@@ -70,7 +70,6 @@ async fn acknowledged_events_survive_sigkill_exactly_once() {
         last.push(c.await.unwrap());
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() >= KILL_AFTER);
 
     // Restart on the same database and re-send everything each client attempted.
     let server = Server::start(&db);
