@@ -335,12 +335,22 @@ async fn rules() -> anyhow::Result<()> {
     for deal in &deals {
         let mut memory = engine::Memory::new();
         effects += engine.on_event(&objection, deal, &mut memory).len();
-        std::hint::black_box(engine.arm(deal));
     }
-    let secs = started.elapsed().as_secs_f64();
+    let decide = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    for deal in &deals {
+        std::hint::black_box(engine.arm(deal, objection.occurred_at));
+    }
+    let arm = started.elapsed().as_secs_f64();
     println!(
-        "engine.on_event + arm (2 CEL conditions, 3 time triggers re-armed per event): {:.0} events/s, {effects} effects",
-        n as f64 / secs
+        "engine.on_event (2 CEL conditions over the deal's facts, bound once per event): {:.0} events/s = {:.0} conditions/s, {effects} effects",
+        n as f64 / decide,
+        2.0 * n as f64 / decide
+    );
+    println!(
+        "engine.arm (4 time triggers, one a weekly schedule): {:.0} records/s; both per event: {:.0} events/s",
+        n as f64 / arm,
+        n as f64 / (decide + arm)
     );
 
     // 2. Event -> effect committed, through HTTP, one request at a time.

@@ -186,15 +186,16 @@ impl Engine {
         out
     }
 
-    /// The time triggers a record should be waiting on now: set or cancel, for every timed rule
-    /// of its kind. Called after each event; the shell replaces stored timers with these.
-    pub fn arm(&self, record: &Record) -> Vec<TimerChange> {
+    /// The time triggers a record should be waiting on at `now`: set or cancel, for every
+    /// timed rule of its kind. Called after each event; the shell replaces stored timers with
+    /// these.
+    pub fn arm(&self, record: &Record, now: Timestamp) -> Vec<TimerChange> {
         let key = record.key();
         self.timed
             .iter()
             .map(|at| self.rule(*at).1)
             .filter(|rule| rule.record == key.kind)
-            .map(|rule| match expected(rule, record) {
+            .map(|rule| match expected(rule, record, now) {
                 Some((anchor, due)) => TimerChange::Set(Timer {
                     due,
                     rule: rule.id.clone(),
@@ -223,7 +224,17 @@ impl Engine {
             return out;
         };
         let (playbook, rule) = self.rule(*at);
-        if expected(rule, record).map(|(anchor, _)| anchor) != Some(timer.anchor) {
+        let current = match &rule.trigger {
+            // Any occurrence of the schedule is current while the record is open; one the
+            // schedule no longer has (the playbook changed it) is not.
+            Trigger::Schedule(s) => {
+                !closed(record)
+                    && s.next_after(Timestamp::from_millis(timer.anchor.as_millis() - 1))
+                        == Some(timer.anchor)
+            }
+            _ => expected(rule, record, now).map(|(anchor, _)| anchor) == Some(timer.anchor),
+        };
+        if !current {
             return out;
         }
         let instance = format!("timer {}", timer.anchor.as_millis());
@@ -243,6 +254,27 @@ impl Engine {
         out
     }
 
+    /// The timer that follows one that has just fired, if its trigger repeats: a schedule's
+    /// next occurrence after both the fired one and `now` — occurrences missed while nothing
+    /// ran are not made up one by one. The other triggers start a new instance only when the
+    /// record changes.
+    pub fn follow_up(&self, fired: &Timer, record: &Record, now: Timestamp) -> Option<Timer> {
+        let (_, rule) = self.rule(*self.by_id.get(&fired.rule)?);
+        let Trigger::Schedule(schedule) = &rule.trigger else {
+            return None;
+        };
+        if closed(record) {
+            return None;
+        }
+        let due = schedule.next_after(fired.anchor.max(now))?;
+        Some(Timer {
+            due,
+            rule: fired.rule.clone(),
+            record: fired.record.clone(),
+            anchor: due,
+        })
+    }
+
     /// For every rule that acts on this kind of record: has it fired, would its condition hold
     /// now and why, and — for time triggers — when it fires if nothing changes.
     pub fn explain(
@@ -256,7 +288,7 @@ impl Engine {
         for playbook in &self.set.playbooks {
             for rule in playbook.rules.iter().filter(|r| r.record == kind) {
                 let fired = memory.get(&rule.id).cloned().unwrap_or_default();
-                let fires_at = expected(rule, record).map(|(_, due)| due);
+                let fires_at = expected(rule, record, now).map(|(_, due)| due);
                 let (condition_now, saw) = match &rule.condition {
                     Some(c) => {
                         let (result, saw) = evaluate(c, record, None, now, &mut Seen::default());
@@ -283,6 +315,7 @@ impl Engine {
                         format!("armed for {at}, but its condition is false now")
                     }
                     (_, Some(at), _) => format!("fires at {at} if nothing changes"),
+                    (Trigger::Schedule(_), None, _) => "not armed: the record is closed".to_owned(),
                     (Trigger::InStageFor { stage, .. }, None, _) => {
                         format!("not armed: the record is not open in stage {stage}")
                     }
@@ -414,27 +447,55 @@ impl Engine {
     }
 }
 
-/// Runs a condition against a record (and the event, if any) at `now`; returns the result and
-/// the facts it read.
 /// A fresh evaluation context over CEL's standard library. The library is built once: building
 /// it per evaluation (what `Context::default` does) was most of the engine's time.
-fn context() -> cel::Context<'static, 'static> {
+fn context<'v>(resolver: &'v Bound) -> cel::Context<'v, 'v> {
     static STDLIB: std::sync::OnceLock<Arc<cel::Env>> = std::sync::OnceLock::new();
     cel::Context::Root {
         functions: Default::default(),
         variables: Default::default(),
-        resolver: None,
+        resolver: Some(resolver),
         env: Arc::clone(STDLIB.get_or_init(|| Arc::new(cel::Env::stdlib()))),
     }
 }
 
-/// Facts built for one input, shared by every rule evaluated on it.
-#[derive(Default)]
-struct Seen {
-    record: Option<cel::Value>,
-    event: Option<cel::Value>,
+type Val = Box<dyn cel::common::value::Val>;
+
+/// The variables a condition reads, converted to CEL's values once per input and lent to every
+/// rule evaluated on it (binding them per evaluation cloned every map).
+#[derive(Debug)]
+struct Bound {
+    kind: &'static str,
+    record: Option<Val>,
+    event: Option<Val>,
+    now: Val,
 }
 
+impl cel::context::VariableResolver for Bound {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<cel::common::value::CowVal<'b, 'b>> {
+        let value = match variable {
+            "now" => Some(&self.now),
+            "event" => self.event.as_ref(),
+            v if v == self.kind => self.record.as_ref(),
+            _ => None,
+        }?;
+        Some(cel::common::value::CowVal::Borrowed(&**value))
+    }
+}
+
+/// Facts built for one input, shared by every rule evaluated on it: as maps (what `saw`
+/// reports) and bound for CEL.
+#[derive(Default)]
+struct Seen {
+    facts: Option<(Option<cel::Value>, Option<cel::Value>, Bound)>,
+}
+
+fn bind(value: Option<&cel::Value>) -> Option<Val> {
+    value.and_then(|v| v.clone().try_into().ok())
+}
+
+/// Runs a condition against a record (and the event, if any) at `now`; returns the result and
+/// the facts it read.
 fn evaluate(
     condition: &playbook::Condition,
     record: &Record,
@@ -443,27 +504,26 @@ fn evaluate(
     seen: &mut Seen,
 ) -> (Result<bool, String>, BTreeMap<String, serde_json::Value>) {
     let mut saw = BTreeMap::new();
-    if seen.record.is_none() {
-        seen.record = facts::record(record, now);
-    }
-    let Some(facts) = seen.record.clone() else {
+    let (facts, event_facts, bound) = seen.facts.get_or_insert_with(|| {
+        let facts = facts::record(record, now);
+        let event_facts = event.map(facts::event);
+        let bound = Bound {
+            kind: record.kind().as_str(),
+            record: bind(facts.as_ref()),
+            event: bind(event_facts.as_ref()),
+            now: bind(Some(&cel::Value::Int(now.as_millis()))).expect("an integer binds"),
+        };
+        (facts, event_facts, bound)
+    });
+    let Some(facts) = facts.as_ref() else {
         return (Err("rules read deals and leads only".into()), saw);
     };
-    let mut context = context();
-    context.add_variable_from_value(record.kind().as_str(), facts.clone());
-    context.add_variable_from_value("now", cel::Value::Int(now.as_millis()));
-    if seen.event.is_none() {
-        seen.event = event.map(facts::event);
-    }
-    let event_facts = seen.event.clone();
-    if let Some(e) = &event_facts {
-        context.add_variable_from_value("event", e.clone());
-    }
+    let context = context(bound);
     for (root, field) in &condition.fields {
         let source = if root == "event" {
             event_facts.as_ref()
         } else {
-            Some(&facts)
+            Some(facts)
         };
         if let Some(cel::Value::Map(m)) = source {
             let value = m
@@ -498,8 +558,8 @@ fn closed(record: &Record) -> bool {
     }
 }
 
-/// The (anchor, due time) a timed rule should wait on for this record, if any.
-fn expected(rule: &Rule, record: &Record) -> Option<(Timestamp, Timestamp)> {
+/// The (anchor, due time) a timed rule should wait on for this record at `now`, if any.
+fn expected(rule: &Rule, record: &Record, now: Timestamp) -> Option<(Timestamp, Timestamp)> {
     if closed(record) {
         return None;
     }
@@ -537,6 +597,10 @@ fn expected(rule: &Rule, record: &Record) -> Option<(Timestamp, Timestamp)> {
             let anchor = Timestamp::from_millis(at.as_millisecond());
             Some((anchor, plus(anchor, offset.0)))
         }
+        Trigger::Schedule(schedule) => {
+            let next = schedule.next_after(now)?;
+            Some((next, next))
+        }
     }
 }
 
@@ -547,6 +611,7 @@ fn describe(trigger: &Trigger, anchor: Timestamp) -> String {
         Trigger::QuietFor(_) => format!("{trigger} since {anchor}"),
         Trigger::InStageFor { .. } => format!("{trigger} (entered {anchor})"),
         Trigger::DateField { .. } => format!("{trigger} ({anchor})"),
+        Trigger::Schedule(_) => format!("{trigger} at {anchor}"),
     }
 }
 

@@ -73,7 +73,9 @@ impl Replay {
             let record = &self.records[&timer.record];
             let memory = self.memory.entry(timer.record.clone()).or_default();
             let effects = self.engine.on_timer(&timer, record, memory, timer.due);
+            let next = self.engine.follow_up(&timer, record, timer.due);
             self.effects(timer.due, effects);
+            self.timers(next.into_iter().map(TimerChange::Set).collect());
         }
     }
 }
@@ -127,7 +129,7 @@ fn replay(dir: &Path) -> String {
             let record = &r.records[&key];
             let memory = r.memory.entry(key.clone()).or_default();
             let effects = r.engine.on_event(event, record, memory);
-            let armed = r.engine.arm(record);
+            let armed = r.engine.arm(record, event.occurred_at);
             r.effects(event.occurred_at, effects);
             r.timers(armed);
         }
@@ -200,7 +202,7 @@ fn a_stale_timer_does_not_fire() {
     );
     deal.apply(&created);
     assert!(engine.on_event(&created, &deal, &mut memory).is_empty());
-    let armed = engine.arm(&deal);
+    let armed = engine.arm(&deal, created.occurred_at);
     let [TimerChange::Set(stale)] = armed.as_slice() else {
         panic!("{armed:?}")
     };
@@ -215,7 +217,7 @@ fn a_stale_timer_does_not_fire() {
             .on_timer(stale, &deal, &mut memory, stale.due)
             .is_empty()
     );
-    let fresh = engine.arm(&deal);
+    let fresh = engine.arm(&deal, stale.due);
     let [TimerChange::Set(fresh)] = fresh.as_slice() else {
         panic!()
     };

@@ -7,11 +7,13 @@
 //! database, no network.
 
 mod condition;
+mod cron;
 mod load;
 mod model;
 mod raw;
 
 pub use condition::{Condition, ConditionError, DEAL_FACTS, EVENT_FACTS, LEAD_FACTS, Scope};
+pub use cron::{CronError, Schedule};
 pub use load::{Diagnostic, Loaded, load_dir, load_files, parse_span};
 pub use model::{
     Action, Asset, AssetChoice, Location, Playbook, PlaybookSet, Reentry, Rule, Span, Target,

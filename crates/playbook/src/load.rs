@@ -14,7 +14,7 @@ use crate::model::{
     Action, Asset, AssetChoice, Location, Playbook, PlaybookSet, Reentry, Rule, Span, Target,
     Trigger,
 };
-use crate::{Condition, raw};
+use crate::{Condition, Schedule, raw};
 
 /// One problem in one playbook file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,6 +239,11 @@ struct Compiler {
     file: PathBuf,
 }
 
+/// 1 when a scalar was written in quotes: positions inside its value start one column later.
+fn quote_width(s: &Spanned<String>) -> usize {
+    usize::from(s.referenced.span().len() as usize >= s.value.chars().count() + 2)
+}
+
 fn list(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
     let names: Vec<String> = names.into_iter().map(|n| n.as_ref().to_owned()).collect();
     if names.is_empty() {
@@ -415,11 +420,13 @@ impl Compiler {
             w.quiet_for.is_some(),
             w.in_stage_for.is_some(),
             w.date_field.is_some(),
+            w.schedule.is_some(),
         ];
         if given.iter().filter(|g| **g).count() != 1 {
             self.error(
                 &r.id,
-                "`when` needs exactly one of: event, quiet_for, in_stage_for, date_field".into(),
+                "`when` needs exactly one of: event, quiet_for, in_stage_for, date_field, schedule"
+                    .into(),
             );
             return None;
         }
@@ -451,6 +458,9 @@ impl Compiler {
                 longer_than: longer_than?,
             });
         }
+        if let Some(s) = &w.schedule {
+            return self.schedule(s);
+        }
         let d = w.date_field.as_ref()?;
         if d.field.value != "close_date" && !d.field.value.starts_with("fields.") {
             self.error(
@@ -478,6 +488,31 @@ impl Compiler {
         })
     }
 
+    fn schedule(&mut self, s: &raw::Schedule) -> Option<Trigger> {
+        let zone = s.timezone.as_ref().map_or("UTC", |z| z.value.as_str());
+        match Schedule::parse(&s.cron.value, zone) {
+            Ok(schedule) => Some(Trigger::Schedule(schedule)),
+            Err(e) => {
+                match &s.timezone {
+                    Some(z) if e.offset == 0 && e.message.contains("time zone") => {
+                        self.error(z, e.message)
+                    }
+                    _ => {
+                        let mut l = self.location(&s.cron);
+                        l.column += quote_width(&s.cron) + e.offset;
+                        self.diagnostics.push(Diagnostic {
+                            file: l.file,
+                            line: l.line,
+                            column: l.column,
+                            message: format!("cron: {}", e.message),
+                        });
+                    }
+                }
+                None
+            }
+        }
+    }
+
     fn condition(
         &mut self,
         c: &Spanned<String>,
@@ -502,8 +537,7 @@ impl Compiler {
                 for e in errors {
                     // Positions inside the expression, moved to the YAML scalar holding it
                     // (one column further when the scalar is quoted).
-                    let quoted = c.referenced.span().len() as usize >= c.value.chars().count() + 2;
-                    let quote = usize::from(quoted);
+                    let quote = quote_width(c);
                     let (line, column) = if e.line == 1 {
                         (base.line, base.column + quote + e.column - 1)
                     } else {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use domain::{EventType, RecordId, RecordKind, Role, Stage};
 
-use crate::Condition;
+use crate::{Condition, Schedule};
 
 /// A length of time written in a playbook (`5d`, `12h`, `1w2d`), in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -81,6 +81,8 @@ pub enum Trigger {
     InStageFor { stage: Stage, longer_than: Span },
     /// At a date field plus an offset (negative: before); moves when the field changes.
     DateField { field: String, offset: Span },
+    /// On a cron schedule, for every open record of the rule's kind.
+    Schedule(Schedule),
 }
 
 impl std::fmt::Display for Trigger {
@@ -95,6 +97,7 @@ impl std::fmt::Display for Trigger {
                 let side = if offset.0 < 0 { "before" } else { "after" };
                 write!(f, "{} {side} {field}", Span(offset.0.abs()))
             }
+            Trigger::Schedule(s) => write!(f, "schedule {s}"),
         }
     }
 }

@@ -70,6 +70,21 @@ pub struct When {
     pub quiet_for: Option<S<String>>,
     pub in_stage_for: Option<InStageFor>,
     pub date_field: Option<DateField>,
+    pub schedule: Option<Schedule>,
+}
+
+/// A cron schedule over every open record of the rule's kind; the rule's `if` picks the ones
+/// it acts on when the schedule comes round.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    /// Five fields — minute hour day-of-month month day-of-week — or @hourly, @daily,
+    /// @weekly, @monthly, @yearly.
+    #[schemars(with = "String")]
+    pub cron: S<String>,
+    /// The IANA time zone the schedule's wall-clock times are in; UTC unless given.
+    #[schemars(with = "Option<String>")]
+    pub timezone: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -259,3 +259,48 @@ fn the_json_schema_describes_the_file_strictly() {
     }
     assert!(defs["When"]["properties"]["quiet_for"].is_object());
 }
+
+#[test]
+fn schedules_compile_and_their_errors_point_into_the_expression() {
+    let base = format!(
+        "{HEADER}rules:\n  - id: r\n    why: w\n    when: {{ schedule: {{ cron: \"CRON\", timezone: ZONE }} }}\n    then:\n      - alert: {{ to: deal.owner, text: hi }}\n"
+    );
+    let good = base
+        .replace("CRON", "0 9 * * MON-FRI")
+        .replace("ZONE", "America/New_York");
+    let loaded = load_files(&[(PathBuf::from("p.yaml"), good)]);
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    let rule = &loaded.set.unwrap().playbooks[0].rules[0];
+    let Trigger::Schedule(s) = &rule.trigger else {
+        panic!("{:?}", rule.trigger)
+    };
+    assert_eq!(
+        (s.expression(), s.zone()),
+        ("0 9 * * MON-FRI", "America/New_York")
+    );
+    assert_eq!(
+        rule.trigger.to_string(),
+        "schedule \"0 9 * * MON-FRI\" in America/New_York"
+    );
+
+    // The hour 25 is at offset 2 of the expression; the scalar's quote is at column 31.
+    let d = check(&base.replace("CRON", "0 25 * * *").replace("ZONE", "UTC"));
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!((d[0].line, d[0].column), (7, 34), "{d:?}");
+    assert!(
+        d[0].message.starts_with("cron: \"25\" is not a valid hour"),
+        "{d:?}"
+    );
+    // An unknown zone points at the zone.
+    let d = check(
+        &base
+            .replace("CRON", "@daily")
+            .replace("ZONE", "Mars/Olympus"),
+    );
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].column, 51, "{d:?}");
+    assert!(
+        d[0].message.contains("unknown time zone \"Mars/Olympus\""),
+        "{d:?}"
+    );
+}

@@ -114,16 +114,49 @@ pub async fn watch(dir: PathBuf, every: Duration, store: Arc<dyn Store>, status:
     }
 }
 
-/// Fires due timers as they come due; a full batch is followed at once by the next.
+/// Fires due timers as they come due; a full batch is followed at once by the next. When the
+/// playbooks change (and once at start), first walks every record so that those no event has
+/// touched since wait on the new rules' timers too.
 pub async fn fire_timers(store: Arc<dyn Store>, clock: Arc<dyn Clock>, every: Duration) {
     const BATCH: usize = 1000;
+    // The playbook version being (or last) walked, where the walk is, and whether it is done.
+    let mut walking: Option<String> = None;
+    let mut cursor = 0;
+    let mut walked = false;
     loop {
+        let version = store.engine().map(|e| e.version().to_owned());
+        if version != walking {
+            // New playbooks, perhaps mid-walk: start over so every record gets them.
+            walking = version;
+            cursor = 0;
+            walked = walking.is_none();
+        }
+        let mut more = false;
+        if !walked {
+            match store.arm_records(clock.now(), cursor, BATCH).await {
+                Ok(pass) => {
+                    metrics::counter!("pipewright_records_rearmed_total")
+                        .increment(pass.armed as u64);
+                    match pass.next {
+                        Some(next) => {
+                            cursor = next;
+                            more = true;
+                        }
+                        None => {
+                            tracing::info!(version = walking.as_deref(), "every record armed");
+                            walked = walking.is_none();
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = ?e, "arming records failed; will retry"),
+            }
+        }
         match store.fire_due_timers(clock.now(), BATCH).await {
             Ok(fired) => {
                 metrics::counter!("pipewright_timers_fired_total").increment(fired.timers as u64);
                 metrics::counter!("pipewright_effects_decided_total")
                     .increment(fired.effects as u64);
-                if fired.timers == BATCH {
+                if fired.timers == BATCH || more {
                     continue;
                 }
             }

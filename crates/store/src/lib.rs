@@ -155,6 +155,15 @@ pub struct TimersFired {
     pub effects: usize,
 }
 
+/// What one arming pass did: see [`Store::arm_records`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ArmPass {
+    /// Records whose timers were re-armed in this pass.
+    pub armed: usize,
+    /// Where the next pass starts; `None` when every record has been seen.
+    pub next: Option<i64>,
+}
+
 /// The storage contract every backend fulfils; the conformance suite in `tests/` checks it.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
@@ -214,6 +223,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Fires, in due order, at most `limit` timers due at or before `now`, each once: the
     /// timer's deletion, the effects it causes and the rule's memory commit together.
     async fn fire_due_timers(&self, now: Timestamp, limit: usize) -> Result<TimersFired>;
+
+    /// Brings the timers of records the current engine has not armed up to date: the deals and
+    /// leads whose timers were armed under another playbook version, or never (they existed
+    /// before the rules did), get exactly the timers the engine asks for at `now`. Rules that
+    /// no longer exist lose their timers. Examines at most `limit` records in storage order,
+    /// starting after the cursor `after` (0 for the first pass); call again with
+    /// [`ArmPass::next`] until it is `None`. Without an engine, does nothing.
+    ///
+    /// # Contract
+    /// Each record's timers and its armed version change in one transaction; a record an
+    /// ingest re-arms meanwhile is skipped (its version already matches).
+    async fn arm_records(&self, now: Timestamp, after: i64, limit: usize) -> Result<ArmPass>;
 
     /// The outbox, oldest first; only one record's effects when `record` is given.
     async fn effects(&self, record: Option<&RecordKey>, limit: usize) -> Result<Vec<StoredEffect>>;

@@ -138,7 +138,7 @@ async fn a_broken_edit_keeps_the_last_good_playbooks_running() {
     let (status, before) = app.get(&app.reader, "/api/v1/playbooks").await;
     assert_eq!(status, 200);
     let version = before["version"].as_str().unwrap().to_owned();
-    assert_eq!(before["playbooks"].as_array().unwrap().len(), 2);
+    assert_eq!(before["playbooks"].as_array().unwrap().len(), 3);
     assert!(before["diagnostics"].as_array().unwrap().is_empty());
 
     let file = playbooks.path().join("founder-rescues.yaml");
@@ -188,4 +188,47 @@ async fn a_broken_edit_keeps_the_last_good_playbooks_running() {
     let (_, fixed) = app.get(&app.reader, "/api/v1/playbooks").await;
     assert_ne!(fixed["version"], version.as_str());
     assert!(fixed["diagnostics"].as_array().unwrap().is_empty());
+}
+
+/// Deals that were already open when the playbooks arrived wait on the new rules' timers
+/// without any new event: the timer loop walks every record after a (re)load.
+#[tokio::test]
+async fn records_untouched_since_a_reload_are_armed_by_the_timer_loop() {
+    let playbooks = tempfile::tempdir().unwrap();
+    let dir = playbooks.path().to_owned();
+    let app = spawn_app_with(move |s| {
+        s.engine.playbooks = dir;
+        s.engine.timer_poll_ms = 10;
+        s.engine.reload_poll_ms = 0;
+    })
+    .await;
+    let created = event(
+        "deal.created",
+        "1",
+        "2026-11-18T09:00:00Z",
+        r#""deal":"D-1""#,
+        r#"{"stage":"legal","owner":"sam@acme.example"}"#,
+    );
+    let (status, _) = app.post(&app.writer, "application/json", created).await;
+    assert_eq!(status, 201);
+    let (_, deal) = app.get(&app.reader, "/api/v1/deals/D-1").await;
+    assert!(deal["timers"].as_array().unwrap().is_empty(), "{deal}");
+
+    copy_examples(playbooks.path());
+    app.server_state().reload_playbooks(playbooks.path());
+    // The walk runs in the background; wait (bounded) for its result, not for a time.
+    let mut timers = Vec::new();
+    for _ in 0..500 {
+        let (_, deal) = app.get(&app.reader, "/api/v1/deals/D-1").await;
+        timers = deal["timers"].as_array().unwrap().clone();
+        if !timers.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let legal = timers
+        .iter()
+        .find(|t| t["rule"] == "stuck-in-legal")
+        .unwrap_or_else(|| panic!("{timers:?}"));
+    assert_eq!(legal["due"], "2026-11-28T09:00:00.000Z");
 }

@@ -9,6 +9,7 @@ use crate::{Error, Result};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_event_log.sql"),
     include_str!("../../migrations/sqlite/0002_rules.sql"),
+    include_str!("../../migrations/sqlite/0003_timers_by_record.sql"),
 ];
 
 pub(super) fn run(conn: &mut Connection) -> Result<()> {

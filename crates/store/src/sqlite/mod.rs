@@ -21,7 +21,7 @@ use clock::Clock;
 use domain::{Event, NewEvent, RecordKey, RecordKind, Timestamp};
 
 use crate::{
-    Error, Ingested, ListQuery, NewToken, Page, Result, Store, StoredEffect, StoredRecord,
+    ArmPass, Error, Ingested, ListQuery, NewToken, Page, Result, Store, StoredEffect, StoredRecord,
     TimersFired, TokenInfo, TokenRole,
 };
 
@@ -481,6 +481,20 @@ impl Store for SqliteStore {
         let (reply, rx) = oneshot::channel();
         self.writer
             .send(writer::Command::FireTimers { now, limit, reply })
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    async fn arm_records(&self, now: Timestamp, after: i64, limit: usize) -> Result<ArmPass> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(writer::Command::ArmRecords {
+                now,
+                after,
+                limit,
+                reply,
+            })
             .await
             .map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)?

@@ -14,7 +14,7 @@ use engine::{Effect, Engine, Memory, Timer, TimerChange};
 use playbook::Action;
 
 use super::{backend, codec, decode};
-use crate::{Error, Ingested, Result, TimersFired};
+use crate::{ArmPass, Error, Ingested, Result, TimersFired};
 
 /// A write that is not an ingest: runs alone, in its own transaction, and replies itself.
 pub(super) type Job = Box<dyn FnOnce(&mut Connection, Timestamp) + Send>;
@@ -29,6 +29,12 @@ pub(super) enum Command {
         now: Timestamp,
         limit: usize,
         reply: oneshot::Sender<Result<TimersFired>>,
+    },
+    ArmRecords {
+        now: Timestamp,
+        after: i64,
+        limit: usize,
+        reply: oneshot::Sender<Result<ArmPass>>,
     },
 }
 
@@ -157,6 +163,14 @@ fn run(
             Some(Command::Job(job)) => job(&mut writer.conn, clock.now()),
             Some(Command::FireTimers { now, limit, reply }) => {
                 let _ = reply.send(writer.fire_timers(now, limit));
+            }
+            Some(Command::ArmRecords {
+                now,
+                after,
+                limit,
+                reply,
+            }) => {
+                let _ = reply.send(writer.arm_records(now, after, limit));
             }
             Some(Command::Ingest { .. }) | None => {}
         }
@@ -334,6 +348,9 @@ impl Writer {
             };
             // A timer fires at its due time, whatever the lateness: replays decide alike.
             effects.extend(engine.on_timer(&timer, &folded.record, &mut folded.memory, timer.due));
+            if let Some(next) = engine.follow_up(&timer, &folded.record, now) {
+                set_timers(&tx, vec![TimerChange::Set(next)])?;
+            }
             fired.timers += 1;
             written.insert(record, folded);
         }
@@ -352,6 +369,70 @@ impl Writer {
         tx.commit().map_err(backend)?;
         self.cache.remember(written.into_iter().collect());
         Ok(fired)
+    }
+
+    /// One pass of [`crate::Store::arm_records`], in one transaction.
+    fn arm_records(&mut self, now: Timestamp, after: i64, limit: usize) -> Result<ArmPass> {
+        let Some(engine) = self.engine.read().ok().and_then(|e| e.clone()) else {
+            return Ok(ArmPass::default());
+        };
+        self.cache.revalidate(&self.conn);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let rows: Vec<(i64, String, String, Option<String>)> = tx
+            .prepare_cached(
+                "SELECT rowid, kind, id, armed_version FROM records
+                 WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![after, limit as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?
+                .collect()
+            })
+            .map_err(backend)?;
+        let next = (rows.len() == limit)
+            .then(|| rows.last().map(|r| r.0))
+            .flatten();
+        let mut written = Vec::new();
+        for (_, kind, id, armed) in rows {
+            let Some(kind) = RecordKind::parse(&kind).filter(|k| rules_apply(*k)) else {
+                continue;
+            };
+            if armed.as_deref() == Some(engine.version()) {
+                continue;
+            }
+            let key = RecordKey::new(
+                kind,
+                domain::RecordId::parse(id).map_err(|e| Error::Corrupt(e.to_string()))?,
+            );
+            let mut folded = match self.cache.records.get(&key) {
+                Some(f) => f.clone(),
+                None => load(&tx, &key)?,
+            };
+            clear_timers(&tx, &key)?;
+            set_timers(&tx, engine.arm(&folded.record, now))?;
+            tx.prepare_cached("UPDATE records SET armed_version = ?3 WHERE kind = ?1 AND id = ?2")
+                .and_then(|mut s| {
+                    s.execute(params![
+                        key.kind.as_str(),
+                        key.id.as_str(),
+                        engine.version()
+                    ])
+                })
+                .map_err(backend)?;
+            folded.armed_version = Some(engine.version().to_owned());
+            written.push((key, folded));
+        }
+        tx.commit().map_err(backend)?;
+        let pass = ArmPass {
+            armed: written.len(),
+            next,
+        };
+        self.cache.remember(written);
+        Ok(pass)
     }
 
     fn in_transaction(&mut self, now: Timestamp, batch: Vec<NewEvent>) -> Result<Vec<Ingested>> {
@@ -460,7 +541,7 @@ fn ingest(
                             if folded.armed_version.as_deref() == Some(engine.version())
                                 && rules_apply(v.key().kind) =>
                         {
-                            engine.arm(&folded.record)
+                            engine.arm(&folded.record, now)
                         }
                         _ => Vec::new(),
                     };
@@ -523,16 +604,21 @@ fn ingest(
             for event in &t.late {
                 effects.extend(engine.on_event(event, &f.record, &mut f.memory));
             }
-            let now_armed = engine.arm(&f.record);
-            let changed: Vec<TimerChange> = if t.armed.len() == now_armed.len() {
-                now_armed
+            let now_armed = engine.arm(&f.record, now);
+            let changed: Vec<TimerChange> = match f.armed_version.as_deref() {
+                // Armed by this engine before the request: only what moved is rewritten.
+                Some(v) if v == engine.version() => now_armed
                     .into_iter()
                     .zip(&t.armed)
                     .filter(|(new, old)| new != *old)
                     .map(|(new, _)| new)
-                    .collect()
-            } else {
-                now_armed
+                    .collect(),
+                // Armed under other playbooks: the timers of rules gone from them go too.
+                Some(_) => {
+                    clear_timers(conn, &key)?;
+                    now_armed
+                }
+                None => now_armed,
             };
             set_timers(conn, changed)?;
             f.armed_version = Some(engine.version().to_owned());
@@ -572,6 +658,14 @@ fn ingest(
 
 fn encode_memory(memory: &Memory) -> Result<String> {
     serde_json::to_string(memory).map_err(|e| Error::Invalid(e.to_string()))
+}
+
+/// Removes every timer of a record.
+fn clear_timers(conn: &Connection, key: &RecordKey) -> Result<()> {
+    conn.prepare_cached("DELETE FROM timers WHERE record_kind = ?1 AND record_id = ?2")
+        .and_then(|mut s| s.execute(params![key.kind.as_str(), key.id.as_str()]))
+        .map(drop)
+        .map_err(backend)
 }
 
 /// Writes the timers a record should now wait on: each set replaces the rule's previous timer.

@@ -788,12 +788,19 @@ async fn timers_survive_restart_move_with_activity_and_fire_once() {
             .unwrap()
             .starts_with("quiet for 5d")
     );
-    let again = store
+    assert_eq!(quiet(&store.timers(&deal_key).await.unwrap()), None);
+    // Later passes fire only the weekly review's schedule (its condition is false for a demo
+    // deal): the quiet timer never fires again.
+    store
         .fire_due_timers(ts("2026-12-31T00:00:00Z"), 100)
         .await
         .unwrap();
-    assert_eq!(again.timers, 0, "a fired timer never fires again");
-    assert_eq!(store.effects(None, 100).await.unwrap().len(), 1);
+    let effects = store.effects(None, 100).await.unwrap();
+    assert_eq!(
+        effects.len(),
+        1,
+        "a fired timer never fires again: {effects:?}"
+    );
 }
 
 /// Only timers that changed are rewritten, but a new playbook version re-arms everything the
@@ -898,5 +905,185 @@ async fn assign_owner_rotates_through_the_team() {
             "cy@acme.example",
             "ana@acme.example"
         ]
+    );
+}
+
+fn engine_from(text: &str) -> Arc<store::Engine> {
+    let loaded = playbook::load_files(&[(std::path::PathBuf::from("p.yaml"), text.into())]);
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    Arc::new(store::Engine::new(Arc::new(loaded.set.unwrap())))
+}
+
+/// Walks every record with `arm_records`, a few at a time, and returns how many it armed.
+async fn arm_all(store: &dyn Store, now: domain::Timestamp) -> usize {
+    let (mut armed, mut cursor) = (0, 0);
+    loop {
+        let pass = store.arm_records(now, cursor, 2).await.unwrap();
+        armed += pass.armed;
+        match pass.next {
+            Some(next) => cursor = next,
+            None => return armed,
+        }
+    }
+}
+
+/// Records no event touches after the playbooks change are armed by the walk: a deal already
+/// in legal before any rule existed gets the stuck-in-legal timer; rules removed lose theirs.
+#[tokio::test]
+async fn arming_walk_brings_untouched_records_to_the_new_rules() {
+    let h = sqlite();
+    let mut events = Vec::new();
+    for i in 1..=5 {
+        events.push(ev(
+            "deal.created",
+            &format!("c{i}"),
+            "2026-11-01T09:00:00Z",
+            &format!(r#""deal":"D-{i}","account":"A-1""#),
+            r#"{"stage":"legal"}"#,
+        ));
+    }
+    events.push(ev(
+        "deal.won",
+        "w5",
+        "2026-11-02T09:00:00Z",
+        r#""deal":"D-5""#,
+        "{}",
+    ));
+    h.store.ingest(events).await.unwrap();
+    let now = ts("2026-11-05T00:00:00Z");
+    // Without an engine the walk does nothing.
+    assert_eq!(h.store.arm_records(now, 0, 100).await.unwrap().armed, 0);
+
+    h.store.set_engine(Some(example_engine()));
+    // Deals and leads only (the account is skipped); the won deal is armed with no timers.
+    assert_eq!(arm_all(&*h.store, now).await, 5);
+    let legal = |timers: Vec<store::Timer>| {
+        timers
+            .into_iter()
+            .find(|t| t.rule == "stuck-in-legal")
+            .map(|t| t.due)
+    };
+    for i in 1..=4 {
+        let timers = h
+            .store
+            .timers(&key(RecordKind::Deal, &format!("D-{i}")))
+            .await
+            .unwrap();
+        assert_eq!(legal(timers), Some(ts("2026-11-11T09:00:00Z")), "D-{i}");
+    }
+    assert!(
+        h.store
+            .timers(&key(RecordKind::Deal, "D-5"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A second walk under the same version finds nothing to do.
+    assert_eq!(arm_all(&*h.store, now).await, 0);
+
+    // New playbooks without that rule: the walk removes its timers.
+    h.store.set_engine(Some(engine_from(
+        "playbook: p\nowner: o\nrules:\n  - id: note\n    why: w\n    when: { event: note.added }\n    then:\n      - alert: { to: deal.owner, text: hi }\n",
+    )));
+    assert_eq!(arm_all(&*h.store, now).await, 5);
+    assert!(
+        h.store
+            .timers(&key(RecordKind::Deal, "D-1"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        h.store
+            .fire_due_timers(ts("2027-01-01T00:00:00Z"), 100)
+            .await
+            .unwrap()
+            .timers,
+        0
+    );
+}
+
+/// A schedule fires for every open record of the set at each occurrence, and re-arms itself
+/// for the next one; an occurrence missed while nothing ran is not made up one by one.
+#[tokio::test]
+async fn scheduled_timers_fire_each_occurrence_and_re_arm() {
+    let h = sqlite();
+    h.store.set_engine(Some(engine_from(
+        "playbook: p\nowner: o\nstages: [proposal]\nrules:\n  - id: weekly\n    why: Every Monday the open proposals are reviewed.\n    when: { schedule: { cron: \"0 9 * * MON\", timezone: Europe/Berlin } }\n    if: deal.stage == \"proposal\"\n    then:\n      - alert: { to: deal.owner, text: review }\n",
+    )));
+    // The receipt clock says Friday 2026-11-20: the first occurrence is Monday the 23rd.
+    h.store
+        .ingest(vec![
+            ev(
+                "deal.created",
+                "c1",
+                "2026-11-01T09:00:00Z",
+                r#""deal":"D-1""#,
+                r#"{"stage":"proposal"}"#,
+            ),
+            ev(
+                "deal.created",
+                "c2",
+                "2026-11-01T09:00:00Z",
+                r#""deal":"D-2""#,
+                r#"{"stage":"proposal"}"#,
+            ),
+        ])
+        .await
+        .unwrap();
+    let due = |timers: Vec<store::Timer>| timers.into_iter().map(|t| t.due).collect::<Vec<_>>();
+    let d1 = key(RecordKind::Deal, "D-1");
+    assert_eq!(
+        due(h.store.timers(&d1).await.unwrap()),
+        [ts("2026-11-23T08:00:00Z")]
+    );
+    let fired = h
+        .store
+        .fire_due_timers(ts("2026-11-23T08:00:00Z"), 100)
+        .await
+        .unwrap();
+    assert_eq!((fired.timers, fired.effects), (2, 2));
+    assert_eq!(
+        due(h.store.timers(&d1).await.unwrap()),
+        [ts("2026-11-30T08:00:00Z")]
+    );
+    // D-2 closes: its schedule stops.
+    h.store
+        .ingest(vec![ev(
+            "deal.lost",
+            "l2",
+            "2026-11-24T09:00:00Z",
+            r#""deal":"D-2""#,
+            "{}",
+        )])
+        .await
+        .unwrap();
+    assert!(
+        h.store
+            .timers(&key(RecordKind::Deal, "D-2"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Down for three weeks: one late firing for the 30th, then the next Monday after now.
+    let fired = h
+        .store
+        .fire_due_timers(ts("2026-12-16T12:00:00Z"), 100)
+        .await
+        .unwrap();
+    assert_eq!((fired.timers, fired.effects), (1, 1));
+    assert_eq!(
+        due(h.store.timers(&d1).await.unwrap()),
+        [ts("2026-12-21T08:00:00Z")]
+    );
+    let effects = h.store.effects(Some(&d1), 100).await.unwrap();
+    assert_eq!(effects.len(), 2);
+    assert!(
+        effects[1].trace["trigger"]
+            .as_str()
+            .unwrap()
+            .contains("at 2026-11-30T08:00:00.000Z"),
+        "{}",
+        effects[1].trace
     );
 }
