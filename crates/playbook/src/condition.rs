@@ -132,6 +132,25 @@ impl Condition {
         })?;
         let mut problems = Vec::new();
         check(program.expression(), scope, &mut problems, &program, source);
+        if problems.is_empty() {
+            let mut types = Types {
+                scope,
+                program: &program,
+                source,
+                problems: &mut problems,
+            };
+            types.walk(program.expression());
+            let whole = types.ty(program.expression());
+            if !matches!(whole, Ty::Bool | Ty::Unknown) {
+                types.error(
+                    program.expression().id,
+                    format!(
+                        "a condition must give true or false, but this gives {}",
+                        whole.a()
+                    ),
+                );
+            }
+        }
         let mut fields = Vec::new();
         selected(program.expression(), &mut fields);
         fields.sort();
@@ -255,6 +274,243 @@ fn check(
     }
 }
 
+/// What a fact or literal is, as far as the check can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ty {
+    Str,
+    Num,
+    Bool,
+    List,
+    Map,
+    Null,
+    Unknown,
+}
+
+impl Ty {
+    fn a(self) -> &'static str {
+        match self {
+            Ty::Str => "a string",
+            Ty::Num => "a number",
+            Ty::Bool => "true or false",
+            Ty::List => "a list",
+            Ty::Map => "a map",
+            Ty::Null => "null",
+            Ty::Unknown => "a value",
+        }
+    }
+
+    fn known(self) -> bool {
+        !matches!(self, Ty::Unknown | Ty::Null)
+    }
+}
+
+/// The type of a fact, by name: the same name means the same thing for deals, leads and
+/// events. Names not listed (custom fields, payload fields of varying shape) are not checked.
+fn fact_type(field: &str) -> Ty {
+    match field {
+        "id" | "name" | "pipeline" | "stage" | "status" | "owner" | "currency" | "close_date"
+        | "account" | "lead" | "email" | "company" | "title" | "origin" | "converted_to"
+        | "type" | "source" | "source_id" | "actor" | "kind" | "domain" | "industry"
+        | "segment" | "territory" | "timezone" | "role" | "reason" | "person" | "subject" => {
+            Ty::Str
+        }
+        "amount" | "close_date_pushes" | "created_at" | "closed_at" | "occurred_at"
+        | "employees" | "emails_sent" | "emails_received" | "meetings_booked" | "meetings_held"
+        | "calls" | "notes" | "content_views" | "duration_minutes" | "seconds" | "capacity" => {
+            Ty::Num
+        }
+        f if f.starts_with("days_") || (f.starts_with("last_") && f.ends_with("_at")) => Ty::Num,
+        "contacts" | "stakeholders" | "objections" | "interventions" | "attendees" | "roles" => {
+            Ty::List
+        }
+        "fields" | "data" => Ty::Map,
+        "key_person" | "auto_reply" | "available" => Ty::Bool,
+        _ => Ty::Unknown,
+    }
+}
+
+/// The type check: comparisons between things that can never be equal or ordered, `in` over
+/// something that is not a collection, logic over non-booleans.
+struct Types<'a, 'p> {
+    scope: &'a Scope<'a>,
+    program: &'a cel::Program,
+    source: &'a str,
+    problems: &'p mut Vec<ConditionError>,
+}
+
+impl Types<'_, '_> {
+    fn error(&mut self, id: u64, message: String) {
+        let (line, column) = position(self.program, self.source, id);
+        self.problems.push(ConditionError {
+            line,
+            column,
+            message,
+        });
+    }
+
+    fn ty(&self, node: &IdedExpr) -> Ty {
+        use cel::common::ast::{LiteralValue as L, operators as op};
+        match &node.expr {
+            Expr::Literal(L::String(_)) => Ty::Str,
+            Expr::Literal(L::Int(_) | L::UInt(_) | L::Double(_)) => Ty::Num,
+            Expr::Literal(L::Boolean(_)) => Ty::Bool,
+            Expr::Literal(L::Null) => Ty::Null,
+            Expr::Ident(name) if name == "now" => Ty::Num,
+            Expr::Select(s) => match &s.operand.expr {
+                Expr::Ident(root)
+                    if self
+                        .scope
+                        .variables
+                        .iter()
+                        .any(|(v, facts)| v == root && facts.is_some()) =>
+                {
+                    fact_type(&s.field)
+                }
+                _ => Ty::Unknown,
+            },
+            Expr::List(_) => Ty::List,
+            Expr::Map(_) => Ty::Map,
+            Expr::Call(c) => match c.func_name.as_str() {
+                op::EQUALS
+                | op::NOT_EQUALS
+                | op::LESS
+                | op::LESS_EQUALS
+                | op::GREATER
+                | op::GREATER_EQUALS
+                | op::LOGICAL_AND
+                | op::LOGICAL_OR
+                | op::LOGICAL_NOT
+                | op::IN => Ty::Bool,
+                op::SUBSTRACT | op::MULTIPLY | op::DIVIDE | op::MODULO | op::NEGATE | "size" => {
+                    Ty::Num
+                }
+                // `+` adds numbers and joins strings and lists.
+                op::ADD => match c.args.as_slice() {
+                    [a, b] if self.ty(a) == self.ty(b) => self.ty(a),
+                    _ => Ty::Unknown,
+                },
+                _ => Ty::Unknown,
+            },
+            _ => Ty::Unknown,
+        }
+    }
+
+    /// A short name for what a node is, for messages: `deal.stage`, or its type.
+    fn name(&self, node: &IdedExpr) -> String {
+        match &node.expr {
+            Expr::Select(s) => match &s.operand.expr {
+                Expr::Ident(root) => format!("`{root}.{}`", s.field),
+                _ => format!("`…{}`", s.field),
+            },
+            _ => self.ty(node).a().to_owned(),
+        }
+    }
+
+    fn walk(&mut self, node: &IdedExpr) {
+        use cel::common::ast::operators as op;
+        match &node.expr {
+            Expr::Call(c) => {
+                let [a, b] = c.args.as_slice() else {
+                    if let ([a], op::LOGICAL_NOT) = (c.args.as_slice(), c.func_name.as_str()) {
+                        self.boolean(a);
+                    }
+                    c.args.iter().for_each(|a| self.walk(a));
+                    return;
+                };
+                let (ta, tb) = (self.ty(a), self.ty(b));
+                match c.func_name.as_str() {
+                    op::EQUALS | op::NOT_EQUALS if ta.known() && tb.known() && ta != tb => {
+                        self.error(
+                            b.id,
+                            format!(
+                                "{} is {}, so it never equals {}",
+                                self.name(a),
+                                ta.a(),
+                                self.name(b)
+                            ),
+                        );
+                    }
+                    op::LESS | op::LESS_EQUALS | op::GREATER | op::GREATER_EQUALS => {
+                        if let Some(bad) = [a, b]
+                            .into_iter()
+                            .find(|n| matches!(self.ty(n), Ty::List | Ty::Map | Ty::Null))
+                        {
+                            let message = format!("{} cannot be ordered", self.name(bad));
+                            self.error(bad.id, message);
+                        } else if ta.known() && tb.known() && ta != tb {
+                            self.error(
+                                b.id,
+                                format!(
+                                    "{} is {} and cannot be compared with {}",
+                                    self.name(a),
+                                    ta.a(),
+                                    self.name(b)
+                                ),
+                            );
+                        }
+                    }
+                    op::IN => match &b.expr {
+                        _ if matches!(tb, Ty::Str | Ty::Num | Ty::Bool) => self.error(
+                            b.id,
+                            format!(
+                                "`in` needs a list or a map, but {} is {}",
+                                self.name(b),
+                                tb.a()
+                            ),
+                        ),
+                        Expr::List(list) if ta.known() => {
+                            if let Some(e) = list
+                                .elements
+                                .iter()
+                                .find(|e| self.ty(e).known() && self.ty(e) != ta)
+                            {
+                                let message = format!(
+                                    "{} is {}, so it is never {}",
+                                    self.name(a),
+                                    ta.a(),
+                                    self.name(e)
+                                );
+                                self.error(e.id, message);
+                            }
+                        }
+                        _ => {}
+                    },
+                    op::LOGICAL_AND | op::LOGICAL_OR => {
+                        self.boolean(a);
+                        self.boolean(b);
+                    }
+                    _ => {}
+                }
+                if let Some(t) = &c.target {
+                    self.walk(t);
+                }
+                c.args.iter().for_each(|a| self.walk(a));
+            }
+            Expr::Select(s) => self.walk(&s.operand),
+            Expr::List(l) => l.elements.iter().for_each(|e| self.walk(e)),
+            Expr::Comprehension(c) => {
+                for e in [&c.iter_range, &c.loop_cond, &c.loop_step, &c.result] {
+                    self.walk(e);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// An operand of `&&`, `||` or `!` must be true or false.
+    fn boolean(&mut self, node: &IdedExpr) {
+        let t = self.ty(node);
+        if t.known() && t != Ty::Bool {
+            let message = format!(
+                "{} is {}, not true or false; compare it with something",
+                self.name(node),
+                t.a()
+            );
+            self.error(node.id, message);
+        }
+    }
+}
+
 /// Every `root.field` the expression selects.
 fn selected(node: &IdedExpr, out: &mut Vec<(String, String)>) {
     match &node.expr {
@@ -349,6 +605,61 @@ mod tests {
             errors[0].message.contains("unknown name `lead`"),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn type_errors_are_located() {
+        let error = |source: &str| {
+            let errors = Condition::compile(source, &deal_scope()).unwrap_err();
+            assert_eq!(errors.len(), 1, "{source}: {errors:?}");
+            let e = &errors[0];
+            (e.column, e.message.clone())
+        };
+        assert_eq!(
+            error("deal.stage == 5"),
+            (
+                15,
+                "`deal.stage` is a string, so it never equals a number".into()
+            )
+        );
+        assert_eq!(
+            error("deal.amount > '10000'"),
+            (
+                15,
+                "`deal.amount` is a number and cannot be compared with a string".into()
+            )
+        );
+        assert_eq!(
+            error("deal.stage in ['demo', 3]"),
+            (
+                24,
+                "`deal.stage` is a string, so it is never a number".into()
+            )
+        );
+        assert!(
+            error("deal.stage in deal.owner")
+                .1
+                .contains("`in` needs a list")
+        );
+        assert!(error("deal.contacts > 1").1.contains("cannot be ordered"));
+        assert_eq!(
+            error("deal.amount && deal.stage == 'demo'").1,
+            "`deal.amount` is a number, not true or false; compare it with something"
+        );
+        assert_eq!(
+            error("deal.days_in_stage + 1").1,
+            "a condition must give true or false, but this gives a number"
+        );
+        // Unknown shapes are left alone: custom fields, payloads, null checks, functions.
+        for fine in [
+            "deal.fields.tier == 'gold' && deal.fields.seats > 10",
+            "deal.close_date != null && deal.amount != null",
+            "size(deal.stakeholders) >= 2 && now - deal.created_at > 86400000",
+            "deal.objections.exists(o, o.kind == 'pricing')",
+            "!(deal.stage in ['legal'])",
+        ] {
+            assert!(Condition::compile(fine, &deal_scope()).is_ok(), "{fine}");
+        }
     }
 
     #[test]

@@ -183,7 +183,7 @@ impl Names {
             assets: BTreeMap::new(),
             sequences: BTreeSet::new(),
         };
-        let mut rule_ids: BTreeMap<String, PathBuf> = BTreeMap::new();
+        let mut rule_ids: BTreeMap<String, (PathBuf, u64)> = BTreeMap::new();
         let mut playbook_names: BTreeMap<String, PathBuf> = BTreeMap::new();
         for (path, file) in files {
             cx.file = path.clone();
@@ -218,13 +218,14 @@ impl Names {
                 }
             }
             for rule in &file.rules {
-                if let Some(first) = rule_ids.insert(rule.id.value.clone(), path.clone()) {
+                let here = (path.clone(), rule.id.referenced.line());
+                if let Some((file, line)) = rule_ids.insert(rule.id.value.clone(), here) {
                     cx.error(
                         &rule.id,
                         format!(
-                            "rule id {:?} is already used in {}",
+                            "rule id {:?} is already used at {}:{line}",
                             rule.id.value,
-                            first.display()
+                            file.display()
                         ),
                     );
                 }

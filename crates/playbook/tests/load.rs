@@ -122,7 +122,7 @@ fn every_mistake_in_a_file_is_reported_in_one_run() {
     );
     let d = lines(&check(&text));
     let expect = [
-        "p.yaml:10:9: rule id \"a\" is already used in p.yaml",
+        "p.yaml:10:9: rule id \"a\" is already used at p.yaml:5",
         "p.yaml:7:24: \"5 days\" is not a duration",
         "p.yaml:9:25: unknown sequence \"nope\"",
         "p.yaml:12:36: unknown stage \"legl\"",
@@ -303,4 +303,23 @@ fn schedules_compile_and_their_errors_point_into_the_expression() {
         d[0].message.contains("unknown time zone \"Mars/Olympus\""),
         "{d:?}"
     );
+}
+
+/// The broken fixtures: every kind of mistake, each reported once with its position, all in one
+/// run. `UPDATE_EXPECT=1` rewrites `tests/broken/expected.txt`.
+#[test]
+fn the_broken_fixtures_report_every_mistake_precisely() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/broken");
+    let loaded = load_dir(&dir);
+    assert!(loaded.set.is_none());
+    let prefix = format!("{}/", dir.display());
+    let got: String = lines(&loaded.diagnostics)
+        .iter()
+        .map(|l| l.replace(&prefix, "") + "\n")
+        .collect();
+    let path = dir.join("expected.txt");
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
+        std::fs::write(&path, &got).unwrap();
+    }
+    assert_eq!(got, std::fs::read_to_string(&path).unwrap_or_default());
 }
