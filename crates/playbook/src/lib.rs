@@ -17,7 +17,7 @@ pub use cron::{CronError, Schedule};
 pub use load::{Diagnostic, Loaded, load_dir, load_files, parse_span};
 pub use model::{
     Action, Asset, AssetChoice, Location, Playbook, PlaybookSet, Reentry, Rule, Span, Target,
-    Trigger,
+    Template, Trigger,
 };
 
 /// The JSON Schema of a playbook file, generated from the types the loader reads, for editors

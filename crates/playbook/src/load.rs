@@ -171,6 +171,7 @@ struct Names {
     stages: BTreeSet<String>,
     assets: BTreeMap<String, Vec<String>>,
     sequences: BTreeSet<String>,
+    templates: BTreeSet<String>,
 }
 
 impl Names {
@@ -182,6 +183,7 @@ impl Names {
                 .collect(),
             assets: BTreeMap::new(),
             sequences: BTreeSet::new(),
+            templates: BTreeSet::new(),
         };
         let mut rule_ids: BTreeMap<String, (PathBuf, u64)> = BTreeMap::new();
         let mut playbook_names: BTreeMap<String, PathBuf> = BTreeMap::new();
@@ -214,6 +216,14 @@ impl Names {
                     cx.error(
                         &file.playbook,
                         format!("sequence {name:?} is defined twice"),
+                    );
+                }
+            }
+            for name in file.templates.keys() {
+                if !names.templates.insert(name.clone()) {
+                    cx.error(
+                        &file.playbook,
+                        format!("template {name:?} is defined twice"),
                     );
                 }
             }
@@ -289,6 +299,24 @@ impl Compiler {
             .iter()
             .map(|r| self.rule(r, file.shadow, names))
             .collect();
+        let templates = file
+            .templates
+            .iter()
+            .map(|(name, t)| {
+                for part in [Some(&t.subject), Some(&t.text), t.html.as_ref()]
+                    .into_iter()
+                    .flatten()
+                {
+                    self.template_syntax(part);
+                }
+                crate::model::Template {
+                    name: name.clone(),
+                    subject: t.subject.value.clone(),
+                    text: t.text.value.clone(),
+                    html: t.html.as_ref().map(|h| h.value.clone()),
+                }
+            })
+            .collect();
         Playbook {
             name: file.playbook.value,
             owner: file.owner.value,
@@ -298,6 +326,7 @@ impl Compiler {
             rules,
             assets,
             sequences: file.sequences.into_keys().collect(),
+            templates,
         }
     }
 
@@ -489,6 +518,21 @@ impl Compiler {
         })
     }
 
+    /// A text with `{{ … }}` placeholders must parse as a template.
+    fn template_syntax(&mut self, s: &Spanned<String>) {
+        if let Err(e) = minijinja::Environment::new().template_from_str(&s.value) {
+            let mut l = self.location(s);
+            let line = e.line().unwrap_or(1);
+            l.line += line - 1;
+            self.diagnostics.push(Diagnostic {
+                file: l.file,
+                line: l.line,
+                column: l.column,
+                message: format!("template: {}", e.detail().unwrap_or("syntax error")),
+            });
+        }
+    }
+
     fn schedule(&mut self, s: &raw::Schedule) -> Option<Trigger> {
         let zone = s.timezone.as_ref().map_or("UTC", |z| z.value.as_str());
         match Schedule::parse(&s.cron.value, zone) {
@@ -660,6 +704,17 @@ impl Compiler {
                 Action::SendAsset { asset, to }
             }
             raw::Action::SendEmail(x) => {
+                if !names.templates.contains(&x.template.value) {
+                    self.error(
+                        &x.template,
+                        format!(
+                            "unknown template {:?}; the playbooks declare: {}",
+                            x.template.value,
+                            list(&names.templates)
+                        ),
+                    );
+                    return None;
+                }
                 let to = match &x.to {
                     Some(t) => self.target(t, record)?,
                     None => default_to,
@@ -669,11 +724,15 @@ impl Compiler {
                     to,
                 }
             }
-            raw::Action::Alert(x) => Action::Alert {
-                to: self.target(&x.to, record)?,
-                text: x.text.value.clone(),
-            },
+            raw::Action::Alert(x) => {
+                self.template_syntax(&x.text);
+                Action::Alert {
+                    to: self.target(&x.to, record)?,
+                    text: x.text.value.clone(),
+                }
+            }
             raw::Action::Task(x) => {
+                self.template_syntax(&x.title);
                 let assignee = self.target(&x.assignee, record);
                 let due = self.optional_span(&x.due);
                 Action::Task {

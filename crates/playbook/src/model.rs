@@ -52,6 +52,7 @@ pub struct Playbook {
     pub rules: Vec<Rule>,
     pub assets: Vec<Asset>,
     pub sequences: Vec<String>,
+    pub templates: Vec<Template>,
 }
 
 #[derive(Debug, Clone)]
@@ -178,6 +179,41 @@ pub enum Action {
     Webhook {
         url: String,
     },
+}
+
+impl Action {
+    /// Where the action is delivered, as the outbox names it: the unit of rate limits and
+    /// circuit breakers. `email`, `task` (tasks and escalations), `internal` (a change to
+    /// pipewright's own records), `sequence` (for the sequence engine), `chat:NAME`,
+    /// `webhook:HOST`.
+    pub fn channel(&self) -> String {
+        match self {
+            Action::SendEmail { .. } | Action::SendAsset { .. } => "email".into(),
+            Action::Alert {
+                to: Target::Channel(name),
+                ..
+            } => format!("chat:{name}"),
+            Action::Alert { .. } => "email".into(),
+            Action::Task { .. } | Action::Escalate { .. } => "task".into(),
+            Action::AssignOwner { .. } | Action::SetField { .. } => "internal".into(),
+            Action::StartSequence { .. } | Action::StopSequence { .. } => "sequence".into(),
+            Action::Webhook { url } => {
+                let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+                let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+                format!("webhook:{host}")
+            }
+        }
+    }
+}
+
+/// An email template: subject, plain text and optionally HTML, each a minijinja template over
+/// the record, its contact, its owner and the asset library.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    pub name: String,
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

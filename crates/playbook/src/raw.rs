@@ -35,6 +35,22 @@ pub struct File {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, serde_json::Value>")]
     pub sequences: BTreeMap<String, serde::de::IgnoredAny>,
+    /// Email templates by name, for `send_email`.
+    #[serde(default)]
+    pub templates: BTreeMap<String, Template>,
+}
+
+/// An email: `{{ deal.name }}`, `{{ contact.name }}`, `{{ owner.name }}`, `{{ link }}` and the
+/// other facts are filled in when it is sent; a value that is missing stops the send.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Template {
+    #[schemars(with = "String")]
+    pub subject: S<String>,
+    #[schemars(with = "String")]
+    pub text: S<String>,
+    #[schemars(with = "Option<String>")]
+    pub html: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

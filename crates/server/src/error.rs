@@ -31,6 +31,8 @@ pub enum AppError {
     MethodNotAllowed,
     #[error("{1}")]
     BadRequest(&'static str, String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("the database is not answering")]
     NotReady,
     #[error("internal error")]
@@ -67,6 +69,7 @@ impl AppError {
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             AppError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             AppError::BadRequest(code, _) => (StatusCode::BAD_REQUEST, code),
+            AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             AppError::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -84,6 +87,7 @@ impl From<store::Error> for AppError {
     fn from(e: store::Error) -> Self {
         match e {
             store::Error::NotFound(what) => AppError::NotFound(what),
+            store::Error::Conflict(why) => AppError::Conflict(why),
             other => AppError::Internal(Box::new(other)),
         }
     }

@@ -7,6 +7,7 @@
 //! (source, source id) it already holds. Derived state comes from `domain::Record::fold`; the
 //! store never interprets events itself.
 
+mod outbox;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -15,6 +16,9 @@ use serde::Serialize;
 use domain::{Event, EventId, NewEvent, Record, RecordKey, RecordKind, Timestamp};
 
 pub use engine::{Engine, Timer};
+pub use outbox::{
+    Attempt, Claim, Finish, NewTask, OutboxQuery, Outcome, StoredEffect, Task, TaskQuery,
+};
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -27,6 +31,8 @@ pub enum Error {
     Invalid(String),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("the store is shutting down")]
     Closed,
     #[error("database error")]
@@ -130,24 +136,6 @@ pub struct NewToken {
     pub hash: String,
 }
 
-/// An effect as the outbox holds it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StoredEffect {
-    pub key: String,
-    pub seq: i64,
-    pub playbook: String,
-    pub rule: String,
-    pub version: String,
-    pub record: RecordKey,
-    pub action: serde_json::Value,
-    pub due: Timestamp,
-    pub shadow: bool,
-    /// `pending` (to be delivered) or `shadow` (recorded only).
-    pub status: String,
-    pub trace: serde_json::Value,
-    pub created_at: Timestamp,
-}
-
 /// What one pass over due timers did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct TimersFired {
@@ -236,8 +224,57 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// ingest re-arms meanwhile is skipped (its version already matches).
     async fn arm_records(&self, now: Timestamp, after: i64, limit: usize) -> Result<ArmPass>;
 
+    /// Effects in outbox order (oldest first) matching the query.
+    async fn outbox(&self, query: &OutboxQuery) -> Result<Vec<StoredEffect>>;
+
     /// The outbox, oldest first; only one record's effects when `record` is given.
-    async fn effects(&self, record: Option<&RecordKey>, limit: usize) -> Result<Vec<StoredEffect>>;
+    async fn effects(&self, record: Option<&RecordKey>, limit: usize) -> Result<Vec<StoredEffect>> {
+        self.outbox(&OutboxQuery {
+            record: record.cloned(),
+            limit,
+            ..OutboxQuery::default()
+        })
+        .await
+    }
+
+    /// One effect by its idempotency key, with every attempt at delivering it.
+    async fn effect(&self, key: &str) -> Result<Option<(StoredEffect, Vec<Attempt>)>>;
+
+    /// Claims due effects for delivery, oldest due first.
+    ///
+    /// # Contract
+    /// An effect is due when it is `pending` with `next_at` at or before `claim.now`, or
+    /// `delivering` under a lease that has expired (its dispatcher died). Each claimed effect
+    /// becomes `delivering`, leased to `claim.node` until `claim.lease_until`, its attempt count
+    /// raised by one — atomically, so two claims never return the same effect while a lease
+    /// holds. Delivered, dead, cancelled, dry-run and shadow effects are never claimed.
+    async fn claim_effects(&self, claim: Claim) -> Result<Vec<StoredEffect>>;
+
+    /// Records how an attempt ended: the effect's new status, the attempt in its history and
+    /// the task the delivery creates, in one transaction. Returns `false` (and changes
+    /// nothing) when `finish.node` no longer holds the effect's lease.
+    async fn finish_delivery(&self, finish: Finish) -> Result<bool>;
+
+    /// Puts a dead or cancelled effect back to `pending`, due now, with a fresh attempt budget.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Conflict`] when the effect is in another state.
+    async fn retry_effect(&self, key: &str) -> Result<StoredEffect>;
+
+    /// Cancels a pending or dead effect: it will never be delivered.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Conflict`] when it is being delivered or has ended.
+    async fn cancel_effect(&self, key: &str) -> Result<StoredEffect>;
+
+    /// Tasks, newest first.
+    async fn tasks(&self, query: &TaskQuery) -> Result<Vec<Task>>;
+
+    /// Marks a task done.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`].
+    async fn complete_task(&self, id: &str) -> Result<Task>;
 
     /// The timers a record is waiting on, soonest first.
     async fn timers(&self, record: &RecordKey) -> Result<Vec<Timer>>;

@@ -8,6 +8,7 @@
 
 mod codec;
 mod migrate;
+mod outbox;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -21,8 +22,8 @@ use clock::Clock;
 use domain::{Event, NewEvent, RecordKey, RecordKind, Timestamp};
 
 use crate::{
-    ArmPass, Error, Ingested, ListQuery, NewToken, Page, Result, Store, StoredEffect, StoredRecord,
-    TimersFired, TokenInfo, TokenRole,
+    ArmPass, Attempt, Claim, Error, Finish, Ingested, ListQuery, NewToken, OutboxQuery, Page,
+    Result, Store, StoredEffect, StoredRecord, Task, TaskQuery, TimersFired, TokenInfo, TokenRole,
 };
 
 /// SQLite's `synchronous` setting: what "committed" survives.
@@ -500,53 +501,57 @@ impl Store for SqliteStore {
         rx.await.map_err(|_| Error::Closed)?
     }
 
-    async fn effects(&self, record: Option<&RecordKey>, limit: usize) -> Result<Vec<StoredEffect>> {
-        let record = record.cloned();
+    async fn outbox(&self, query: &OutboxQuery) -> Result<Vec<StoredEffect>> {
+        let query = query.clone();
+        self.reads.run(move |conn| outbox::list(conn, &query)).await
+    }
+
+    async fn effect(&self, key: &str) -> Result<Option<(StoredEffect, Vec<Attempt>)>> {
+        let key = key.to_owned();
         self.reads
             .run(move |conn| {
-                let (filter, kind, id) = match &record {
-                    Some(r) => ("WHERE record_kind = ?1 AND record_id = ?2", r.kind.as_str().to_owned(), r.id.as_str().to_owned()),
-                    None => ("WHERE ?1 = ?1 AND ?2 = ?2", String::new(), String::new()),
+                let Some(effect) = outbox::one(conn, &key)? else {
+                    return Ok(None);
                 };
-                let mut stmt = conn
-                    .prepare_cached(&format!(
-                        "SELECT key, seq, playbook, rule, version, record_kind, record_id, action, due,
-                                shadow, status, trace, created_at
-                         FROM effects {filter} ORDER BY seq LIMIT ?3"
-                    ))
-                    .map_err(backend)?;
-                let rows = stmt
-                    .query_map(params![kind, id, limit as i64], |r| {
-                        Ok((
-                            (r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?),
-                            (r.get::<_, String>(4)?, r.get::<_, String>(5)?, r.get::<_, String>(6)?, r.get::<_, String>(7)?),
-                            (r.get::<_, i64>(8)?, r.get::<_, bool>(9)?, r.get::<_, String>(10)?, r.get::<_, String>(11)?, r.get::<_, i64>(12)?),
-                        ))
-                    })
-                    .map_err(backend)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-                    .map_err(backend)?;
-                rows.into_iter()
-                    .map(|((key, seq, playbook, rule), (version, kind, id, action), (due, shadow, status, trace, created))| {
-                        let kind = RecordKind::parse(&kind).ok_or_else(|| Error::Corrupt(format!("effect record kind {kind:?}")))?;
-                        let id = domain::RecordId::parse(id).map_err(|e| Error::Corrupt(e.to_string()))?;
-                        Ok(StoredEffect {
-                            key,
-                            seq,
-                            playbook,
-                            rule,
-                            version,
-                            record: RecordKey::new(kind, id),
-                            action: decode(&action)?,
-                            due: Timestamp::from_millis(due),
-                            shadow,
-                            status,
-                            trace: decode(&trace)?,
-                            created_at: Timestamp::from_millis(created),
-                        })
-                    })
-                    .collect()
+                Ok(Some((effect, outbox::attempts(conn, &key)?)))
             })
+            .await
+    }
+
+    async fn claim_effects(&self, claim: Claim) -> Result<Vec<StoredEffect>> {
+        self.write(move |tx, _| outbox::claim(tx, &claim)).await
+    }
+
+    async fn finish_delivery(&self, finish: Finish) -> Result<bool> {
+        self.write(move |tx, _| outbox::finish(tx, &finish)).await
+    }
+
+    async fn retry_effect(&self, key: &str) -> Result<StoredEffect> {
+        let key = key.to_owned();
+        self.write(move |tx, now| {
+            outbox::transition(tx, &key, &["dead", "cancelled"], "pending", now)
+        })
+        .await
+    }
+
+    async fn cancel_effect(&self, key: &str) -> Result<StoredEffect> {
+        let key = key.to_owned();
+        self.write(move |tx, now| {
+            outbox::transition(tx, &key, &["pending", "dead"], "cancelled", now)
+        })
+        .await
+    }
+
+    async fn tasks(&self, query: &TaskQuery) -> Result<Vec<Task>> {
+        let query = query.clone();
+        self.reads
+            .run(move |conn| outbox::tasks(conn, &query))
+            .await
+    }
+
+    async fn complete_task(&self, id: &str) -> Result<Task> {
+        let id = id.to_owned();
+        self.write(move |tx, now| outbox::complete_task(tx, &id, now))
             .await
     }
 

@@ -732,9 +732,9 @@ fn insert_effects(conn: &Connection, effects: &[Effect], now: Timestamp) -> Resu
     let mut insert = conn
         .prepare_cached(
             "INSERT INTO effects (key, seq, playbook, rule, version, record_kind, record_id, action,
-                                  due, shadow, status, trace, created_at)
+                                  due, shadow, status, trace, created_at, channel, next_at)
              VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM effects), ?2, ?3, ?4, ?5, ?6, ?7,
-                     ?8, ?9, ?10, ?11, ?12)
+                     ?8, ?9, ?10, ?11, ?12, ?13, ?8)
              ON CONFLICT (key) DO NOTHING",
         )
         .map_err(backend)?;
@@ -751,6 +751,7 @@ fn insert_effects(conn: &Connection, effects: &[Effect], now: Timestamp) -> Resu
             }
             *chosen = next_in_rotation(conn, team)?;
         }
+        let channel = action.channel();
         let action = serde_json::to_string(&action).map_err(|x| Error::Invalid(x.to_string()))?;
         let trace = serde_json::to_string(&e.trace).map_err(|x| Error::Invalid(x.to_string()))?;
         added += insert
@@ -766,7 +767,8 @@ fn insert_effects(conn: &Connection, effects: &[Effect], now: Timestamp) -> Resu
                 e.shadow,
                 if e.shadow { "shadow" } else { "pending" },
                 trace,
-                now.as_millis()
+                now.as_millis(),
+                channel
             ])
             .map_err(backend)?;
     }

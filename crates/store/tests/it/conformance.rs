@@ -1087,3 +1087,279 @@ async fn scheduled_timers_fire_each_occurrence_and_re_arm() {
         effects[1].trace
     );
 }
+
+fn claim(node: &str, now: &str, limit: usize) -> store::Claim {
+    store::Claim {
+        node: node.into(),
+        now: ts(now),
+        lease_until: domain::Timestamp::from_millis(ts(now).as_millis() + 60_000),
+        limit,
+        ..store::Claim::default()
+    }
+}
+
+fn finish(key: &str, node: &str, at: &str, outcome: store::Outcome) -> store::Finish {
+    store::Finish {
+        key: key.into(),
+        node: node.into(),
+        started_at: ts(at),
+        finished_at: ts(at),
+        outcome,
+        detail: Some("250 OK".into()),
+        rendered: Some(serde_json::json!({"subject": "ROI"})),
+        task: None,
+    }
+}
+
+/// Issue 4: effects are claimed under a lease by one dispatcher at a time, retried when due,
+/// taken over when the lease expires, and never claimed again once delivered.
+#[tokio::test]
+async fn effects_are_leased_retried_taken_over_and_finished_once() {
+    let h = sqlite();
+    h.store.set_engine(Some(example_engine()));
+    let d = r#""deal":"D-1""#;
+    h.store
+        .ingest(vec![
+            ev(
+                "deal.created",
+                "c",
+                "2026-11-01T09:00:00Z",
+                d,
+                r#"{"stage":"proposal","contacts":["C-1"]}"#,
+            ),
+            ev(
+                "objection.raised",
+                "o",
+                "2026-11-02T09:00:00Z",
+                d,
+                r#"{"kind":"pricing"}"#,
+            ),
+        ])
+        .await
+        .unwrap();
+    let t0 = "2026-11-20T12:00:00Z";
+    let got = h.store.claim_effects(claim("a", t0, 10)).await.unwrap();
+    assert_eq!(got.len(), 1);
+    let key = got[0].key.clone();
+    assert_eq!(
+        (
+            got[0].status.as_str(),
+            got[0].channel.as_str(),
+            got[0].attempts
+        ),
+        ("delivering", "email", 1)
+    );
+    // Leased: nobody else gets it, and only the holder can finish it.
+    assert!(
+        h.store
+            .claim_effects(claim("b", t0, 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        !h.store
+            .finish_delivery(finish(&key, "b", t0, store::Outcome::Dead))
+            .await
+            .unwrap()
+    );
+    let retry_at = ts("2026-11-20T12:00:10Z");
+    assert!(
+        h.store
+            .finish_delivery(finish(
+                &key,
+                "a",
+                t0,
+                store::Outcome::Retry { next_at: retry_at }
+            ))
+            .await
+            .unwrap()
+    );
+    assert!(
+        h.store
+            .claim_effects(claim("a", "2026-11-20T12:00:09Z", 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = h
+        .store
+        .claim_effects(claim("a", "2026-11-20T12:00:10Z", 10))
+        .await
+        .unwrap();
+    assert_eq!(again[0].attempts, 2);
+    // "a" dies holding the lease; after it expires "b" takes the effect over.
+    assert!(
+        h.store
+            .claim_effects(claim("b", "2026-11-20T12:01:09Z", 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let taken = h
+        .store
+        .claim_effects(claim("b", "2026-11-20T12:01:10Z", 10))
+        .await
+        .unwrap();
+    assert_eq!((taken.len(), taken[0].attempts), (1, 3));
+    assert!(
+        !h.store
+            .finish_delivery(finish(&key, "a", t0, store::Outcome::Delivered))
+            .await
+            .unwrap()
+    );
+    assert!(
+        h.store
+            .finish_delivery(finish(
+                &key,
+                "b",
+                "2026-11-20T12:01:11Z",
+                store::Outcome::Delivered
+            ))
+            .await
+            .unwrap()
+    );
+    assert!(
+        h.store
+            .claim_effects(claim("c", "2027-01-01T00:00:00Z", 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let (effect, attempts) = h.store.effect(&key).await.unwrap().unwrap();
+    assert_eq!(effect.status, "delivered");
+    assert_eq!(effect.delivered_at, Some(ts("2026-11-20T12:01:11Z")));
+    assert_eq!(effect.response.as_deref(), Some("250 OK"));
+    assert_eq!(effect.rendered.unwrap()["subject"], "ROI");
+    let outcomes: Vec<(u32, &str, &str)> = attempts
+        .iter()
+        .map(|a| (a.attempt, a.node.as_str(), a.outcome.as_str()))
+        .collect();
+    assert_eq!(outcomes, [(1, "a", "retry"), (3, "b", "delivered")]);
+    // A delivered effect can be neither retried nor cancelled.
+    assert!(matches!(
+        h.store.retry_effect(&key).await,
+        Err(store::Error::Conflict(_))
+    ));
+    assert!(matches!(
+        h.store.cancel_effect(&key).await,
+        Err(store::Error::Conflict(_))
+    ));
+    assert!(matches!(
+        h.store.retry_effect("nope").await,
+        Err(store::Error::NotFound(_))
+    ));
+}
+
+/// Issue 4: pauses and budgets per channel; dead letters retried or cancelled by hand; a task
+/// written by its delivery.
+#[tokio::test]
+async fn claims_respect_channels_and_dead_letters_can_be_retried() {
+    let h = sqlite();
+    h.store.set_engine(Some(engine_from(
+        "playbook: p\nowner: o\nrules:\n  - id: fan-out\n    why: Every note is shared.\n    when: { event: note.added }\n    then:\n      - alert: { to: channel:sales, text: note }\n      - webhook: { url: \"https://hooks.example/notes?x=1\" }\n      - task: { assignee: deal.owner, title: Read the note }\n",
+    )));
+    let events = (1..=3)
+        .map(|i| {
+            ev(
+                "note.added",
+                &format!("n{i}"),
+                "2026-11-02T09:00:00Z",
+                &format!(r#""deal":"D-{i}""#),
+                r#"{"text":"x"}"#,
+            )
+        })
+        .collect();
+    h.store.ingest(events).await.unwrap();
+    let channels = |effects: &[store::StoredEffect]| {
+        let mut c: Vec<String> = effects.iter().map(|e| e.channel.clone()).collect();
+        c.sort();
+        c
+    };
+    let all = h.store.effects(None, 100).await.unwrap();
+    assert_eq!(
+        channels(&all)
+            .iter()
+            .filter(|c| *c == "webhook:hooks.example")
+            .count(),
+        3
+    );
+    let mut c = claim("a", "2026-11-20T12:00:00Z", 10);
+    c.paused = vec!["chat".into()];
+    c.budgets = vec![("webhook".into(), 1)];
+    let got = h.store.claim_effects(c).await.unwrap();
+    assert_eq!(
+        channels(&got),
+        ["task", "task", "task", "webhook:hooks.example"]
+    );
+
+    let task = got.iter().find(|e| e.channel == "task").unwrap();
+    let mut done = finish(
+        &task.key,
+        "a",
+        "2026-11-20T12:00:01Z",
+        store::Outcome::Delivered,
+    );
+    done.task = Some(store::NewTask {
+        id: task.key.clone(),
+        kind: "task".into(),
+        assignee: "sam@acme.example".into(),
+        title: "Read the note".into(),
+        record: task.record.clone(),
+        rule: "fan-out".into(),
+        due_at: None,
+    });
+    assert!(h.store.finish_delivery(done).await.unwrap());
+    let tasks = h
+        .store
+        .tasks(&store::TaskQuery {
+            assignee: Some("sam@acme.example".into()),
+            status: Some("open".into()),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0].title, "Read the note");
+    let closed = h.store.complete_task(&tasks[0].id).await.unwrap();
+    assert_eq!(closed.status, "done");
+
+    let hook = got
+        .iter()
+        .find(|e| e.channel.starts_with("webhook"))
+        .unwrap();
+    assert!(
+        h.store
+            .finish_delivery(finish(
+                &hook.key,
+                "a",
+                "2026-11-20T12:00:01Z",
+                store::Outcome::Dead
+            ))
+            .await
+            .unwrap()
+    );
+    let dead = h
+        .store
+        .outbox(&store::OutboxQuery {
+            status: Some("dead".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    let retried = h.store.retry_effect(&hook.key).await.unwrap();
+    assert_eq!((retried.status.as_str(), retried.attempts), ("pending", 0));
+    let cancelled = h.store.cancel_effect(&hook.key).await.unwrap();
+    assert_eq!(cancelled.status, "cancelled");
+    assert!(
+        h.store
+            .claim_effects(claim("a", "2027-01-01T00:00:00Z", 100))
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| e.key != hook.key)
+    );
+}
