@@ -278,7 +278,7 @@ impl Writer {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(backend)?;
-        let mut written = Vec::new();
+        let mut written = HashMap::new();
         let mut outcomes = Vec::with_capacity(batches.len());
         for batch in batches {
             outcomes.push(ingest(
@@ -291,7 +291,7 @@ impl Writer {
             )?);
         }
         tx.commit().map_err(backend)?;
-        self.cache.remember(written);
+        self.cache.remember(written.into_iter().collect());
         Ok(outcomes)
     }
 
@@ -472,15 +472,17 @@ fn event_id(now: Timestamp) -> EventId {
     EventId(uuid::Uuid::new_v7(ts))
 }
 
-/// Appends one request's events and updates the records they concern; the records written are
-/// added to `written`, for the cache once the transaction commits.
+/// Appends one request's events and updates the records they concern. `written` holds the
+/// records earlier requests of the same transaction wrote: a record is taken from there first,
+/// so each request builds on the one before it; it goes to the cache once the transaction
+/// commits.
 fn ingest(
     conn: &Connection,
     cache: &RecordCache,
     engine: Option<&Engine>,
     batch: Vec<NewEvent>,
     now: Timestamp,
-    written: &mut Vec<(RecordKey, Folded)>,
+    written: &mut HashMap<RecordKey, Folded>,
 ) -> Result<Vec<Ingested>> {
     let mut insert = conn
         .prepare_cached(
@@ -530,9 +532,12 @@ fn ingest(
             let t = match touched.entry(key) {
                 std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                 std::collections::hash_map::Entry::Vacant(v) => {
-                    let folded = match cache.records.get(v.key()) {
-                        Some(f) => f.clone(),
-                        None => load(conn, v.key())?,
+                    let folded = match written.remove(v.key()) {
+                        Some(f) => f,
+                        None => match cache.records.get(v.key()) {
+                            Some(f) => f.clone(),
+                            None => load(conn, v.key())?,
+                        },
                     };
                     let stored = folded.last.map(|_| indexed(&folded.record));
                     // What the record waits on now; after the request only changes are written.
@@ -650,7 +655,7 @@ fn ingest(
             ])
             .map_err(backend)?;
         }
-        written.push((key, f));
+        written.insert(key, f);
     }
     insert_effects(conn, &effects, now)?;
     Ok(results)

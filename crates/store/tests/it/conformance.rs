@@ -527,6 +527,50 @@ async fn concurrent_writers_are_group_committed_exactly_once() {
     assert!(log.windows(2).all(|w| w[0].0 < w[1].0));
 }
 
+/// Requests committed in one group that touch the same record all reach its state: each
+/// builds on the one before it, not on the state before the group.
+#[tokio::test]
+async fn concurrent_writers_to_one_record_all_reach_its_state() {
+    let h = sqlite();
+    // The deal is written (and cached) before the burst.
+    h.store
+        .ingest(vec![ev(
+            "deal.created",
+            "c",
+            "2026-11-01T00:00:00Z",
+            r#""deal":"D-0""#,
+            "{}",
+        )])
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for client in 0..16 {
+        let store = Arc::clone(&h.store);
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25 {
+                store
+                    .ingest(vec![ev(
+                        "note.added",
+                        &format!("{client}-{i}"),
+                        "2026-11-01T00:00:00Z",
+                        r#""deal":"D-0""#,
+                        r#"{"text":"x"}"#,
+                    )])
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(deal(&*h.store, "D-0").await.engagement.notes, 400);
+    // And after reopening, from the stored state rather than the writer's cache.
+    drop(h.store);
+    let store = (h.reopen)();
+    assert_eq!(deal(&*store, "D-0").await.engagement.notes, 400);
+}
+
 #[tokio::test]
 async fn lists_filter_and_paginate() {
     let h = sqlite();
