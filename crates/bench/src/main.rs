@@ -13,6 +13,7 @@ use store::{Synchronous, TokenRole};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    delivery::install_crypto();
     // Server warnings and errors go to stderr, so a failed run says why.
     tracing_subscriber::fmt()
         .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
@@ -366,7 +367,7 @@ async fn rules() -> anyhow::Result<()> {
     store.create_token(token.stored).await?;
     let base = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped(std::future::pending()));
-    let http = reqwest::Client::new();
+    let http = delivery::http_client(std::time::Duration::from_secs(60));
     let requests = 2_000;
     let mut latencies = Vec::with_capacity(requests);
     for i in 0..requests {

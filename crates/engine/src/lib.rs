@@ -144,6 +144,11 @@ impl Engine {
         &self.set.version
     }
 
+    /// The playbooks the engine runs: their assets and templates render its effects.
+    pub fn playbooks(&self) -> &Arc<PlaybookSet> {
+        &self.set
+    }
+
     fn rule(&self, at: RuleRef) -> (&str, &Rule) {
         let playbook = &self.set.playbooks[at.playbook];
         (&playbook.name, &playbook.rules[at.rule])

@@ -80,6 +80,16 @@ enum Command {
         kind: String,
         id: String,
     },
+    /// The outbox: what the rules decided to send and how delivery went.
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
+    /// Tasks and escalations created for people.
+    Tasks {
+        #[command(subcommand)]
+        command: TaskCommand,
+    },
     /// Check the playbooks in a folder and report every problem with file:line:column.
     Check {
         #[arg(default_value = "playbooks")]
@@ -106,6 +116,43 @@ enum TokenCommand {
     List,
     /// Revoke a token by id; it stops working at once.
     Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum OutboxCommand {
+    /// List effects, oldest first.
+    List {
+        /// pending, delivering, delivered, dry_run, dead, cancelled or shadow.
+        #[arg(long)]
+        status: Option<String>,
+        /// email, task, internal, sequence, chat:NAME or webhook:HOST.
+        #[arg(long)]
+        channel: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// One effect: its action, rendered message and every attempt.
+    Show { key: String },
+    /// Put a dead or cancelled effect back in line, with a fresh attempt budget.
+    Retry { key: String },
+    /// Cancel a pending or dead effect; it is never delivered.
+    Cancel { key: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum TaskCommand {
+    /// List tasks, newest first.
+    List {
+        #[arg(long)]
+        assignee: Option<String>,
+        /// open or done.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Mark a task done.
+    Done { id: String },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -164,10 +211,21 @@ fn settings(cli: &Cli, demo: bool) -> anyhow::Result<Settings> {
     if demo && cli.database.is_none() && std::env::var_os("PIPEWRIGHT_DATABASE__URL").is_none() {
         settings.database.url = "sqlite:pipewright-demo.db".into();
     }
+    // The demo sends nothing: messages are rendered into the outbox to look at.
+    if demo && cli.config.is_none() && std::env::var_os("PIPEWRIGHT_DELIVERY__DRY_RUN").is_none() {
+        settings.delivery.dry_run = true;
+    }
     if let Some(url) = &cli.database {
         settings.database.url = url.clone();
     }
     Ok(settings)
+}
+
+/// Links in messages point at the address served, unless configured otherwise.
+fn link_to_listen(settings: &mut Settings) {
+    if settings.delivery.base_url == Settings::default().delivery.base_url {
+        settings.delivery.base_url = format!("http://{}", settings.server.listen);
+    }
 }
 
 fn init_logging(settings: &Settings) -> anyhow::Result<()> {
@@ -256,6 +314,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 settings.server.listen = listen.clone();
             }
             init_logging(&settings)?;
+            link_to_listen(&mut settings);
             runtime()?.block_on(serve(settings, None))?;
         }
         Command::Demo { listen } => {
@@ -264,6 +323,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 settings.server.listen = listen.clone();
             }
             init_logging(&settings)?;
+            link_to_listen(&mut settings);
             runtime()?.block_on(serve(settings, Some(SAMPLE_EVENTS)))?;
         }
         Command::Import {
@@ -292,6 +352,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = settings(&cli, false)?;
             init_logging(&settings)?;
             runtime()?.block_on(tokens(&settings, command, &mut out))?;
+        }
+        Command::Outbox { command } => {
+            let settings = settings(&cli, false)?;
+            init_logging(&settings)?;
+            runtime()?.block_on(outbox(&settings, command, &mut out))?;
+        }
+        Command::Tasks { command } => {
+            let settings = settings(&cli, false)?;
+            init_logging(&settings)?;
+            runtime()?.block_on(tasks(&settings, command, &mut out))?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -349,6 +419,131 @@ async fn tokens(
                 .await
                 .with_context(|| format!("cannot revoke {id}"))?;
             writeln!(out, "revoked {} ({})", t.id, t.name)?;
+        }
+    }
+    Ok(())
+}
+
+fn print_effect(out: &mut impl Write, e: &store::StoredEffect) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<32} {:<10} {:<22} {:>3} {:<24} {:<14} {}",
+        e.key,
+        e.status,
+        e.channel,
+        e.attempts,
+        e.next_at.to_string(),
+        e.record.to_string(),
+        e.rule
+    )
+}
+
+async fn outbox(
+    settings: &Settings,
+    command: &OutboxCommand,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let store = open_store(settings)?;
+    match command {
+        OutboxCommand::List {
+            status,
+            channel,
+            limit,
+        } => {
+            let items = store
+                .outbox(&store::OutboxQuery {
+                    status: status.clone(),
+                    channel: channel.clone(),
+                    limit: *limit,
+                    ..store::OutboxQuery::default()
+                })
+                .await?;
+            writeln!(
+                out,
+                "{:<32} {:<10} {:<22} {:>3} {:<24} {:<14} RULE",
+                "KEY", "STATUS", "CHANNEL", "TRY", "NEXT/DUE", "RECORD"
+            )?;
+            for e in &items {
+                print_effect(out, e)?;
+            }
+        }
+        OutboxCommand::Show { key } => {
+            let (effect, attempts) = store
+                .effect(key)
+                .await?
+                .with_context(|| format!("no effect {key}"))?;
+            writeln!(out, "{}", serde_json::to_string_pretty(&effect)?)?;
+            for a in attempts {
+                writeln!(
+                    out,
+                    "attempt {} by {} at {}: {} {}",
+                    a.attempt,
+                    a.node,
+                    a.started_at,
+                    a.outcome,
+                    a.detail.unwrap_or_default()
+                )?;
+            }
+        }
+        OutboxCommand::Retry { key } => {
+            let e = store
+                .retry_effect(key)
+                .await
+                .with_context(|| format!("cannot retry {key}"))?;
+            print_effect(out, &e)?;
+        }
+        OutboxCommand::Cancel { key } => {
+            let e = store
+                .cancel_effect(key)
+                .await
+                .with_context(|| format!("cannot cancel {key}"))?;
+            print_effect(out, &e)?;
+        }
+    }
+    Ok(())
+}
+
+async fn tasks(
+    settings: &Settings,
+    command: &TaskCommand,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let store = open_store(settings)?;
+    let print = |out: &mut dyn Write, t: &store::Task| {
+        writeln!(
+            out,
+            "{:<32} {:<5} {:<10} {:<24} {:<14} {}",
+            t.id,
+            t.status,
+            t.kind,
+            t.assignee,
+            t.record.to_string(),
+            t.title
+        )
+    };
+    match command {
+        TaskCommand::List {
+            assignee,
+            status,
+            limit,
+        } => {
+            for t in store
+                .tasks(&store::TaskQuery {
+                    assignee: assignee.clone(),
+                    status: status.clone(),
+                    limit: *limit,
+                })
+                .await?
+            {
+                print(out, &t)?;
+            }
+        }
+        TaskCommand::Done { id } => {
+            let t = store
+                .complete_task(id)
+                .await
+                .with_context(|| format!("cannot complete {id}"))?;
+            print(out, &t)?;
         }
     }
     Ok(())

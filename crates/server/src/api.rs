@@ -268,7 +268,7 @@ pub struct RecordParams {
     timeline_limit: Option<usize>,
 }
 
-fn query<T: serde::de::DeserializeOwned>(uri: &axum::http::Uri) -> Result<T, AppError> {
+pub(crate) fn query<T: serde::de::DeserializeOwned>(uri: &axum::http::Uri) -> Result<T, AppError> {
     Query::<T>::try_from_uri(uri)
         .map(|q| q.0)
         .map_err(|e| AppError::BadRequest("invalid_query", e.body_text()))

@@ -8,6 +8,7 @@
 mod api;
 mod auth;
 mod error;
+mod outbox;
 mod rules;
 mod settings;
 
@@ -46,6 +47,19 @@ pub enum Error {
     },
     #[error("the server stopped with an error")]
     Serve(#[source] std::io::Error),
+    #[error("delivery settings: {0}")]
+    Delivery(String),
+}
+
+/// This process's name in leases: host, process id and a random part.
+fn node_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "node".into());
+    let mut random = [0u8; 4];
+    let _ = getrandom::fill(&mut random);
+    let random: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{host}-{}-{random}", std::process::id())
 }
 
 /// What every handler can reach.
@@ -54,6 +68,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub playbooks: rules::SharedStatus,
+    /// Delivers the outbox (absent in tools that only read it).
+    pub dispatcher: Option<Arc<delivery::Dispatcher>>,
     max_body_bytes: usize,
     metrics_public: bool,
 }
@@ -61,7 +77,9 @@ pub struct AppState {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "pipewright", description = "Self-hosted revenue autopilot: events in, derived state out."),
-    paths(api::ingest, api::get_record, api::list_records, api::playbooks, api::explain, playbook_schema, health, ready, openapi_json),
+    paths(api::ingest, api::get_record, api::list_records, api::playbooks, api::explain, playbook_schema,
+          outbox::list, outbox::get, outbox::retry, outbox::cancel, outbox::tasks, outbox::done,
+          health, ready, openapi_json),
     components(schemas(api::EventEnvelope, api::IngestResult, api::BatchResult, api::RecordView,
                         api::RecordWithTimeline, api::RecordPage, api::Collection)),
     modifiers(&Security),
@@ -195,6 +213,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/events", post(api::ingest))
         .route("/api/v1/playbooks", get(api::playbooks))
         .route("/api/v1/playbooks/schema", get(playbook_schema))
+        .route("/api/v1/outbox", get(outbox::list))
+        .route("/api/v1/outbox/{key}", get(outbox::get))
+        .route("/api/v1/outbox/{key}/retry", post(outbox::retry))
+        .route("/api/v1/outbox/{key}/cancel", post(outbox::cancel))
+        .route("/api/v1/tasks", get(outbox::tasks))
+        .route("/api/v1/tasks/{id}/done", post(outbox::done))
         .route("/api/v1/{collection}", get(api::list_records))
         .route("/api/v1/{collection}/{id}", get(api::get_record))
         .route("/api/v1/{collection}/{id}/explain", get(api::explain))
@@ -221,6 +245,7 @@ pub struct Application {
     port: u16,
     state: AppState,
     engine: EngineSettings,
+    delivery_poll_ms: u64,
 }
 
 impl Application {
@@ -249,10 +274,18 @@ impl Application {
         let port = listener.local_addr().map_err(Error::Serve)?.port();
         let playbooks = rules::SharedStatus::default();
         rules::load(&settings.engine.playbooks, &*store, &playbooks);
+        let dispatcher = delivery::Dispatcher::new(
+            Arc::clone(&store),
+            Arc::clone(&clock),
+            settings.delivery.clone(),
+            node_name(),
+        )
+        .map_err(Error::Delivery)?;
         let state = AppState {
             store,
             clock,
             playbooks,
+            dispatcher: Some(Arc::new(dispatcher)),
             max_body_bytes: settings.server.max_body_bytes,
             metrics_public: settings.server.metrics_public,
         };
@@ -262,6 +295,7 @@ impl Application {
             port,
             state,
             engine: settings.engine.clone(),
+            delivery_poll_ms: settings.delivery.poll_ms,
         })
     }
 
@@ -285,6 +319,11 @@ impl Application {
             Arc::clone(&state.clock),
             std::time::Duration::from_millis(self.engine.timer_poll_ms.max(10)),
         ));
+        let deliveries = state.dispatcher.clone().map(|d| {
+            tokio::spawn(d.run(std::time::Duration::from_millis(
+                self.delivery_poll_ms.max(10),
+            )))
+        });
         let reload = (self.engine.reload_poll_ms > 0).then(|| {
             tokio::spawn(rules::watch(
                 self.engine.playbooks.clone(),
@@ -298,6 +337,9 @@ impl Application {
             .await
             .map_err(Error::Serve);
         timers.abort();
+        if let Some(deliveries) = deliveries {
+            deliveries.abort();
+        }
         if let Some(reload) = reload {
             reload.abort();
         }

@@ -40,6 +40,60 @@ timer_poll_ms = 250
 # How often the playbook folder is checked for changes, in milliseconds (0: never).
 reload_poll_ms = 2000
 
+[delivery]
+# Render every message and keep it in the outbox (GET /api/v1/outbox) instead of sending it.
+# Tasks and changes to pipewright's own records still happen. The demo runs with dry_run.
+dry_run = false
+# Where links in messages point (the deal in pipewright's API).
+base_url = "http://127.0.0.1:7878"
+# How often the outbox is looked at, in milliseconds.
+poll_ms = 250
+# How long a claimed effect is held before another node may take it over.
+lease_ms = 60000
+# Effects claimed per pass, and delivered at once.
+batch = 100
+concurrency = 16
+# Attempts before an effect is dead-lettered (a permanent refusal dead-letters at once).
+max_attempts = 8
+# Retry n waits backoff_base_ms * 2^(n-1), at most backoff_max_ms, the second half random.
+backoff_base_ms = 5000
+backoff_max_ms = 3600000
+# A channel failing this many times in a row is paused for breaker_cooldown_ms, doubling
+# (up to breaker_max_ms) while it keeps failing.
+breaker_failures = 5
+breaker_cooldown_ms = 30000
+breaker_max_ms = 600000
+
+[delivery.rate_limits]
+# Deliveries per second per channel: email; webhook (per host); chat (per channel); task.
+# Slack accepts about one message per second per incoming webhook.
+email = 20.0
+chat = 1.0
+
+[delivery.email]
+host = "127.0.0.1"
+port = 25
+# none, starttls (RFC 3207, usually port 587) or tls (implicit TLS, RFC 8314, usually 465).
+tls = "none"
+# username = "…"
+# password = "…"
+# The sender; its domain also names each Message-ID (<idempotency key@domain>).
+from = "pipewright <pipewright@localhost>"
+timeout_ms = 10000
+
+[delivery.webhooks]
+# Key for the Pipewright-Signature header (HMAC-SHA256 over "<timestamp>.<body>"); empty: unsigned.
+secret = ""
+timeout_ms = 10000
+
+[delivery.chat]
+# Channel name (as in `alert: { to: channel:sales }`) = incoming-webhook URL.
+# sales = "https://hooks.slack.com/services/…"
+
+[delivery.tasks]
+# Also push each new task to this URL as a signed webhook.
+# webhook = "https://…"
+
 [log]
 # error, warn, info, debug or trace, optionally per crate: "info,store=debug".
 level = "info"
@@ -53,6 +107,7 @@ pub struct Settings {
     pub server: ServerSettings,
     pub database: DatabaseSettings,
     pub engine: EngineSettings,
+    pub delivery: delivery::Config,
     pub log: LogSettings,
 }
 

@@ -137,7 +137,7 @@ async fn demo_serves_the_sample_company() {
         .iter()
         .find_map(|l| l.strip_prefix("Admin token for this demo: "))
         .unwrap();
-    let http = reqwest::Client::new();
+    let http = delivery::http_client(std::time::Duration::from_secs(60));
     let get = |path: &str| {
         http.get(format!("{}{path}", demo.base))
             .bearer_auth(token)

@@ -26,7 +26,7 @@ async fn acknowledged_events_survive_sigkill_exactly_once() {
     let mut server = Server::start(&db);
     let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
     let enough = Arc::new(tokio::sync::Notify::new());
-    let http = reqwest::Client::new();
+    let http = delivery::http_client(std::time::Duration::from_secs(60));
     let mut clients = Vec::new();
     for client in 0..CLIENTS {
         let (http, base, token, acked) = (

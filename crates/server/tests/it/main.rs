@@ -50,7 +50,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     TestApp {
         state,
         base,
-        http: reqwest::Client::new(),
+        http: delivery::http_client(std::time::Duration::from_secs(60)),
         store,
         clock,
         admin,

@@ -1,0 +1,514 @@
+//! The dispatcher: claims due effects under a lease, renders and delivers them, records each
+//! attempt. Retries back off exponentially with jitter up to a limit, then dead-letter; a
+//! channel that keeps failing is paused (circuit breaker); each channel has a rate limit.
+//! Time comes from the clock it is given, so tests drive all of it with a manual clock.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use sha2::Digest;
+
+use clock::Clock;
+use domain::{Record, RecordKey, RecordKind, Timestamp};
+use store::{Claim, Finish, ListQuery, Outcome, Store, StoredEffect};
+
+use crate::Config;
+use crate::render::{Lookup, Message, email_headers, render};
+use crate::send::{SendError, Smtp, post_json};
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Pass {
+    pub claimed: usize,
+    pub delivered: usize,
+    pub dry_run: usize,
+    pub retried: usize,
+    pub dead: usize,
+    /// Attempts whose lease had passed to another dispatcher before they were recorded.
+    pub lost_lease: usize,
+}
+
+#[derive(Debug, Default)]
+struct Breaker {
+    failures: u32,
+    open_until: Option<Timestamp>,
+    cooldown_ms: u64,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Timestamp,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    breakers: HashMap<String, Breaker>,
+    buckets: HashMap<String, Bucket>,
+}
+
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    config: Config,
+    node: String,
+    smtp: Smtp,
+    http: reqwest::Client,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("node", &self.node)
+            .finish()
+    }
+}
+
+fn family(channel: &str) -> &str {
+    channel.split(':').next().unwrap_or(channel)
+}
+
+fn plus(t: Timestamp, ms: u64) -> Timestamp {
+    Timestamp::from_millis(t.as_millis().saturating_add(ms as i64))
+}
+
+/// How one delivery went, for the breaker: `None` when the channel was not tried.
+enum Health {
+    Up,
+    Down,
+    Untried,
+}
+
+impl Dispatcher {
+    /// # Errors
+    /// An SMTP configuration that cannot be used.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        config: Config,
+        node: String,
+    ) -> Result<Self, String> {
+        let smtp = Smtp::new(&config.email)?;
+        let http = crate::http_client(Duration::from_millis(config.webhooks.timeout_ms));
+        Ok(Self {
+            store,
+            clock,
+            config,
+            node,
+            smtp,
+            http,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Delivers batches until the outbox has nothing due, then waits `every`; forever.
+    pub async fn run(self: Arc<Self>, every: Duration) {
+        loop {
+            match self.run_once().await {
+                Ok(pass) if pass.claimed == self.config.batch => continue,
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = ?e, "delivery pass failed; will retry"),
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// One pass: claim what is due (within pauses and rate limits), deliver it concurrently,
+    /// record every outcome.
+    ///
+    /// # Errors
+    /// The store failing to claim.
+    pub async fn run_once(self: &Arc<Self>) -> store::Result<Pass> {
+        let now = self.clock.now();
+        let (paused, budgets) = self.plan(now);
+        let claimed = self
+            .store
+            .claim_effects(Claim {
+                node: self.node.clone(),
+                now,
+                lease_until: plus(now, self.config.lease_ms),
+                limit: self.config.batch,
+                paused,
+                budgets,
+            })
+            .await?;
+        let mut pass = Pass {
+            claimed: claimed.len(),
+            ..Pass::default()
+        };
+        if claimed.is_empty() {
+            return Ok(pass);
+        }
+        self.take_tokens(&claimed, now);
+        let people: Arc<Vec<domain::Person>> = Arc::new(self.people().await?);
+        let playbooks = self.store.engine().map(|e| Arc::clone(e.playbooks()));
+        let limit = Arc::new(tokio::sync::Semaphore::new(self.config.concurrency.max(1)));
+        let mut running = tokio::task::JoinSet::new();
+        for effect in claimed {
+            let this = Arc::clone(self);
+            let people = Arc::clone(&people);
+            let playbooks = playbooks.clone();
+            let limit = Arc::clone(&limit);
+            running.spawn(async move {
+                let _permit = limit.acquire().await;
+                let channel = effect.channel.clone();
+                let (finish, health) = this.deliver(effect, &people, playbooks).await;
+                let outcome = finish.outcome;
+                let recorded = this.store.finish_delivery(finish).await;
+                (channel, outcome, health, recorded)
+            });
+        }
+        while let Some(joined) = running.join_next().await {
+            let Ok((channel, outcome, health, recorded)) = joined else {
+                continue;
+            };
+            self.observe(&channel, health);
+            match recorded {
+                Ok(true) => {}
+                Ok(false) => {
+                    pass.lost_lease += 1;
+                    continue;
+                }
+                Err(e) => {
+                    // The lease runs out and the effect is taken up again.
+                    tracing::error!(error = ?e, "recording a delivery failed");
+                    continue;
+                }
+            }
+            let label = match outcome {
+                Outcome::Delivered => {
+                    pass.delivered += 1;
+                    "delivered"
+                }
+                Outcome::DryRun => {
+                    pass.dry_run += 1;
+                    "dry_run"
+                }
+                Outcome::Retry { .. } => {
+                    pass.retried += 1;
+                    "retry"
+                }
+                Outcome::Dead => {
+                    pass.dead += 1;
+                    "dead"
+                }
+            };
+            metrics::counter!("pipewright_deliveries_total", "channel" => family(&channel).to_owned(), "outcome" => label)
+                .increment(1);
+        }
+        Ok(pass)
+    }
+
+    async fn people(&self) -> store::Result<Vec<domain::Person>> {
+        let mut query = ListQuery::new(RecordKind::Person);
+        query.limit = 10_000;
+        let page = self.store.list(&query).await?;
+        Ok(page
+            .items
+            .into_iter()
+            .filter_map(|r| match r.record {
+                Record::Person(p) => Some(p),
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn lookup(
+        &self,
+        key: &RecordKey,
+        people: &[domain::Person],
+        playbooks: Option<Arc<playbook::PlaybookSet>>,
+    ) -> store::Result<Lookup> {
+        let record = self.store.record(key).await?.map(|r| r.record);
+        let contact = match &record {
+            Some(Record::Deal(d)) => match d.contacts.iter().next() {
+                Some(id) => match self
+                    .store
+                    .record(&RecordKey::new(RecordKind::Contact, id.clone()))
+                    .await?
+                {
+                    Some(stored) => match stored.record {
+                        Record::Contact(c) => Some(c),
+                        _ => None,
+                    },
+                    None => None,
+                },
+                None => None,
+            },
+            // A lead is its own contact.
+            Some(Record::Lead(l)) => serde_json::from_value(serde_json::json!({
+                "id": l.id, "name": l.name, "email": l.email, "title": l.title
+            }))
+            .ok(),
+            _ => None,
+        };
+        Ok(Lookup {
+            record,
+            people: people.to_vec(),
+            contact,
+            playbooks,
+        })
+    }
+
+    async fn deliver(
+        &self,
+        effect: StoredEffect,
+        people: &[domain::Person],
+        playbooks: Option<Arc<playbook::PlaybookSet>>,
+    ) -> (Finish, Health) {
+        let started_at = self.clock.now();
+        let mut finish = Finish {
+            key: effect.key.clone(),
+            node: self.node.clone(),
+            started_at,
+            finished_at: started_at,
+            outcome: Outcome::Dead,
+            detail: None,
+            rendered: None,
+            task: None,
+        };
+        let lookup = match self.lookup(&effect.record, people, playbooks).await {
+            Ok(l) => l,
+            Err(e) => {
+                finish.outcome = self.retry(&effect, started_at);
+                finish.detail = Some(format!("looking up the record failed: {e}"));
+                return (finish, Health::Untried);
+            }
+        };
+        let message = match render(&effect, &lookup, &self.config, started_at) {
+            Ok(m) => m,
+            Err(e) => {
+                finish.detail = Some(e.0);
+                return (finish, Health::Untried);
+            }
+        };
+        finish.rendered = serde_json::to_value(&message).ok();
+        finish.task = message.task(&effect);
+        let external = matches!(
+            message,
+            Message::Email { .. } | Message::Chat { .. } | Message::Webhook { .. }
+        );
+        let result = if self.config.dry_run && external {
+            finish.outcome = Outcome::DryRun;
+            finish.finished_at = self.clock.now();
+            return (finish, Health::Untried);
+        } else {
+            self.send(&effect, &message, started_at).await
+        };
+        finish.finished_at = self.clock.now();
+        let health = match &result {
+            Ok(said) => {
+                finish.outcome = Outcome::Delivered;
+                finish.detail = Some(said.clone());
+                Health::Up
+            }
+            Err(e) if e.permanent => {
+                finish.outcome = Outcome::Dead;
+                finish.detail = Some(e.message.clone());
+                Health::Up
+            }
+            Err(e) => {
+                finish.outcome = self.retry(&effect, finish.finished_at);
+                finish.detail = Some(match finish.outcome {
+                    Outcome::Dead => {
+                        format!("gave up after {} attempts: {}", effect.attempts, e.message)
+                    }
+                    _ => e.message.clone(),
+                });
+                Health::Down
+            }
+        };
+        (finish, health)
+    }
+
+    async fn send(
+        &self,
+        effect: &StoredEffect,
+        message: &Message,
+        now: Timestamp,
+    ) -> Result<String, SendError> {
+        let seconds = now.as_millis().div_euclid(1000);
+        let secret = &self.config.webhooks.secret;
+        match message {
+            Message::Email { .. } => {
+                let headers: Vec<(&'static str, String)> =
+                    email_headers(effect).into_iter().collect();
+                self.smtp.send(message, &headers).await
+            }
+            Message::Chat { channel, payload } => match self.config.chat.get(channel) {
+                Some(url) => {
+                    post_json(&self.http, url, payload, &effect.key, secret, seconds).await
+                }
+                None => Err(SendError {
+                    permanent: true,
+                    message: format!(
+                        "chat channel {channel:?} is not configured (delivery.chat.{channel})"
+                    ),
+                }),
+            },
+            Message::Webhook { url, body } => {
+                post_json(&self.http, url, body, &effect.key, secret, seconds).await
+            }
+            Message::Task { .. } => match &self.config.tasks.webhook {
+                Some(url) if !self.config.dry_run => {
+                    let body = serde_json::to_value(message).unwrap_or_default();
+                    post_json(&self.http, url, &body, &effect.key, secret, seconds).await
+                }
+                _ => Ok("stored".into()),
+            },
+            Message::Internal { event } => {
+                let new = wire::parse_one(&event.to_string()).map_err(|p| SendError {
+                    permanent: true,
+                    message: format!("the change is not a valid event: {p}"),
+                })?;
+                match self.store.ingest(vec![new]).await {
+                    Ok(results) => Ok(format!("{:?}", results.first())),
+                    Err(e) => Err(SendError {
+                        permanent: false,
+                        message: format!("applying the change failed: {e}"),
+                    }),
+                }
+            }
+            Message::Sequence => Err(SendError {
+                permanent: false,
+                message: "sequences are run by the sequence engine".into(),
+            }),
+        }
+    }
+
+    /// The next attempt after a transient failure, or dead once the attempts are used up.
+    fn retry(&self, effect: &StoredEffect, now: Timestamp) -> Outcome {
+        if effect.attempts >= self.config.max_attempts {
+            return Outcome::Dead;
+        }
+        let exponent = effect.attempts.saturating_sub(1).min(30);
+        let delay = self
+            .config
+            .backoff_base_ms
+            .saturating_mul(1 << exponent)
+            .min(self.config.backoff_max_ms);
+        // Equal jitter, drawn from the key and attempt: effects that failed together spread
+        // out, and a replay of the same history waits the same.
+        let half = delay / 2;
+        let mut h = sha2::Sha256::new();
+        h.update(effect.key.as_bytes());
+        h.update(effect.attempts.to_le_bytes());
+        let bytes = h.finalize();
+        let draw = u64::from_le_bytes(bytes[..8].try_into().unwrap_or_default());
+        Outcome::Retry {
+            next_at: plus(now, half + draw % (half + 1)),
+        }
+    }
+
+    /// Channels to leave alone this pass, and how many each may take.
+    fn plan(&self, now: Timestamp) -> (Vec<String>, Vec<(String, usize)>) {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The sequence engine runs sequences.
+        let mut paused = vec!["sequence".to_owned()];
+        let mut budgets = Vec::new();
+        for (channel, b) in &state.breakers {
+            match b.open_until {
+                Some(until) if until > now => paused.push(channel.clone()),
+                // Half-open: one probe decides.
+                Some(_) => budgets.push((channel.clone(), 1)),
+                None => {}
+            }
+        }
+        let rates = self.config.rate_limits.clone();
+        for (channel, bucket) in &mut state.buckets {
+            if let Some(rate) = rates.get(family(channel)) {
+                let burst = rate.max(1.0);
+                let elapsed = (now.as_millis() - bucket.at.as_millis()).max(0) as f64 / 1000.0;
+                bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
+                bucket.at = now;
+                if !budgets.iter().any(|(c, _)| c == channel) {
+                    budgets.push((channel.clone(), bucket.tokens.floor() as usize));
+                }
+            }
+        }
+        for (family, rate) in &rates {
+            budgets.push((family.clone(), rate.max(1.0).floor() as usize));
+        }
+        (paused, budgets)
+    }
+
+    fn take_tokens(&self, claimed: &[StoredEffect], now: Timestamp) {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for e in claimed {
+            if let Some(rate) = self.config.rate_limits.get(family(&e.channel)) {
+                let bucket = state.buckets.entry(e.channel.clone()).or_insert(Bucket {
+                    tokens: rate.max(1.0),
+                    at: now,
+                });
+                bucket.tokens -= 1.0;
+            }
+        }
+    }
+
+    /// Feeds the channel's breaker: failures in a row open it, for longer each time it
+    /// re-opens; a success closes it.
+    fn observe(&self, channel: &str, health: Health) {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = self.clock.now();
+        let breaker = state.breakers.entry(channel.to_owned()).or_default();
+        match health {
+            Health::Untried => {}
+            Health::Up => *breaker = Breaker::default(),
+            Health::Down => {
+                breaker.failures += 1;
+                // Failures of deliveries already under way when it opened change nothing.
+                let open = breaker.open_until.is_some_and(|t| t > now);
+                let half_open = breaker.open_until.is_some_and(|t| t <= now);
+                if !open && (half_open || breaker.failures >= self.config.breaker_failures) {
+                    breaker.cooldown_ms = if breaker.cooldown_ms == 0 {
+                        self.config.breaker_cooldown_ms
+                    } else {
+                        (breaker.cooldown_ms * 2).min(self.config.breaker_max_ms)
+                    };
+                    breaker.open_until = Some(plus(now, breaker.cooldown_ms));
+                    tracing::warn!(
+                        channel,
+                        failures = breaker.failures,
+                        pause_ms = breaker.cooldown_ms,
+                        "channel failing; paused"
+                    );
+                }
+            }
+        }
+        if breaker.failures == 0 && breaker.open_until.is_none() {
+            state.breakers.remove(channel);
+        }
+    }
+
+    /// Channels paused now, with when they will be tried again.
+    pub fn paused(&self) -> Vec<(String, Timestamp)> {
+        let now = self.clock.now();
+        let state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out: Vec<(String, Timestamp)> = state
+            .breakers
+            .iter()
+            .filter_map(|(c, b)| b.open_until.filter(|t| *t > now).map(|t| (c.clone(), t)))
+            .collect();
+        out.sort();
+        out
+    }
+}

@@ -1,0 +1,451 @@
+//! Turns an effect into the message it delivers, without sending anything: the same rendering
+//! serves live delivery and dry runs. Everything it needs is looked up beforehand (the record,
+//! the people, the primary contact, the playbooks), so rendering itself is pure.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use domain::{Contact, Person, Record, RecordKey, Role, Timestamp};
+use playbook::{Action, AssetChoice, PlaybookSet, Target};
+use store::{NewTask, StoredEffect};
+
+/// A message ready to send, as stored in the outbox (`rendered`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "via", rename_all = "snake_case")]
+pub enum Message {
+    Email {
+        from: String,
+        to: Vec<String>,
+        subject: String,
+        text: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        html: Option<String>,
+        /// `<idempotency key@sender's domain>`: receivers (and mail clients) de-duplicate on it.
+        message_id: String,
+    },
+    /// Slack's incoming-webhook format (also accepted by Mattermost, Rocket.Chat, …).
+    Chat {
+        channel: String,
+        payload: Value,
+    },
+    Webhook {
+        url: String,
+        body: Value,
+    },
+    Task {
+        id: String,
+        kind: String,
+        assignee: String,
+        title: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        due_at: Option<Timestamp>,
+    },
+    /// A change to pipewright's own records, applied as an event whose source id is the
+    /// effect's key (so applying it twice changes nothing).
+    Internal {
+        event: Value,
+    },
+    /// Started and stopped by the sequence engine, not delivered here.
+    Sequence,
+}
+
+impl Message {
+    pub fn task(&self, effect: &StoredEffect) -> Option<NewTask> {
+        match self {
+            Message::Task {
+                id,
+                kind,
+                assignee,
+                title,
+                due_at,
+            } => Some(NewTask {
+                id: id.clone(),
+                kind: kind.clone(),
+                assignee: assignee.clone(),
+                title: title.clone(),
+                record: effect.record.clone(),
+                rule: effect.rule.clone(),
+                due_at: *due_at,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// What rendering needs to know beyond the effect.
+#[derive(Debug, Default)]
+pub struct Lookup {
+    pub record: Option<Record>,
+    pub people: Vec<Person>,
+    /// The record's first contact, if any.
+    pub contact: Option<Contact>,
+    pub playbooks: Option<std::sync::Arc<PlaybookSet>>,
+}
+
+/// Why an effect cannot be rendered: permanent, so it is dead-lettered with this message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RenderError(pub String);
+
+fn fail<T>(message: impl Into<String>) -> Result<T, RenderError> {
+    Err(RenderError(message.into()))
+}
+
+/// Renders `effect` at `now`.
+///
+/// # Errors
+/// A recipient without an address, an unknown template or asset, a template that uses a value
+/// the record does not have.
+pub fn render(
+    effect: &StoredEffect,
+    lookup: &Lookup,
+    config: &crate::Config,
+    now: Timestamp,
+) -> Result<Message, RenderError> {
+    let action: Action = serde_json::from_value(effect.action.clone())
+        .map_err(|e| RenderError(format!("unreadable action: {e}")))?;
+    let cx = Context::new(effect, lookup, config, now);
+    match &action {
+        Action::SendEmail { template, to } => {
+            let t = lookup
+                .playbooks
+                .as_deref()
+                .and_then(|s| {
+                    s.playbooks
+                        .iter()
+                        .flat_map(|p| &p.templates)
+                        .find(|t| &t.name == template)
+                })
+                .ok_or_else(|| {
+                    RenderError(format!(
+                        "template {template:?} is not in the running playbooks"
+                    ))
+                })?;
+            let values = cx.values(None);
+            cx.email(
+                to,
+                render_text(&t.subject, &values, false)?,
+                render_text(&t.text, &values, false)?,
+                t.html
+                    .as_deref()
+                    .map(|h| render_text(h, &values, true))
+                    .transpose()?,
+            )
+        }
+        Action::SendAsset { asset, to } => {
+            let AssetChoice::Named(name) = asset else {
+                return fail("no asset in the library matches the use case");
+            };
+            let a = lookup
+                .playbooks
+                .as_deref()
+                .and_then(|s| {
+                    s.playbooks
+                        .iter()
+                        .flat_map(|p| &p.assets)
+                        .find(|a| &a.name == name)
+                })
+                .ok_or_else(|| {
+                    RenderError(format!("asset {name:?} is not in the running playbooks"))
+                })?;
+            let asset = json!({
+                "name": a.name,
+                "title": a.title.clone().unwrap_or_else(|| a.name.clone()),
+                "url": a.url.clone().or_else(|| a.file.clone()).unwrap_or_default(),
+            });
+            let values = cx.values(Some(asset));
+            let subject = render_text("{{ asset.title }}", &values, false)?;
+            let text = render_text(ASSET_EMAIL, &values, false)?;
+            cx.email(to, subject, text, None)
+        }
+        Action::Alert {
+            to: Target::Channel(channel),
+            text,
+        } => {
+            let text = render_text(text, &cx.values(None), false)?;
+            Ok(Message::Chat {
+                channel: channel.clone(),
+                payload: json!({
+                    "text": format!(
+                        "{text} — <{}|{}>\n_Why: {}_",
+                        cx.link,
+                        cx.title,
+                        cx.why
+                    ),
+                }),
+            })
+        }
+        Action::Alert { to, text } => {
+            let text = render_text(text, &cx.values(None), false)?;
+            let subject = format!("[pipewright] {}: {}", cx.title, effect.rule);
+            let body = format!("{text}\n\nWhy: {}\n{}\n", cx.why, cx.link);
+            cx.email(to, subject, body, None)
+        }
+        Action::Task {
+            assignee,
+            title,
+            due,
+        } => Ok(Message::Task {
+            id: effect.key.clone(),
+            kind: "task".into(),
+            assignee: cx.person_id(assignee)?,
+            title: render_text(title, &cx.values(None), false)?,
+            due_at: due.map(|d| Timestamp::from_millis(now.as_millis() + d.0)),
+        }),
+        Action::Escalate { to, reason, .. } => Ok(Message::Task {
+            id: effect.key.clone(),
+            kind: "escalation".into(),
+            assignee: cx.person_id(to)?,
+            title: format!("Escalation ({reason}): {}", cx.title),
+            due_at: None,
+        }),
+        Action::Webhook { url } => Ok(Message::Webhook {
+            url: url.clone(),
+            body: cx.webhook_body(effect),
+        }),
+        Action::AssignOwner { chosen, .. } => {
+            let Some(owner) = chosen else {
+                return fail("no team member was chosen");
+            };
+            Ok(cx.internal(effect, json!({ "owner": owner })))
+        }
+        Action::SetField { field, value } => {
+            let name = field.strip_prefix("fields.").unwrap_or(field);
+            // `true`, `12` or `"x"` keep their type; anything else is text.
+            let value = serde_json::from_str::<Value>(value).unwrap_or_else(|_| json!(value));
+            Ok(cx.internal(effect, json!({ "fields": { name: value } })))
+        }
+        Action::StartSequence { .. } | Action::StopSequence { .. } => Ok(Message::Sequence),
+    }
+}
+
+/// The email `send_asset` sends.
+const ASSET_EMAIL: &str = "Hello {{ contact.name | default('there') }},
+
+As promised: {{ asset.title }}
+{{ asset.url }}
+
+Best regards,
+{{ owner.name | default('') }}
+";
+
+fn role_name(role: Role) -> String {
+    serde_json::to_value(role)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn render_text(source: &str, values: &Value, html: bool) -> Result<String, RenderError> {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.set_fuel(Some(50_000));
+    let escape = if html {
+        minijinja::AutoEscape::Html
+    } else {
+        minijinja::AutoEscape::None
+    };
+    env.set_auto_escape_callback(move |_| escape.clone());
+    env.render_str(source, minijinja::value::Serde(values))
+        .map_err(|e| {
+            RenderError(format!(
+                "template: {}",
+                e.detail().map_or_else(|| e.to_string(), str::to_owned)
+            ))
+        })
+}
+
+struct Context<'a> {
+    lookup: &'a Lookup,
+    config: &'a crate::Config,
+    key: &'a RecordKey,
+    effect_key: &'a str,
+    /// The record's facts, as conditions see them.
+    facts: Value,
+    link: String,
+    /// The record's name, or its id.
+    title: String,
+    why: String,
+}
+
+impl<'a> Context<'a> {
+    fn new(
+        effect: &'a StoredEffect,
+        lookup: &'a Lookup,
+        config: &'a crate::Config,
+        now: Timestamp,
+    ) -> Self {
+        let facts = lookup
+            .record
+            .as_ref()
+            .and_then(|r| engine::facts::record(r, now))
+            .map_or(Value::Null, |v| engine::facts::to_json(&v));
+        let title = facts["name"]
+            .as_str()
+            .map_or_else(|| effect.record.id.as_str().to_owned(), str::to_owned);
+        let link = format!(
+            "{}/api/v1/{}s/{}",
+            config.base_url.trim_end_matches('/'),
+            effect.record.kind.as_str(),
+            effect.record.id.as_str()
+        );
+        Self {
+            lookup,
+            config,
+            key: &effect.record,
+            effect_key: &effect.key,
+            facts,
+            link,
+            title,
+            why: effect.trace["why"].as_str().unwrap_or_default().to_owned(),
+        }
+    }
+
+    fn person(&self, id: &str) -> Option<&Person> {
+        self.lookup.people.iter().find(|p| p.id.as_str() == id)
+    }
+
+    fn owner(&self) -> Option<String> {
+        self.facts["owner"].as_str().map(str::to_owned)
+    }
+
+    /// Template values: the record under its kind, its owner and contact, the link, the asset.
+    fn values(&self, asset: Option<Value>) -> Value {
+        let owner = self.owner().map(|id| match self.person(&id) {
+            Some(p) => json!({"id": id, "name": p.name, "email": p.email}),
+            None => json!({"id": id}),
+        });
+        let contact = self.lookup.contact.as_ref().map(
+            |c| json!({"id": c.id.as_str(), "name": c.name, "email": c.email, "title": c.title}),
+        );
+        let mut v = json!({ self.key.kind.as_str(): self.facts, "link": self.link });
+        for (name, value) in [("owner", owner), ("contact", contact), ("asset", asset)] {
+            if let Some(value) = value {
+                v[name] = value;
+            }
+        }
+        v
+    }
+
+    fn address(&self, id: &str) -> Result<String, RenderError> {
+        match self.person(id) {
+            Some(Person { email: Some(e), .. }) => Ok(e.clone()),
+            _ if id.contains('@') => Ok(id.to_owned()),
+            _ => fail(format!("person {id} has no email address")),
+        }
+    }
+
+    fn recipients(&self, to: &Target) -> Result<Vec<String>, RenderError> {
+        match to {
+            Target::Owner => match self.owner() {
+                Some(id) => Ok(vec![self.address(&id)?]),
+                None => fail(format!("{} has no owner", self.key)),
+            },
+            Target::PrimaryContact => match &self.lookup.contact {
+                Some(Contact { email: Some(e), .. }) => Ok(vec![e.clone()]),
+                Some(c) => fail(format!("contact {} has no email address", c.id)),
+                None => fail(format!("{} has no contact", self.key)),
+            },
+            Target::Person(id) => Ok(vec![self.address(id.as_str())?]),
+            Target::Role(role) => {
+                let people = self.with_role(*role);
+                if people.is_empty() {
+                    return fail(format!("nobody has the role {}", role_name(*role)));
+                }
+                people.iter().map(|p| self.address(p.id.as_str())).collect()
+            }
+            Target::Channel(c) => fail(format!("channel:{c} is not an email recipient")),
+        }
+    }
+
+    fn with_role(&self, role: Role) -> Vec<&Person> {
+        let mut people: Vec<&Person> = self
+            .lookup
+            .people
+            .iter()
+            .filter(|p| p.roles.contains(&role))
+            .collect();
+        people.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+        people
+    }
+
+    /// The one person a task is for: a role's first member (by id).
+    fn person_id(&self, to: &Target) -> Result<String, RenderError> {
+        match to {
+            Target::Owner => self
+                .owner()
+                .ok_or_else(|| RenderError(format!("{} has no owner", self.key))),
+            Target::Person(id) => Ok(id.as_str().to_owned()),
+            Target::Role(role) => self
+                .with_role(*role)
+                .first()
+                .map(|p| p.id.as_str().to_owned())
+                .ok_or_else(|| RenderError(format!("nobody has the role {}", role_name(*role)))),
+            other => fail(format!("a task cannot be assigned to {other:?}")),
+        }
+    }
+
+    fn email(
+        &self,
+        to: &Target,
+        subject: String,
+        text: String,
+        html: Option<String>,
+    ) -> Result<Message, RenderError> {
+        let from = self.config.email.from.clone();
+        let domain = from
+            .rsplit_once('@')
+            .map_or("pipewright.localhost", |(_, d)| d.trim_end_matches('>'))
+            .to_owned();
+        Ok(Message::Email {
+            to: self.recipients(to)?,
+            from,
+            subject,
+            text,
+            html,
+            message_id: format!("<{}@{domain}>", self.effect_key),
+        })
+    }
+
+    fn webhook_body(&self, effect: &StoredEffect) -> Value {
+        json!({
+            "id": effect.key,
+            "type": "pipewright.effect",
+            "created_at": effect.created_at,
+            "playbook": effect.playbook,
+            "rule": effect.rule,
+            "version": effect.version,
+            "record": { "kind": effect.record.kind.as_str(), "id": effect.record.id.as_str() },
+            "action": effect.action,
+            "trace": effect.trace,
+            "facts": self.facts,
+            "link": self.link,
+        })
+    }
+
+    fn internal(&self, effect: &StoredEffect, data: Value) -> Message {
+        let kind = self.key.kind.as_str();
+        Message::Internal {
+            event: json!({
+                "type": format!("{kind}.updated"),
+                "source": "pipewright",
+                "source_id": effect.key,
+                "occurred_at": effect.due,
+                kind: self.key.id.as_str(),
+                "data": data,
+            }),
+        }
+    }
+}
+
+/// Headers an email carries beyond the usual ones.
+pub fn email_headers(effect: &StoredEffect) -> BTreeMap<&'static str, String> {
+    [
+        ("X-Pipewright-Effect", effect.key.clone()),
+        ("X-Pipewright-Rule", effect.rule.clone()),
+    ]
+    .into_iter()
+    .collect()
+}

@@ -1,0 +1,272 @@
+//! Each channel against its real peer: what arrives, with which headers.
+
+use hmac::{KeyInit, Mac};
+use testkit::{Receiver, SmtpServer};
+
+use crate::{ingest, note, rule, setup, ts};
+
+#[tokio::test]
+async fn emails_are_rendered_and_carry_the_key_as_message_id() {
+    let Some(smtp) = SmtpServer::start() else {
+        return;
+    };
+    let s = setup(
+        &rule("      - send_email: { template: follow-up, to: deal.primary_contact }\n      - send_asset: { asset: roi-calculator }\n"),
+        |c| c.email.port = smtp.port,
+    )
+    .await;
+    ingest(&*s.store, &note(1)).await;
+    let pass = s.dispatcher.run_once().await.unwrap();
+    assert_eq!((pass.claimed, pass.delivered), (2, 2), "{pass:?}");
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    let effects = s.store.effects(None, 10).await.unwrap();
+    let follow_up = messages
+        .iter()
+        .find(|m| m["subject"] == "Globex rollout: next steps")
+        .unwrap();
+    let key = follow_up["effect"].as_str().unwrap();
+    assert!(effects.iter().any(|e| e.key == key && e.rule == "r"));
+    assert_eq!(follow_up["message_id"], format!("<{key}@acme.example>"));
+    assert_eq!(
+        follow_up["rcpt_tos"],
+        serde_json::json!(["ana@globex.example"])
+    );
+    assert_eq!(follow_up["from"], "Acme Sales <sales@acme.example>");
+    assert_eq!(
+        follow_up["text"].as_str().unwrap().trim(),
+        "Hi Ana Ruiz, about Globex rollout (proposal). Sam Ortiz"
+    );
+    assert!(
+        follow_up["html"]
+            .as_str()
+            .unwrap()
+            .contains("<b>Globex rollout</b> &amp; more")
+    );
+    let asset = messages
+        .iter()
+        .find(|m| m["subject"] == "ROI calculator")
+        .unwrap();
+    let text = asset["text"].as_str().unwrap();
+    assert!(
+        text.contains("Hello Ana Ruiz") && text.contains("https://acme.example/roi"),
+        "{text}"
+    );
+
+    for e in s.store.effects(None, 10).await.unwrap() {
+        assert_eq!(e.status, "delivered", "{e:?}");
+        assert!(e.response.as_deref().unwrap().starts_with("250"), "{e:?}");
+        assert_eq!(e.rendered.as_ref().unwrap()["via"], "email");
+    }
+    // Delivered effects are never claimed again.
+    s.clock.advance(std::time::Duration::from_secs(3600));
+    assert_eq!(s.dispatcher.run_once().await.unwrap().claimed, 0);
+    assert_eq!(smtp.messages().len(), 2);
+}
+
+#[tokio::test]
+async fn webhooks_are_signed_and_carry_the_idempotency_key() {
+    let receiver = Receiver::start().await;
+    let s = setup(
+        &rule(&format!(
+            "      - webhook: {{ url: \"{}\" }}\n",
+            receiver.url("/ok/hook")
+        )),
+        |_| {},
+    )
+    .await;
+    ingest(&*s.store, &note(1)).await;
+    assert_eq!(s.dispatcher.run_once().await.unwrap().delivered, 1);
+    let got = receiver.received();
+    assert_eq!(got.len(), 1);
+    let r = &got[0];
+    let effect = &s.store.effects(None, 10).await.unwrap()[0];
+    assert_eq!(r.header("idempotency-key"), Some(effect.key.as_str()));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    // Verify as a receiver would: HMAC-SHA256 over "<t>.<raw body>" with the shared secret.
+    let signature = r.header("pipewright-signature").unwrap();
+    let (t, v1) = signature
+        .split_once(',')
+        .map(|(t, v)| {
+            (
+                t.strip_prefix("t=").unwrap(),
+                v.strip_prefix("v1=").unwrap(),
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        t.parse::<i64>().unwrap(),
+        ts("2026-11-20T12:00:00Z").as_millis() / 1000
+    );
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"whsec-test").unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(&r.body);
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(v1, expected);
+    let body = r.json();
+    assert_eq!(body["id"], effect.key);
+    assert_eq!(body["type"], "pipewright.effect");
+    assert_eq!(
+        body["record"],
+        serde_json::json!({"kind": "deal", "id": "D-1"})
+    );
+    assert_eq!(body["facts"]["name"], "Globex rollout");
+    assert_eq!(
+        body["link"],
+        "https://pipewright.acme.example/api/v1/deals/D-1"
+    );
+    assert_eq!(body["trace"]["why"], "Every note gets a follow-up.");
+}
+
+#[tokio::test]
+async fn chat_alerts_use_the_incoming_webhook_format() {
+    let receiver = Receiver::start().await;
+    let url = receiver.url("/ok/slack");
+    let s = setup(
+        &rule("      - alert: { to: channel:sales, text: \"{{ deal.name }} needs a look\" }\n"),
+        |c| {
+            c.chat.insert("sales".into(), url);
+        },
+    )
+    .await;
+    ingest(&*s.store, &note(1)).await;
+    assert_eq!(s.dispatcher.run_once().await.unwrap().delivered, 1);
+    let got = receiver.received();
+    assert_eq!(
+        got[0].json(),
+        serde_json::json!({"text": "Globex rollout needs a look — <https://pipewright.acme.example/api/v1/deals/D-1|Globex rollout>\n_Why: Every note gets a follow-up._"})
+    );
+    // The webhook URL is a secret: the outbox keeps the channel's name, not the URL.
+    let effect = &s.store.effects(None, 10).await.unwrap()[0];
+    assert_eq!(effect.channel, "chat:sales");
+    assert!(
+        !effect
+            .rendered
+            .as_ref()
+            .unwrap()
+            .to_string()
+            .contains("/ok/slack")
+    );
+}
+
+#[tokio::test]
+async fn tasks_escalations_and_changes_to_records() {
+    let s = setup(
+        &rule("      - task: { assignee: deal.owner, title: \"Call {{ contact.name }}\", due: 2d }\n      - escalate: { to: role:vp, reason: legal-stall }\n      - set_field: { field: fields.next_step, value: call }\n      - assign_owner: { team: [vera@acme.example] }\n"),
+        |_| {},
+    )
+    .await;
+    ingest(&*s.store, &note(1)).await;
+    let pass = s.dispatcher.run_once().await.unwrap();
+    assert_eq!(pass.delivered, 4, "{pass:?}");
+    let tasks = |who: &str| {
+        let store = std::sync::Arc::clone(&s.store);
+        let who = who.to_owned();
+        async move {
+            store
+                .tasks(&store::TaskQuery {
+                    assignee: Some(who),
+                    limit: 10,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let sam = tasks("sam@acme.example").await;
+    assert_eq!(sam.len(), 1);
+    assert_eq!(
+        (sam[0].title.as_str(), sam[0].kind.as_str()),
+        ("Call Ana Ruiz", "task")
+    );
+    assert_eq!(sam[0].due_at, Some(ts("2026-11-22T12:00:00Z")));
+    let vera = tasks("vera@acme.example").await;
+    assert_eq!(vera[0].kind, "escalation");
+    assert_eq!(vera[0].title, "Escalation (legal-stall): Globex rollout");
+    let deal = s
+        .store
+        .record(&domain::RecordKey::new(
+            domain::RecordKind::Deal,
+            domain::RecordId::parse("D-1").unwrap(),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let domain::Record::Deal(deal) = deal.record else {
+        panic!()
+    };
+    assert_eq!(
+        deal.owner.as_ref().map(|o| o.as_str()),
+        Some("vera@acme.example")
+    );
+    assert_eq!(
+        deal.fields.get("next_step"),
+        Some(&serde_json::json!("call"))
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_renders_everything_and_sends_nothing() {
+    let Some(smtp) = SmtpServer::start() else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let s = setup(
+        &rule(&format!(
+            "      - send_email: {{ template: follow-up, to: deal.owner }}\n      - webhook: {{ url: \"{}\" }}\n      - task: {{ assignee: deal.owner, title: Call }}\n",
+            receiver.url("/ok/dry")
+        )),
+        |c| {
+            c.email.port = smtp.port;
+            c.dry_run = true;
+        },
+    )
+    .await;
+    ingest(&*s.store, &note(1)).await;
+    let pass = s.dispatcher.run_once().await.unwrap();
+    assert_eq!((pass.dry_run, pass.delivered), (2, 1), "{pass:?}");
+    assert!(smtp.messages().is_empty());
+    assert!(receiver.received().is_empty());
+    let effects = s.store.effects(None, 10).await.unwrap();
+    let email = effects.iter().find(|e| e.channel == "email").unwrap();
+    assert_eq!(email.status, "dry_run");
+    let rendered = email.rendered.as_ref().unwrap();
+    assert_eq!(rendered["subject"], "Globex rollout: next steps");
+    assert_eq!(rendered["to"], serde_json::json!(["sam@acme.example"]));
+    // Tasks are pipewright's own: they are created in a dry run too.
+    assert_eq!(
+        effects.iter().find(|e| e.channel == "task").unwrap().status,
+        "delivered"
+    );
+}
+
+#[tokio::test]
+async fn a_message_that_cannot_be_rendered_is_dead_lettered_with_the_reason() {
+    let s = setup(
+        &rule("      - alert: { to: deal.owner, text: \"{{ deal.fields.no_such_field }}\" }\n      - send_email: { template: follow-up, to: role:sdr }\n"),
+        |_| {},
+    )
+    .await;
+    ingest(&*s.store, &note(1)).await;
+    let pass = s.dispatcher.run_once().await.unwrap();
+    assert_eq!(pass.dead, 2, "{pass:?}");
+    let mut errors: Vec<String> = s
+        .store
+        .effects(None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.last_error.unwrap_or_default())
+        .collect();
+    errors.sort();
+    assert!(errors[0].contains("nobody has the role sdr"), "{errors:?}");
+    assert!(
+        errors[1].starts_with("template:") && errors[1].contains("undefined"),
+        "{errors:?}"
+    );
+}

@@ -1,0 +1,191 @@
+//! Failures: retries with backoff, timeouts, permanent refusals, dead letters, the circuit
+//! breaker and rate limits — all in virtual time.
+
+use std::time::Duration;
+
+use testkit::{Receiver, SmtpServer};
+
+use crate::{ingest, note, rule, setup};
+
+fn webhook(receiver: &Receiver, path: &str) -> String {
+    rule(&format!(
+        "      - webhook: {{ url: \"{}\" }}\n",
+        receiver.url(path)
+    ))
+}
+
+#[tokio::test]
+async fn a_flaky_receiver_is_retried_with_backoff_until_it_answers() {
+    let receiver = Receiver::start().await;
+    let s = setup(&webhook(&receiver, "/flaky/x"), |_| {}).await;
+    ingest(&*s.store, &note(1)).await;
+    let start = clock::Clock::now(&s.clock).as_millis();
+    assert_eq!(s.dispatcher.run_once().await.unwrap().retried, 1);
+    let e = &s.store.effects(None, 1).await.unwrap()[0];
+    assert_eq!((e.status.as_str(), e.attempts), ("pending", 1));
+    let wait = e.next_at.as_millis() - start;
+    // Base 1 s, equal jitter: between 0.5 and 1 s.
+    assert!((500..=1000).contains(&wait), "{wait}");
+    assert_eq!(
+        s.dispatcher.run_once().await.unwrap().claimed,
+        0,
+        "not due yet"
+    );
+    s.clock.set(e.next_at);
+    assert_eq!(s.dispatcher.run_once().await.unwrap().retried, 1);
+    let e = &s.store.effects(None, 1).await.unwrap()[0];
+    let wait = e.next_at.as_millis() - clock::Clock::now(&s.clock).as_millis();
+    assert!(
+        (1000..=2000).contains(&wait),
+        "the second wait doubles: {wait}"
+    );
+    s.clock.set(e.next_at);
+    assert_eq!(s.dispatcher.run_once().await.unwrap().delivered, 1);
+    let got = receiver.received();
+    assert_eq!(got.len(), 3);
+    assert!(
+        got.iter()
+            .all(|r| r.header("idempotency-key") == Some(e.key.as_str()))
+    );
+    let (_, attempts) = s.store.effect(&e.key).await.unwrap().unwrap();
+    let outcomes: Vec<&str> = attempts.iter().map(|a| a.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["retry", "retry", "delivered"]);
+    assert!(attempts[0].detail.as_deref().unwrap().starts_with("503"));
+}
+
+#[tokio::test]
+async fn timeouts_are_retried() {
+    let receiver = Receiver::start().await;
+    let s = setup(&webhook(&receiver, "/slow/x"), |c| {
+        c.webhooks.timeout_ms = 300
+    })
+    .await;
+    ingest(&*s.store, &note(1)).await;
+    assert_eq!(s.dispatcher.run_once().await.unwrap().retried, 1);
+    let e = &s.store.effects(None, 1).await.unwrap()[0];
+    assert!(
+        e.last_error.as_deref().unwrap().contains("timed out"),
+        "{e:?}"
+    );
+    s.clock.set(e.next_at);
+    assert_eq!(s.dispatcher.run_once().await.unwrap().delivered, 1);
+}
+
+#[tokio::test]
+async fn permanent_refusals_are_dead_lettered_at_once_and_temporary_ones_retried() {
+    let Some(smtp) = SmtpServer::start() else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let s = setup(
+        &rule(&format!(
+            "      - webhook: {{ url: \"{}\" }}\n      - send_email: {{ template: follow-up, to: \"person:permfail@globex.example\" }}\n      - send_email: {{ template: follow-up, to: \"person:tempfail@globex.example\" }}\n",
+            receiver.url("/gone/x")
+        )),
+        |c| c.email.port = smtp.port,
+    )
+    .await;
+    ingest(&*s.store, &note(1)).await;
+    let pass = s.dispatcher.run_once().await.unwrap();
+    assert_eq!((pass.dead, pass.retried), (2, 1), "{pass:?}");
+    let effects = s.store.effects(None, 10).await.unwrap();
+    let error = |channel: &str, needle: &str| {
+        effects.iter().any(|e| {
+            e.channel.starts_with(channel)
+                && e.last_error.as_deref().unwrap_or_default().contains(needle)
+        })
+    };
+    assert!(error("webhook", "410"), "{effects:?}");
+    assert!(error("email", "550"), "{effects:?}");
+    assert!(error("email", "451"), "{effects:?}");
+    for _ in 0..2 {
+        s.clock.advance(Duration::from_secs(60));
+        s.dispatcher.run_once().await.unwrap();
+    }
+    let messages = smtp.messages();
+    assert_eq!(
+        messages.len(),
+        1,
+        "the 451 was retried until accepted: {messages:?}"
+    );
+    assert_eq!(
+        messages[0]["rcpt_tos"],
+        serde_json::json!(["tempfail@globex.example"])
+    );
+}
+
+#[tokio::test]
+async fn after_the_attempt_limit_an_effect_is_dead_until_retried_by_hand() {
+    let receiver = Receiver::start().await;
+    let s = setup(&webhook(&receiver, "/down/x"), |c| {
+        c.max_attempts = 3;
+        c.breaker_failures = 100;
+    })
+    .await;
+    ingest(&*s.store, &note(1)).await;
+    for _ in 0..3 {
+        s.dispatcher.run_once().await.unwrap();
+        s.clock.advance(Duration::from_secs(60));
+    }
+    let e = &s.store.effects(None, 1).await.unwrap()[0];
+    assert_eq!(e.status, "dead");
+    assert_eq!(
+        e.last_error.as_deref(),
+        Some("gave up after 3 attempts: 500 down")
+    );
+    assert_eq!(s.dispatcher.run_once().await.unwrap().claimed, 0);
+    let retried = s.store.retry_effect(&e.key).await.unwrap();
+    assert_eq!((retried.status.as_str(), retried.attempts), ("pending", 0));
+    assert_eq!(s.dispatcher.run_once().await.unwrap().retried, 1);
+    assert_eq!(receiver.received().len(), 4);
+}
+
+#[tokio::test]
+async fn a_failing_channel_is_paused_then_probed_once() {
+    let receiver = Receiver::start().await;
+    let s = setup(&webhook(&receiver, "/down/b"), |c| {
+        c.breaker_failures = 2;
+        c.breaker_cooldown_ms = 10_000;
+    })
+    .await;
+    let notes: Vec<String> = (1..=4).map(note).collect();
+    ingest(&*s.store, &notes.join("\n")).await;
+    assert_eq!(s.dispatcher.run_once().await.unwrap().retried, 4);
+    let paused = s.dispatcher.paused();
+    assert_eq!(paused.len(), 1, "{paused:?}");
+    assert!(paused[0].0.starts_with("webhook:127.0.0.1:"));
+    assert_eq!(
+        paused[0].1.as_millis(),
+        clock::Clock::now(&s.clock).as_millis() + 10_000
+    );
+    // Retries are due, but the channel is paused.
+    s.clock.advance(Duration::from_secs(5));
+    assert_eq!(s.dispatcher.run_once().await.unwrap().claimed, 0);
+    // After the pause one probe goes; it fails and the pause doubles.
+    s.clock.advance(Duration::from_secs(6));
+    assert_eq!(s.dispatcher.run_once().await.unwrap().claimed, 1);
+    let paused = s.dispatcher.paused();
+    assert_eq!(
+        paused[0].1.as_millis(),
+        clock::Clock::now(&s.clock).as_millis() + 20_000
+    );
+    assert_eq!(receiver.received().len(), 5);
+}
+
+#[tokio::test]
+async fn rate_limits_spread_a_burst() {
+    let receiver = Receiver::start().await;
+    let s = setup(&webhook(&receiver, "/ok/r"), |c| {
+        c.rate_limits.insert("webhook".into(), 2.0);
+    })
+    .await;
+    let notes: Vec<String> = (1..=5).map(note).collect();
+    ingest(&*s.store, &notes.join("\n")).await;
+    let mut per_second = Vec::new();
+    for _ in 0..3 {
+        per_second.push(s.dispatcher.run_once().await.unwrap().delivered);
+        per_second.push(s.dispatcher.run_once().await.unwrap().delivered);
+        s.clock.advance(Duration::from_secs(1));
+    }
+    assert_eq!(per_second, [2, 0, 2, 0, 1, 0]);
+}
