@@ -2,6 +2,7 @@
 
 mod cli;
 mod crash;
+mod delivery_crash;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
