@@ -523,7 +523,12 @@ impl Store for SqliteStore {
     }
 
     async fn finish_delivery(&self, finish: Finish) -> Result<bool> {
-        self.write(move |tx, _| outbox::finish(tx, &finish)).await
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(writer::Command::Finish { finish, reply })
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
     }
 
     async fn retry_effect(&self, key: &str) -> Result<StoredEffect> {

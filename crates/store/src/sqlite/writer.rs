@@ -36,6 +36,12 @@ pub(super) enum Command {
         limit: usize,
         reply: oneshot::Sender<Result<ArmPass>>,
     },
+    /// Recorded together with the other finishes waiting, in one transaction: the sooner a
+    /// delivery is recorded, the smaller the window in which a crash makes it go out twice.
+    Finish {
+        finish: crate::Finish,
+        reply: oneshot::Sender<Result<bool>>,
+    },
 }
 
 /// Joins the writer and checkpointer threads when the last handle to the store is dropped,
@@ -138,6 +144,7 @@ fn run(
     };
     while let Some(first) = rx.blocking_recv() {
         let mut group = Vec::new();
+        let mut finishes = Vec::new();
         let mut pending_job = None;
         let mut size = 0;
         let mut next = Some(first);
@@ -147,6 +154,10 @@ fn run(
                     size += events.len();
                     group.push((events, reply));
                 }
+                Command::Finish { finish, reply } => {
+                    size += 1;
+                    finishes.push((finish, reply));
+                }
                 other => {
                     pending_job = Some(other);
                     break;
@@ -155,6 +166,9 @@ fn run(
             if size < max {
                 next = rx.try_recv().ok();
             }
+        }
+        if !finishes.is_empty() {
+            writer.finish_all(finishes);
         }
         if !group.is_empty() {
             writer.commit_group(clock.now(), group);
@@ -172,7 +186,7 @@ fn run(
             }) => {
                 let _ = reply.send(writer.arm_records(now, after, limit));
             }
-            Some(Command::Ingest { .. }) | None => {}
+            Some(Command::Ingest { .. } | Command::Finish { .. }) | None => {}
         }
     }
 }
@@ -369,6 +383,43 @@ impl Writer {
         tx.commit().map_err(backend)?;
         self.cache.remember(written.into_iter().collect());
         Ok(fired)
+    }
+
+    /// Records delivery outcomes in one transaction; should it fail, each alone.
+    fn finish_all(&mut self, finishes: Vec<(crate::Finish, oneshot::Sender<Result<bool>>)>) {
+        let together = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let mut held = Vec::with_capacity(finishes.len());
+            for (finish, _) in &finishes {
+                held.push(super::outbox::finish(&tx, finish)?);
+            }
+            tx.commit().map_err(backend)?;
+            Ok::<_, Error>(held)
+        })();
+        match together {
+            Ok(held) => {
+                for ((_, reply), held) in finishes.into_iter().zip(held) {
+                    let _ = reply.send(Ok(held));
+                }
+            }
+            Err(_) => {
+                for (finish, reply) in finishes {
+                    let alone = (|| {
+                        let tx = self
+                            .conn
+                            .transaction_with_behavior(TransactionBehavior::Immediate)
+                            .map_err(backend)?;
+                        let held = super::outbox::finish(&tx, &finish)?;
+                        tx.commit().map_err(backend)?;
+                        Ok(held)
+                    })();
+                    let _ = reply.send(alone);
+                }
+            }
+        }
     }
 
     /// One pass of [`crate::Store::arm_records`], in one transaction.
