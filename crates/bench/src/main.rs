@@ -25,8 +25,11 @@ async fn main() -> anyhow::Result<()> {
         "store" => store_ingest().await,
         "rules" => rules().await,
         "timers" => timers().await,
+        "delivery" => deliveries().await,
         other => {
-            anyhow::bail!("unknown benchmark {other:?}; available: ingest, store, rules, timers")
+            anyhow::bail!(
+                "unknown benchmark {other:?}; available: ingest, store, rules, timers, delivery"
+            )
         }
     }
 }
@@ -547,5 +550,83 @@ async fn timers() -> anyhow::Result<()> {
         lateness[lateness.len() - 1],
         1000.0 / p(0.99).max(1) as f64
     );
+    Ok(())
+}
+
+/// Effects delivered per second: N emails to a local SMTP server (aiosmtpd), then N webhooks
+/// to a local HTTP receiver, by one dispatcher with the default batch and concurrency.
+async fn deliveries() -> anyhow::Result<()> {
+    let n: usize = std::env::args()
+        .nth(2)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(5_000);
+    let smtp = testkit::SmtpServer::start()
+        .ok_or_else(|| anyhow::anyhow!("needs Debian's python3-aiosmtpd"))?;
+    let receiver = testkit::Receiver::start().await;
+    for (what, action) in [
+        (
+            "emails to the SMTP server",
+            "send_email: { template: t, to: deal.owner }".to_owned(),
+        ),
+        (
+            "webhooks to the HTTP receiver",
+            format!("webhook: {{ url: \"{}\" }}", receiver.url("/ok/bench")),
+        ),
+    ] {
+        let dir = tempfile::tempdir()?;
+        let clock: Arc<dyn clock::Clock> = Arc::new(clock::SystemClock);
+        let store: Arc<dyn store::Store> = Arc::new(store::SqliteStore::open(
+            store::SqliteOptions::new(dir.path().join("d.db")),
+            Arc::clone(&clock),
+        )?);
+        let playbook = format!(
+            "playbook: b\nowner: o\ntemplates:\n  t: {{ subject: \"{{{{ deal.name }}}}\", text: \"About {{{{ deal.name }}}}.\" }}\nrules:\n  - id: r\n    why: Every note is sent on.\n    when: {{ event: note.added }}\n    then:\n      - {action}\n"
+        );
+        let loaded = playbook::load_files(&[(std::path::PathBuf::from("b.yaml"), playbook)]);
+        let set = loaded
+            .set
+            .ok_or_else(|| anyhow::anyhow!("{:?}", loaded.diagnostics))?;
+        store.set_engine(Some(Arc::new(engine::Engine::new(Arc::new(set)))));
+        let mut events = Vec::new();
+        for d in 0..100 {
+            events.push(wire::parse_one(&format!(
+                r#"{{"type":"deal.created","source":"b","source_id":"d{d}","occurred_at":"2026-11-01T09:00:00Z","deal":"D-{d}","data":{{"name":"Deal {d}","owner":"o{d}@acme.example"}}}}"#
+            ))?);
+        }
+        for i in 0..n {
+            events.push(wire::parse_one(&format!(
+                r#"{{"type":"note.added","source":"b","source_id":"n{i}","occurred_at":"2026-11-02T09:00:00Z","deal":"D-{}","data":{{"text":"x"}}}}"#,
+                i % 100
+            ))?);
+        }
+        for chunk in events.chunks(1000) {
+            store.ingest(chunk.to_vec()).await?;
+        }
+        let mut config = delivery::Config::default();
+        config.email.port = smtp.port;
+        config.rate_limits.clear();
+        let dispatcher = Arc::new(
+            delivery::Dispatcher::new(Arc::clone(&store), clock, config, "bench".into())
+                .map_err(|e| anyhow::anyhow!(e))?,
+        );
+        let started = Instant::now();
+        let mut delivered = 0;
+        while delivered < n {
+            let pass = dispatcher.run_once().await?;
+            anyhow::ensure!(pass.retried + pass.dead == 0, "failures: {pass:?}");
+            delivered += pass.delivered;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "{n} {what}: {:.2} s = {:.0} effects/s (batch {}, concurrency {}, each recorded with its attempt)",
+            secs,
+            n as f64 / secs,
+            delivery::Config::default().batch,
+            delivery::Config::default().concurrency
+        );
+    }
+    let received = smtp.messages().len();
+    anyhow::ensure!(received == n, "the SMTP server received {received} of {n}");
     Ok(())
 }
