@@ -525,7 +525,10 @@ impl Store for SqliteStore {
     async fn finish_delivery(&self, finish: Finish) -> Result<bool> {
         let (reply, rx) = oneshot::channel();
         self.writer
-            .send(writer::Command::Finish { finish, reply })
+            .send(writer::Command::Finish {
+                finish: Box::new(finish),
+                reply,
+            })
             .await
             .map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)?

@@ -39,7 +39,7 @@ pub(super) enum Command {
     /// Recorded together with the other finishes waiting, in one transaction: the sooner a
     /// delivery is recorded, the smaller the window in which a crash makes it go out twice.
     Finish {
-        finish: crate::Finish,
+        finish: Box<crate::Finish>,
         reply: oneshot::Sender<Result<bool>>,
     },
 }
@@ -386,7 +386,7 @@ impl Writer {
     }
 
     /// Records delivery outcomes in one transaction; should it fail, each alone.
-    fn finish_all(&mut self, finishes: Vec<(crate::Finish, oneshot::Sender<Result<bool>>)>) {
+    fn finish_all(&mut self, finishes: Vec<(Box<crate::Finish>, oneshot::Sender<Result<bool>>)>) {
         let together = (|| {
             let tx = self
                 .conn
