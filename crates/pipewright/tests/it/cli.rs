@@ -228,4 +228,30 @@ fn import_runs_the_rules_and_explain_tells_why() {
     assert!(text.contains("pricing-objection (founder-rescues) — fired 1 time(s), last at 2026-11-02T09:00:00.000Z"), "{text}");
     assert!(text.contains("stuck-in-legal (founder-rescues) — fires at 2026-11-11T09:00:00.000Z if nothing changes"), "{text}");
     assert!(text.contains("effect pricing-objection"), "{text}");
+    // The outbox from the command line: the decided email waits for a dispatcher.
+    let out = with_playbooks(&["--database", &db, "outbox", "list", "--status", "pending"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let line = text
+        .lines()
+        .find(|l| l.contains("pricing-objection"))
+        .expect("listed");
+    assert!(
+        line.contains("pending") && line.contains("email") && line.contains("deal:D-1"),
+        "{text}"
+    );
+    let key = line.split_whitespace().next().unwrap();
+    let out = with_playbooks(&["--database", &db, "outbox", "cancel", key]);
+    assert!(
+        out.status.success() && stdout(&out).contains("cancelled"),
+        "{}",
+        stderr(&out)
+    );
+    let out = with_playbooks(&["--database", &db, "outbox", "cancel", key]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("only a pending or dead one can become cancelled"),
+        "{}",
+        stderr(&out)
+    );
 }
