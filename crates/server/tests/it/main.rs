@@ -61,6 +61,20 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     }
 }
 
+/// A server running the playbooks in `dir`, reloading them only when told, firing timers every
+/// `timer_poll_ms` (a large value: the test fires them itself) and leaving delivery to the
+/// test (`server_state().dispatcher`).
+pub async fn spawn_with_playbooks(dir: &std::path::Path, timer_poll_ms: u64) -> TestApp {
+    let dir = dir.to_owned();
+    spawn_app_with(move |s| {
+        s.engine.playbooks = dir;
+        s.engine.timer_poll_ms = timer_poll_ms;
+        s.engine.reload_poll_ms = 0;
+        s.delivery.poll_ms = 3_600_000;
+    })
+    .await
+}
+
 impl TestApp {
     pub fn server_state(&self) -> &server::AppState {
         &self.state

@@ -1,6 +1,6 @@
 //! Issue 4 over HTTP: the outbox and tasks, with dead letters retried and cancelled by hand.
 
-use crate::{event, spawn_app_with};
+use crate::{event, spawn_with_playbooks};
 
 const PLAYBOOK: &str = "playbook: p\nowner: o\nrules:\n  - id: fan-out\n    why: Every note goes to the CRM and becomes a task.\n    when: { event: note.added }\n    then:\n      - webhook: { url: \"http://127.0.0.1:9/hook\" }\n      - task: { assignee: deal.owner, title: Read the note }\n";
 
@@ -8,14 +8,7 @@ const PLAYBOOK: &str = "playbook: p\nowner: o\nrules:\n  - id: fan-out\n    why:
 async fn the_outbox_and_tasks_over_http() {
     let playbooks = tempfile::tempdir().unwrap();
     std::fs::write(playbooks.path().join("p.yaml"), PLAYBOOK).unwrap();
-    let dir = playbooks.path().to_owned();
-    let app = spawn_app_with(move |s| {
-        s.engine.playbooks = dir;
-        s.engine.reload_poll_ms = 0;
-        // The test runs the dispatcher itself.
-        s.delivery.poll_ms = 3_600_000;
-    })
-    .await;
+    let app = spawn_with_playbooks(playbooks.path(), 3_600_000).await;
     let d = r#""deal":"D-1""#;
     let body = format!(
         "[{},{}]",

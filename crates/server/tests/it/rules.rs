@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::{event, spawn_app_with};
+use crate::{event, spawn_with_playbooks};
 
 fn copy_examples(to: &Path) {
     let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../playbooks");
@@ -17,13 +17,7 @@ fn copy_examples(to: &Path) {
 async fn rules_decide_effects_shown_on_the_deal_with_their_why() {
     let playbooks = tempfile::tempdir().unwrap();
     copy_examples(playbooks.path());
-    let dir = playbooks.path().to_owned();
-    let app = spawn_app_with(move |s| {
-        s.engine.playbooks = dir;
-        s.engine.timer_poll_ms = 3_600_000; // the test fires timers itself
-        s.engine.reload_poll_ms = 0;
-    })
-    .await;
+    let app = spawn_with_playbooks(playbooks.path(), 3_600_000).await;
     let d = r#""deal":"D-1""#;
     let created = event(
         "deal.created",
@@ -128,13 +122,7 @@ async fn rules_decide_effects_shown_on_the_deal_with_their_why() {
 async fn a_broken_edit_keeps_the_last_good_playbooks_running() {
     let playbooks = tempfile::tempdir().unwrap();
     copy_examples(playbooks.path());
-    let dir = playbooks.path().to_owned();
-    let app = spawn_app_with(move |s| {
-        s.engine.playbooks = dir;
-        s.engine.timer_poll_ms = 3_600_000;
-        s.engine.reload_poll_ms = 0;
-    })
-    .await;
+    let app = spawn_with_playbooks(playbooks.path(), 3_600_000).await;
     let (status, before) = app.get(&app.reader, "/api/v1/playbooks").await;
     assert_eq!(status, 200);
     let version = before["version"].as_str().unwrap().to_owned();
@@ -195,13 +183,7 @@ async fn a_broken_edit_keeps_the_last_good_playbooks_running() {
 #[tokio::test]
 async fn records_untouched_since_a_reload_are_armed_by_the_timer_loop() {
     let playbooks = tempfile::tempdir().unwrap();
-    let dir = playbooks.path().to_owned();
-    let app = spawn_app_with(move |s| {
-        s.engine.playbooks = dir;
-        s.engine.timer_poll_ms = 10;
-        s.engine.reload_poll_ms = 0;
-    })
-    .await;
+    let app = spawn_with_playbooks(playbooks.path(), 10).await;
     let created = event(
         "deal.created",
         "1",
