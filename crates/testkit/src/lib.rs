@@ -59,6 +59,15 @@ impl Drop for DirGuard {
 impl SmtpServer {
     /// Starts the server, or `None` (the test skips) when aiosmtpd is missing outside CI.
     pub fn start() -> Option<Self> {
+        Self::launch(None)
+    }
+
+    /// Like [`SmtpServer::start`], requiring clients to log in with `user` and `password`.
+    pub fn start_with_login(user: &str, password: &str) -> Option<Self> {
+        Self::launch(Some(format!("{user}:{password}")))
+    }
+
+    fn launch(credentials: Option<String>) -> Option<Self> {
         let available = Command::new(PYTHON)
             .args(["-c", "import aiosmtpd"])
             .stdout(Stdio::null())
@@ -83,6 +92,7 @@ impl SmtpServer {
             .arg(&script)
             .arg(port.to_string())
             .arg(&out)
+            .args(credentials)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

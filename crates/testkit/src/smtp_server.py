@@ -1,7 +1,8 @@
 """A real SMTP server (aiosmtpd) for pipewright's delivery tests.
 
-Usage: smtp_server.py PORT OUTFILE
-Listens on 127.0.0.1:PORT and appends one JSON line per accepted message to OUTFILE.
+Usage: smtp_server.py PORT OUTFILE [USER:PASSWORD]
+Listens on 127.0.0.1:PORT and appends one JSON line per accepted message to OUTFILE. With
+USER:PASSWORD, clients must authenticate (AUTH PLAIN or LOGIN) before sending.
 Recipients whose local part starts with "tempfail" are refused with 451 the first two
 times a message (by Message-ID) is offered; "permfail" ones always with 550.
 """
@@ -12,6 +13,7 @@ import json
 import sys
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class Handler:
@@ -52,12 +54,33 @@ class Handler:
         return "250 2.0.0 queued as " + message_id
 
 
-async def main(port, out):
-    controller = Controller(Handler(out), hostname="127.0.0.1", port=port)
+def authenticator_for(credentials):
+    user, password = credentials.split(":", 1)
+
+    def authenticate(server, session, envelope, mechanism, auth_data):
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login.decode() == user
+            and auth_data.password.decode() == password
+        )
+        return AuthResult(success=ok, handled=False)
+
+    return authenticate
+
+
+async def main(port, out, credentials=None):
+    options = {}
+    if credentials:
+        options = dict(
+            authenticator=authenticator_for(credentials),
+            auth_required=True,
+            auth_require_tls=False,
+        )
+    controller = Controller(Handler(out), hostname="127.0.0.1", port=port, **options)
     controller.start()
     print("READY", port, flush=True)
     await asyncio.Event().wait()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
+    asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None))

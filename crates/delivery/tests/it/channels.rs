@@ -270,3 +270,61 @@ async fn a_message_that_cannot_be_rendered_is_dead_lettered_with_the_reason() {
         "{errors:?}"
     );
 }
+
+#[tokio::test]
+async fn smtp_login_is_used_when_configured() {
+    let Some(smtp) = SmtpServer::start_with_login("pipewright", "s3cret") else {
+        return;
+    };
+    let playbook = rule("      - send_email: { template: follow-up, to: deal.owner }\n");
+    let wrong = setup(&playbook, |c| {
+        c.email.port = smtp.port;
+        c.email.username = Some("pipewright".into());
+        c.email.password = Some("wrong".into());
+    })
+    .await;
+    ingest(&*wrong.store, &note(1)).await;
+    // 535: authentication failed, a permanent refusal.
+    assert_eq!(wrong.dispatcher.run_once().await.unwrap().dead, 1);
+    let e = &wrong.store.effects(None, 1).await.unwrap()[0];
+    assert!(e.last_error.as_deref().unwrap().contains("535"), "{e:?}");
+    let right = setup(&playbook, |c| {
+        c.email.port = smtp.port;
+        c.email.username = Some("pipewright".into());
+        c.email.password = Some("s3cret".into());
+    })
+    .await;
+    ingest(&*right.store, &note(1)).await;
+    assert_eq!(right.dispatcher.run_once().await.unwrap().delivered, 1);
+    assert_eq!(smtp.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn tasks_can_also_be_pushed_to_a_webhook() {
+    let receiver = Receiver::start().await;
+    let url = receiver.url("/ok/tasks");
+    let s = setup(
+        &rule("      - task: { assignee: deal.owner, title: \"Call {{ contact.name }}\" }\n"),
+        |c| c.tasks.webhook = Some(url),
+    )
+    .await;
+    ingest(&*s.store, &note(1)).await;
+    assert_eq!(s.dispatcher.run_once().await.unwrap().delivered, 1);
+    let got = receiver.received();
+    assert_eq!(got.len(), 1);
+    let body = got[0].json();
+    assert_eq!(
+        (body["via"].as_str(), body["title"].as_str()),
+        (Some("task"), Some("Call Ana Ruiz"))
+    );
+    assert_eq!(body["assignee"], "sam@acme.example");
+    let tasks = s
+        .store
+        .tasks(&store::TaskQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(tasks.len(), 1);
+}
