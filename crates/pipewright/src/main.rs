@@ -90,6 +90,8 @@ enum Command {
         #[command(subcommand)]
         command: TaskCommand,
     },
+    /// Rebuild every record's derived state from the event log (state is a cache of the log).
+    Refold,
     /// Check the playbooks in a folder and report every problem with file:line:column.
     Check {
         #[arg(default_value = "playbooks")]
@@ -352,6 +354,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = settings(&cli, false)?;
             init_logging(&settings)?;
             runtime()?.block_on(tokens(&settings, command, &mut out))?;
+        }
+        Command::Refold => {
+            let settings = settings(&cli, false)?;
+            init_logging(&settings)?;
+            let (examined, corrected) = runtime()?.block_on(async {
+                let store = open_store(&settings)?;
+                let (mut examined, mut corrected, mut cursor) = (0, 0, 0);
+                loop {
+                    let pass = store.refold_records(cursor, 1000).await?;
+                    examined += pass.examined;
+                    corrected += pass.corrected;
+                    match pass.next {
+                        Some(next) => cursor = next,
+                        None => break,
+                    }
+                }
+                anyhow::Ok((examined, corrected))
+            })?;
+            writeln!(out, "examined {examined} records; corrected {corrected}")?;
         }
         Command::Outbox { command } => {
             let settings = settings(&cli, false)?;

@@ -152,6 +152,16 @@ pub struct ArmPass {
     pub next: Option<i64>,
 }
 
+/// What one refold pass did: see [`Store::refold_records`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RefoldPass {
+    pub examined: usize,
+    /// Records whose stored state differed from the fold of their events, now corrected.
+    pub corrected: usize,
+    /// Where the next pass starts; `None` when every record has been seen.
+    pub next: Option<i64>,
+}
+
 /// The storage contract every backend fulfils; the conformance suite in `tests/` checks it.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
@@ -223,6 +233,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Each record's timers and its armed version change in one transaction; a record an
     /// ingest re-arms meanwhile is skipped (its version already matches).
     async fn arm_records(&self, now: Timestamp, after: i64, limit: usize) -> Result<ArmPass>;
+
+    /// Rebuilds derived state from the log: each record's state becomes the fold of its events
+    /// (the log is the truth; state is a cache of it). Examines at most `limit` records in
+    /// storage order after the cursor `after`; call again with [`RefoldPass::next`] until it
+    /// is `None`. Rules do not run: nothing is decided again.
+    async fn refold_records(&self, after: i64, limit: usize) -> Result<RefoldPass>;
 
     /// Effects in outbox order (oldest first) matching the query.
     async fn outbox(&self, query: &OutboxQuery) -> Result<Vec<StoredEffect>>;

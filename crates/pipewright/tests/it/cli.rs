@@ -255,3 +255,44 @@ fn import_runs_the_rules_and_explain_tells_why() {
         stderr(&out)
     );
 }
+
+/// `refold` rebuilds derived state from the log: a record whose stored state was damaged is
+/// corrected, the others are left alone.
+#[test]
+fn refold_rebuilds_damaged_state_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_url(dir.path());
+    let events = "\
+{\"type\":\"deal.created\",\"source\":\"crm\",\"source_id\":\"1\",\"occurred_at\":\"2026-11-01T09:00:00Z\",\"deal\":\"D-1\",\"data\":{\"stage\":\"legal\",\"owner\":\"sam@acme.example\"}}
+{\"type\":\"note.added\",\"source\":\"crm\",\"source_id\":\"2\",\"occurred_at\":\"2026-11-02T09:00:00Z\",\"deal\":\"D-1\",\"data\":{\"text\":\"x\"}}
+";
+    let file = write(dir.path(), "e.ndjson", events);
+    let out = run(&["--database", &db, "import", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&["--database", &db, "refold"]);
+    assert_eq!(
+        stdout(&out),
+        "examined 1 records; corrected 0\n",
+        "{}",
+        stderr(&out)
+    );
+    // Damage the stored state (as the group-commit bug fixed in this version could have).
+    let damaged = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(\"UPDATE records SET state='{\\\"kind\\\":\\\"deal\\\",\\\"id\\\":\\\"D-1\\\",\\\"status\\\":\\\"open\\\"}', stage=NULL\"); c.commit()",
+            dir.path().join("pw.db").to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(damaged.success());
+    let out = run(&["--database", &db, "refold"]);
+    assert_eq!(
+        stdout(&out),
+        "examined 1 records; corrected 1\n",
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&["--database", &db, "refold"]);
+    assert_eq!(stdout(&out), "examined 1 records; corrected 0\n");
+}

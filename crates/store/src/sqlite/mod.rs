@@ -501,6 +501,19 @@ impl Store for SqliteStore {
         rx.await.map_err(|_| Error::Closed)?
     }
 
+    async fn refold_records(&self, after: i64, limit: usize) -> Result<crate::RefoldPass> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(writer::Command::RefoldRecords {
+                after,
+                limit,
+                reply,
+            })
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
     async fn outbox(&self, query: &OutboxQuery) -> Result<Vec<StoredEffect>> {
         let query = query.clone();
         self.reads.run(move |conn| outbox::list(conn, &query)).await

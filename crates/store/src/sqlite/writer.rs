@@ -36,6 +36,11 @@ pub(super) enum Command {
         limit: usize,
         reply: oneshot::Sender<Result<ArmPass>>,
     },
+    RefoldRecords {
+        after: i64,
+        limit: usize,
+        reply: oneshot::Sender<Result<crate::RefoldPass>>,
+    },
     /// Recorded together with the other finishes waiting, in one transaction: the sooner a
     /// delivery is recorded, the smaller the window in which a crash makes it go out twice.
     Finish {
@@ -185,6 +190,13 @@ fn run(
                 reply,
             }) => {
                 let _ = reply.send(writer.arm_records(now, after, limit));
+            }
+            Some(Command::RefoldRecords {
+                after,
+                limit,
+                reply,
+            }) => {
+                let _ = reply.send(writer.refold_records(after, limit));
             }
             Some(Command::Ingest { .. } | Command::Finish { .. }) | None => {}
         }
@@ -420,6 +432,66 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// One pass of [`crate::Store::refold_records`], in one transaction.
+    fn refold_records(&mut self, after: i64, limit: usize) -> Result<crate::RefoldPass> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let rows: Vec<(i64, String, String, String)> = tx
+            .prepare_cached(
+                "SELECT rowid, kind, id, state FROM records WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![after, limit as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?
+                .collect()
+            })
+            .map_err(backend)?;
+        let mut pass = crate::RefoldPass {
+            examined: rows.len(),
+            next: (rows.len() == limit)
+                .then(|| rows.last().map(|r| r.0))
+                .flatten(),
+            ..crate::RefoldPass::default()
+        };
+        for (_, kind, id, state) in rows {
+            let kind = RecordKind::parse(&kind)
+                .ok_or_else(|| Error::Corrupt(format!("record kind {kind:?}")))?;
+            let key = RecordKey::new(
+                kind,
+                domain::RecordId::parse(id).map_err(|e| Error::Corrupt(e.to_string()))?,
+            );
+            let events = record_events(&tx, &key, None)?;
+            let record = Record::fold(&key, &events);
+            let folded = codec::encode(&record)?;
+            if folded == state {
+                continue;
+            }
+            let (stage, owner) = indexed(&record);
+            tx.prepare_cached(
+                "UPDATE records SET state = ?3, stage = ?4, owner = ?5 WHERE kind = ?1 AND id = ?2",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    key.kind.as_str(),
+                    key.id.as_str(),
+                    folded,
+                    stage,
+                    owner
+                ])
+            })
+            .map_err(backend)?;
+            pass.corrected += 1;
+        }
+        tx.commit().map_err(backend)?;
+        if pass.corrected > 0 {
+            self.cache.records.clear();
+        }
+        Ok(pass)
     }
 
     /// One pass of [`crate::Store::arm_records`], in one transaction.
