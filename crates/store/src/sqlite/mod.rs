@@ -170,6 +170,19 @@ impl SqliteStore {
         })
     }
 
+    /// Sends the writer a command built around a reply channel, and waits for the reply.
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T>>) -> writer::Command,
+    ) -> Result<T> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(command(reply))
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
     /// Runs `f` on the writer thread in its own transaction, committed before the reply.
     async fn write<T: Send + 'static>(
         &self,
@@ -246,12 +259,8 @@ impl Store for SqliteStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let (reply, rx) = oneshot::channel();
-        self.writer
-            .send(writer::Command::Ingest { events, reply })
+        self.ask(|reply| writer::Command::Ingest { events, reply })
             .await
-            .map_err(|_| Error::Closed)?;
-        rx.await.map_err(|_| Error::Closed)?
     }
 
     async fn record(&self, key: &RecordKey) -> Result<Option<StoredRecord>> {
@@ -479,39 +488,27 @@ impl Store for SqliteStore {
     }
 
     async fn fire_due_timers(&self, now: Timestamp, limit: usize) -> Result<TimersFired> {
-        let (reply, rx) = oneshot::channel();
-        self.writer
-            .send(writer::Command::FireTimers { now, limit, reply })
+        self.ask(|reply| writer::Command::FireTimers { now, limit, reply })
             .await
-            .map_err(|_| Error::Closed)?;
-        rx.await.map_err(|_| Error::Closed)?
     }
 
     async fn arm_records(&self, now: Timestamp, after: i64, limit: usize) -> Result<ArmPass> {
-        let (reply, rx) = oneshot::channel();
-        self.writer
-            .send(writer::Command::ArmRecords {
-                now,
-                after,
-                limit,
-                reply,
-            })
-            .await
-            .map_err(|_| Error::Closed)?;
-        rx.await.map_err(|_| Error::Closed)?
+        self.ask(|reply| writer::Command::ArmRecords {
+            now,
+            after,
+            limit,
+            reply,
+        })
+        .await
     }
 
     async fn refold_records(&self, after: i64, limit: usize) -> Result<crate::RefoldPass> {
-        let (reply, rx) = oneshot::channel();
-        self.writer
-            .send(writer::Command::RefoldRecords {
-                after,
-                limit,
-                reply,
-            })
-            .await
-            .map_err(|_| Error::Closed)?;
-        rx.await.map_err(|_| Error::Closed)?
+        self.ask(|reply| writer::Command::RefoldRecords {
+            after,
+            limit,
+            reply,
+        })
+        .await
     }
 
     async fn outbox(&self, query: &OutboxQuery) -> Result<Vec<StoredEffect>> {
@@ -536,15 +533,11 @@ impl Store for SqliteStore {
     }
 
     async fn finish_delivery(&self, finish: Finish) -> Result<bool> {
-        let (reply, rx) = oneshot::channel();
-        self.writer
-            .send(writer::Command::Finish {
-                finish: Box::new(finish),
-                reply,
-            })
-            .await
-            .map_err(|_| Error::Closed)?;
-        rx.await.map_err(|_| Error::Closed)?
+        self.ask(|reply| writer::Command::Finish {
+            finish: Box::new(finish),
+            reply,
+        })
+        .await
     }
 
     async fn retry_effect(&self, key: &str) -> Result<StoredEffect> {

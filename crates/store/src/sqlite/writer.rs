@@ -440,31 +440,13 @@ impl Writer {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(backend)?;
-        let rows: Vec<(i64, String, String, String)> = tx
-            .prepare_cached(
-                "SELECT rowid, kind, id, state FROM records WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
-            )
-            .and_then(|mut s| {
-                s.query_map(params![after, limit as i64], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                })?
-                .collect()
-            })
-            .map_err(backend)?;
+        let (rows, next) = records_page::<String>(&tx, "state", after, limit)?;
         let mut pass = crate::RefoldPass {
             examined: rows.len(),
-            next: (rows.len() == limit)
-                .then(|| rows.last().map(|r| r.0))
-                .flatten(),
+            next,
             ..crate::RefoldPass::default()
         };
-        for (_, kind, id, state) in rows {
-            let kind = RecordKind::parse(&kind)
-                .ok_or_else(|| Error::Corrupt(format!("record kind {kind:?}")))?;
-            let key = RecordKey::new(
-                kind,
-                domain::RecordId::parse(id).map_err(|e| Error::Corrupt(e.to_string()))?,
-            );
+        for (key, state) in rows {
             let events = record_events(&tx, &key, None)?;
             let record = Record::fold(&key, &events);
             let folded = codec::encode(&record)?;
@@ -504,33 +486,12 @@ impl Writer {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(backend)?;
-        let rows: Vec<(i64, String, String, Option<String>)> = tx
-            .prepare_cached(
-                "SELECT rowid, kind, id, armed_version FROM records
-                 WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
-            )
-            .and_then(|mut s| {
-                s.query_map(params![after, limit as i64], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                })?
-                .collect()
-            })
-            .map_err(backend)?;
-        let next = (rows.len() == limit)
-            .then(|| rows.last().map(|r| r.0))
-            .flatten();
+        let (rows, next) = records_page::<Option<String>>(&tx, "armed_version", after, limit)?;
         let mut written = Vec::new();
-        for (_, kind, id, armed) in rows {
-            let Some(kind) = RecordKind::parse(&kind).filter(|k| rules_apply(*k)) else {
-                continue;
-            };
-            if armed.as_deref() == Some(engine.version()) {
+        for (key, armed) in rows {
+            if !rules_apply(key.kind) || armed.as_deref() == Some(engine.version()) {
                 continue;
             }
-            let key = RecordKey::new(
-                kind,
-                domain::RecordId::parse(id).map_err(|e| Error::Corrupt(e.to_string()))?,
-            );
             let mut folded = match self.cache.records.get(&key) {
                 Some(f) => f.clone(),
                 None => load(&tx, &key)?,
@@ -786,6 +747,43 @@ fn ingest(
 
 fn encode_memory(memory: &Memory) -> Result<String> {
     serde_json::to_string(memory).map_err(|e| Error::Invalid(e.to_string()))
+}
+
+/// Records with one of their columns, and the cursor of the next page.
+type Page<T> = (Vec<(RecordKey, T)>, Option<i64>);
+
+/// A page of records in storage order after the cursor `after`: (rowid, key, `column`), and
+/// the cursor of the next page when this one is full.
+fn records_page<T: rusqlite::types::FromSql>(
+    conn: &Connection,
+    column: &str,
+    after: i64,
+    limit: usize,
+) -> Result<Page<T>> {
+    let rows: Vec<(i64, String, String, T)> = conn
+        .prepare_cached(&format!(
+            "SELECT rowid, kind, id, {column} FROM records WHERE rowid > ?1 ORDER BY rowid LIMIT ?2"
+        ))
+        .and_then(|mut s| {
+            s.query_map(params![after, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
+            .collect()
+        })
+        .map_err(backend)?;
+    let next = (rows.len() == limit)
+        .then(|| rows.last().map(|r| r.0))
+        .flatten();
+    let page = rows
+        .into_iter()
+        .map(|(_, kind, id, value)| {
+            let kind = RecordKind::parse(&kind)
+                .ok_or_else(|| Error::Corrupt(format!("record kind {kind:?}")))?;
+            let id = domain::RecordId::parse(id).map_err(|e| Error::Corrupt(e.to_string()))?;
+            Ok((RecordKey::new(kind, id), value))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((page, next))
 }
 
 /// Removes every timer of a record.
