@@ -173,6 +173,29 @@ async fn metrics_text(
             .await?;
         caller.require(TokenRole::Reader)?;
     }
+    // The outbox backlog, read at scrape time.
+    if let Ok(backlog) = state.store.backlog().await {
+        for status in [
+            "pending",
+            "delivering",
+            "delivered",
+            "dry_run",
+            "dead",
+            "cancelled",
+            "shadow",
+        ] {
+            let n = backlog
+                .by_status
+                .iter()
+                .find(|(s, _)| s == status)
+                .map_or(0, |(_, n)| *n);
+            metrics::gauge!("pipewright_outbox_effects", "status" => status).set(n as f64);
+        }
+        let late = backlog.oldest_pending_due.map_or(0.0, |due| {
+            (state.clock.now().as_millis() - due.as_millis()).max(0) as f64 / 1000.0
+        });
+        metrics::gauge!("pipewright_outbox_oldest_pending_seconds").set(late);
+    }
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         prometheus().render(),

@@ -17,7 +17,7 @@ use domain::{Event, EventId, NewEvent, Record, RecordKey, RecordKind, Timestamp}
 
 pub use engine::{Engine, Timer};
 pub use outbox::{
-    Attempt, Claim, Finish, NewTask, OutboxQuery, Outcome, StoredEffect, Task, TaskQuery,
+    Attempt, Backlog, Claim, Finish, NewTask, OutboxQuery, Outcome, StoredEffect, Task, TaskQuery,
 };
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
@@ -252,6 +252,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         })
         .await
     }
+
+    /// Counts by status and the oldest pending due time.
+    async fn backlog(&self) -> Result<Backlog>;
 
     /// One effect by its idempotency key, with every attempt at delivering it.
     async fn effect(&self, key: &str) -> Result<Option<(StoredEffect, Vec<Attempt>)>>;

@@ -168,3 +168,12 @@ pub struct TaskQuery {
     pub status: Option<String>,
     pub limit: usize,
 }
+
+/// The outbox at a glance, for monitoring.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Backlog {
+    /// How many effects are in each status.
+    pub by_status: Vec<(String, u64)>,
+    /// The earliest time a pending effect was due (absent: nothing pending).
+    pub oldest_pending_due: Option<Timestamp>,
+}

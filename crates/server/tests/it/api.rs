@@ -259,6 +259,14 @@ async fn tokens_gate_every_route_by_role() {
     let text = metrics.text().await.unwrap();
     assert!(text.contains("pipewright_events_ingested_total"), "{text}");
     assert!(text.contains("pipewright_http_request_seconds"), "{text}");
+    assert!(
+        text.contains("pipewright_outbox_effects{status=\"dead\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pipewright_outbox_oldest_pending_seconds"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -516,6 +516,10 @@ impl Store for SqliteStore {
         self.reads.run(move |conn| outbox::list(conn, &query)).await
     }
 
+    async fn backlog(&self) -> Result<crate::Backlog> {
+        self.reads.run(outbox::backlog).await
+    }
+
     async fn effect(&self, key: &str) -> Result<Option<(StoredEffect, Vec<Attempt>)>> {
         let key = key.to_owned();
         self.reads

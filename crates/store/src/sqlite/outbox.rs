@@ -353,3 +353,24 @@ pub(super) fn complete_task(conn: &Connection, id: &str, now: Timestamp) -> Resu
     row.transpose()?
         .ok_or_else(|| Error::NotFound(format!("task {id}")))
 }
+
+pub(super) fn backlog(conn: &Connection) -> Result<crate::Backlog> {
+    let by_status = conn
+        .prepare_cached("SELECT status, count(*) FROM effects GROUP BY status ORDER BY status")
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?
+                .collect::<rusqlite::Result<Vec<(String, u64)>>>()
+        })
+        .map_err(backend)?;
+    let oldest: Option<i64> = conn
+        .query_row(
+            "SELECT min(next_at) FROM effects WHERE status = 'pending'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    Ok(crate::Backlog {
+        by_status,
+        oldest_pending_due: oldest.map(Timestamp::from_millis),
+    })
+}

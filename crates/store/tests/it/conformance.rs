@@ -1384,6 +1384,12 @@ async fn claims_respect_channels_and_dead_letters_can_be_retried() {
             .await
             .unwrap()
     );
+    let waiting = h.store.backlog().await.unwrap().oldest_pending_due;
+    assert_eq!(
+        waiting,
+        Some(ts("2026-11-02T09:00:00Z")),
+        "chat effects still wait"
+    );
     let dead = h
         .store
         .outbox(&store::OutboxQuery {
@@ -1406,6 +1412,22 @@ async fn claims_respect_channels_and_dead_letters_can_be_retried() {
             .iter()
             .all(|e| e.key != hook.key)
     );
+    let backlog = h.store.backlog().await.unwrap();
+    let count = |status: &str| {
+        backlog
+            .by_status
+            .iter()
+            .find(|(s, _)| s == status)
+            .map_or(0, |(_, n)| *n)
+    };
+    assert_eq!(
+        (count("cancelled"), count("delivered")),
+        (1, 1),
+        "{backlog:?}"
+    );
+    assert_eq!(count("pending") + count("delivering"), 7, "{backlog:?}");
+    // The last claim took every pending effect.
+    assert_eq!(backlog.oldest_pending_due, None);
 }
 
 /// Refolding a consistent store changes nothing: every stored state is the fold of its events.
