@@ -175,21 +175,13 @@ async fn metrics_text(
     }
     // The outbox backlog, read at scrape time.
     if let Ok(backlog) = state.store.backlog().await {
-        for status in [
-            "pending",
-            "delivering",
-            "delivered",
-            "dry_run",
-            "dead",
-            "cancelled",
-            "shadow",
-        ] {
+        for status in outbox::STATUSES {
             let n = backlog
                 .by_status
                 .iter()
                 .find(|(s, _)| s == status)
                 .map_or(0, |(_, n)| *n);
-            metrics::gauge!("pipewright_outbox_effects", "status" => status).set(n as f64);
+            metrics::gauge!("pipewright_outbox_effects", "status" => *status).set(n as f64);
         }
         let late = backlog.oldest_pending_due.map_or(0.0, |due| {
             (state.clock.now().as_millis() - due.as_millis()).max(0) as f64 / 1000.0

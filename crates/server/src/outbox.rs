@@ -45,7 +45,8 @@ pub struct PausedChannel {
     pub until: Timestamp,
 }
 
-const STATUSES: &[&str] = &[
+/// Every status an effect can have.
+pub(crate) const STATUSES: &[&str] = &[
     "pending",
     "delivering",
     "delivered",
