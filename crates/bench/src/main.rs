@@ -364,6 +364,9 @@ async fn rules() -> anyhow::Result<()> {
     settings.database.url = format!("sqlite:{}", dir.path().join("rules.db").display());
     settings.engine.playbooks = examples();
     settings.engine.reload_poll_ms = 0;
+    // The dispatcher runs as in production, claiming and recording every effect; the dry run
+    // only spares it an SMTP server (`bench delivery` measures sending).
+    settings.delivery.dry_run = true;
     let app = Application::build(&settings, Arc::new(clock::SystemClock)).await?;
     let store = Arc::clone(&app.state().store);
     let token = server::generate_token("bench", TokenRole::Writer)?;
@@ -479,6 +482,7 @@ async fn timers() -> anyhow::Result<()> {
     settings.database.url = format!("sqlite:{}", dir.path().join("timers.db").display());
     settings.engine.playbooks = dir.path().join("playbooks");
     settings.engine.reload_poll_ms = 0;
+    settings.delivery.dry_run = true;
     let clock: Arc<dyn clock::Clock> = Arc::new(clock::SystemClock);
     let app = Application::build(&settings, Arc::clone(&clock)).await?;
     let store = Arc::clone(&app.state().store);

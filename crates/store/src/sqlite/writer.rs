@@ -172,11 +172,12 @@ fn run(
                 next = rx.try_recv().ok();
             }
         }
-        if !finishes.is_empty() {
-            writer.finish_all(finishes);
-        }
-        if !group.is_empty() {
-            writer.commit_group(clock.now(), group);
+        if group.is_empty() {
+            if !finishes.is_empty() {
+                writer.finish_all(finishes);
+            }
+        } else {
+            writer.commit_group(clock.now(), group, finishes);
         }
         match pending_job {
             Some(Command::Job(job)) => job(&mut writer.conn, clock.now()),
@@ -204,6 +205,9 @@ fn run(
 }
 
 type Reply = oneshot::Sender<Result<Vec<Ingested>>>;
+
+/// Delivery outcomes waiting to be recorded, with their replies.
+type Finishes = Vec<(Box<crate::Finish>, oneshot::Sender<Result<bool>>)>;
 
 /// A record's state as of the latest commit, the time of its latest event, and the rules'
 /// memory of it.
@@ -265,24 +269,38 @@ impl Writer {
     /// answers. If anything fails, the group is rolled back and each request is retried in a
     /// transaction of its own, so one failing request never takes the others down and nothing
     /// is half-written.
-    fn commit_group(&mut self, now: Timestamp, group: Vec<(Vec<NewEvent>, Reply)>) {
+    /// Delivery outcomes waiting (`finishes`) are recorded in the same transaction: one commit
+    /// for both.
+    fn commit_group(
+        &mut self,
+        now: Timestamp,
+        group: Vec<(Vec<NewEvent>, Reply)>,
+        finishes: Finishes,
+    ) {
         let started = Instant::now();
         let events: usize = group.iter().map(|(e, _)| e.len()).sum();
         self.cache.revalidate(&self.conn);
-        if group.len() == 1 {
+        if group.len() == 1 && finishes.is_empty() {
             let (batch, reply) = group.into_iter().next().expect("one request");
             let _ = reply.send(self.in_transaction(now, batch));
         } else {
             // The batches are cloned only so they can be retried alone should the group fail.
             let batches: Vec<Vec<NewEvent>> = group.iter().map(|(b, _)| b.clone()).collect();
-            match self.apply_all(now, batches) {
-                Ok(outcomes) => {
+            let records: Vec<&crate::Finish> = finishes.iter().map(|(f, _)| &**f).collect();
+            match self.apply_all(now, batches, &records) {
+                Ok((outcomes, held)) => {
                     for ((_, reply), out) in group.into_iter().zip(outcomes) {
                         let _ = reply.send(Ok(out));
+                    }
+                    for ((_, reply), held) in finishes.into_iter().zip(held) {
+                        let _ = reply.send(Ok(held));
                     }
                 }
                 Err(e) => {
                     tracing::warn!(error = ?e, "group commit failed; retrying its requests one by one");
+                    if !finishes.is_empty() {
+                        self.finish_all(finishes);
+                    }
                     for (batch, reply) in group {
                         let _ = reply.send(self.in_transaction(now, batch));
                     }
@@ -298,12 +316,17 @@ impl Writer {
         &mut self,
         now: Timestamp,
         batches: Vec<Vec<NewEvent>>,
-    ) -> Result<Vec<Vec<Ingested>>> {
+        finishes: &[&crate::Finish],
+    ) -> Result<(Vec<Vec<Ingested>>, Vec<bool>)> {
         let engine = self.engine.read().ok().and_then(|e| e.clone());
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(backend)?;
+        let held = finishes
+            .iter()
+            .map(|f| super::outbox::finish(&tx, f))
+            .collect::<Result<Vec<bool>>>()?;
         let mut written = HashMap::new();
         let mut outcomes = Vec::with_capacity(batches.len());
         for batch in batches {
@@ -318,7 +341,7 @@ impl Writer {
         }
         tx.commit().map_err(backend)?;
         self.cache.remember(written.into_iter().collect());
-        Ok(outcomes)
+        Ok((outcomes, held))
     }
 
     /// Fires due timers in one transaction: each timer is deleted as it fires, with the effects
@@ -398,7 +421,7 @@ impl Writer {
     }
 
     /// Records delivery outcomes in one transaction; should it fail, each alone.
-    fn finish_all(&mut self, finishes: Vec<(Box<crate::Finish>, oneshot::Sender<Result<bool>>)>) {
+    fn finish_all(&mut self, finishes: Finishes) {
         let together = (|| {
             let tx = self
                 .conn
@@ -520,8 +543,8 @@ impl Writer {
     }
 
     fn in_transaction(&mut self, now: Timestamp, batch: Vec<NewEvent>) -> Result<Vec<Ingested>> {
-        self.apply_all(now, vec![batch])
-            .map(|mut o| o.pop().unwrap_or_default())
+        self.apply_all(now, vec![batch], &[])
+            .map(|(mut o, _)| o.pop().unwrap_or_default())
             .inspect_err(|e| {
                 tracing::error!(error = ?e, "ingest failed; its events were not written");
             })
