@@ -244,7 +244,11 @@ async fn store_ingest() -> anyhow::Result<()> {
     };
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite:{}", dir.path().join("store.db").display());
-    let store = store::connect(&url, sync, 10_000, Arc::new(clock::SystemClock))?;
+    let options = store::ConnectOptions {
+        synchronous: sync,
+        ..store::ConnectOptions::default()
+    };
+    let store = store::connect(&url, &options, Arc::new(clock::SystemClock))?;
     println!("store ingest, batches of 500, synchronous={sync:?}; events touch 2 of 2,000 records");
     println!(
         "{:>14} {:>12} {:>16} {:>16}",
@@ -417,8 +421,7 @@ async fn rules() -> anyhow::Result<()> {
     let url = format!("sqlite:{}", dir.path().join("herd.db").display());
     let store = store::connect(
         &url,
-        Synchronous::Full,
-        10_000,
+        &store::ConnectOptions::default(),
         Arc::new(clock::SystemClock),
     )?;
     store.set_engine(Some(Arc::clone(&engine)));

@@ -257,8 +257,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     store::connect(
         &settings.database.url,
-        settings.database.synchronous,
-        settings.database.max_group_events,
+        &settings.database.connect_options(),
         Arc::new(SystemClock),
     )
     .with_context(|| format!("cannot open the database {}", settings.database.url))

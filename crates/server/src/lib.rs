@@ -268,8 +268,7 @@ impl Application {
     pub async fn build(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, Error> {
         let store = store::connect(
             &settings.database.url,
-            settings.database.synchronous,
-            settings.database.max_group_events,
+            &settings.database.connect_options(),
             Arc::clone(&clock),
         )?;
         Self::with_store(settings, store, clock).await

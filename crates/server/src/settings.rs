@@ -21,15 +21,22 @@ max_body_bytes = 8388608
 metrics_public = false
 
 [database]
-# sqlite:PATH for the embedded database.
+# sqlite:PATH for the embedded database; postgres://USER@HOST:PORT/DATABASE for PostgreSQL,
+# where several nodes can share one database.
 url = "sqlite:pipewright.db"
-# What an acknowledged event survives.
+# SQLite: what an acknowledged event survives.
 #   full:   each commit is fsynced before it is acknowledged; survives power loss.
 #   normal: survives a crash of pipewright (kill -9); an OS crash or power loss may lose the
 #           last acknowledged commits.
+# (PostgreSQL's durability is its own synchronous_commit setting.)
 synchronous = "full"
 # The most events one group commit takes before committing.
 max_group_events = 10000
+# Connections each node keeps for reads; its writer has one more of its own. On PostgreSQL a
+# node therefore uses at most read_connections + 1 of the server's max_connections.
+read_connections = 4
+# PostgreSQL: how long to wait for a connection, in milliseconds.
+connect_timeout_ms = 10000
 
 [engine]
 # The folder of playbook files. A missing folder runs no rules; a broken edit keeps the last
@@ -153,6 +160,21 @@ pub struct DatabaseSettings {
     pub url: String,
     pub synchronous: Synchronous,
     pub max_group_events: usize,
+    /// Idle read connections each node keeps (its writer has one more).
+    pub read_connections: usize,
+    /// PostgreSQL: how long to wait for a connection before giving up.
+    pub connect_timeout_ms: u64,
+}
+
+impl DatabaseSettings {
+    pub fn connect_options(&self) -> store::ConnectOptions {
+        store::ConnectOptions {
+            synchronous: self.synchronous,
+            max_group_events: self.max_group_events,
+            read_connections: self.read_connections,
+            connect_timeout: std::time::Duration::from_millis(self.connect_timeout_ms),
+        }
+    }
 }
 
 impl Default for DatabaseSettings {
@@ -161,6 +183,8 @@ impl Default for DatabaseSettings {
             url: "sqlite:pipewright.db".into(),
             synchronous: Synchronous::Full,
             max_group_events: 10_000,
+            read_connections: 4,
+            connect_timeout_ms: 10_000,
         }
     }
 }

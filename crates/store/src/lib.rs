@@ -8,6 +8,8 @@
 //! store never interprets events itself.
 
 mod outbox;
+mod postgres;
+mod sql;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -19,7 +21,9 @@ pub use engine::{Engine, Timer};
 pub use outbox::{
     Attempt, Backlog, Claim, Finish, NewTask, OutboxQuery, Outcome, StoredEffect, Task, TaskQuery,
 };
-pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
+pub use postgres::{Migrations, Postgres, PostgresOptions, PostgresStore, migrate};
+pub use sql::store::SqlStore;
+pub use sqlite::{Sqlite, SqliteOptions, SqliteStore, Synchronous};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -299,16 +303,40 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn timers(&self, record: &RecordKey) -> Result<Vec<Timer>>;
 }
 
+/// How to open a store, beside its URL; each backend takes what applies to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// SQLite only: what a commit survives.
+    pub synchronous: Synchronous,
+    /// The most events one group commit takes.
+    pub max_group_events: usize,
+    /// Idle read connections kept (the writer has one more of its own).
+    pub read_connections: usize,
+    /// PostgreSQL only: how long to wait for a connection.
+    pub connect_timeout: std::time::Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            synchronous: Synchronous::Full,
+            max_group_events: 10_000,
+            read_connections: 4,
+            connect_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
 /// Opens the store a database URL names: `sqlite:PATH` (or `sqlite://PATH`) for the embedded
-/// database. The scheme is the only place the backend is chosen.
+/// database, `postgres://…` (or `postgresql://…`) for PostgreSQL. The scheme is the only
+/// place the backend is chosen.
 ///
 /// # Errors
 /// [`Error::Invalid`] for a URL whose scheme no backend serves; [`Error::Backend`] when the
 /// database cannot be opened or migrated.
 pub fn connect(
     url: &str,
-    synchronous: Synchronous,
-    max_group_events: usize,
+    options: &ConnectOptions,
     clock: std::sync::Arc<dyn clock::Clock>,
 ) -> Result<std::sync::Arc<dyn Store>> {
     if let Some(path) = url
@@ -320,13 +348,29 @@ pub fn connect(
                 "the sqlite: URL needs a file path, e.g. sqlite:pipewright.db".into(),
             ));
         }
-        let mut options = SqliteOptions::new(path);
-        options.synchronous = synchronous;
-        options.max_group_events = max_group_events;
-        return Ok(std::sync::Arc::new(SqliteStore::open(options, clock)?));
+        let mut sqlite = SqliteOptions::new(path);
+        sqlite.synchronous = options.synchronous;
+        sqlite.max_group_events = options.max_group_events;
+        sqlite.read_connections = options.read_connections;
+        return Ok(std::sync::Arc::new(SqliteStore::open(sqlite, clock)?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(std::sync::Arc::new(PostgresStore::open(
+            postgres_options(url, options),
+            clock,
+        )?));
     }
     let scheme = url.split(':').next().unwrap_or_default();
     Err(Error::Invalid(format!(
-        "database URL scheme {scheme:?} is not supported; use sqlite:PATH"
+        "database URL scheme {scheme:?} is not supported; use sqlite:PATH or postgres://USER@HOST/DATABASE"
     )))
+}
+
+/// The PostgreSQL options for `url`.
+pub fn postgres_options(url: &str, options: &ConnectOptions) -> PostgresOptions {
+    let mut pg = PostgresOptions::new(url);
+    pg.max_group_events = options.max_group_events;
+    pg.read_connections = options.read_connections;
+    pg.connect_timeout = options.connect_timeout;
+    pg
 }

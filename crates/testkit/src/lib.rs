@@ -1,6 +1,8 @@
-//! Real peers for tests and benchmarks: an SMTP server (aiosmtpd, started as a process) and
-//! an HTTP receiver (axum, in process). Neither is a mock of pipewright's clients: each speaks
-//! its protocol to whatever connects.
+//! Real peers for tests and benchmarks: an SMTP server (aiosmtpd, started as a process), an
+//! HTTP receiver (axum, in process) and a schema of its own on a PostgreSQL server. None is a
+//! mock of pipewright's clients: each speaks its protocol to whatever connects.
+
+pub mod postgres;
 
 use std::collections::HashMap;
 use std::net::TcpListener;

@@ -3,7 +3,7 @@
 
 use rusqlite::Connection;
 
-use super::backend;
+use crate::sql::backend;
 use crate::{Error, Result};
 
 const MIGRATIONS: &[&str] = &[

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use domain::{DealStatus, ObjectionKind, Record, RecordId, RecordKey, RecordKind, Role};
 use store::{Ingested, ListQuery, NewToken, Store, TokenRole};
 
-use crate::{Harness, ev, sqlite, ts};
+use crate::{Backend, Harness, ev, ts};
 
 fn key(kind: RecordKind, id: &str) -> RecordKey {
     RecordKey::new(kind, RecordId::parse(id).unwrap())
@@ -313,9 +313,8 @@ async fn check_story(store: &dyn Store) {
     assert!(maya.roles.contains(&Role::Founder));
 }
 
-#[tokio::test]
-async fn every_event_kind_updates_derived_state() {
-    let h = sqlite();
+async fn every_event_kind_updates_derived_state(backend: Backend) {
+    let h = backend.open();
     let results = h.store.ingest(story()).await.unwrap();
     assert_eq!(stored(&results), 27);
     check_story(&*h.store).await;
@@ -344,11 +343,10 @@ async fn every_event_kind_updates_derived_state() {
     );
 }
 
-#[tokio::test]
-async fn out_of_order_arrival_gives_the_same_state_as_in_order() {
-    let in_order = sqlite();
+async fn out_of_order_arrival_gives_the_same_state_as_in_order(backend: Backend) {
+    let in_order = backend.open();
     in_order.store.ingest(story()).await.unwrap();
-    let shuffled = sqlite();
+    let shuffled = backend.open();
     let mut events = story();
     events.reverse();
     // Half arrive in one batch, the rest one by one: both refold paths are exercised.
@@ -367,9 +365,8 @@ async fn out_of_order_arrival_gives_the_same_state_as_in_order() {
     }
 }
 
-#[tokio::test]
-async fn a_late_stage_change_lands_in_its_place_in_history() {
-    let h = sqlite();
+async fn a_late_stage_change_lands_in_its_place_in_history(backend: Backend) {
+    let h = backend.open();
     let d = r#""deal":"D-9""#;
     h.store
         .ingest(vec![
@@ -420,9 +417,8 @@ async fn a_late_stage_change_lands_in_its_place_in_history() {
     assert_eq!(facts.days_since_activity, Some(10));
 }
 
-#[tokio::test]
-async fn duplicates_are_acknowledged_and_change_nothing() {
-    let h = sqlite();
+async fn duplicates_are_acknowledged_and_change_nothing(backend: Backend) {
+    let h = backend.open();
     let d = r#""deal":"D-1""#;
     let first = h
         .store
@@ -481,9 +477,8 @@ async fn duplicates_are_acknowledged_and_change_nothing() {
     assert_eq!(deal.created_at, Some(ts("2026-11-01T00:00:00Z")));
 }
 
-#[tokio::test]
-async fn state_and_log_survive_reopening() {
-    let h = sqlite();
+async fn state_and_log_survive_reopening(backend: Backend) {
+    let h = backend.open();
     h.store.ingest(story()).await.unwrap();
     drop(h.store);
     let reopened = (h.reopen)();
@@ -493,9 +488,8 @@ async fn state_and_log_survive_reopening() {
     assert_eq!(stored(&again), 0);
 }
 
-#[tokio::test]
-async fn concurrent_writers_are_group_committed_exactly_once() {
-    let h = sqlite();
+async fn concurrent_writers_are_group_committed_exactly_once(backend: Backend) {
+    let h = backend.open();
     let mut tasks = Vec::new();
     for client in 0..16 {
         let store = Arc::clone(&h.store);
@@ -529,9 +523,8 @@ async fn concurrent_writers_are_group_committed_exactly_once() {
 
 /// Requests committed in one group that touch the same record all reach its state: each
 /// builds on the one before it, not on the state before the group.
-#[tokio::test]
-async fn concurrent_writers_to_one_record_all_reach_its_state() {
-    let h = sqlite();
+async fn concurrent_writers_to_one_record_all_reach_its_state(backend: Backend) {
+    let h = backend.open();
     // The deal is written (and cached) before the burst.
     h.store
         .ingest(vec![ev(
@@ -571,9 +564,8 @@ async fn concurrent_writers_to_one_record_all_reach_its_state() {
     assert_eq!(deal(&*store, "D-0").await.engagement.notes, 400);
 }
 
-#[tokio::test]
-async fn lists_filter_and_paginate() {
-    let h = sqlite();
+async fn lists_filter_and_paginate(backend: Backend) {
+    let h = backend.open();
     let mut events = Vec::new();
     for i in 0..25 {
         let stage = if i % 2 == 0 { "discovery" } else { "proposal" };
@@ -633,9 +625,8 @@ impl Harness {
     }
 }
 
-#[tokio::test]
-async fn tokens_are_stored_by_hash_and_revocable() {
-    let h = sqlite();
+async fn tokens_are_stored_by_hash_and_revocable(backend: Backend) {
+    let h = backend.open();
     let t = h
         .store
         .create_token(NewToken {
@@ -664,9 +655,8 @@ async fn tokens_are_stored_by_hash_and_revocable() {
 
 /// Two handles on one database (a server and an import, or two nodes) never apply an event to
 /// stale state, whatever each has cached.
-#[tokio::test]
-async fn two_handles_on_one_database_see_each_others_writes() {
-    let h = sqlite();
+async fn two_handles_on_one_database_see_each_others_writes(backend: Backend) {
+    let h = backend.open();
     let other = (h.reopen)();
     let d = r#""deal":"D-1""#;
     let note = |id: &str| {
@@ -706,9 +696,8 @@ fn example_engine() -> Arc<store::Engine> {
 }
 
 /// Issue 3: effects are committed with the events that caused them, once per idempotency key.
-#[tokio::test]
-async fn effects_are_written_with_their_events_and_never_twice() {
-    let h = sqlite();
+async fn effects_are_written_with_their_events_and_never_twice(backend: Backend) {
+    let h = backend.open();
     h.store.set_engine(Some(example_engine()));
     let d = r#""deal":"D-1""#;
     let events = || {
@@ -763,9 +752,8 @@ async fn effects_are_written_with_their_events_and_never_twice() {
 }
 
 /// Issue 3: timers are rows; they move with activity, survive a restart and fire once.
-#[tokio::test]
-async fn timers_survive_restart_move_with_activity_and_fire_once() {
-    let h = sqlite();
+async fn timers_survive_restart_move_with_activity_and_fire_once(backend: Backend) {
+    let h = backend.open();
     h.store.set_engine(Some(example_engine()));
     let d = r#""deal":"D-1""#;
     h.store
@@ -849,9 +837,8 @@ async fn timers_survive_restart_move_with_activity_and_fire_once() {
 
 /// Only timers that changed are rewritten, but a new playbook version re-arms everything the
 /// record touches: a deal already in legal gets the new stuck-in-legal timer on its next event.
-#[tokio::test]
-async fn a_new_playbook_version_arms_its_timers_on_the_next_event() {
-    let h = sqlite();
+async fn a_new_playbook_version_arms_its_timers_on_the_next_event(backend: Backend) {
+    let h = backend.open();
     let first = "playbook: p\nowner: o\nstages: [legal]\nrules:\n  - id: note\n    why: w\n    when: { event: note.added }\n    then:\n      - alert: { to: deal.owner, text: hi }\n";
     let set = playbook::load_files(&[(std::path::PathBuf::from("p.yaml"), first.into())])
         .set
@@ -912,9 +899,8 @@ async fn a_new_playbook_version_arms_its_timers_on_the_next_event() {
 
 /// `assign_owner` rotates through its team in the order decisions commit; a duplicate event
 /// does not advance the rotation.
-#[tokio::test]
-async fn assign_owner_rotates_through_the_team() {
-    let h = sqlite();
+async fn assign_owner_rotates_through_the_team(backend: Backend) {
+    let h = backend.open();
     let text = "playbook: p\nowner: o\nrules:\n  - id: route\n    why: New deals go round the team.\n    when: { event: deal.created }\n    then:\n      - assign_owner: { team: [ana@acme.example, ben@acme.example, cy@acme.example] }\n";
     let set = playbook::load_files(&[(std::path::PathBuf::from("p.yaml"), text.into())])
         .set
@@ -973,9 +959,8 @@ async fn arm_all(store: &dyn Store, now: domain::Timestamp) -> usize {
 
 /// Records no event touches after the playbooks change are armed by the walk: a deal already
 /// in legal before any rule existed gets the stuck-in-legal timer; rules removed lose theirs.
-#[tokio::test]
-async fn arming_walk_brings_untouched_records_to_the_new_rules() {
-    let h = sqlite();
+async fn arming_walk_brings_untouched_records_to_the_new_rules(backend: Backend) {
+    let h = backend.open();
     let mut events = Vec::new();
     for i in 1..=5 {
         events.push(ev(
@@ -1049,9 +1034,8 @@ async fn arming_walk_brings_untouched_records_to_the_new_rules() {
 
 /// A schedule fires for every open record of the set at each occurrence, and re-arms itself
 /// for the next one; an occurrence missed while nothing ran is not made up one by one.
-#[tokio::test]
-async fn scheduled_timers_fire_each_occurrence_and_re_arm() {
-    let h = sqlite();
+async fn scheduled_timers_fire_each_occurrence_and_re_arm(backend: Backend) {
+    let h = backend.open();
     h.store.set_engine(Some(engine_from(
         "playbook: p\nowner: o\nstages: [proposal]\nrules:\n  - id: weekly\n    why: Every Monday the open proposals are reviewed.\n    when: { schedule: { cron: \"0 9 * * MON\", timezone: Europe/Berlin } }\n    if: deal.stage == \"proposal\"\n    then:\n      - alert: { to: deal.owner, text: review }\n",
     )));
@@ -1157,9 +1141,8 @@ fn finish(key: &str, node: &str, at: &str, outcome: store::Outcome) -> store::Fi
 
 /// Issue 4: effects are claimed under a lease by one dispatcher at a time, retried when due,
 /// taken over when the lease expires, and never claimed again once delivered.
-#[tokio::test]
-async fn effects_are_leased_retried_taken_over_and_finished_once() {
-    let h = sqlite();
+async fn effects_are_leased_retried_taken_over_and_finished_once(backend: Backend) {
+    let h = backend.open();
     h.store.set_engine(Some(example_engine()));
     let d = r#""deal":"D-1""#;
     h.store
@@ -1298,9 +1281,8 @@ async fn effects_are_leased_retried_taken_over_and_finished_once() {
 
 /// Issue 4: pauses and budgets per channel; dead letters retried or cancelled by hand; a task
 /// written by its delivery.
-#[tokio::test]
-async fn claims_respect_channels_and_dead_letters_can_be_retried() {
-    let h = sqlite();
+async fn claims_respect_channels_and_dead_letters_can_be_retried(backend: Backend) {
+    let h = backend.open();
     h.store.set_engine(Some(engine_from(
         "playbook: p\nowner: o\nrules:\n  - id: fan-out\n    why: Every note is shared.\n    when: { event: note.added }\n    then:\n      - alert: { to: channel:sales, text: note }\n      - webhook: { url: \"https://hooks.example/notes?x=1\" }\n      - task: { assignee: deal.owner, title: Read the note }\n",
     )));
@@ -1431,9 +1413,8 @@ async fn claims_respect_channels_and_dead_letters_can_be_retried() {
 }
 
 /// Refolding a consistent store changes nothing: every stored state is the fold of its events.
-#[tokio::test]
-async fn refolding_a_consistent_store_corrects_nothing() {
-    let h = sqlite();
+async fn refolding_a_consistent_store_corrects_nothing(backend: Backend) {
+    let h = backend.open();
     h.store.ingest(story()).await.unwrap();
     let (mut examined, mut corrected, mut cursor) = (0, 0, 0);
     loop {
@@ -1449,3 +1430,49 @@ async fn refolding_a_consistent_store_corrects_nothing() {
     assert_eq!(corrected, 0);
     check_story(&*h.store).await;
 }
+
+/// Every test above, once per backend.
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(crate::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(backend) = crate::Backend::postgres() {
+                        super::$name(backend).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    every_event_kind_updates_derived_state,
+    out_of_order_arrival_gives_the_same_state_as_in_order,
+    a_late_stage_change_lands_in_its_place_in_history,
+    duplicates_are_acknowledged_and_change_nothing,
+    state_and_log_survive_reopening,
+    concurrent_writers_are_group_committed_exactly_once,
+    concurrent_writers_to_one_record_all_reach_its_state,
+    lists_filter_and_paginate,
+    tokens_are_stored_by_hash_and_revocable,
+    two_handles_on_one_database_see_each_others_writes,
+    effects_are_written_with_their_events_and_never_twice,
+    timers_survive_restart_move_with_activity_and_fire_once,
+    a_new_playbook_version_arms_its_timers_on_the_next_event,
+    assign_owner_rotates_through_the_team,
+    arming_walk_brings_untouched_records_to_the_new_rules,
+    scheduled_timers_fire_each_occurrence_and_re_arm,
+    effects_are_leased_retried_taken_over_and_finished_once,
+    claims_respect_channels_and_dead_letters_can_be_retried,
+    refolding_a_consistent_store_corrects_nothing,
+);

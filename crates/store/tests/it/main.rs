@@ -1,4 +1,6 @@
-//! The storage conformance suite: every backend must pass it unchanged.
+//! The storage conformance suite: every backend must pass it unchanged. Each test runs once on
+//! SQLite and once on PostgreSQL (when a server answers; always under `CI=true`), each time on
+//! a database of its own.
 
 mod conformance;
 
@@ -6,32 +8,70 @@ use std::sync::Arc;
 
 use clock::ManualClock;
 use domain::{NewEvent, Timestamp};
-use store::{SqliteOptions, SqliteStore, Store};
+use store::{PostgresOptions, PostgresStore, SqliteOptions, SqliteStore, Store};
+use testkit::postgres::TestDatabase;
 
 /// A fresh store on its own database, with the clock that stamps receipt times.
 #[allow(missing_debug_implementations)]
 pub struct Harness {
     pub store: Arc<dyn Store>,
     pub clock: ManualClock,
+    /// Another handle on the same database: a restart, or (PostgreSQL) another node.
     pub reopen: Box<dyn Fn() -> Arc<dyn Store>>,
-    _dir: tempfile::TempDir,
+    _database: Database,
 }
 
-pub fn sqlite() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("pipewright.db");
-    let clock = ManualClock::new(ts("2026-11-20T12:00:00Z"));
-    let open = {
-        let clock = clock.clone();
-        move || -> Arc<dyn Store> {
-            Arc::new(SqliteStore::open(SqliteOptions::new(&path), Arc::new(clock.clone())).unwrap())
+enum Database {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres(#[allow(dead_code)] TestDatabase),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// PostgreSQL, when a server answers (the test is skipped otherwise, except under CI).
+    pub fn postgres() -> Option<Self> {
+        TestDatabase::create().map(|_| Self::Postgres)
+    }
+
+    pub fn open(self) -> Harness {
+        let clock = ManualClock::new(ts("2026-11-20T12:00:00Z"));
+        let (open, database): (Box<dyn Fn() -> Arc<dyn Store>>, Database) = match self {
+            Self::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("pipewright.db");
+                let clock = clock.clone();
+                let open = move || -> Arc<dyn Store> {
+                    Arc::new(
+                        SqliteStore::open(SqliteOptions::new(&path), Arc::new(clock.clone()))
+                            .unwrap(),
+                    )
+                };
+                (Box::new(open), Database::Sqlite(dir))
+            }
+            Self::Postgres => {
+                let db = TestDatabase::create().expect("PostgreSQL answered a moment ago");
+                let url = db.url();
+                let clock = clock.clone();
+                let open = move || -> Arc<dyn Store> {
+                    Arc::new(
+                        PostgresStore::open(PostgresOptions::new(&url), Arc::new(clock.clone()))
+                            .unwrap(),
+                    )
+                };
+                (Box::new(open), Database::Postgres(db))
+            }
+        };
+        Harness {
+            store: open(),
+            clock,
+            reopen: open,
+            _database: database,
         }
-    };
-    Harness {
-        store: open(),
-        clock,
-        reopen: Box::new(open),
-        _dir: dir,
     }
 }
 

@@ -6,7 +6,7 @@ use domain::{Record, RecordKind};
 
 use crate::{Error, Result};
 
-pub(super) fn encode(record: &Record) -> Result<String> {
+pub(crate) fn encode(record: &Record) -> Result<String> {
     let json = match record {
         Record::Deal(r) => serde_json::to_string(r),
         Record::Lead(r) => serde_json::to_string(r),
@@ -17,7 +17,7 @@ pub(super) fn encode(record: &Record) -> Result<String> {
     json.map_err(|e| Error::Invalid(e.to_string()))
 }
 
-pub(super) fn decode(kind: RecordKind, json: &str) -> Result<Record> {
+pub(crate) fn decode(kind: RecordKind, json: &str) -> Result<Record> {
     let record = match kind {
         RecordKind::Deal => serde_json::from_str(json).map(Record::Deal),
         RecordKind::Lead => serde_json::from_str(json).map(Record::Lead),

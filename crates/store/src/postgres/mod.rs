@@ -1,0 +1,349 @@
+//! The PostgreSQL adapter, for teams that run several `pipewright serve` nodes on one
+//! database.
+//!
+//! Each node runs the shared writer ([`crate::sql::writer`]) with group commit on one
+//! connection and reads through a pool. What SQLite gets from having a single writer is
+//! made explicit here:
+//! - every record an ingest touches is locked (a transaction-scoped advisory lock per record,
+//!   taken in one global order before anything is written), so one record's events are
+//!   applied one transaction at a time, in whatever node they arrive;
+//! - timers are fired under the same locks, taken without waiting: a record another node holds
+//!   is skipped, and a timer is fired only if it is still there and still due once held;
+//! - effects are claimed with `FOR UPDATE SKIP LOCKED` under a lease (see `Store::claim_effects`);
+//! - rows are numbered by sequences;
+//! - nothing decoded is kept between transactions (other nodes write the same records).
+//!
+//! The driver is the synchronous `postgres` client, as the shared code is synchronous (it is
+//! for SQLite); connections are only used from the writer thread and blocking tasks.
+
+mod migrate;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use postgres::{Client, GenericClient, NoTls, Statement};
+
+use clock::Clock;
+use domain::RecordKey;
+
+use crate::sql::{Arg, Backend, Dialect, Row, Sql, Value, backend};
+use crate::{Error, Result, SqlStore};
+
+pub use migrate::Migrations;
+
+/// How to reach the database and how many connections a node keeps.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// `postgres://user@host:port/database`, with any of libpq's URL parameters that the
+    /// driver knows (e.g. `?options=-csearch_path%3Dpipewright` to use another schema).
+    pub url: String,
+    /// The most events one group commit takes before committing.
+    pub max_group_events: usize,
+    /// Idle read connections kept per node (the writer has one more of its own).
+    pub read_connections: usize,
+    pub connect_timeout: Duration,
+}
+
+impl PostgresOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_group_events: 10_000,
+            read_connections: 4,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The PostgreSQL backend: where the database is.
+#[derive(Debug)]
+pub struct Postgres {
+    config: postgres::Config,
+}
+
+/// A store on PostgreSQL.
+pub type PostgresStore = SqlStore<Postgres>;
+
+impl Postgres {
+    fn new(options: &PostgresOptions) -> Result<Self> {
+        let mut config = postgres::Config::from_str(&options.url)
+            .map_err(|e| Error::Invalid(format!("database URL: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(options.connect_timeout);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("pipewright");
+        }
+        Ok(Self { config })
+    }
+
+    fn connect(&self) -> Result<PgConn> {
+        let client = self.config.connect(NoTls).map_err(backend)?;
+        Ok(PgConn {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+}
+
+/// Runs `f` on a thread outside the async runtime: the synchronous client runs a small
+/// runtime of its own, which cannot be started from inside another.
+fn off_runtime<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    std::thread::scope(|s| s.spawn(f).join().unwrap_or(Err(Error::Closed)))
+}
+
+impl SqlStore<Postgres> {
+    /// Connects, brings the schema up to date (see [`migrate`](self::migrate)) and starts
+    /// this node's writer.
+    pub fn open(options: PostgresOptions, clock: Arc<dyn Clock>) -> Result<Self> {
+        let backend = Postgres::new(&options)?;
+        let conn = off_runtime(|| {
+            let mut conn = backend.connect()?;
+            migrate::run(&mut conn.client)?;
+            Ok(conn)
+        })?;
+        SqlStore::start(
+            backend,
+            conn,
+            Vec::new(),
+            clock,
+            options.max_group_events,
+            options.read_connections,
+        )
+    }
+}
+
+/// Applies pending migrations and reports where the schema stands.
+///
+/// # Errors
+/// [`Error::Invalid`] for a bad URL or a database newer than this binary.
+pub fn migrate(options: &PostgresOptions) -> Result<Migrations> {
+    let backend = Postgres::new(options)?;
+    off_runtime(|| migrate::run(&mut backend.connect()?.client))
+}
+
+/// A connection with the statements it has prepared.
+pub struct PgConn {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+impl std::fmt::Debug for PgConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgConn")
+            .field("statements", &self.statements.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Backend for Postgres {
+    type Conn = PgConn;
+
+    fn open_reader(&self) -> Result<PgConn> {
+        self.connect()
+    }
+
+    fn transaction<T>(conn: &mut PgConn, f: impl FnOnce(&mut dyn Sql) -> Result<T>) -> Result<T> {
+        let mut tx = conn.client.transaction().map_err(backend)?;
+        let value = f(&mut Pg {
+            client: &mut tx,
+            statements: &mut conn.statements,
+        })?;
+        tx.commit().map_err(backend)?;
+        Ok(value)
+    }
+
+    fn read<T>(conn: &mut PgConn, f: impl FnOnce(&mut dyn Sql) -> Result<T>) -> Result<T> {
+        f(&mut Pg {
+            client: &mut conn.client,
+            statements: &mut conn.statements,
+        })
+    }
+
+    fn data_version(_: &mut PgConn) -> Option<i64> {
+        None
+    }
+}
+
+/// A connection or transaction as the shared code sees it.
+struct Pg<'c, C: GenericClient> {
+    client: &'c mut C,
+    statements: &'c mut HashMap<String, Statement>,
+}
+
+impl<C: GenericClient> Pg<'_, C> {
+    /// The prepared statement for `sql`, its `?N` placeholders written `$N`.
+    fn statement(&mut self, sql: &str) -> Result<Statement> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let statement = self.client.prepare(&placeholders(sql)).map_err(backend)?;
+        self.statements.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+}
+
+/// `?1` → `$1`: the shared statements use SQLite's numbered placeholders.
+fn placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '?' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('$');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn params<'a>(args: &'a [Arg<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
+    args.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
+}
+
+impl ToSql for Arg<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match *self {
+            Arg::Null => Ok(IsNull::Yes),
+            Arg::Int(v) if *ty == Type::INT4 => i32::try_from(v)?.to_sql(ty, out),
+            Arg::Int(v) if *ty == Type::INT2 => i16::try_from(v)?.to_sql(ty, out),
+            Arg::Int(v) => v.to_sql(ty, out),
+            Arg::Text(v) => v.to_sql(ty, out),
+            Arg::Bool(v) => v.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+fn value(row: &postgres::Row, i: usize) -> Result<Value> {
+    let ty = row.columns()[i].type_();
+    let got = match *ty {
+        Type::INT8 => row.try_get::<_, Option<i64>>(i).map(|v| v.map(Value::Int)),
+        Type::INT4 => row
+            .try_get::<_, Option<i32>>(i)
+            .map(|v| v.map(|v| Value::Int(v.into()))),
+        Type::INT2 => row
+            .try_get::<_, Option<i16>>(i)
+            .map(|v| v.map(|v| Value::Int(v.into()))),
+        Type::BOOL => row
+            .try_get::<_, Option<bool>>(i)
+            .map(|v| v.map(Value::Bool)),
+        Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR => row
+            .try_get::<_, Option<String>>(i)
+            .map(|v| v.map(Value::Text)),
+        _ => {
+            return Err(Error::Corrupt(format!(
+                "column {} has type {ty}, which the store does not read",
+                row.columns()[i].name()
+            )));
+        }
+    };
+    Ok(got.map_err(backend)?.unwrap_or(Value::Null))
+}
+
+/// The advisory lock number of a record: FNV-1a of its key. Two records sharing a number only
+/// wait for each other.
+fn lock_id(key: &RecordKey) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key
+        .kind
+        .as_str()
+        .bytes()
+        .chain([0])
+        .chain(key.id.as_str().bytes())
+    {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash as i64
+}
+
+impl<C: GenericClient> Sql for Pg<'_, C> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64> {
+        let statement = self.statement(sql)?;
+        self.client
+            .execute(&statement, &params(args))
+            .map_err(backend)
+    }
+
+    fn query(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>> {
+        let statement = self.statement(sql)?;
+        let rows = self
+            .client
+            .query(&statement, &params(args))
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| value(r, i))
+                    .collect::<Result<_>>()
+                    .map(Row)
+            })
+            .collect()
+    }
+
+    fn lock_records(&mut self, keys: &[&RecordKey]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut ids: Vec<i64> = keys.iter().map(|k| lock_id(k)).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        // One round trip; the locks are taken in the sorted order of the subquery.
+        let statement = self.statement(
+            "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(id) FROM
+                 (SELECT id FROM unnest(CAST(?1 AS BIGINT[])) AS id ORDER BY id) AS sorted) AS locked",
+        )?;
+        self.client
+            .query(&statement, &[&ids])
+            .map(drop)
+            .map_err(backend)
+    }
+
+    fn try_lock_record(&mut self, key: &RecordKey) -> Result<bool> {
+        let statement = self.statement("SELECT pg_try_advisory_xact_lock(?1)")?;
+        let row = self
+            .client
+            .query_one(&statement, &[&lock_id(key)])
+            .map_err(backend)?;
+        row.try_get(0).map_err(backend)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_become_dollars_and_question_marks_alone_stay() {
+        assert_eq!(
+            placeholders("SELECT ?1, ?12 FROM t WHERE a = '?' AND b = ?2"),
+            "SELECT $1, $12 FROM t WHERE a = '?' AND b = $2"
+        );
+    }
+
+    #[test]
+    fn lock_ids_differ_by_kind_and_id() {
+        let key = |k, id: &str| RecordKey::new(k, domain::RecordId::parse(id.to_owned()).unwrap());
+        let a = lock_id(&key(domain::RecordKind::Deal, "D-1"));
+        assert_eq!(a, lock_id(&key(domain::RecordKind::Deal, "D-1")));
+        assert_ne!(a, lock_id(&key(domain::RecordKind::Lead, "D-1")));
+        assert_ne!(a, lock_id(&key(domain::RecordKind::Deal, "D-2")));
+    }
+}

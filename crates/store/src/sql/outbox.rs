@@ -1,0 +1,333 @@
+//! The outbox and tasks: listing, claiming with leases, finishing attempts.
+
+use domain::Timestamp;
+
+use super::{Dialect, Row, Sql, args, decode, encode};
+use crate::{
+    Attempt, Claim, Error, Finish, OutboxQuery, Outcome, Result, StoredEffect, Task, TaskQuery,
+};
+
+const EFFECT_COLUMNS: &str = "key, seq, playbook, rule, version, record_kind, record_id, action,
+    due, shadow, status, channel, attempts, next_at, last_error, delivered_at, rendered, response,
+    trace, created_at";
+
+fn effect(mut r: Row) -> Result<StoredEffect> {
+    Ok(StoredEffect {
+        key: r.text(0)?,
+        seq: r.int(1)?,
+        playbook: r.text(2)?,
+        rule: r.text(3)?,
+        version: r.text(4)?,
+        record: r.record_key(5)?,
+        action: decode(&r.text(7)?)?,
+        due: r.millis(8)?,
+        shadow: r.bool(9)?,
+        status: r.text(10)?,
+        channel: r.text(11)?,
+        attempts: u32::try_from(r.int(12)?).map_err(|e| Error::Corrupt(e.to_string()))?,
+        next_at: r.millis(13)?,
+        last_error: r.opt_text(14)?,
+        delivered_at: r.opt_millis(15)?,
+        rendered: r.opt_text(16)?.as_deref().map(decode).transpose()?,
+        response: r.opt_text(17)?,
+        trace: decode(&r.text(18)?)?,
+        created_at: r.millis(19)?,
+    })
+}
+
+fn effects(rows: Vec<Row>) -> Result<Vec<StoredEffect>> {
+    rows.into_iter().map(effect).collect()
+}
+
+pub(crate) fn list(sql: &mut dyn Sql, q: &OutboxQuery) -> Result<Vec<StoredEffect>> {
+    let (kind, id) = match &q.record {
+        Some(r) => (Some(r.kind.as_str()), Some(r.id.as_str())),
+        None => (None, None),
+    };
+    let rows = sql.query(
+        &format!(
+            "SELECT {EFFECT_COLUMNS} FROM effects
+             WHERE (CAST(?1 AS TEXT) IS NULL OR (record_kind = ?1 AND record_id = ?2))
+               AND (CAST(?3 AS TEXT) IS NULL OR status = ?3)
+               AND (CAST(?4 AS TEXT) IS NULL OR channel = ?4) AND seq > ?5
+             ORDER BY seq LIMIT ?6"
+        ),
+        args![
+            kind,
+            id,
+            q.status.as_deref(),
+            q.channel.as_deref(),
+            q.after.unwrap_or(0),
+            q.limit as i64
+        ],
+    )?;
+    effects(rows)
+}
+
+pub(crate) fn one(sql: &mut dyn Sql, key: &str) -> Result<Option<StoredEffect>> {
+    sql.query_opt(
+        &format!("SELECT {EFFECT_COLUMNS} FROM effects WHERE key = ?1"),
+        args![key],
+    )?
+    .map(effect)
+    .transpose()
+}
+
+pub(crate) fn attempts(sql: &mut dyn Sql, key: &str) -> Result<Vec<Attempt>> {
+    sql.query(
+        "SELECT attempt, node, started_at, finished_at, outcome, detail FROM delivery_attempts
+         WHERE effect_key = ?1 ORDER BY attempt",
+        args![key],
+    )?
+    .into_iter()
+    .map(|mut r| {
+        Ok(Attempt {
+            attempt: u32::try_from(r.int(0)?).map_err(|e| Error::Corrupt(e.to_string()))?,
+            node: r.text(1)?,
+            started_at: r.millis(2)?,
+            finished_at: r.millis(3)?,
+            outcome: r.text(4)?,
+            detail: r.opt_text(5)?,
+        })
+    })
+    .collect()
+}
+
+/// Claims in one transaction (the caller's): due pending effects and effects whose lease
+/// expired, oldest due first, within the claim's budgets. On PostgreSQL the candidates are
+/// locked as they are read and rows another node is claiming are skipped, so two nodes never
+/// claim the same effect.
+pub(crate) fn claim(sql: &mut dyn Sql, claim: &Claim) -> Result<Vec<StoredEffect>> {
+    let now = claim.now.as_millis();
+    // A window a few times the limit, so budgets and pauses of some channels leave room for
+    // the others.
+    let window = (claim.limit * 4).max(16) as i64;
+    let lock = match sql.dialect() {
+        Dialect::Sqlite => "",
+        Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+    };
+    let mut candidates = Vec::new();
+    for due in [
+        "status = 'pending' AND next_at <= ?1",
+        "status = 'delivering' AND lease_until <= ?1",
+    ] {
+        candidates.extend(sql.query(
+            &format!(
+                "SELECT key, channel FROM effects WHERE {due} ORDER BY next_at, seq LIMIT ?2{lock}"
+            ),
+            args![now, window],
+        )?);
+    }
+    let mut taken: std::collections::HashMap<String, usize> = Default::default();
+    let mut keys = Vec::new();
+    for mut row in candidates {
+        let (key, channel) = (row.text(0)?, row.text(1)?);
+        if keys.len() == claim.limit || claim.paused(&channel) {
+            continue;
+        }
+        let budget = claim.budget(&channel);
+        let n = taken.entry(channel).or_default();
+        if budget.is_some_and(|b| *n >= b) {
+            continue;
+        }
+        *n += 1;
+        keys.push(key);
+    }
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        sql.execute(
+            "UPDATE effects SET status = 'delivering', lease_owner = ?2, lease_until = ?3,
+                 attempts = attempts + 1
+             WHERE key = ?1",
+            args![&key, &claim.node, claim.lease_until.as_millis()],
+        )?;
+        out.extend(one(sql, &key)?);
+    }
+    out.sort_by_key(|e| (e.next_at, e.seq));
+    Ok(out)
+}
+
+pub(crate) fn finish(sql: &mut dyn Sql, f: &Finish) -> Result<bool> {
+    let held = sql.query_opt(
+        "SELECT attempts FROM effects WHERE key = ?1 AND status = 'delivering' AND lease_owner = ?2",
+        args![&f.key, &f.node],
+    )?;
+    let Some(attempt) = held.map(|r| r.int(0)).transpose()? else {
+        return Ok(false);
+    };
+    let (next_at, delivered_at) = match f.outcome {
+        Outcome::Retry { next_at } => (Some(next_at.as_millis()), None),
+        Outcome::Delivered | Outcome::DryRun => (None, Some(f.finished_at.as_millis())),
+        Outcome::Dead => (None, None),
+    };
+    let (last_error, response) = match f.outcome {
+        Outcome::Delivered => (None, f.detail.as_deref()),
+        Outcome::DryRun => (None, None),
+        Outcome::Retry { .. } | Outcome::Dead => (f.detail.as_deref(), None),
+    };
+    let rendered = f.rendered.as_ref().map(encode).transpose()?;
+    sql.execute(
+        "UPDATE effects SET status = ?2, next_at = coalesce(?3, next_at), lease_owner = NULL,
+             lease_until = NULL, last_error = ?4, response = ?5, delivered_at = ?6,
+             rendered = coalesce(?7, rendered)
+         WHERE key = ?1",
+        args![
+            &f.key,
+            f.outcome.status(),
+            next_at,
+            last_error,
+            response,
+            delivered_at,
+            rendered.as_deref()
+        ],
+    )?;
+    let outcome = match f.outcome {
+        Outcome::Retry { .. } => "retry",
+        other => other.status(),
+    };
+    sql.execute(
+        "INSERT INTO delivery_attempts
+             (effect_key, attempt, node, started_at, finished_at, outcome, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (effect_key, attempt) DO UPDATE SET node = excluded.node,
+             started_at = excluded.started_at, finished_at = excluded.finished_at,
+             outcome = excluded.outcome, detail = excluded.detail",
+        args![
+            &f.key,
+            attempt,
+            &f.node,
+            f.started_at.as_millis(),
+            f.finished_at.as_millis(),
+            outcome,
+            f.detail.as_deref()
+        ],
+    )?;
+    if let (Some(t), Outcome::Delivered) = (&f.task, f.outcome) {
+        sql.execute(
+            "INSERT INTO tasks (id, kind, assignee, title, record_kind, record_id, rule, due_at,
+                                status, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'open', ?9)
+             ON CONFLICT (id) DO NOTHING",
+            args![
+                &t.id,
+                &t.kind,
+                &t.assignee,
+                &t.title,
+                t.record.kind.as_str(),
+                t.record.id.as_str(),
+                &t.rule,
+                t.due_at.map(|d| d.as_millis()),
+                f.finished_at.as_millis()
+            ],
+        )?;
+    }
+    Ok(true)
+}
+
+/// Moves an effect from one of `from` to `to`; `retry` also makes it due now with a fresh
+/// attempt budget.
+pub(crate) fn transition(
+    sql: &mut dyn Sql,
+    key: &str,
+    from: &[&str],
+    to: &str,
+    now: Timestamp,
+) -> Result<StoredEffect> {
+    let lock = match sql.dialect() {
+        Dialect::Sqlite => "",
+        Dialect::Postgres => " FOR UPDATE",
+    };
+    let current = sql
+        .query_opt(
+            &format!("SELECT {EFFECT_COLUMNS} FROM effects WHERE key = ?1{lock}"),
+            args![key],
+        )?
+        .map(effect)
+        .transpose()?
+        .ok_or_else(|| Error::NotFound(format!("effect {key}")))?;
+    if !from.contains(&current.status.as_str()) {
+        return Err(Error::Conflict(format!(
+            "effect {key} is {}; only a {} one can become {to}",
+            current.status,
+            from.join(" or ")
+        )));
+    }
+    let update = if to == "pending" {
+        "UPDATE effects SET status = 'pending', next_at = ?2, attempts = 0, last_error = NULL
+         WHERE key = ?1"
+    } else {
+        "UPDATE effects SET status = 'cancelled', next_at = ?2 WHERE key = ?1"
+    };
+    sql.execute(update, args![key, now.as_millis()])?;
+    one(sql, key)?.ok_or_else(|| Error::NotFound(format!("effect {key}")))
+}
+
+const TASK_COLUMNS: &str =
+    "id, kind, assignee, title, record_kind, record_id, rule, due_at, status, created_at, done_at";
+
+fn task(mut r: Row) -> Result<Task> {
+    Ok(Task {
+        id: r.text(0)?,
+        kind: r.text(1)?,
+        assignee: r.text(2)?,
+        title: r.text(3)?,
+        record: r.record_key(4)?,
+        rule: r.text(6)?,
+        due_at: r.opt_millis(7)?,
+        status: r.text(8)?,
+        created_at: r.millis(9)?,
+        done_at: r.opt_millis(10)?,
+    })
+}
+
+pub(crate) fn tasks(sql: &mut dyn Sql, q: &TaskQuery) -> Result<Vec<Task>> {
+    sql.query(
+        &format!(
+            "SELECT {TASK_COLUMNS} FROM tasks
+             WHERE (CAST(?1 AS TEXT) IS NULL OR assignee = ?1)
+               AND (CAST(?2 AS TEXT) IS NULL OR status = ?2)
+             ORDER BY created_at DESC, id LIMIT ?3"
+        ),
+        args![q.assignee.as_deref(), q.status.as_deref(), q.limit as i64],
+    )?
+    .into_iter()
+    .map(task)
+    .collect()
+}
+
+pub(crate) fn complete_task(sql: &mut dyn Sql, id: &str, now: Timestamp) -> Result<Task> {
+    sql.execute(
+        "UPDATE tasks SET status = 'done', done_at = coalesce(done_at, ?2) WHERE id = ?1",
+        args![id, now.as_millis()],
+    )?;
+    sql.query_opt(
+        &format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"),
+        args![id],
+    )?
+    .map(task)
+    .transpose()?
+    .ok_or_else(|| Error::NotFound(format!("task {id}")))
+}
+
+pub(crate) fn backlog(sql: &mut dyn Sql) -> Result<crate::Backlog> {
+    let by_status = sql
+        .query(
+            "SELECT status, count(*) FROM effects GROUP BY status ORDER BY status",
+            &[],
+        )?
+        .into_iter()
+        .map(|mut r| Ok((r.text(0)?, r.int(1)?.max(0) as u64)))
+        .collect::<Result<Vec<_>>>()?;
+    let oldest = sql
+        .query_opt(
+            "SELECT min(next_at) FROM effects WHERE status = 'pending'",
+            &[],
+        )?
+        .map(|r| r.opt_millis(0))
+        .transpose()?
+        .flatten();
+    Ok(crate::Backlog {
+        by_status,
+        oldest_pending_due: oldest,
+    })
+}

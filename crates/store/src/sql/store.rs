@@ -1,0 +1,494 @@
+//! The [`Store`] implementation every SQL backend shares: writes go to the writer thread,
+//! reads to a small pool of connections used from blocking tasks.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot};
+
+use domain::{Event, NewEvent, RecordKey, RecordKind, Timestamp};
+
+use super::writer::{self, Command, EngineSlot, Thread};
+use super::{Backend, Row, Sql, apply, args, codec, decode, outbox};
+use crate::{
+    ArmPass, Attempt, Claim, Error, Finish, Ingested, ListQuery, NewToken, OutboxQuery, Page,
+    RefoldPass, Result, Store, StoredEffect, StoredRecord, Task, TaskQuery, TimersFired, TokenInfo,
+    TokenRole,
+};
+
+/// Idle read connections, used from blocking tasks.
+struct ReadPool<B: Backend> {
+    backend: Arc<B>,
+    idle: Mutex<Vec<B::Conn>>,
+    max_idle: usize,
+}
+
+impl<B: Backend> Drop for ReadPool<B> {
+    fn drop(&mut self) {
+        // Closing a connection may block (PostgreSQL's client says goodbye to the server):
+        // never on an async worker thread.
+        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(|p| p.into_inner()));
+        if !idle.is_empty() {
+            let _ = std::thread::Builder::new()
+                .name("close-readers".into())
+                .spawn(move || drop(idle));
+        }
+    }
+}
+
+impl<B: Backend> ReadPool<B> {
+    async fn run<T, F>(self: &Arc<Self>, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Sql) -> Result<T> + Send + 'static,
+    {
+        let pool = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.idle.lock().map_err(|_| Error::Closed)?.pop();
+            let mut conn = match conn {
+                Some(c) => c,
+                None => pool.backend.open_reader()?,
+            };
+            let out = B::read(&mut conn, f);
+            // A connection whose read failed at the database level may be broken: not kept.
+            if !matches!(out, Err(Error::Backend(_))) {
+                let mut idle = pool.idle.lock().map_err(|_| Error::Closed)?;
+                if idle.len() < pool.max_idle {
+                    idle.push(conn);
+                }
+            }
+            out
+        })
+        .await
+        .map_err(|_| Error::Closed)?
+    }
+}
+
+/// A store on a SQL database. Cheap to clone; all clones share one writer thread.
+pub struct SqlStore<B: Backend> {
+    writer: mpsc::Sender<Command<B::Conn>>,
+    engine: EngineSlot,
+    reads: Arc<ReadPool<B>>,
+    _thread: Arc<Thread>,
+}
+
+impl<B: Backend> std::fmt::Debug for SqlStore<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("backend", &self.reads.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Backend> Clone for SqlStore<B> {
+    fn clone(&self) -> Self {
+        Self {
+            writer: self.writer.clone(),
+            engine: Arc::clone(&self.engine),
+            reads: Arc::clone(&self.reads),
+            _thread: Arc::clone(&self._thread),
+        }
+    }
+}
+
+impl<B: Backend> SqlStore<B> {
+    /// Starts the writer on `conn`; `helpers` are the backend's own threads, joined with it.
+    pub(crate) fn start(
+        backend: B,
+        conn: B::Conn,
+        helpers: Vec<std::thread::JoinHandle<()>>,
+        clock: Arc<dyn clock::Clock>,
+        max_group_events: usize,
+        read_connections: usize,
+    ) -> Result<Self> {
+        let engine = EngineSlot::default();
+        let (tx, handle) = writer::spawn::<B>(
+            "store-writer",
+            conn,
+            Arc::clone(&engine),
+            clock,
+            max_group_events,
+        )?;
+        let mut threads = vec![handle];
+        threads.extend(helpers);
+        Ok(Self {
+            writer: tx,
+            engine,
+            reads: Arc::new(ReadPool {
+                backend: Arc::new(backend),
+                idle: Mutex::new(Vec::new()),
+                max_idle: read_connections.max(1),
+            }),
+            _thread: Arc::new(Thread(threads)),
+        })
+    }
+
+    /// Sends the writer a command built around a reply channel, and waits for the reply.
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T>>) -> Command<B::Conn>,
+    ) -> Result<T> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(command(reply))
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await?
+    }
+
+    /// Runs `f` on the writer thread in its own transaction, committed before the reply.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql, Timestamp) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.ask(|reply| writer::job::<B, T>(f, reply)).await
+    }
+}
+
+fn token_info(mut r: Row) -> Result<TokenInfo> {
+    let role = r.text(2)?;
+    let role =
+        TokenRole::parse(&role).ok_or_else(|| Error::Corrupt(format!("token role {role:?}")))?;
+    Ok(TokenInfo {
+        id: r.text(0)?,
+        name: r.text(1)?,
+        role,
+        created_at: r.millis(3)?,
+        revoked_at: r.opt_millis(4)?,
+    })
+}
+
+const TOKEN_COLUMNS: &str = "id, name, role, created_at, revoked_at";
+
+/// A record from the columns (state, updated_at, last_occurred_at) starting at `i`.
+fn stored_record(kind: RecordKind, r: &mut Row, i: usize) -> Result<StoredRecord> {
+    Ok(StoredRecord {
+        record: codec::decode(kind, &r.text(i)?)?,
+        updated_at: r.millis(i + 1)?,
+        last_event_at: r.millis(i + 2)?,
+    })
+}
+
+#[async_trait]
+impl<B: Backend> Store for SqlStore<B> {
+    async fn ingest(&self, events: Vec<NewEvent>) -> Result<Vec<Ingested>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.ask(|reply| Command::Ingest { events, reply }).await
+    }
+
+    async fn record(&self, key: &RecordKey) -> Result<Option<StoredRecord>> {
+        let key = key.clone();
+        self.reads
+            .run(move |sql| {
+                sql.query_opt(
+                    "SELECT state, updated_at, last_occurred_at FROM records WHERE kind = ?1 AND id = ?2",
+                    args![key.kind.as_str(), key.id.as_str()],
+                )?
+                .map(|mut r| stored_record(key.kind, &mut r, 0))
+                .transpose()
+            })
+            .await
+    }
+
+    async fn timeline(&self, key: &RecordKey, limit: usize) -> Result<Vec<Event>> {
+        let key = key.clone();
+        self.reads
+            .run(move |sql| apply::record_events(sql, &key, Some(limit)))
+            .await
+    }
+
+    async fn list(&self, q: &ListQuery) -> Result<Page> {
+        let q = q.clone();
+        self.reads
+            .run(move |sql| {
+                let limit = q.limit.clamp(1, 1000);
+                let dialect = sql.dialect();
+                // The path to the record's id in an event's JSON.
+                let path = match dialect {
+                    super::Dialect::Sqlite => format!("$.refs.{}", q.kind.as_str()),
+                    super::Dialect::Postgres => q.kind.as_str().to_owned(),
+                };
+                let mut text = String::from(
+                    "SELECT id, state, updated_at, last_occurred_at FROM records WHERE kind = ?1",
+                );
+                let mut args: Vec<super::Arg<'_>> = vec![q.kind.as_str().into()];
+                if let Some(stage) = &q.stage {
+                    args.push(stage.into());
+                    text.push_str(&format!(" AND stage = ?{}", args.len()));
+                }
+                if let Some(owner) = &q.owner {
+                    args.push(owner.into());
+                    text.push_str(&format!(" AND owner = ?{}", args.len()));
+                }
+                if let Some(since) = q.updated_since {
+                    // A record changes only when an event concerning it is committed: the
+                    // records changed since `since` are those the log received events for
+                    // since then, found through the index on receipt time.
+                    args.push((&path).into());
+                    let refs = match dialect {
+                        super::Dialect::Sqlite => format!("json_extract(body, ?{})", args.len()),
+                        super::Dialect::Postgres => {
+                            format!("(CAST(body AS jsonb) -> 'refs' ->> ?{})", args.len())
+                        }
+                    };
+                    args.push(since.as_millis().into());
+                    text.push_str(&format!(
+                        " AND id IN (SELECT {refs} FROM events WHERE received_at >= ?{})",
+                        args.len()
+                    ));
+                }
+                if let Some(after) = &q.after {
+                    args.push(after.into());
+                    text.push_str(&format!(" AND id > ?{}", args.len()));
+                }
+                args.push((limit as i64 + 1).into());
+                text.push_str(&format!(" ORDER BY id LIMIT ?{}", args.len()));
+                let rows = sql.query(&text, &args)?;
+                let more = rows.len() > limit;
+                let mut items = Vec::with_capacity(limit);
+                let mut last_id = None;
+                for mut r in rows.into_iter().take(limit) {
+                    items.push(stored_record(q.kind, &mut r, 1)?);
+                    last_id = Some(r.text(0)?);
+                }
+                Ok(Page {
+                    items,
+                    next: if more { last_id } else { None },
+                })
+            })
+            .await
+    }
+
+    async fn events_after(&self, after_seq: i64, limit: usize) -> Result<Vec<(i64, Event)>> {
+        self.reads
+            .run(move |sql| {
+                sql.query(
+                    "SELECT seq, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                    args![after_seq, limit as i64],
+                )?
+                .into_iter()
+                .map(|mut r| Ok((r.int(0)?, decode(&r.text(1)?)?)))
+                .collect()
+            })
+            .await
+    }
+
+    async fn event_count(&self) -> Result<u64> {
+        self.reads
+            .run(|sql| {
+                let n = sql
+                    .query_opt("SELECT count(*) FROM events", &[])?
+                    .map(|r| r.int(0))
+                    .transpose()?;
+                Ok(n.unwrap_or(0).max(0) as u64)
+            })
+            .await
+    }
+
+    async fn create_token(&self, token: NewToken) -> Result<TokenInfo> {
+        self.write(move |sql, now| {
+            let now = now.as_millis();
+            sql.execute(
+                "INSERT INTO api_tokens (id, name, role, hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                args![&token.id, &token.name, token.role.as_str(), &token.hash, now],
+            )?;
+            Ok(TokenInfo {
+                id: token.id,
+                name: token.name,
+                role: token.role,
+                created_at: Timestamp::from_millis(now),
+                revoked_at: None,
+            })
+        })
+        .await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenInfo>> {
+        self.reads
+            .run(|sql| {
+                sql.query(
+                    &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at, id"),
+                    &[],
+                )?
+                .into_iter()
+                .map(token_info)
+                .collect()
+            })
+            .await
+    }
+
+    async fn revoke_token(&self, id: &str) -> Result<TokenInfo> {
+        let id = id.to_owned();
+        self.write(move |sql, now| {
+            sql.execute(
+                "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1",
+                args![&id, now.as_millis()],
+            )?;
+            sql.query_opt(
+                &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = ?1"),
+                args![&id],
+            )?
+            .map(token_info)
+            .transpose()?
+            .ok_or_else(|| Error::NotFound(format!("token {id}")))
+        })
+        .await
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>> {
+        let hash = hash.to_owned();
+        self.reads
+            .run(move |sql| {
+                sql.query_opt(
+                    &format!(
+                        "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE hash = ?1 AND revoked_at IS NULL"
+                    ),
+                    args![&hash],
+                )?
+                .map(token_info)
+                .transpose()
+            })
+            .await
+    }
+
+    fn set_engine(&self, engine: Option<Arc<engine::Engine>>) {
+        if let Ok(mut slot) = self.engine.write() {
+            *slot = engine;
+        }
+    }
+
+    fn engine(&self) -> Option<Arc<engine::Engine>> {
+        self.engine.read().ok().and_then(|e| e.clone())
+    }
+
+    async fn rule_memory(&self, record: &RecordKey) -> Result<engine::Memory> {
+        let record = record.clone();
+        self.reads
+            .run(move |sql| {
+                let memory = sql
+                    .query_opt(
+                        "SELECT memory FROM records WHERE kind = ?1 AND id = ?2",
+                        args![record.kind.as_str(), record.id.as_str()],
+                    )?
+                    .map(|mut r| r.text(0))
+                    .transpose()?;
+                memory.map_or(Ok(engine::Memory::new()), |m| decode(&m))
+            })
+            .await
+    }
+
+    async fn fire_due_timers(&self, now: Timestamp, limit: usize) -> Result<TimersFired> {
+        self.ask(|reply| Command::FireTimers { now, limit, reply })
+            .await
+    }
+
+    async fn arm_records(&self, now: Timestamp, after: i64, limit: usize) -> Result<ArmPass> {
+        self.ask(|reply| Command::ArmRecords {
+            now,
+            after,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    async fn refold_records(&self, after: i64, limit: usize) -> Result<RefoldPass> {
+        self.ask(|reply| Command::RefoldRecords {
+            after,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    async fn outbox(&self, query: &OutboxQuery) -> Result<Vec<StoredEffect>> {
+        let query = query.clone();
+        self.reads.run(move |sql| outbox::list(sql, &query)).await
+    }
+
+    async fn backlog(&self) -> Result<crate::Backlog> {
+        self.reads.run(outbox::backlog).await
+    }
+
+    async fn effect(&self, key: &str) -> Result<Option<(StoredEffect, Vec<Attempt>)>> {
+        let key = key.to_owned();
+        self.reads
+            .run(move |sql| {
+                let Some(effect) = outbox::one(sql, &key)? else {
+                    return Ok(None);
+                };
+                Ok(Some((effect, outbox::attempts(sql, &key)?)))
+            })
+            .await
+    }
+
+    async fn claim_effects(&self, claim: Claim) -> Result<Vec<StoredEffect>> {
+        self.write(move |sql, _| outbox::claim(sql, &claim)).await
+    }
+
+    async fn finish_delivery(&self, finish: Finish) -> Result<bool> {
+        self.ask(|reply| Command::Finish {
+            finish: Box::new(finish),
+            reply,
+        })
+        .await
+    }
+
+    async fn retry_effect(&self, key: &str) -> Result<StoredEffect> {
+        let key = key.to_owned();
+        self.write(move |sql, now| {
+            outbox::transition(sql, &key, &["dead", "cancelled"], "pending", now)
+        })
+        .await
+    }
+
+    async fn cancel_effect(&self, key: &str) -> Result<StoredEffect> {
+        let key = key.to_owned();
+        self.write(move |sql, now| {
+            outbox::transition(sql, &key, &["pending", "dead"], "cancelled", now)
+        })
+        .await
+    }
+
+    async fn tasks(&self, query: &TaskQuery) -> Result<Vec<Task>> {
+        let query = query.clone();
+        self.reads.run(move |sql| outbox::tasks(sql, &query)).await
+    }
+
+    async fn complete_task(&self, id: &str) -> Result<Task> {
+        let id = id.to_owned();
+        self.write(move |sql, now| outbox::complete_task(sql, &id, now))
+            .await
+    }
+
+    async fn timers(&self, record: &RecordKey) -> Result<Vec<engine::Timer>> {
+        let record = record.clone();
+        self.reads
+            .run(move |sql| {
+                sql.query(
+                    "SELECT rule, due, anchor FROM timers WHERE record_kind = ?1 AND record_id = ?2
+                     ORDER BY due, rule",
+                    args![record.kind.as_str(), record.id.as_str()],
+                )?
+                .into_iter()
+                .map(|mut r| {
+                    Ok(engine::Timer {
+                        due: r.millis(1)?,
+                        rule: r.text(0)?,
+                        record: record.clone(),
+                        anchor: r.millis(2)?,
+                    })
+                })
+                .collect()
+            })
+            .await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.reads
+            .run(|sql| sql.query("SELECT 1", &[]).map(drop))
+            .await
+    }
+}

@@ -1,0 +1,79 @@
+//! A PostgreSQL schema of its own for each test, dropped when the test ends.
+
+use postgres::{Client, NoTls};
+
+/// The server tests use: `PIPEWRIGHT_TEST_POSTGRES`, or the local one (trust authentication).
+pub fn server_url() -> String {
+    std::env::var("PIPEWRIGHT_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A fresh, empty schema on the test server; pipewright sees only it (through the URL's
+/// `search_path`). Dropped with everything in it when this value is dropped.
+#[derive(Debug)]
+pub struct TestDatabase {
+    server: String,
+    schema: String,
+}
+
+/// Runs `f` on a thread of its own: the synchronous client cannot run inside an async runtime.
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(f).join().expect("postgres helper thread"))
+}
+
+impl TestDatabase {
+    /// A new schema, or `None` (the test skips) when no server answers and `CI` is not `true`.
+    pub fn create() -> Option<Self> {
+        let server = server_url();
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).expect("random bytes");
+        let schema = format!("pw_test_{:016x}", u64::from_le_bytes(bytes));
+        let created = off_runtime(|| {
+            let mut client = Client::connect(&server, NoTls)?;
+            client.batch_execute(&format!("CREATE SCHEMA {schema}"))
+        });
+        match created {
+            Ok(()) => Some(Self { server, schema }),
+            Err(e) => {
+                // Panics under CI=true; otherwise notes the skip.
+                super::required(&format!("PostgreSQL at {server} ({e})"), false);
+                None
+            }
+        }
+    }
+
+    /// The URL pipewright connects with: the server, with this schema first on the search path.
+    pub fn url(&self) -> String {
+        let sep = if self.server.contains('?') { '&' } else { '?' };
+        format!(
+            "{}{sep}options=-csearch_path%3D{}",
+            self.server, self.schema
+        )
+    }
+
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// Runs a statement on the schema (for tests that look behind the store).
+    pub fn query_i64(&self, sql: &str) -> i64 {
+        let url = self.url();
+        off_runtime(|| {
+            let mut client = Client::connect(&url, NoTls).expect("connect");
+            client.query_one(sql, &[]).expect("query").get(0)
+        })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (server, schema) = (&self.server, &self.schema);
+        let dropped = off_runtime(|| {
+            let mut client = Client::connect(server, NoTls)?;
+            client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        });
+        if let Err(e) = dropped {
+            eprintln!("could not drop test schema {schema}: {e}");
+        }
+    }
+}
