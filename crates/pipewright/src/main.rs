@@ -92,6 +92,9 @@ enum Command {
     },
     /// Rebuild every record's derived state from the event log (state is a cache of the log).
     Refold,
+    /// Bring the database schema up to this version of pipewright (every node also does this
+    /// when it starts; run it first when upgrading several nodes).
+    Migrate,
     /// Check the playbooks in a folder and report every problem with file:line:column.
     Check {
         #[arg(default_value = "playbooks")]
@@ -353,6 +356,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = settings(&cli, false)?;
             init_logging(&settings)?;
             runtime()?.block_on(tokens(&settings, command, &mut out))?;
+        }
+        Command::Migrate => {
+            let settings = settings(&cli, false)?;
+            init_logging(&settings)?;
+            let url = &settings.database.url;
+            let done = store::migrate(url, &settings.database.connect_options())
+                .with_context(|| format!("cannot migrate the database {url}"))?;
+            match done.applied.as_slice() {
+                [] => writeln!(out, "schema at version {}; nothing to apply", done.to)?,
+                applied => writeln!(
+                    out,
+                    "schema at version {} (was {}); applied {}",
+                    done.to,
+                    done.from,
+                    applied
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )?,
+            }
         }
         Command::Refold => {
             let settings = settings(&cli, false)?;

@@ -21,7 +21,7 @@ pub use engine::{Engine, Timer};
 pub use outbox::{
     Attempt, Backlog, Claim, Finish, NewTask, OutboxQuery, Outcome, StoredEffect, Task, TaskQuery,
 };
-pub use postgres::{Migrations, Postgres, PostgresOptions, PostgresStore, migrate};
+pub use postgres::{Migrations, Postgres, PostgresOptions, PostgresStore};
 pub use sql::store::SqlStore;
 pub use sqlite::{Sqlite, SqliteOptions, SqliteStore, Synchronous};
 
@@ -363,6 +363,26 @@ pub fn connect(
     let scheme = url.split(':').next().unwrap_or_default();
     Err(Error::Invalid(format!(
         "database URL scheme {scheme:?} is not supported; use sqlite:PATH or postgres://USER@HOST/DATABASE"
+    )))
+}
+
+/// Brings the schema of the database `url` names up to this binary's version, without
+/// starting a store; what [`connect`] also does on every start. Reports the versions.
+///
+/// # Errors
+/// As [`connect`]; [`Error::Invalid`] when the database is newer than this binary.
+pub fn migrate(url: &str, options: &ConnectOptions) -> Result<Migrations> {
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        return sqlite::migrate(std::path::Path::new(path));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return postgres::migrate(&postgres_options(url, options));
+    }
+    Err(Error::Invalid(format!(
+        "database URL {url:?} names no backend"
     )))
 }
 

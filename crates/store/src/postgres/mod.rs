@@ -117,10 +117,7 @@ impl SqlStore<Postgres> {
 }
 
 /// Applies pending migrations and reports where the schema stands.
-///
-/// # Errors
-/// [`Error::Invalid`] for a bad URL or a database newer than this binary.
-pub fn migrate(options: &PostgresOptions) -> Result<Migrations> {
+pub(crate) fn migrate(options: &PostgresOptions) -> Result<Migrations> {
     let backend = Postgres::new(options)?;
     off_runtime(|| migrate::run(&mut backend.connect()?.client))
 }

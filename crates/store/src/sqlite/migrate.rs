@@ -13,7 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0004_delivery.sql"),
 ];
 
-pub(super) fn run(conn: &mut Connection) -> Result<()> {
+pub(super) fn run(conn: &mut Connection) -> Result<crate::Migrations> {
     let current: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(backend)?;
@@ -23,6 +23,7 @@ pub(super) fn run(conn: &mut Connection) -> Result<()> {
             "the database schema is version {current}, newer than this binary's {known}; upgrade pipewright"
         )));
     }
+    let mut applied = Vec::new();
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -32,6 +33,12 @@ pub(super) fn run(conn: &mut Connection) -> Result<()> {
             .map_err(backend)?;
         tx.commit().map_err(backend)?;
         tracing::info!(version = i + 1, "applied SQLite migration");
+        applied.push(i as u32 + 1);
     }
-    Ok(())
+    let from = current as u32;
+    Ok(crate::Migrations {
+        from,
+        to: applied.last().copied().unwrap_or(from),
+        applied,
+    })
 }

@@ -121,6 +121,11 @@ impl SqlStore<Sqlite> {
     }
 }
 
+/// Applies pending migrations to the database at `path` (creating it if needed).
+pub(crate) fn migrate(path: &Path) -> Result<crate::Migrations> {
+    migrate::run(&mut open(path, Synchronous::Full, false)?)
+}
+
 impl Backend for Sqlite {
     type Conn = Connection;
 
