@@ -15,31 +15,9 @@ use std::time::Duration;
 use testkit::{Receiver, SmtpServer, free_port};
 
 use crate::{
-    Dice, Server, assert_delivered_once, create_token, days_ago, db_url, post_until_acknowledged,
-    setting, write,
+    CRASH_PLAYBOOK, Dice, Server, assert_delivered_once, create_token, days_ago, db_url,
+    post_until_acknowledged, setting, write,
 };
-
-const PLAYBOOK: &str = r#"playbook: crash
-owner: o
-stages: [proposal, legal]
-templates:
-  ping:
-    subject: "{{ deal.name }}"
-    text: "About {{ deal.name }}."
-rules:
-  - id: on-note
-    why: Every note is mailed to the owner and sent to the CRM.
-    when: { event: note.added }
-    then:
-      - send_email: { template: ping, to: deal.owner }
-      - webhook: { url: "RECEIVER" }
-  - id: stuck-in-legal
-    why: Legal stalls are flagged at once.
-    when: { in_stage_for: { stage: legal, longer_than: 1d } }
-    then:
-      - send_email: { template: ping, to: deal.owner }
-      - webhook: { url: "RECEIVER" }
-"#;
 
 fn start(config: &str, port: u16) -> Server {
     let listen = format!("127.0.0.1:{port}");
@@ -61,7 +39,7 @@ async fn every_effect_reaches_its_receiver_once_across_sigkills() {
     write(
         &playbooks,
         "crash.yaml",
-        &PLAYBOOK.replace("RECEIVER", &receiver.url("/ok/crash")),
+        &CRASH_PLAYBOOK.replace("RECEIVER", &receiver.url("/ok/crash")),
     );
     let db = db_url(dir.path());
     let config = write(
@@ -90,7 +68,14 @@ async fn every_effect_reaches_its_receiver_once_across_sigkills() {
             r#"{{"type":"deal.created","source":"crash","source_id":"h{i}","occurred_at":"{now}","deal":"H-{i}","data":{{"name":"Herd {i}","stage":"legal","owner":"o{i}@acme.example"}}}}"#
         ))
         .collect();
-    post_until_acknowledged(&http, &base, &token, herd_events.join("\n")).await;
+    post_until_acknowledged(
+        &http,
+        std::slice::from_ref(&base),
+        0,
+        &token,
+        herd_events.join("\n"),
+    )
+    .await;
     // Kill while the herd's timers fire and their effects go out.
     tokio::time::sleep(Duration::from_millis(50 + dice.below(150))).await;
     server.child.kill().unwrap();
@@ -103,7 +88,14 @@ async fn every_effect_reaches_its_receiver_once_across_sigkills() {
             r#"{{"type":"deal.created","source":"crash","source_id":"d{d}","occurred_at":"2026-11-01T09:00:00Z","deal":"D-{d}","data":{{"name":"Deal {d}","stage":"proposal","owner":"a{d}@acme.example"}}}}"#
         ))
         .collect();
-    post_until_acknowledged(&http, &base, &token, setup.join("\n")).await;
+    post_until_acknowledged(
+        &http,
+        std::slice::from_ref(&base),
+        0,
+        &token,
+        setup.join("\n"),
+    )
+    .await;
     let sent = Arc::new(AtomicUsize::new(0));
     let streamer = {
         let (http, base, token, sent) =
@@ -117,7 +109,14 @@ async fn every_effect_reaches_its_receiver_once_across_sigkills() {
                         i % 20
                     ))
                     .collect();
-                post_until_acknowledged(&http, &base, &token, body.join("\n")).await;
+                post_until_acknowledged(
+                    &http,
+                    std::slice::from_ref(&base),
+                    0,
+                    &token,
+                    body.join("\n"),
+                )
+                .await;
                 sent.fetch_add(chunk.len(), Ordering::SeqCst);
             }
         })

@@ -148,16 +148,19 @@ impl Dice {
     }
 }
 
-/// Posts until the server acknowledges (it may be down or restarting).
+/// Posts to `bases[first]` until a node acknowledges: while one is down (or restarting),
+/// tries the next.
 pub async fn post_until_acknowledged(
     http: &reqwest::Client,
-    base: &str,
+    bases: &[String],
+    first: usize,
     token: &str,
     body: String,
 ) {
+    let mut node = first;
     loop {
         let sent = http
-            .post(format!("{base}/api/v1/events"))
+            .post(format!("{}/api/v1/events", bases[node % bases.len()]))
             .bearer_auth(token)
             .header("content-type", "application/x-ndjson")
             .body(body.clone())
@@ -166,10 +169,37 @@ pub async fn post_until_acknowledged(
         match sent {
             Ok(r) if r.status().is_success() => return,
             Ok(r) => panic!("unexpected status {}", r.status()),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(_) => {
+                node += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
     }
 }
+
+/// The rules of the crash tests: every note sends an email and a webhook, and so does every
+/// deal in legal for more than a day. `RECEIVER` stands for the webhook's URL.
+pub const CRASH_PLAYBOOK: &str = r#"playbook: crash
+owner: o
+stages: [proposal, legal]
+templates:
+  ping:
+    subject: "{{ deal.name }}"
+    text: "About {{ deal.name }}."
+rules:
+  - id: on-note
+    why: Every note is mailed to the owner and sent to the CRM.
+    when: { event: note.added }
+    then:
+      - send_email: { template: ping, to: deal.owner }
+      - webhook: { url: "RECEIVER" }
+  - id: stuck-in-legal
+    why: Legal stalls are flagged at once.
+    when: { in_stage_for: { stage: legal, longer_than: 1d } }
+    then:
+      - send_email: { template: ping, to: deal.owner }
+      - webhook: { url: "RECEIVER" }
+"#;
 
 pub async fn get(http: &reqwest::Client, url: &str, token: &str) -> serde_json::Value {
     loop {

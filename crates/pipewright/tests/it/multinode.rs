@@ -17,62 +17,12 @@ use testkit::postgres::TestDatabase;
 use testkit::{Receiver, SmtpServer, free_port};
 
 use crate::{
-    Dice, Server, assert_delivered_once, create_token, days_ago, get, run, setting, stderr, stdout,
-    write,
+    CRASH_PLAYBOOK, Dice, Server, assert_delivered_once, create_token, days_ago, get,
+    post_until_acknowledged, run, setting, stderr, stdout, write,
 };
-
-const PLAYBOOK: &str = r#"playbook: nodes
-owner: o
-stages: [proposal, legal]
-templates:
-  ping:
-    subject: "{{ deal.name }}"
-    text: "About {{ deal.name }}."
-rules:
-  - id: on-note
-    why: Every note is mailed to the owner and sent to the CRM.
-    when: { event: note.added }
-    then:
-      - send_email: { template: ping, to: deal.owner }
-      - webhook: { url: "RECEIVER" }
-  - id: stuck-in-legal
-    why: Legal stalls are flagged at once.
-    when: { in_stage_for: { stage: legal, longer_than: 1d } }
-    then:
-      - send_email: { template: ping, to: deal.owner }
-      - webhook: { url: "RECEIVER" }
-"#;
 
 const DEALS: usize = 20;
 const STAGES: [&str; 3] = ["discovery", "proposal", "negotiation"];
-
-/// Posts to `bases[first]`, moving on to the next node while one is down; until acknowledged.
-async fn post_to_any(
-    http: &reqwest::Client,
-    bases: &[String],
-    first: usize,
-    token: &str,
-    body: String,
-) {
-    let mut node = first;
-    loop {
-        let sent = http
-            .post(format!("{}/api/v1/events", bases[node % bases.len()]))
-            .bearer_auth(token)
-            .header("content-type", "application/x-ndjson")
-            .body(body.clone())
-            .send()
-            .await;
-        match sent {
-            Ok(r) if r.status().is_success() => return,
-            Ok(r) => panic!("unexpected status {}", r.status()),
-            Err(_) => {
-                node += 1;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
-}
 
 /// The events of the stream. Note `i` goes to deal `D-{i % DEALS}`; all notes of a deal
 /// share one occurrence time, so they are applied in arrival order and only the record locks
@@ -108,7 +58,7 @@ async fn three_nodes_share_one_database_through_a_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let playbooks = dir.path().join("playbooks");
     std::fs::create_dir_all(&playbooks).unwrap();
-    let playbook = PLAYBOOK.replace("RECEIVER", &receiver.url("/ok/nodes"));
+    let playbook = CRASH_PLAYBOOK.replace("RECEIVER", &receiver.url("/ok/nodes"));
     write(&playbooks, "nodes.yaml", &playbook);
     let db = database.url();
 
@@ -158,7 +108,7 @@ async fn three_nodes_share_one_database_through_a_sigkill() {
             r#"{{"type":"deal.created","source":"nodes","source_id":"{k}{d}","occurred_at":"2026-11-01T09:00:00Z","deal":"{k}-{d}","data":{{"name":"Deal {d}","stage":"proposal","owner":"a{d}@acme.example"}}}}"#
         )))
         .collect();
-    post_to_any(&http, &bases, 0, &token, setup.join("\n")).await;
+    post_until_acknowledged(&http, &bases, 0, &token, setup.join("\n")).await;
     let now = days_ago(2);
     for (part, chunk) in (0..herd).collect::<Vec<_>>().chunks(100).enumerate() {
         let events: Vec<String> = chunk
@@ -167,7 +117,7 @@ async fn three_nodes_share_one_database_through_a_sigkill() {
                 r#"{{"type":"deal.created","source":"nodes","source_id":"h{i}","occurred_at":"{now}","deal":"H-{i}","data":{{"name":"Herd {i}","stage":"legal","owner":"o{i}@acme.example"}}}}"#
             ))
             .collect();
-        post_to_any(&http, &bases, part, &token, events.join("\n")).await;
+        post_until_acknowledged(&http, &bases, part, &token, events.join("\n")).await;
     }
 
     // Three clients, one per node; chunk c of the stream goes to client c % 3, so a deal's
@@ -189,7 +139,7 @@ async fn three_nodes_share_one_database_through_a_sigkill() {
             tokio::spawn(async move {
                 for chunk in chunks.iter().skip(client).step_by(3) {
                     let body: Vec<String> = chunk.iter().flat_map(|&i| stream_event(i)).collect();
-                    post_to_any(&http, &bases, client, &token, body.join("\n")).await;
+                    post_until_acknowledged(&http, &bases, client, &token, body.join("\n")).await;
                 }
             })
         })
