@@ -26,17 +26,21 @@ async fn main() -> anyhow::Result<()> {
         "rules" => rules().await,
         "timers" => timers().await,
         "delivery" => deliveries().await,
+        "nodes" => nodes().await,
         other => {
             anyhow::bail!(
-                "unknown benchmark {other:?}; available: ingest, store, rules, timers, delivery"
+                "unknown benchmark {other:?}; available: ingest, store, rules, timers, delivery, nodes"
             )
         }
     }
 }
 
 struct Target {
-    base: String,
+    /// The nodes' addresses; requests go to them in turn.
+    bases: Vec<String>,
     token: String,
+    /// Dropping these stops the nodes.
+    _stop: Vec<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
 }
 
@@ -44,7 +48,6 @@ struct Target {
 async fn start(sync: Synchronous, rules: bool) -> anyhow::Result<Target> {
     let dir = tempfile::tempdir()?;
     let mut settings = Settings::default();
-    settings.server.listen = "127.0.0.1:0".into();
     settings.database.url = format!("sqlite:{}", dir.path().join("bench.db").display());
     settings.database.synchronous = sync;
     settings.engine.playbooks = if rules {
@@ -52,15 +55,35 @@ async fn start(sync: Synchronous, rules: bool) -> anyhow::Result<Target> {
     } else {
         dir.path().join("none")
     };
+    start_nodes(settings, 1, dir).await
+}
+
+/// Starts `count` nodes on the database `settings` names, each listening on a port of its own.
+async fn start_nodes(
+    mut settings: Settings,
+    count: usize,
+    dir: tempfile::TempDir,
+) -> anyhow::Result<Target> {
+    settings.server.listen = "127.0.0.1:0".into();
     settings.engine.reload_poll_ms = 0;
-    let app = Application::build(&settings, Arc::new(clock::SystemClock)).await?;
     let token = server::generate_token("bench", TokenRole::Writer)?;
-    app.state().store.create_token(token.stored).await?;
-    let base = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let (mut bases, mut stop) = (Vec::new(), Vec::new());
+    for node in 0..count {
+        let app = Application::build(&settings, Arc::new(clock::SystemClock)).await?;
+        if node == 0 {
+            app.state().store.create_token(token.stored.clone()).await?;
+        }
+        bases.push(format!("http://127.0.0.1:{}", app.port()));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        stop.push(tx);
+        tokio::spawn(app.run_until_stopped(async move {
+            let _ = rx.await;
+        }));
+    }
     Ok(Target {
-        base,
+        bases,
         token: token.secret,
+        _stop: stop,
         _dir: dir,
     })
 }
@@ -113,10 +136,12 @@ async fn load(
     let mut tasks = Vec::new();
     for _ in 0..clients {
         let (http, next) = (http.clone(), Arc::clone(&next));
-        let (url, token) = (
-            format!("{}/api/v1/events", target.base),
-            target.token.clone(),
-        );
+        let urls: Vec<String> = target
+            .bases
+            .iter()
+            .map(|b| format!("{b}/api/v1/events"))
+            .collect();
+        let token = target.token.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             loop {
@@ -134,7 +159,7 @@ async fn load(
                 };
                 let sent = Instant::now();
                 let resp = http
-                    .post(&url)
+                    .post(&urls[r % urls.len()])
                     .bearer_auth(&token)
                     .header("content-type", "application/json")
                     .body(body)
@@ -587,29 +612,7 @@ async fn deliveries() -> anyhow::Result<()> {
             store::SqliteOptions::new(dir.path().join("d.db")),
             Arc::clone(&clock),
         )?);
-        let playbook = format!(
-            "playbook: b\nowner: o\ntemplates:\n  t: {{ subject: \"{{{{ deal.name }}}}\", text: \"About {{{{ deal.name }}}}.\" }}\nrules:\n  - id: r\n    why: Every note is sent on.\n    when: {{ event: note.added }}\n    then:\n      - {action}\n"
-        );
-        let loaded = playbook::load_files(&[(std::path::PathBuf::from("b.yaml"), playbook)]);
-        let set = loaded
-            .set
-            .ok_or_else(|| anyhow::anyhow!("{:?}", loaded.diagnostics))?;
-        store.set_engine(Some(Arc::new(engine::Engine::new(Arc::new(set)))));
-        let mut events = Vec::new();
-        for d in 0..100 {
-            events.push(wire::parse_one(&format!(
-                r#"{{"type":"deal.created","source":"b","source_id":"d{d}","occurred_at":"2026-11-01T09:00:00Z","deal":"D-{d}","data":{{"name":"Deal {d}","owner":"o{d}@acme.example"}}}}"#
-            ))?);
-        }
-        for i in 0..n {
-            events.push(wire::parse_one(&format!(
-                r#"{{"type":"note.added","source":"b","source_id":"n{i}","occurred_at":"2026-11-02T09:00:00Z","deal":"D-{}","data":{{"text":"x"}}}}"#,
-                i % 100
-            ))?);
-        }
-        for chunk in events.chunks(1000) {
-            store.ingest(chunk.to_vec()).await?;
-        }
+        decide_notes(&*store, &action, n).await?;
         let mut config = delivery::Config::default();
         config.email.port = smtp.port;
         config.rate_limits.clear();
@@ -635,5 +638,162 @@ async fn deliveries() -> anyhow::Result<()> {
     }
     let received = smtp.messages().len();
     anyhow::ensure!(received == n, "the SMTP server received {received} of {n}");
+    Ok(())
+}
+
+/// Runs a playbook whose one rule does `action` for every note, and ingests 100 deals and `n`
+/// notes on them: `n` effects wait in the outbox.
+async fn decide_notes(store: &dyn store::Store, action: &str, n: usize) -> anyhow::Result<()> {
+    let playbook = format!(
+        "playbook: b\nowner: o\ntemplates:\n  t: {{ subject: \"{{{{ deal.name }}}}\", text: \"About {{{{ deal.name }}}}.\" }}\nrules:\n  - id: r\n    why: Every note is sent on.\n    when: {{ event: note.added }}\n    then:\n      - {action}\n"
+    );
+    let loaded = playbook::load_files(&[(std::path::PathBuf::from("b.yaml"), playbook)]);
+    let set = loaded
+        .set
+        .ok_or_else(|| anyhow::anyhow!("{:?}", loaded.diagnostics))?;
+    store.set_engine(Some(Arc::new(engine::Engine::new(Arc::new(set)))));
+    let mut events = Vec::new();
+    for d in 0..100 {
+        events.push(wire::parse_one(&format!(
+            r#"{{"type":"deal.created","source":"b","source_id":"d{d}","occurred_at":"2026-11-01T09:00:00Z","deal":"D-{d}","data":{{"name":"Deal {d}","owner":"o{d}@acme.example"}}}}"#
+        ))?);
+    }
+    for i in 0..n {
+        events.push(wire::parse_one(&format!(
+            r#"{{"type":"note.added","source":"b","source_id":"n{i}","occurred_at":"2026-11-02T09:00:00Z","deal":"D-{}","data":{{"text":"x"}}}}"#,
+            i % 100
+        ))?);
+    }
+    for chunk in events.chunks(1000) {
+        store.ingest(chunk.to_vec()).await?;
+    }
+    Ok(())
+}
+
+/// Where a `nodes` configuration keeps its data: a SQLite file, or a PostgreSQL schema of its
+/// own (dropped afterwards).
+fn bench_database(
+    postgres: bool,
+    dir: &tempfile::TempDir,
+) -> anyhow::Result<(String, Option<testkit::postgres::TestDatabase>)> {
+    if postgres {
+        let db = testkit::postgres::TestDatabase::create().ok_or_else(|| {
+            anyhow::anyhow!(
+                "needs PostgreSQL at {} (PIPEWRIGHT_TEST_POSTGRES)",
+                testkit::postgres::server_url()
+            )
+        })?;
+        Ok((db.url(), Some(db)))
+    } else {
+        Ok((
+            format!("sqlite:{}", dir.path().join("nodes.db").display()),
+            None,
+        ))
+    }
+}
+
+/// Ingest and delivery throughput with 1, 2 and 3 nodes on one PostgreSQL database, beside one
+/// node on SQLite. Every node runs in this process with its own store (its own writer,
+/// connections and dispatcher), as it would in its own; all share this machine's cores.
+async fn nodes() -> anyhow::Result<()> {
+    let effects: usize = std::env::args()
+        .nth(2)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(5_000);
+    println!(
+        "nodes on one database, example playbooks running (dry run), {} cores; requests go to the nodes in turn",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "{:<10} {:>5} {:>16} {:>14} {:>10} {:>18}",
+        "database", "nodes", "batched events/s", "single req/s", "p99 ms", "webhooks/s"
+    );
+    let receiver = testkit::Receiver::start().await;
+    let mut baseline: Option<(f64, f64, f64)> = None;
+    for (postgres, count) in [(false, 1), (true, 1), (true, 2), (true, 3)] {
+        // Ingest through HTTP: 4 clients sending 500 events a request, then 32 sending one.
+        let dir = tempfile::tempdir()?;
+        let (url, database) = bench_database(postgres, &dir)?;
+        let mut settings = Settings::default();
+        settings.database.url = url.clone();
+        settings.engine.playbooks = examples();
+        settings.delivery.dry_run = true;
+        let target = start_nodes(settings, count, dir).await?;
+        let batched = load(&target, 4, 200, 500).await?;
+        let single = load(&target, 32, 10_000, 1).await?;
+        drop(target);
+        drop(database);
+
+        // Delivery: `effects` webhooks decided beforehand, then every node's dispatcher drains
+        // the outbox together; each effect claimed by one node under its lease.
+        let dir = tempfile::tempdir()?;
+        let (url, database) = bench_database(postgres, &dir)?;
+        let clock: Arc<dyn clock::Clock> = Arc::new(clock::SystemClock);
+        let options = store::ConnectOptions::default();
+        let first = store::connect(&url, &options, Arc::clone(&clock))?;
+        let action = format!("webhook: {{ url: \"{}\" }}", receiver.url("/ok/nodes"));
+        decide_notes(&*first, &action, effects).await?;
+        let mut config = delivery::Config::default();
+        config.rate_limits.clear();
+        let delivered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for node in 0..count {
+            let store = if node == 0 {
+                Arc::clone(&first)
+            } else {
+                store::connect(&url, &options, Arc::clone(&clock))?
+            };
+            let dispatcher = Arc::new(
+                delivery::Dispatcher::new(
+                    store,
+                    Arc::clone(&clock),
+                    config.clone(),
+                    format!("bench-{node}"),
+                )
+                .map_err(|e| anyhow::anyhow!(e))?,
+            );
+            let delivered = Arc::clone(&delivered);
+            tasks.push(tokio::spawn(async move {
+                while delivered.load(std::sync::atomic::Ordering::SeqCst) < effects {
+                    let pass = dispatcher.run_once().await?;
+                    anyhow::ensure!(pass.retried + pass.dead == 0, "failures: {pass:?}");
+                    delivered.fetch_add(pass.delivered, std::sync::atomic::Ordering::SeqCst);
+                    if pass.delivered == 0 {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        let webhooks = effects as f64 / started.elapsed().as_secs_f64();
+        drop(first);
+        drop(database);
+
+        let name = if postgres { "postgres" } else { "sqlite" };
+        let ratio = |v: f64, base: f64| format!("{v:.0} ({:.2}x)", v / base);
+        let (b, s1, w) =
+            *baseline.get_or_insert((batched.events_per_sec, single.requests_per_sec, webhooks));
+        println!(
+            "{:<10} {:>5} {:>16} {:>14} {:>10.2} {:>18}",
+            name,
+            count,
+            ratio(batched.events_per_sec, b),
+            ratio(single.requests_per_sec, s1),
+            ms(single.p99),
+            ratio(webhooks, w)
+        );
+    }
+    println!("(ratios are to one SQLite node; single-event p99 at 32 clients)");
+    let received = receiver.received().len();
+    anyhow::ensure!(
+        received >= 4 * effects,
+        "the receiver saw {received} of {} webhooks",
+        4 * effects
+    );
     Ok(())
 }

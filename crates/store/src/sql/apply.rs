@@ -8,7 +8,7 @@ use domain::{Event, EventId, NewEvent, Record, RecordKey, RecordKind, Timestamp}
 use engine::{Effect, Engine, Memory, Timer, TimerChange};
 use playbook::Action;
 
-use super::{Dialect, Sql, args, codec, decode, encode};
+use super::{Dialect, EventRow, LOAD_RECORD, RecordRow, Sql, args, codec, decode, encode};
 use crate::{ArmPass, Error, Ingested, RefoldPass, Result, TimersFired};
 
 /// A record's state as of the latest commit, the time of its latest event, and the rules'
@@ -87,10 +87,10 @@ fn event_id(now: Timestamp) -> EventId {
     EventId(uuid::Uuid::new_v7(ts))
 }
 
-/// Appends one request's events and updates the records they concern. `written` holds the
-/// records earlier requests of the same transaction wrote: a record is taken from there first,
-/// so each request builds on the one before it; it goes to `known` once the transaction
-/// commits.
+/// Appends events and updates the records they concern. `written` holds the records written
+/// earlier in the same transaction: a record is taken from there first, so each call builds on
+/// the one before it; it goes to `known` once the transaction commits. Rows are read and written a statement per kind of row where the backend can
+/// (see [`Sql`]): the events, their links, the records they touch, their states and timers.
 pub(crate) fn ingest(
     sql: &mut dyn Sql,
     known: &Known,
@@ -99,29 +99,56 @@ pub(crate) fn ingest(
     now: Timestamp,
     written: &mut Known,
 ) -> Result<Vec<Ingested>> {
+    let events: Vec<Event> = batch
+        .into_iter()
+        .map(|new| new.stamp(event_id(now), now))
+        .collect();
+    let rows = events
+        .iter()
+        .map(|event| {
+            Ok(EventRow {
+                id: event.id.0.to_string(),
+                source: event.source.clone(),
+                source_id: event.source_id.clone(),
+                ty: event.event_type().as_str(),
+                occurred_at: event.occurred_at.as_millis(),
+                received_at: now.as_millis(),
+                body: encode(event)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let seqs = sql.insert_events(&rows)?;
+    drop(rows);
+    let refs: Vec<Vec<RecordKey>> = events.iter().map(|e| e.refs.keys()).collect();
+    let mut links = Vec::new();
+    for ((event, keys), seq) in events.iter().zip(&refs).zip(&seqs) {
+        if let Some(seq) = seq {
+            links.extend(
+                keys.iter()
+                    .map(|k| (k, event.occurred_at.as_millis(), *seq)),
+            );
+        }
+    }
+    sql.link_events(&links)?;
+    // Every record the stored events concern that neither this transaction nor the cache
+    // holds, read in one go.
+    let mut wanted: Vec<&RecordKey> = links
+        .iter()
+        .map(|(k, _, _)| *k)
+        .filter(|k| !written.contains_key(*k) && !known.contains_key(*k))
+        .collect();
+    wanted.sort_unstable_by_key(|k| (k.kind.as_str(), k.id.as_str()));
+    wanted.dedup();
+    let mut loaded: Known = HashMap::with_capacity(wanted.len());
+    for (key, row) in wanted.iter().zip(sql.load_records(&wanted)?) {
+        loaded.insert((*key).clone(), folded(key, row)?);
+    }
+
     let mut touched: HashMap<RecordKey, Touched> = HashMap::new();
     let mut effects = Vec::new();
-    let mut results = Vec::with_capacity(batch.len());
-    for new in batch {
-        let event = new.stamp(event_id(now), now);
-        let body = encode(&event)?;
-        let at = event.occurred_at.as_millis();
-        let id = event.id.0.to_string();
-        let inserted = sql.query_opt(
-            "INSERT INTO events (id, source, source_id, type, occurred_at, received_at, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (source, source_id) DO NOTHING RETURNING seq",
-            args![
-                &id,
-                &event.source,
-                &event.source_id,
-                event.event_type().as_str(),
-                at,
-                now.as_millis(),
-                &body
-            ],
-        )?;
-        let Some(seq) = inserted.map(|r| r.int(0)).transpose()? else {
+    let mut results = Vec::with_capacity(events.len());
+    for ((event, keys), seq) in events.iter().zip(refs).zip(seqs) {
+        let Some(seq) = seq else {
             let mut row = sql
                 .query_opt(
                     "SELECT id FROM events WHERE source = ?1 AND source_id = ?2",
@@ -133,15 +160,14 @@ pub(crate) fn ingest(
             results.push(Ingested::Duplicate { id: EventId(id) });
             continue;
         };
-        for key in event.refs.keys() {
-            sql.execute(
-                "INSERT INTO event_records (kind, record_id, occurred_at, seq) VALUES (?1, ?2, ?3, ?4)",
-                args![key.kind.as_str(), key.id.as_str(), at, seq],
-            )?;
+        for key in keys {
             let t = match touched.entry(key) {
                 std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                 std::collections::hash_map::Entry::Vacant(v) => {
-                    let folded = current(sql, known, written, v.key())?;
+                    let folded = match loaded.remove(v.key()) {
+                        Some(f) => f,
+                        None => current(sql, known, written, v.key())?,
+                    };
                     let stored = folded.last.map(|_| indexed(&folded.record));
                     // What the record waits on now; after the request only changes are written.
                     let armed = match engine {
@@ -170,17 +196,19 @@ pub(crate) fn ingest(
                     t.late.push(event.clone());
                 }
             } else {
-                t.folded.record.apply(&event);
+                t.folded.record.apply(event);
                 t.folded.last = Some(event.occurred_at);
                 if let Some(engine) = engine
                     && rules_apply(t.folded.record.kind())
                 {
-                    effects.extend(engine.on_event(&event, &t.folded.record, &mut t.folded.memory));
+                    effects.extend(engine.on_event(event, &t.folded.record, &mut t.folded.memory));
                 }
             }
         }
         results.push(Ingested::Stored { id: event.id, seq });
     }
+    let mut timers = Vec::new();
+    let mut done = Vec::with_capacity(touched.len());
     for (key, t) in touched {
         let mut f = t.folded;
         if t.refold {
@@ -195,79 +223,50 @@ pub(crate) fn ingest(
                 effects.extend(engine.on_event(event, &f.record, &mut f.memory));
             }
             let now_armed = engine.arm(&f.record, now);
-            let changed: Vec<TimerChange> = match f.armed_version.as_deref() {
+            match f.armed_version.as_deref() {
                 // Armed by this engine before the request: only what moved is rewritten.
-                Some(v) if v == engine.version() => now_armed
-                    .into_iter()
-                    .zip(&t.armed)
-                    .filter(|(new, old)| new != *old)
-                    .map(|(new, _)| new)
-                    .collect(),
+                Some(v) if v == engine.version() => timers.extend(
+                    now_armed
+                        .into_iter()
+                        .zip(&t.armed)
+                        .filter(|(new, old)| new != *old)
+                        .map(|(new, _)| new),
+                ),
                 // Armed under other playbooks: the timers of rules gone from them go too.
                 Some(_) => {
                     clear_timers(sql, &key)?;
-                    now_armed
+                    timers.extend(now_armed);
                 }
-                None => now_armed,
-            };
-            set_timers(sql, changed)?;
+                None => timers.extend(now_armed),
+            }
             f.armed_version = Some(engine.version().to_owned());
         }
-        save(sql, &key, &f, t.stored.as_ref(), now)?;
-        written.insert(key, f);
+        done.push((key, f, t.stored));
     }
+    sql.set_timers(&timers)?;
+    let rows = done
+        .iter()
+        .map(|(key, f, stored)| {
+            let (stage, owner) = indexed(&f.record);
+            Ok(RecordRow {
+                kind: key.kind.as_str(),
+                id: key.id.as_str(),
+                same_columns: stored.as_ref() == Some(&(stage.clone(), owner.clone())),
+                stage,
+                owner,
+                last_occurred_at: f.last.unwrap_or_default().as_millis(),
+                updated_at: now.as_millis(),
+                state: codec::encode(&f.record)?,
+                memory: encode(&f.memory)?,
+                armed_version: f.armed_version.as_deref(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    sql.save_records(&rows)?;
+    drop(rows);
+    written.extend(done.into_iter().map(|(key, f, _)| (key, f)));
     insert_effects(sql, &effects, now)?;
     Ok(results)
-}
-
-/// Writes a record's state; the indexed columns only when they changed from `stored`.
-fn save(
-    sql: &mut dyn Sql,
-    key: &RecordKey,
-    f: &Folded,
-    stored: Option<&(Option<String>, Option<String>)>,
-    now: Timestamp,
-) -> Result<()> {
-    let memory = encode(&f.memory)?;
-    let state = codec::encode(&f.record)?;
-    let (kind, id, last) = (
-        key.kind.as_str(),
-        key.id.as_str(),
-        f.last.unwrap_or_default().as_millis(),
-    );
-    let now = now.as_millis();
-    let columns = indexed(&f.record);
-    let armed = f.armed_version.as_deref();
-    if stored == Some(&columns) {
-        sql.execute(
-            "UPDATE records SET last_occurred_at = ?3, updated_at = ?4, state = ?5, memory = ?6,
-               armed_version = ?7
-             WHERE kind = ?1 AND id = ?2",
-            args![kind, id, last, now, &state, &memory, armed],
-        )?;
-    } else {
-        sql.execute(
-            "INSERT INTO records (kind, id, stage, owner, last_occurred_at, updated_at, state, memory,
-                                  armed_version)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-             ON CONFLICT (kind, id) DO UPDATE SET stage = excluded.stage, owner = excluded.owner,
-               last_occurred_at = excluded.last_occurred_at, updated_at = excluded.updated_at,
-               state = excluded.state, memory = excluded.memory,
-               armed_version = excluded.armed_version",
-            args![
-                kind,
-                id,
-                columns.0.as_deref(),
-                columns.1.as_deref(),
-                last,
-                now,
-                &state,
-                &memory,
-                armed
-            ],
-        )?;
-    }
-    Ok(())
 }
 
 /// Fires, in due order, at most `limit` timers due at or before `now`: each is deleted as it
@@ -320,7 +319,7 @@ pub(crate) fn fire_timers(
         // A timer fires at its due time, whatever the lateness: replays decide alike.
         effects.extend(engine.on_timer(&timer, &folded.record, &mut folded.memory, timer.due));
         if let Some(next) = engine.follow_up(&timer, &folded.record, now) {
-            set_timers(sql, vec![TimerChange::Set(next)])?;
+            sql.set_timers(&[TimerChange::Set(next)])?;
         }
         fired.timers += 1;
         written.insert(record, folded);
@@ -436,7 +435,7 @@ pub(crate) fn arm_records(
             continue;
         }
         clear_timers(sql, &key)?;
-        set_timers(sql, engine.arm(&folded.record, now))?;
+        sql.set_timers(&engine.arm(&folded.record, now))?;
         sql.execute(
             "UPDATE records SET armed_version = ?3 WHERE kind = ?1 AND id = ?2",
             args![key.kind.as_str(), key.id.as_str(), engine.version()],
@@ -458,30 +457,6 @@ fn clear_timers(sql: &mut dyn Sql, key: &RecordKey) -> Result<()> {
         args![key.kind.as_str(), key.id.as_str()],
     )
     .map(drop)
-}
-
-/// Writes the timers a record should now wait on: each set replaces the rule's previous timer.
-fn set_timers(sql: &mut dyn Sql, changes: Vec<TimerChange>) -> Result<()> {
-    for change in changes {
-        match change {
-            TimerChange::Set(t) => sql.execute(
-                "INSERT INTO timers (rule, record_kind, record_id, due, anchor) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (rule, record_kind, record_id) DO UPDATE SET due = excluded.due, anchor = excluded.anchor",
-                args![
-                    &t.rule,
-                    t.record.kind.as_str(),
-                    t.record.id.as_str(),
-                    t.due.as_millis(),
-                    t.anchor.as_millis()
-                ],
-            ),
-            TimerChange::Cancel { rule, record } => sql.execute(
-                "DELETE FROM timers WHERE rule = ?1 AND record_kind = ?2 AND record_id = ?3",
-                args![&rule, record.kind.as_str(), record.id.as_str()],
-            ),
-        }?;
-    }
-    Ok(())
 }
 
 /// The next member of a team's round-robin, advancing it (in the caller's transaction).
@@ -572,11 +547,12 @@ pub(crate) fn insert_effects(
 }
 
 pub(crate) fn load(sql: &mut dyn Sql, key: &RecordKey) -> Result<Folded> {
-    let row = sql.query_opt(
-        "SELECT state, last_occurred_at, memory, armed_version FROM records
-         WHERE kind = ?1 AND id = ?2",
-        args![key.kind.as_str(), key.id.as_str()],
-    )?;
+    let row = sql.query_opt(LOAD_RECORD, args![key.kind.as_str(), key.id.as_str()])?;
+    folded(key, row)
+}
+
+/// A record from its stored row ([`LOAD_RECORD`]'s columns), or empty when there is none.
+fn folded(key: &RecordKey, row: Option<super::Row>) -> Result<Folded> {
     Ok(match row {
         Some(mut r) => Folded {
             record: codec::decode(key.kind, &r.text(0)?)?,

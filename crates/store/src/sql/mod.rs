@@ -161,7 +161,44 @@ impl Row {
     }
 }
 
+/// An event as it is appended to the log.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EventRow {
+    pub id: String,
+    pub source: String,
+    pub source_id: String,
+    #[serde(rename = "type")]
+    pub ty: &'static str,
+    pub occurred_at: i64,
+    pub received_at: i64,
+    pub body: String,
+}
+
+/// A record's state as it is written.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RecordRow<'a> {
+    pub kind: &'a str,
+    pub id: &'a str,
+    pub stage: Option<String>,
+    pub owner: Option<String>,
+    pub last_occurred_at: i64,
+    pub updated_at: i64,
+    pub state: String,
+    pub memory: String,
+    pub armed_version: Option<&'a str>,
+    /// The stored row exists with the same stage and owner: SQLite then leaves the indexes on
+    /// them alone.
+    #[serde(skip)]
+    pub same_columns: bool,
+}
+
+pub(crate) const LOAD_RECORD: &str = "SELECT state, last_occurred_at, memory, armed_version FROM records WHERE kind = ?1 AND id = ?2";
+
 /// A connection inside a transaction (or, for reads, outside one).
+///
+/// The methods after [`Sql::try_lock_record`] repeat one statement over many rows. Their
+/// defaults run it row by row, which costs nothing in process (SQLite); a server database
+/// sends all rows in one statement instead of a round trip each.
 pub trait Sql {
     fn dialect(&self) -> Dialect;
 
@@ -183,6 +220,120 @@ pub trait Sql {
     /// Holds `key` for the rest of the transaction if no other transaction holds it; `false`
     /// when one does (its work is left to whoever holds it).
     fn try_lock_record(&mut self, key: &RecordKey) -> Result<bool>;
+
+    /// Appends events to the log: for each, its position, or `None` when an event with its
+    /// (source, source id) is already stored (earlier in `rows` too).
+    fn insert_events(&mut self, rows: &[EventRow]) -> Result<Vec<Option<i64>>> {
+        rows.iter()
+            .map(|e| {
+                self.query_opt(
+                    "INSERT INTO events (id, source, source_id, type, occurred_at, received_at, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (source, source_id) DO NOTHING RETURNING seq",
+                    args![
+                        &e.id,
+                        &e.source,
+                        &e.source_id,
+                        e.ty,
+                        e.occurred_at,
+                        e.received_at,
+                        &e.body
+                    ],
+                )?
+                .map(|r| r.int(0))
+                .transpose()
+            })
+            .collect()
+    }
+
+    /// Records which records each stored event concerns: (record, occurred at, position).
+    fn link_events(&mut self, links: &[(&RecordKey, i64, i64)]) -> Result<()> {
+        for (key, at, seq) in links {
+            self.execute(
+                "INSERT INTO event_records (kind, record_id, occurred_at, seq) VALUES (?1, ?2, ?3, ?4)",
+                args![key.kind.as_str(), key.id.as_str(), *at, *seq],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The stored rows ([`LOAD_RECORD`]'s columns) of `keys`, in their order.
+    fn load_records(&mut self, keys: &[&RecordKey]) -> Result<Vec<Option<Row>>> {
+        keys.iter()
+            .map(|k| self.query_opt(LOAD_RECORD, args![k.kind.as_str(), k.id.as_str()]))
+            .collect()
+    }
+
+    /// Writes records' states, inserting the ones not stored yet.
+    fn save_records(&mut self, rows: &[RecordRow<'_>]) -> Result<()> {
+        for r in rows {
+            if r.same_columns {
+                self.execute(
+                    "UPDATE records SET last_occurred_at = ?3, updated_at = ?4, state = ?5,
+                       memory = ?6, armed_version = ?7
+                     WHERE kind = ?1 AND id = ?2",
+                    args![
+                        r.kind,
+                        r.id,
+                        r.last_occurred_at,
+                        r.updated_at,
+                        &r.state,
+                        &r.memory,
+                        r.armed_version
+                    ],
+                )?;
+            } else {
+                self.execute(
+                    "INSERT INTO records (kind, id, stage, owner, last_occurred_at, updated_at, state,
+                                          memory, armed_version)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT (kind, id) DO UPDATE SET stage = excluded.stage,
+                       owner = excluded.owner, last_occurred_at = excluded.last_occurred_at,
+                       updated_at = excluded.updated_at, state = excluded.state,
+                       memory = excluded.memory, armed_version = excluded.armed_version",
+                    args![
+                        r.kind,
+                        r.id,
+                        r.stage.as_deref(),
+                        r.owner.as_deref(),
+                        r.last_occurred_at,
+                        r.updated_at,
+                        &r.state,
+                        &r.memory,
+                        r.armed_version
+                    ],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets timers (each replaces its rule's timer on the record) and cancels others; no two
+    /// changes concern the same rule and record.
+    fn set_timers(&mut self, changes: &[engine::TimerChange]) -> Result<()> {
+        for change in changes {
+            match change {
+                engine::TimerChange::Set(t) => self.execute(
+                    "INSERT INTO timers (rule, record_kind, record_id, due, anchor)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (rule, record_kind, record_id)
+                     DO UPDATE SET due = excluded.due, anchor = excluded.anchor",
+                    args![
+                        &t.rule,
+                        t.record.kind.as_str(),
+                        t.record.id.as_str(),
+                        t.due.as_millis(),
+                        t.anchor.as_millis()
+                    ],
+                ),
+                engine::TimerChange::Cancel { rule, record } => self.execute(
+                    "DELETE FROM timers WHERE rule = ?1 AND record_kind = ?2 AND record_id = ?3",
+                    args![rule, record.kind.as_str(), record.id.as_str()],
+                ),
+            }?;
+        }
+        Ok(())
+    }
 }
 
 /// A database engine behind [`store::SqlStore`]: how to open connections and run

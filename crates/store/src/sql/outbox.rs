@@ -133,28 +133,29 @@ pub(crate) fn claim(sql: &mut dyn Sql, claim: &Claim) -> Result<Vec<StoredEffect
         *n += 1;
         keys.push(key);
     }
-    let mut out = Vec::with_capacity(keys.len());
-    for key in keys {
-        sql.execute(
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    // All chosen keys leased in one statement, given as a JSON array.
+    let each = match sql.dialect() {
+        Dialect::Sqlite => "SELECT value FROM json_each(?1)",
+        Dialect::Postgres => "SELECT value FROM jsonb_array_elements_text(CAST(?1 AS jsonb))",
+    };
+    let rows = sql.query(
+        &format!(
             "UPDATE effects SET status = 'delivering', lease_owner = ?2, lease_until = ?3,
                  attempts = attempts + 1
-             WHERE key = ?1",
-            args![&key, &claim.node, claim.lease_until.as_millis()],
-        )?;
-        out.extend(one(sql, &key)?);
-    }
+             WHERE key IN ({each})
+             RETURNING {EFFECT_COLUMNS}"
+        ),
+        args![&encode(&keys)?, &claim.node, claim.lease_until.as_millis()],
+    )?;
+    let mut out = effects(rows)?;
     out.sort_by_key(|e| (e.next_at, e.seq));
     Ok(out)
 }
 
 pub(crate) fn finish(sql: &mut dyn Sql, f: &Finish) -> Result<bool> {
-    let held = sql.query_opt(
-        "SELECT attempts FROM effects WHERE key = ?1 AND status = 'delivering' AND lease_owner = ?2",
-        args![&f.key, &f.node],
-    )?;
-    let Some(attempt) = held.map(|r| r.int(0)).transpose()? else {
-        return Ok(false);
-    };
     let (next_at, delivered_at) = match f.outcome {
         Outcome::Retry { next_at } => (Some(next_at.as_millis()), None),
         Outcome::Delivered | Outcome::DryRun => (None, Some(f.finished_at.as_millis())),
@@ -166,11 +167,13 @@ pub(crate) fn finish(sql: &mut dyn Sql, f: &Finish) -> Result<bool> {
         Outcome::Retry { .. } | Outcome::Dead => (f.detail.as_deref(), None),
     };
     let rendered = f.rendered.as_ref().map(encode).transpose()?;
-    sql.execute(
+    // Only while this node still holds the lease; the attempt number comes back.
+    let held = sql.query_opt(
         "UPDATE effects SET status = ?2, next_at = coalesce(?3, next_at), lease_owner = NULL,
              lease_until = NULL, last_error = ?4, response = ?5, delivered_at = ?6,
              rendered = coalesce(?7, rendered)
-         WHERE key = ?1",
+         WHERE key = ?1 AND status = 'delivering' AND lease_owner = ?8
+         RETURNING attempts",
         args![
             &f.key,
             f.outcome.status(),
@@ -178,9 +181,13 @@ pub(crate) fn finish(sql: &mut dyn Sql, f: &Finish) -> Result<bool> {
             last_error,
             response,
             delivered_at,
-            rendered.as_deref()
+            rendered.as_deref(),
+            &f.node
         ],
     )?;
+    let Some(attempt) = held.map(|r| r.int(0)).transpose()? else {
+        return Ok(false);
+    };
     let outcome = match f.outcome {
         Outcome::Retry { .. } => "retry",
         other => other.status(),

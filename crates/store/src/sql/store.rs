@@ -16,11 +16,13 @@ use crate::{
     TokenRole,
 };
 
-/// Idle read connections, used from blocking tasks.
+/// Read connections, used from blocking tasks: at most `permits` at a time, each opened once
+/// and kept (a PostgreSQL connection costs the server a process; opening one per read would
+/// cost more than the read).
 struct ReadPool<B: Backend> {
     backend: Arc<B>,
     idle: Mutex<Vec<B::Conn>>,
-    max_idle: usize,
+    permits: tokio::sync::Semaphore,
 }
 
 impl<B: Backend> Drop for ReadPool<B> {
@@ -42,6 +44,7 @@ impl<B: Backend> ReadPool<B> {
         T: Send + 'static,
         F: FnOnce(&mut dyn Sql) -> Result<T> + Send + 'static,
     {
+        let _permit = self.permits.acquire().await.map_err(|_| Error::Closed)?;
         let pool = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let conn = pool.idle.lock().map_err(|_| Error::Closed)?.pop();
@@ -52,10 +55,7 @@ impl<B: Backend> ReadPool<B> {
             let out = B::read(&mut conn, f);
             // A connection whose read failed at the database level may be broken: not kept.
             if !matches!(out, Err(Error::Backend(_))) {
-                let mut idle = pool.idle.lock().map_err(|_| Error::Closed)?;
-                if idle.len() < pool.max_idle {
-                    idle.push(conn);
-                }
+                pool.idle.lock().map_err(|_| Error::Closed)?.push(conn);
             }
             out
         })
@@ -117,7 +117,7 @@ impl<B: Backend> SqlStore<B> {
             reads: Arc::new(ReadPool {
                 backend: Arc::new(backend),
                 idle: Mutex::new(Vec::new()),
-                max_idle: read_connections.max(1),
+                permits: tokio::sync::Semaphore::new(read_connections.max(1)),
             }),
             _thread: Arc::new(Thread(threads)),
         })

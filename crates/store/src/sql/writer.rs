@@ -265,17 +265,17 @@ impl<B: Backend> Writer<B> {
         let mut written = HashMap::new();
         let out = B::transaction(&mut self.conn, |sql| {
             apply::lock_for(sql, &batches)?;
-            let mut outcomes = Vec::with_capacity(batches.len());
-            for batch in batches {
-                outcomes.push(apply::ingest(
-                    sql,
-                    known,
-                    engine.as_deref(),
-                    batch,
-                    now,
-                    &mut written,
-                )?);
-            }
+            // The requests are applied as one batch, in order (each building on the ones
+            // before it), so every kind of row is written once for the whole group; the
+            // outcomes are handed back request by request.
+            let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+            let all = batches.into_iter().flatten().collect();
+            let mut results =
+                apply::ingest(sql, known, engine.as_deref(), all, now, &mut written)?.into_iter();
+            let outcomes = sizes
+                .into_iter()
+                .map(|n| results.by_ref().take(n).collect())
+                .collect();
             let held = finishes
                 .iter()
                 .map(|f| super::outbox::finish(sql, f))
