@@ -339,31 +339,18 @@ pub fn connect(
     options: &ConnectOptions,
     clock: std::sync::Arc<dyn clock::Clock>,
 ) -> Result<std::sync::Arc<dyn Store>> {
-    if let Some(path) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    {
-        if path.is_empty() {
-            return Err(Error::Invalid(
-                "the sqlite: URL needs a file path, e.g. sqlite:pipewright.db".into(),
-            ));
+    Ok(match Database::of(url)? {
+        Database::Sqlite(path) => {
+            let mut sqlite = SqliteOptions::new(path);
+            sqlite.synchronous = options.synchronous;
+            sqlite.max_group_events = options.max_group_events;
+            sqlite.read_connections = options.read_connections;
+            std::sync::Arc::new(SqliteStore::open(sqlite, clock)?)
         }
-        let mut sqlite = SqliteOptions::new(path);
-        sqlite.synchronous = options.synchronous;
-        sqlite.max_group_events = options.max_group_events;
-        sqlite.read_connections = options.read_connections;
-        return Ok(std::sync::Arc::new(SqliteStore::open(sqlite, clock)?));
-    }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(std::sync::Arc::new(PostgresStore::open(
-            postgres_options(url, options),
-            clock,
-        )?));
-    }
-    let scheme = url.split(':').next().unwrap_or_default();
-    Err(Error::Invalid(format!(
-        "database URL scheme {scheme:?} is not supported; use sqlite:PATH or postgres://USER@HOST/DATABASE"
-    )))
+        Database::Postgres => {
+            std::sync::Arc::new(PostgresStore::open(postgres_options(url, options), clock)?)
+        }
+    })
 }
 
 /// Brings the schema of the database `url` names up to this binary's version, without
@@ -372,18 +359,39 @@ pub fn connect(
 /// # Errors
 /// As [`connect`]; [`Error::Invalid`] when the database is newer than this binary.
 pub fn migrate(url: &str, options: &ConnectOptions) -> Result<Migrations> {
-    if let Some(path) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    {
-        return sqlite::migrate(std::path::Path::new(path));
+    match Database::of(url)? {
+        Database::Sqlite(path) => sqlite::migrate(std::path::Path::new(path)),
+        Database::Postgres => postgres::migrate(&postgres_options(url, options)),
     }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return postgres::migrate(&postgres_options(url, options));
+}
+
+/// The backend a database URL names.
+enum Database<'a> {
+    Sqlite(&'a str),
+    Postgres,
+}
+
+impl<'a> Database<'a> {
+    fn of(url: &'a str) -> Result<Self> {
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            if path.is_empty() {
+                return Err(Error::Invalid(
+                    "the sqlite: URL needs a file path, e.g. sqlite:pipewright.db".into(),
+                ));
+            }
+            return Ok(Self::Sqlite(path));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres);
+        }
+        let scheme = url.split(':').next().unwrap_or_default();
+        Err(Error::Invalid(format!(
+            "database URL scheme {scheme:?} is not supported; use sqlite:PATH or postgres://USER@HOST/DATABASE"
+        )))
     }
-    Err(Error::Invalid(format!(
-        "database URL {url:?} names no backend"
-    )))
 }
 
 /// The PostgreSQL options for `url`.

@@ -296,3 +296,35 @@ fn refold_rebuilds_damaged_state_from_the_log() {
     let out = run(&["--database", &db, "refold"]);
     assert_eq!(stdout(&out), "examined 1 records; corrected 0\n");
 }
+
+#[test]
+fn migrate_applies_the_schema_once_and_names_a_bad_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_url(dir.path());
+    let first = run(&["--database", &db, "migrate"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert_eq!(
+        stdout(&first).trim(),
+        "schema at version 4 (was 0); applied 1, 2, 3, 4"
+    );
+    let again = run(&["--database", &db, "migrate"]);
+    assert_eq!(
+        stdout(&again).trim(),
+        "schema at version 4; nothing to apply"
+    );
+
+    let bad = run(&["--database", "mysql://db/x", "migrate"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).contains("database URL scheme \"mysql\" is not supported"),
+        "{}",
+        stderr(&bad)
+    );
+    let down = run(&["--database", "postgres://nobody@127.0.0.1:1/x", "migrate"]);
+    assert_eq!(down.status.code(), Some(1));
+    assert!(
+        stderr(&down).contains("Connection refused"),
+        "{}",
+        stderr(&down)
+    );
+}
