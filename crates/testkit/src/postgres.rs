@@ -43,12 +43,31 @@ impl TestDatabase {
     }
 
     /// The URL pipewright connects with: the server, with this schema first on the search path.
+    /// Sessions on it carry the schema's name as their application name.
     pub fn url(&self) -> String {
         let sep = if self.server.contains('?') { '&' } else { '?' };
         format!(
-            "{}{sep}options=-csearch_path%3D{}",
-            self.server, self.schema
+            "{}{sep}options=-csearch_path%3D{schema}&application_name={schema}",
+            self.server,
+            schema = self.schema
         )
+    }
+
+    /// Ends every server session opened through [`TestDatabase::url`], as a database restart
+    /// or a failover would; returns how many there were.
+    pub fn terminate_sessions(&self) -> i64 {
+        let (server, schema) = (&self.server, &self.schema);
+        off_runtime(|| {
+            let mut client = Client::connect(server, NoTls).expect("connect");
+            client
+                .query_one(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                     WHERE application_name = $1",
+                    &[schema],
+                )
+                .expect("terminate")
+                .get(0)
+        })
     }
 
     pub fn schema(&self) -> &str {

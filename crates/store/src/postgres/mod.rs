@@ -87,6 +87,7 @@ impl Postgres {
         Ok(PgConn {
             client,
             statements: HashMap::new(),
+            config: self.config.clone(),
         })
     }
 }
@@ -128,6 +129,20 @@ pub(crate) fn migrate(options: &PostgresOptions) -> Result<Migrations> {
 pub struct PgConn {
     client: Client,
     statements: HashMap<String, Statement>,
+    config: postgres::Config,
+}
+
+impl PgConn {
+    /// A new session when the server closed this one (a restart, a failover, a terminated
+    /// backend): the writer outlives its connection.
+    fn reopen_if_closed(&mut self) -> Result<()> {
+        if self.client.is_closed() {
+            tracing::warn!("the PostgreSQL connection was closed; reconnecting");
+            self.client = self.config.connect(NoTls).map_err(backend)?;
+            self.statements.clear();
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for PgConn {
@@ -146,13 +161,29 @@ impl Backend for Postgres {
     }
 
     fn transaction<T>(conn: &mut PgConn, f: impl FnOnce(&mut dyn Sql) -> Result<T>) -> Result<T> {
-        let mut tx = conn.client.transaction().map_err(backend)?;
-        let value = f(&mut Pg {
-            client: &mut tx,
+        conn.reopen_if_closed()?;
+        if let Err(e) = conn.client.batch_execute("BEGIN") {
+            if !conn.client.is_closed() {
+                return Err(backend(e));
+            }
+            // Closed since it was last used: nothing of this transaction has happened yet.
+            conn.reopen_if_closed()?;
+            conn.client.batch_execute("BEGIN").map_err(backend)?;
+        }
+        let out = f(&mut Pg {
+            client: &mut conn.client,
             statements: &mut conn.statements,
-        })?;
-        tx.commit().map_err(backend)?;
-        Ok(value)
+        });
+        match out {
+            Ok(value) => {
+                conn.client.batch_execute("COMMIT").map_err(backend)?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = conn.client.batch_execute("ROLLBACK");
+                Err(e)
+            }
+        }
     }
 
     fn read<T>(conn: &mut PgConn, f: impl FnOnce(&mut dyn Sql) -> Result<T>) -> Result<T> {

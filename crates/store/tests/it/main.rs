@@ -91,3 +91,50 @@ pub fn ev(ty: &str, id: &str, at: &str, refs: &str, data: &str) -> NewEvent {
     );
     wire::parse_one(&text).unwrap_or_else(|p| panic!("bad test event {text}: {p}"))
 }
+
+/// PostgreSQL only: a node outlives its database sessions (a server restart, a failover).
+#[tokio::test]
+async fn postgres_writes_go_on_after_the_server_ends_the_sessions() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let clock = ManualClock::new(ts("2026-11-20T12:00:00Z"));
+    let store = PostgresStore::open(PostgresOptions::new(db.url()), Arc::new(clock)).unwrap();
+    let created = ev(
+        "deal.created",
+        "1",
+        "2026-11-01T09:00:00Z",
+        r#""deal":"D-1""#,
+        r#"{"stage":"discovery"}"#,
+    );
+    store.ingest(vec![created]).await.unwrap();
+    assert!(store.record(&deal_key()).await.unwrap().is_some());
+    assert!(db.terminate_sessions() >= 2, "the writer's and a reader's");
+    // The writer finds its session gone when it begins, and opens another.
+    let note = ev(
+        "note.added",
+        "2",
+        "2026-11-02T09:00:00Z",
+        r#""deal":"D-1""#,
+        r#"{"text":"x"}"#,
+    );
+    let stored = store.ingest(vec![note]).await.unwrap();
+    assert!(matches!(stored[0], store::Ingested::Stored { .. }));
+    // A reader whose session ended fails once and is replaced.
+    let mut read = store.record(&deal_key()).await;
+    if read.is_err() {
+        read = store.record(&deal_key()).await;
+    }
+    let deal = read.unwrap().unwrap();
+    let domain::Record::Deal(deal) = deal.record else {
+        panic!("a deal")
+    };
+    assert_eq!(deal.engagement.notes, 1);
+}
+
+fn deal_key() -> domain::RecordKey {
+    domain::RecordKey::new(
+        domain::RecordKind::Deal,
+        domain::RecordId::parse("D-1".to_owned()).unwrap(),
+    )
+}
