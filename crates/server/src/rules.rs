@@ -144,7 +144,7 @@ pub async fn fire_timers(store: Arc<dyn Store>, clock: Arc<dyn Clock>, every: Du
                         }
                         None => {
                             tracing::info!(version = walking.as_deref(), "every record armed");
-                            walked = walking.is_none();
+                            walked = true;
                         }
                     }
                 }
