@@ -14,7 +14,7 @@ mod raw;
 
 pub use condition::{Condition, ConditionError, DEAL_FACTS, EVENT_FACTS, LEAD_FACTS, Scope};
 pub use cron::{CronError, Schedule};
-pub use load::{Diagnostic, Loaded, load_dir, load_files, parse_span};
+pub use load::{Diagnostic, Loaded, load_dir, load_files, parse_span, read_dir};
 pub use model::{
     Action, Asset, AssetChoice, Location, Playbook, PlaybookSet, Reentry, Rule, Span, Target,
     Template, Trigger,

@@ -47,6 +47,23 @@ pub struct Loaded {
 
 /// Loads every `*.yaml` / `*.yml` file of `dir`, in name order.
 pub fn load_dir(dir: &Path) -> Loaded {
+    let (files, mut diagnostics) = read_dir(dir);
+    let mut loaded = load_files(&files);
+    diagnostics.append(&mut loaded.diagnostics);
+    sort(&mut diagnostics);
+    Loaded {
+        set: if diagnostics.is_empty() {
+            loaded.set
+        } else {
+            None
+        },
+        diagnostics,
+    }
+}
+
+/// The playbook files (`*.yaml`, `*.yml`) of a folder as (path, text), in path order, and the
+/// problems reading it (an unreadable file, an empty or missing folder).
+pub fn read_dir(dir: &Path) -> (Vec<(PathBuf, String)>, Vec<Diagnostic>) {
     let mut files = Vec::new();
     let mut diagnostics = Vec::new();
     match std::fs::read_dir(dir) {
@@ -71,17 +88,7 @@ pub fn load_dir(dir: &Path) -> Loaded {
         }
         Err(e) => diagnostics.push(at_start(dir, format!("cannot read the folder: {e}"))),
     }
-    let mut loaded = load_files(&files);
-    diagnostics.append(&mut loaded.diagnostics);
-    sort(&mut diagnostics);
-    Loaded {
-        set: if diagnostics.is_empty() {
-            loaded.set
-        } else {
-            None
-        },
-        diagnostics,
-    }
+    (files, diagnostics)
 }
 
 fn at_start(file: &Path, message: String) -> Diagnostic {

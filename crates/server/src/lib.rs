@@ -68,6 +68,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub playbooks: rules::SharedStatus,
+    /// This node's name: it leases effects and publishes playbooks under it.
+    pub node: String,
     /// Delivers the outbox (absent in tools that only read it).
     pub dispatcher: Option<Arc<delivery::Dispatcher>>,
     max_body_bytes: usize,
@@ -286,23 +288,25 @@ impl Application {
             .await
             .map_err(|source| Error::Listen { addr, source })?;
         let port = listener.local_addr().map_err(Error::Serve)?.port();
+        let node = node_name();
         let playbooks = rules::SharedStatus::default();
-        rules::load(&settings.engine.playbooks, &*store, &playbooks);
         let dispatcher = delivery::Dispatcher::new(
             Arc::clone(&store),
             Arc::clone(&clock),
             settings.delivery.clone(),
-            node_name(),
+            node.clone(),
         )
         .map_err(Error::Delivery)?;
         let state = AppState {
             store,
             clock,
             playbooks,
+            node,
             dispatcher: Some(Arc::new(dispatcher)),
             max_body_bytes: settings.server.max_body_bytes,
             metrics_public: settings.server.metrics_public,
         };
+        state.loader(&settings.engine.playbooks).start().await;
         Ok(Self {
             listener,
             router: router(state.clone()),
@@ -339,12 +343,11 @@ impl Application {
             )))
         });
         let reload = (self.engine.reload_poll_ms > 0).then(|| {
-            tokio::spawn(rules::watch(
-                self.engine.playbooks.clone(),
-                std::time::Duration::from_millis(self.engine.reload_poll_ms),
-                Arc::clone(&state.store),
-                Arc::clone(&state.playbooks),
-            ))
+            tokio::spawn(
+                state
+                    .loader(&self.engine.playbooks)
+                    .watch(std::time::Duration::from_millis(self.engine.reload_poll_ms)),
+            )
         });
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
@@ -362,10 +365,21 @@ impl Application {
 }
 
 impl AppState {
-    /// Loads the playbooks in `dir` now (the server also does this when their files change).
-    /// A broken folder keeps the running playbooks and reports its problems.
-    pub fn reload_playbooks(&self, dir: &std::path::Path) {
-        rules::load(dir, &*self.store, &self.playbooks);
+    /// Loads the playbooks in `dir` now and publishes them for every node (the server also
+    /// does this when their files change). A broken folder keeps the running playbooks and
+    /// reports its problems.
+    pub async fn reload_playbooks(&self, dir: &std::path::Path) {
+        self.loader(dir).reload().await;
+    }
+
+    fn loader(&self, dir: &std::path::Path) -> rules::Playbooks {
+        rules::Playbooks {
+            dir: dir.to_owned(),
+            store: Arc::clone(&self.store),
+            status: Arc::clone(&self.playbooks),
+            clock: Arc::clone(&self.clock),
+            node: self.node.clone(),
+        }
     }
 }
 

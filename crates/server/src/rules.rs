@@ -1,5 +1,12 @@
-//! The shell around the rules engine: loading playbooks (and reloading them when their files
-//! change, keeping the last good set when an edit is broken) and firing due timers.
+//! The shell around the rules engine: loading playbooks, sharing them with every node on the
+//! database, reloading them when they change (keeping the last good set when an edit is
+//! broken), and firing due timers.
+//!
+//! Every node runs the newest playbook set published in the database. A node publishes its
+//! folder when it starts with a version never published (a deployment) and whenever the folder
+//! changes while it runs (an edit); every node polls for a newer publication and switches to
+//! it. So an edit on any one node reaches all of them, and a node restarted with an older copy
+//! of the files runs what the others run.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -8,13 +15,15 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use clock::Clock;
-use store::{Engine, Store};
+use store::{Engine, PublishedPlaybooks, Store};
 
 /// What is loaded, for `/api/v1/playbooks` and the log.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PlaybookStatus {
     /// The version running (a content hash), if any playbooks are loaded.
     pub version: Option<String>,
+    /// Where the running set came from: this node's folder, or which node published it.
+    pub origin: Option<String>,
     pub playbooks: Vec<PlaybookSummary>,
     /// Problems in the files as they are now; empty when they loaded cleanly.
     pub diagnostics: Vec<String>,
@@ -40,45 +49,168 @@ pub struct RuleSummary {
 
 pub type SharedStatus = Arc<RwLock<PlaybookStatus>>;
 
-/// Loads `dir` and, if it compiles, makes it the store's engine. A broken folder leaves the
-/// running engine in place and records the problems.
-pub fn load(dir: &Path, store: &dyn Store, status: &SharedStatus) {
-    if !dir.exists() {
-        tracing::info!(dir = %dir.display(), "no playbook folder; no rules run");
-        return;
+/// The playbooks of one node: its folder, the store they are published in and run by.
+#[derive(Debug, Clone)]
+pub struct Playbooks {
+    pub dir: PathBuf,
+    pub store: Arc<dyn Store>,
+    pub status: SharedStatus,
+    pub clock: Arc<dyn Clock>,
+    /// This node's name, recorded with what it publishes.
+    pub node: String,
+}
+
+impl Playbooks {
+    /// At start: publishes the folder if its version was never published, then runs the newest
+    /// published set (the folder's own when the database cannot be read).
+    pub async fn start(&self) {
+        let local = self.dir.exists().then(|| self.read_folder());
+        if let Some((files, Some(version))) = &local {
+            match self.store.playbooks_published(version).await {
+                Ok(false) => self.publish(version, files).await,
+                Ok(true) => {}
+                Err(e) => tracing::error!(error = ?e, "cannot read the published playbooks"),
+            }
+        }
+        match self.store.latest_playbooks().await {
+            Ok(Some(latest)) => self.adopt(latest),
+            Ok(None) | Err(_) => {
+                if local.is_none() {
+                    tracing::info!(dir = %self.dir.display(), "no playbook folder; no rules run");
+                }
+            }
+        }
     }
-    let loaded = playbook::load_dir(dir);
+
+    /// Loads the folder now, and if it compiles, runs it and publishes it for every node.
+    pub async fn reload(&self) {
+        if let (files, Some(version)) = self.read_folder() {
+            let newest = self.store.latest_playbooks().await.ok().flatten();
+            if newest.is_none_or(|n| n.version != version) {
+                self.publish(&version, &files).await;
+            }
+        }
+    }
+
+    /// Polls the folder and the database: an edit is loaded and published, a newer publication
+    /// from another node is run.
+    pub async fn watch(self, every: Duration) {
+        let mut seen = stamp(&self.dir);
+        loop {
+            tokio::time::sleep(every).await;
+            let now = stamp(&self.dir);
+            if now != seen {
+                seen = now;
+                self.reload().await;
+            }
+            match self.store.latest_playbooks().await {
+                Ok(Some(latest)) if Some(&latest.version) != self.running().as_ref() => {
+                    self.adopt(latest);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = ?e, "cannot read the published playbooks"),
+            }
+        }
+    }
+
+    fn running(&self) -> Option<String> {
+        self.status
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .version
+            .clone()
+    }
+
+    /// Reads and compiles the folder; runs it if it compiles. Its files, and its version when
+    /// it compiled.
+    fn read_folder(&self) -> (Vec<(PathBuf, String)>, Option<String>) {
+        let (files, problems) = playbook::read_dir(&self.dir);
+        let origin = format!("folder {}", self.dir.display());
+        let version = run(&files, problems, &*self.store, &self.status, origin);
+        (files, version)
+    }
+
+    async fn publish(&self, version: &str, files: &[(PathBuf, String)]) {
+        let set = PublishedPlaybooks {
+            version: version.to_owned(),
+            files: files
+                .iter()
+                .map(|(p, t)| (p.display().to_string(), t.clone()))
+                .collect(),
+            published_at: self.clock.now(),
+            node: self.node.clone(),
+        };
+        match self.store.publish_playbooks(set).await {
+            Ok(()) => tracing::info!(version, "playbooks published for every node"),
+            Err(e) => tracing::error!(error = ?e, "cannot publish the playbooks"),
+        }
+    }
+
+    /// Runs a set another node (or this one, earlier) published.
+    fn adopt(&self, latest: PublishedPlaybooks) {
+        if Some(&latest.version) == self.running().as_ref() {
+            return;
+        }
+        let files: Vec<(PathBuf, String)> = latest
+            .files
+            .into_iter()
+            .map(|(p, t)| (PathBuf::from(p), t))
+            .collect();
+        let origin = format!("published by {} at {}", latest.node, latest.published_at);
+        if run(&files, Vec::new(), &*self.store, &self.status, origin).is_some() {
+            tracing::info!(version = %latest.version, node = %latest.node, "running the playbooks another node published");
+        }
+    }
+}
+
+/// Compiles `files` and, if they compile (and `problems` is empty), makes them the store's
+/// engine. A broken set leaves the running engine in place and records the problems. The
+/// version run, if it ran.
+fn run(
+    files: &[(PathBuf, String)],
+    mut problems: Vec<playbook::Diagnostic>,
+    store: &dyn Store,
+    status: &SharedStatus,
+    origin: String,
+) -> Option<String> {
+    let mut loaded = playbook::load_files(files);
+    problems.append(&mut loaded.diagnostics);
     let mut current = status
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    current.diagnostics = loaded.diagnostics.iter().map(ToString::to_string).collect();
-    metrics::gauge!("pipewright_playbook_problems").set(loaded.diagnostics.len() as f64);
-    match loaded.set {
+    current.diagnostics = problems.iter().map(ToString::to_string).collect();
+    metrics::gauge!("pipewright_playbook_problems").set(problems.len() as f64);
+    match loaded.set.filter(|_| problems.is_empty()) {
         Some(set) => {
-            current.version = Some(set.version.clone());
-            current.playbooks = set
-                .playbooks
-                .iter()
-                .map(|p| PlaybookSummary {
-                    name: p.name.clone(),
-                    owner: p.owner.clone(),
-                    file: p.file.clone(),
-                    rules: p
-                        .rules
-                        .iter()
-                        .map(|r| RuleSummary {
-                            id: r.id.clone(),
-                            why: r.why.clone(),
-                            covers: r.covers.clone(),
-                            trigger: r.trigger.to_string(),
-                            condition: r.condition.as_ref().map(|c| c.source.clone()),
-                            shadow: r.shadow,
-                        })
-                        .collect(),
-                })
-                .collect();
-            tracing::info!(version = %set.version, playbooks = set.playbooks.len(), "playbooks loaded");
-            store.set_engine(Some(Arc::new(Engine::new(Arc::new(set)))));
+            let version = set.version.clone();
+            if current.version.as_ref() != Some(&version) {
+                current.version = Some(version.clone());
+                current.origin = Some(origin);
+                current.playbooks = set
+                    .playbooks
+                    .iter()
+                    .map(|p| PlaybookSummary {
+                        name: p.name.clone(),
+                        owner: p.owner.clone(),
+                        file: p.file.clone(),
+                        rules: p
+                            .rules
+                            .iter()
+                            .map(|r| RuleSummary {
+                                id: r.id.clone(),
+                                why: r.why.clone(),
+                                covers: r.covers.clone(),
+                                trigger: r.trigger.to_string(),
+                                condition: r.condition.as_ref().map(|c| c.source.clone()),
+                                shadow: r.shadow,
+                            })
+                            .collect(),
+                    })
+                    .collect();
+                tracing::info!(version = %set.version, playbooks = set.playbooks.len(), "playbooks loaded");
+                store.set_engine(Some(Arc::new(Engine::new(Arc::new(set)))));
+            }
+            Some(version)
         }
         None => {
             for d in &current.diagnostics {
@@ -88,6 +220,7 @@ pub fn load(dir: &Path, store: &dyn Store, status: &SharedStatus) {
                 running = current.version.as_deref().unwrap_or("none"),
                 "playbooks not loaded; the last good version keeps running"
             );
+            None
         }
     }
 }
@@ -99,19 +232,6 @@ fn stamp(dir: &Path) -> Option<SystemTime> {
         .filter_map(Result::ok)
         .filter_map(|e| e.metadata().ok()?.modified().ok())
         .max()
-}
-
-/// Reloads the playbooks whenever a file in the folder changes.
-pub async fn watch(dir: PathBuf, every: Duration, store: Arc<dyn Store>, status: SharedStatus) {
-    let mut seen = stamp(&dir);
-    loop {
-        tokio::time::sleep(every).await;
-        let now = stamp(&dir);
-        if now != seen {
-            seen = now;
-            load(&dir, &*store, &status);
-        }
-    }
 }
 
 /// Fires due timers as they come due; a full batch is followed at once by the next. When the

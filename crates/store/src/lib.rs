@@ -166,6 +166,18 @@ pub struct RefoldPass {
     pub next: Option<i64>,
 }
 
+/// A playbook set published for every node sharing the database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PublishedPlaybooks {
+    /// The set's content hash.
+    pub version: String,
+    /// Its files: (path on the publishing node, text).
+    pub files: Vec<(String, String)>,
+    pub published_at: Timestamp,
+    /// The node that published it.
+    pub node: String,
+}
+
 /// The storage contract every backend fulfils; the conformance suite in `tests/` checks it.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
@@ -301,6 +313,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// The timers a record is waiting on, soonest first.
     async fn timers(&self, record: &RecordKey) -> Result<Vec<Timer>>;
+
+    /// Publishes a playbook set: from now on it is the newest, the one every node runs.
+    async fn publish_playbooks(&self, set: PublishedPlaybooks) -> Result<()>;
+
+    /// The newest published playbook set, if any was published.
+    async fn latest_playbooks(&self) -> Result<Option<PublishedPlaybooks>>;
+
+    /// Whether a set with this version was ever published.
+    async fn playbooks_published(&self, version: &str) -> Result<bool>;
 }
 
 /// How to open a store, beside its URL; each backend takes what applies to it.

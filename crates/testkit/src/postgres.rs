@@ -54,14 +54,14 @@ impl TestDatabase {
     }
 
     /// Ends every server session opened through [`TestDatabase::url`], as a database restart
-    /// or a failover would; returns how many there were.
+    /// or a failover would, and waits until they have ended; returns how many there were.
     pub fn terminate_sessions(&self) -> i64 {
         let (server, schema) = (&self.server, &self.schema);
         off_runtime(|| {
             let mut client = Client::connect(server, NoTls).expect("connect");
             client
                 .query_one(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                    "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity
                      WHERE application_name = $1",
                     &[schema],
                 )

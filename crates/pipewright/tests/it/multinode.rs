@@ -5,7 +5,8 @@
 //! At the end: every event is in the log once, every deal's state is the fold of its events
 //! in occurrence order (its stage history, and `pipewright refold` corrects nothing), every
 //! timer fired and none is left, every effect reached the SMTP server and the receiver once
-//! after de-duplication, and a playbook change reaches both surviving nodes.
+//! after de-duplication, and an edit to one node's playbook folder reaches the other surviving
+//! node through the database.
 //!
 //! Larger: `PIPEWRIGHT_MULTINODE_NOTES=3000 PIPEWRIGHT_MULTINODE_HERD=1000 cargo test --release
 //! -p pipewright --test it multinode -- --nocapture`
@@ -56,17 +57,24 @@ async fn three_nodes_share_one_database_through_a_sigkill() {
     let herd = setting("PIPEWRIGHT_MULTINODE_HERD", 300);
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let playbooks = dir.path().join("playbooks");
-    std::fs::create_dir_all(&playbooks).unwrap();
+    // Each node has a playbook folder of its own, with the same files, as if deployed to three
+    // machines.
     let playbook = CRASH_PLAYBOOK.replace("RECEIVER", &receiver.url("/ok/nodes"));
-    write(&playbooks, "nodes.yaml", &playbook);
+    let folders: Vec<_> = (0..3)
+        .map(|n| {
+            let folder = dir.path().join(format!("playbooks-{n}"));
+            std::fs::create_dir_all(&folder).unwrap();
+            write(&folder, "nodes.yaml", &playbook);
+            folder
+        })
+        .collect();
     let db = database.url();
 
     // The schema is created once, before any node starts; a second run has nothing to do.
     let migrated = run(&["--database", &db, "migrate"]);
     assert!(migrated.status.success(), "{}", stderr(&migrated));
     assert!(
-        stdout(&migrated).contains("applied 1"),
+        stdout(&migrated).contains("applied 1, 2"),
         "{}",
         stdout(&migrated)
     );
@@ -77,24 +85,25 @@ async fn three_nodes_share_one_database_through_a_sigkill() {
         stdout(&again)
     );
 
-    let config = write(
-        dir.path(),
-        "pipewright.toml",
-        &format!(
-            "[database]\nurl = \"{db}\"\nread_connections = 2\n\
-             [engine]\nplaybooks = \"{}\"\ntimer_poll_ms = 20\nreload_poll_ms = 200\n\
-             [delivery]\npoll_ms = 20\nlease_ms = 1500\nbackoff_base_ms = 200\nbatch = 50\n\
-             [delivery.rate_limits]\nemail = 1000000.0\n[delivery.email]\nport = {}\n[delivery.webhooks]\nsecret = \"s\"\n",
-            playbooks.display(),
-            smtp.port
-        ),
-    );
-    let config = config.to_str().unwrap().to_owned();
     let token = create_token(&db, "writer");
-    let mut nodes: Vec<Server> = (0..3)
-        .map(|_| {
+    let mut nodes: Vec<Server> = folders
+        .iter()
+        .enumerate()
+        .map(|(n, folder)| {
+            let config = write(
+                dir.path(),
+                &format!("node-{n}.toml"),
+                &format!(
+                    "[database]\nurl = \"{db}\"\nread_connections = 2\n\
+                     [engine]\nplaybooks = \"{}\"\ntimer_poll_ms = 20\nreload_poll_ms = 200\n\
+                     [delivery]\npoll_ms = 20\nlease_ms = 1500\nbackoff_base_ms = 200\nbatch = 50\n\
+                     [delivery.rate_limits]\nemail = 1000000.0\n[delivery.email]\nport = {}\n[delivery.webhooks]\nsecret = \"s\"\n",
+                    folder.display(),
+                    smtp.port
+                ),
+            );
             let listen = format!("127.0.0.1:{}", free_port());
-            Server::run(&["--config", &config, "serve", "--listen", &listen])
+            Server::run(&["--config", config.to_str().unwrap(), "serve", "--listen", &listen])
         })
         .collect();
     let bases: Arc<Vec<String>> = Arc::new(nodes.iter().map(|n| n.base.clone()).collect());
@@ -207,11 +216,12 @@ async fn three_nodes_share_one_database_through_a_sigkill() {
         stdout(&refold)
     );
 
-    // A playbook change reaches both surviving nodes.
+    // An edit to one node's folder reaches the other surviving node, whose files are unchanged:
+    // through the database, where the edited node publishes it.
     let version = |status: &serde_json::Value| status["version"].as_str().unwrap().to_owned();
     let before = version(&get(&http, &format!("{live}/api/v1/playbooks"), &token).await);
     write(
-        &playbooks,
+        &folders[1],
         "nodes.yaml",
         &playbook.replace(
             "Legal stalls are flagged at once.",
@@ -230,5 +240,13 @@ async fn three_nodes_share_one_database_through_a_sigkill() {
         }
         assert!(reloaded, "node {base} did not load the new playbooks");
     }
+    let status = get(&http, &format!("{}/api/v1/playbooks", bases[2]), &token).await;
+    assert!(
+        status["origin"]
+            .as_str()
+            .unwrap()
+            .starts_with("published by"),
+        "{status}"
+    );
     drop(nodes);
 }

@@ -132,7 +132,7 @@ async fn a_broken_edit_keeps_the_last_good_playbooks_running() {
     let file = playbooks.path().join("founder-rescues.yaml");
     let text = std::fs::read_to_string(&file).unwrap();
     std::fs::write(&file, text.replace("quiet_for: 5d", "quiet_for: five days")).unwrap();
-    app.server_state().reload_playbooks(playbooks.path());
+    app.server_state().reload_playbooks(playbooks.path()).await;
     let (_, after) = app.get(&app.reader, "/api/v1/playbooks").await;
     assert_eq!(
         after["version"],
@@ -172,7 +172,7 @@ async fn a_broken_edit_keeps_the_last_good_playbooks_running() {
     assert_eq!(deal["effects"].as_array().unwrap().len(), 1);
     // Fixing the file loads the new version.
     std::fs::write(&file, text.replace("quiet_for: 5d", "quiet_for: 6d")).unwrap();
-    app.server_state().reload_playbooks(playbooks.path());
+    app.server_state().reload_playbooks(playbooks.path()).await;
     let (_, fixed) = app.get(&app.reader, "/api/v1/playbooks").await;
     assert_ne!(fixed["version"], version.as_str());
     assert!(fixed["diagnostics"].as_array().unwrap().is_empty());
@@ -197,7 +197,7 @@ async fn records_untouched_since_a_reload_are_armed_by_the_timer_loop() {
     assert!(deal["timers"].as_array().unwrap().is_empty(), "{deal}");
 
     copy_examples(playbooks.path());
-    app.server_state().reload_playbooks(playbooks.path());
+    app.server_state().reload_playbooks(playbooks.path()).await;
     // The walk runs in the background; wait (bounded) for its result, not for a time.
     let mut timers = Vec::new();
     for _ in 0..500 {
@@ -213,4 +213,72 @@ async fn records_untouched_since_a_reload_are_armed_by_the_timer_loop() {
         .find(|t| t["rule"] == "stuck-in-legal")
         .unwrap_or_else(|| panic!("{timers:?}"));
     assert_eq!(legal["due"], "2026-11-28T09:00:00.000Z");
+}
+
+/// Nodes on one database run the newest published playbooks, whatever their own folders hold:
+/// an edit on one node reaches a node started later with the old files, and a node with no
+/// folder; a folder with a version never published (a deployment) is published at start.
+#[tokio::test]
+async fn nodes_run_the_newest_published_playbooks() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = |name: &str| {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(&path).unwrap();
+        copy_examples(&path);
+        path
+    };
+    let node = |playbooks: std::path::PathBuf| {
+        let mut settings = server::Settings::default();
+        settings.server.listen = "127.0.0.1:0".into();
+        settings.database.url = format!("sqlite:{}", dir.path().join("pw.db").display());
+        settings.engine.playbooks = playbooks;
+        settings.engine.reload_poll_ms = 0;
+        async move {
+            let clock = clock::ManualClock::new("2026-11-20T12:00:00Z".parse().unwrap());
+            server::Application::build(&settings, std::sync::Arc::new(clock))
+                .await
+                .unwrap()
+        }
+    };
+    let status = |app: &server::Application| app.state().playbooks.read().unwrap().clone();
+
+    let (a_files, b_files) = (folder("a"), folder("b"));
+    let a = node(a_files.clone()).await;
+    let v1 = status(&a).version.unwrap();
+    assert!(status(&a).origin.unwrap().starts_with("folder"));
+
+    // An edit on node A: loaded and published.
+    let file = a_files.join("founder-rescues.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replacen("why:", "why: (edited)", 1)).unwrap();
+    a.state().reload_playbooks(&a_files).await;
+    let v2 = status(&a).version.unwrap();
+    assert_ne!(v1, v2);
+
+    // Node B starts with the old files (v1, published before): it runs v2.
+    let b = node(b_files).await;
+    assert_eq!(status(&b).version.as_ref(), Some(&v2));
+    assert!(status(&b).origin.unwrap().starts_with("published by"));
+    // Node C has no folder: it runs v2 too.
+    let c = node(dir.path().join("none")).await;
+    assert_eq!(status(&c).version.as_ref(), Some(&v2));
+
+    // Node D is deployed with files never published: they are published, and run.
+    let d_files = folder("d");
+    let file = d_files.join("lead-follow-up.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replacen("why:", "why: (v3)", 1)).unwrap();
+    let d = node(d_files).await;
+    let v3 = status(&d).version.unwrap();
+    assert!(v3 != v1 && v3 != v2);
+    assert_eq!(
+        d.state()
+            .store
+            .latest_playbooks()
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        v3
+    );
 }

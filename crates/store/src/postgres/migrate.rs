@@ -8,11 +8,18 @@ use crate::sql::backend;
 use crate::{Error, Result};
 
 /// The migrations this binary knows, oldest first: (version, name, SQL).
-pub const MIGRATIONS: &[(u32, &str, &str)] = &[(
-    1,
-    "schema",
-    include_str!("../../migrations/postgres/0001_schema.sql"),
-)];
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (
+        1,
+        "schema",
+        include_str!("../../migrations/postgres/0001_schema.sql"),
+    ),
+    (
+        2,
+        "playbook sets",
+        include_str!("../../migrations/postgres/0002_playbook_sets.sql"),
+    ),
+];
 
 /// What a migration run found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -83,13 +83,24 @@ impl Postgres {
     }
 
     fn connect(&self) -> Result<PgConn> {
-        let client = self.config.connect(NoTls).map_err(backend)?;
+        let (client, schema) = open_session(&self.config)?;
         Ok(PgConn {
             client,
             statements: HashMap::new(),
             config: self.config.clone(),
+            schema,
         })
     }
+}
+
+/// A session, and the schema it works in (its `search_path`'s first).
+fn open_session(config: &postgres::Config) -> Result<(Client, String)> {
+    let mut client = config.connect(NoTls).map_err(backend)?;
+    let schema: Option<String> = client
+        .query_one("SELECT current_schema()", &[])
+        .and_then(|r| r.try_get(0))
+        .map_err(backend)?;
+    Ok((client, schema.unwrap_or_default()))
 }
 
 /// Runs `f` on a thread outside the async runtime: the synchronous client runs a small
@@ -130,6 +141,10 @@ pub struct PgConn {
     client: Client,
     statements: HashMap<String, Statement>,
     config: postgres::Config,
+    /// Record locks are advisory locks, which belong to the whole database: the schema is part
+    /// of their numbers, so deployments in two schemas of one database never wait for each
+    /// other.
+    schema: String,
 }
 
 impl PgConn {
@@ -138,7 +153,7 @@ impl PgConn {
     fn reopen_if_closed(&mut self) -> Result<()> {
         if self.client.is_closed() {
             tracing::warn!("the PostgreSQL connection was closed; reconnecting");
-            self.client = self.config.connect(NoTls).map_err(backend)?;
+            (self.client, self.schema) = open_session(&self.config)?;
             self.statements.clear();
         }
         Ok(())
@@ -173,6 +188,7 @@ impl Backend for Postgres {
         let out = f(&mut Pg {
             client: &mut conn.client,
             statements: &mut conn.statements,
+            schema: &conn.schema,
         });
         match out {
             Ok(value) => {
@@ -190,6 +206,7 @@ impl Backend for Postgres {
         f(&mut Pg {
             client: &mut conn.client,
             statements: &mut conn.statements,
+            schema: &conn.schema,
         })
     }
 
@@ -202,6 +219,7 @@ impl Backend for Postgres {
 struct Pg<'c, C: GenericClient> {
     client: &'c mut C,
     statements: &'c mut HashMap<String, Statement>,
+    schema: &'c str,
 }
 
 impl<C: GenericClient> Pg<'_, C> {
@@ -293,14 +311,14 @@ fn value(row: &postgres::Row, i: usize) -> Result<Value> {
     Ok(got.map_err(backend)?.unwrap_or(Value::Null))
 }
 
-/// The advisory lock number of a record: FNV-1a of its key. Two records sharing a number only
-/// wait for each other.
-fn lock_id(key: &RecordKey) -> i64 {
+/// The advisory lock number of a record in a schema: FNV-1a of both. Two records sharing a
+/// number only wait for each other.
+fn lock_id(schema: &str, key: &RecordKey) -> i64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in key
-        .kind
-        .as_str()
+    for byte in schema
         .bytes()
+        .chain([0])
+        .chain(key.kind.as_str().bytes())
         .chain([0])
         .chain(key.id.as_str().bytes())
     {
@@ -342,7 +360,7 @@ impl<C: GenericClient> Sql for Pg<'_, C> {
         if keys.is_empty() {
             return Ok(());
         }
-        let mut ids: Vec<i64> = keys.iter().map(|k| lock_id(k)).collect();
+        let mut ids: Vec<i64> = keys.iter().map(|k| lock_id(self.schema, k)).collect();
         ids.sort_unstable();
         ids.dedup();
         // One round trip; the locks are taken in the sorted order of the subquery.
@@ -360,7 +378,7 @@ impl<C: GenericClient> Sql for Pg<'_, C> {
         let statement = self.statement("SELECT pg_try_advisory_xact_lock(?1)")?;
         let row = self
             .client
-            .query_one(&statement, &[&lock_id(key)])
+            .query_one(&statement, &[&lock_id(self.schema, key)])
             .map_err(backend)?;
         row.try_get(0).map_err(backend)
     }
@@ -533,11 +551,12 @@ mod tests {
     }
 
     #[test]
-    fn lock_ids_differ_by_kind_and_id() {
+    fn lock_ids_differ_by_schema_kind_and_id() {
         let key = |k, id: &str| RecordKey::new(k, domain::RecordId::parse(id.to_owned()).unwrap());
-        let a = lock_id(&key(domain::RecordKind::Deal, "D-1"));
-        assert_eq!(a, lock_id(&key(domain::RecordKind::Deal, "D-1")));
-        assert_ne!(a, lock_id(&key(domain::RecordKind::Lead, "D-1")));
-        assert_ne!(a, lock_id(&key(domain::RecordKind::Deal, "D-2")));
+        let a = lock_id("public", &key(domain::RecordKind::Deal, "D-1"));
+        assert_eq!(a, lock_id("public", &key(domain::RecordKind::Deal, "D-1")));
+        assert_ne!(a, lock_id("public", &key(domain::RecordKind::Lead, "D-1")));
+        assert_ne!(a, lock_id("public", &key(domain::RecordKind::Deal, "D-2")));
+        assert_ne!(a, lock_id("other", &key(domain::RecordKind::Deal, "D-1")));
     }
 }

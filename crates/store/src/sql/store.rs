@@ -486,6 +486,58 @@ impl<B: Backend> Store for SqlStore<B> {
             .await
     }
 
+    async fn publish_playbooks(&self, set: crate::PublishedPlaybooks) -> Result<()> {
+        self.write(move |sql, _| {
+            sql.execute(
+                "INSERT INTO playbook_sets (version, files, published_at, node)
+                 VALUES (?1, ?2, ?3, ?4)",
+                args![
+                    &set.version,
+                    &super::encode(&set.files)?,
+                    set.published_at.as_millis(),
+                    &set.node
+                ],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn latest_playbooks(&self) -> Result<Option<crate::PublishedPlaybooks>> {
+        self.reads
+            .run(|sql| {
+                sql.query_opt(
+                    "SELECT version, files, published_at, node FROM playbook_sets
+                     ORDER BY seq DESC LIMIT 1",
+                    &[],
+                )?
+                .map(|mut r| {
+                    Ok(crate::PublishedPlaybooks {
+                        version: r.text(0)?,
+                        files: decode(&r.text(1)?)?,
+                        published_at: r.millis(2)?,
+                        node: r.text(3)?,
+                    })
+                })
+                .transpose()
+            })
+            .await
+    }
+
+    async fn playbooks_published(&self, version: &str) -> Result<bool> {
+        let version = version.to_owned();
+        self.reads
+            .run(move |sql| {
+                Ok(sql
+                    .query_opt(
+                        "SELECT 1 FROM playbook_sets WHERE version = ?1 LIMIT 1",
+                        args![&version],
+                    )?
+                    .is_some())
+            })
+            .await
+    }
+
     async fn ping(&self) -> Result<()> {
         self.reads
             .run(|sql| sql.query("SELECT 1", &[]).map(drop))

@@ -1431,6 +1431,49 @@ async fn refolding_a_consistent_store_corrects_nothing(backend: Backend) {
     check_story(&*h.store).await;
 }
 
+async fn the_newest_published_playbooks_are_the_ones_every_node_runs(backend: Backend) {
+    let h = backend.open();
+    let other_node = (h.reopen)();
+    assert_eq!(h.store.latest_playbooks().await.unwrap(), None);
+    let set = |version: &str, node: &str, at: &str| store::PublishedPlaybooks {
+        version: version.into(),
+        files: vec![("playbooks/a.yaml".into(), format!("# {version}\n"))],
+        published_at: ts(at),
+        node: node.into(),
+    };
+    h.store
+        .publish_playbooks(set("v1", "a", "2026-11-20T10:00:00Z"))
+        .await
+        .unwrap();
+    other_node
+        .publish_playbooks(set("v2", "b", "2026-11-20T11:00:00Z"))
+        .await
+        .unwrap();
+    // The newest is the last published, seen from either node.
+    for store in [&h.store, &other_node] {
+        assert_eq!(
+            store.latest_playbooks().await.unwrap(),
+            Some(set("v2", "b", "2026-11-20T11:00:00Z"))
+        );
+    }
+    // Publishing an earlier version again makes it the newest.
+    h.store
+        .publish_playbooks(set("v1", "a", "2026-11-20T12:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(
+        other_node
+            .latest_playbooks()
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        "v1"
+    );
+    assert!(h.store.playbooks_published("v2").await.unwrap());
+    assert!(!h.store.playbooks_published("v3").await.unwrap());
+}
+
 /// Every test above, once per backend.
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
@@ -1456,6 +1499,7 @@ macro_rules! suite {
 }
 
 suite!(
+    the_newest_published_playbooks_are_the_ones_every_node_runs,
     every_event_kind_updates_derived_state,
     out_of_order_arrival_gives_the_same_state_as_in_order,
     a_late_stage_change_lands_in_its_place_in_history,
