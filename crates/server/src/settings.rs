@@ -39,12 +39,15 @@ read_connections = 4
 connect_timeout_ms = 10000
 
 [engine]
-# The folder of playbook files. A missing folder runs no rules; a broken edit keeps the last
-# good playbooks running and reports the problems (log, /api/v1/playbooks, metrics).
+# The folder of playbook files. A broken edit keeps the last good playbooks running and reports
+# the problems (log, /api/v1/playbooks, metrics). Without a folder a node runs the playbooks
+# another node published in the database, or none.
 playbooks = "playbooks"
 # How often due timers are looked for, in milliseconds.
 timer_poll_ms = 250
-# How often the playbook folder is checked for changes, in milliseconds (0: never).
+# How often the playbook folder is checked for changes (an edit is loaded and published for
+# every node on the database) and the database for a set another node published, in
+# milliseconds (0: never).
 reload_poll_ms = 2000
 
 [delivery]
