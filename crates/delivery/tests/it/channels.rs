@@ -3,14 +3,14 @@
 use hmac::{KeyInit, Mac};
 use testkit::{Receiver, SmtpServer};
 
-use crate::{ingest, note, rule, setup, ts};
+use crate::{Backend, ingest, note, rule, setup, ts};
 
-#[tokio::test]
-async fn emails_are_rendered_and_carry_the_key_as_message_id() {
+async fn emails_are_rendered_and_carry_the_key_as_message_id(backend: Backend) {
     let Some(smtp) = SmtpServer::start() else {
         return;
     };
     let s = setup(
+        backend,
         &rule("      - send_email: { template: follow-up, to: deal.primary_contact }\n      - send_asset: { asset: roi-calculator }\n"),
         |c| c.email.port = smtp.port,
     )
@@ -64,10 +64,10 @@ async fn emails_are_rendered_and_carry_the_key_as_message_id() {
     assert_eq!(smtp.messages().len(), 2);
 }
 
-#[tokio::test]
-async fn webhooks_are_signed_and_carry_the_idempotency_key() {
+async fn webhooks_are_signed_and_carry_the_idempotency_key(backend: Backend) {
     let receiver = Receiver::start().await;
     let s = setup(
+        backend,
         &rule(&format!(
             "      - webhook: {{ url: \"{}\" }}\n",
             receiver.url("/ok/hook")
@@ -123,11 +123,11 @@ async fn webhooks_are_signed_and_carry_the_idempotency_key() {
     assert_eq!(body["trace"]["why"], "Every note gets a follow-up.");
 }
 
-#[tokio::test]
-async fn chat_alerts_use_the_incoming_webhook_format() {
+async fn chat_alerts_use_the_incoming_webhook_format(backend: Backend) {
     let receiver = Receiver::start().await;
     let url = receiver.url("/ok/slack");
     let s = setup(
+        backend,
         &rule("      - alert: { to: channel:sales, text: \"{{ deal.name }} needs a look\" }\n"),
         |c| {
             c.chat.insert("sales".into(), url);
@@ -154,9 +154,9 @@ async fn chat_alerts_use_the_incoming_webhook_format() {
     );
 }
 
-#[tokio::test]
-async fn tasks_escalations_and_changes_to_records() {
+async fn tasks_escalations_and_changes_to_records(backend: Backend) {
     let s = setup(
+        backend,
         &rule("      - task: { assignee: deal.owner, title: \"Call {{ contact.name }}\", due: 2d }\n      - escalate: { to: role:vp, reason: legal-stall }\n      - set_field: { field: fields.next_step, value: call }\n      - assign_owner: { team: [vera@acme.example] }\n"),
         |_| {},
     )
@@ -210,13 +210,13 @@ async fn tasks_escalations_and_changes_to_records() {
     );
 }
 
-#[tokio::test]
-async fn a_dry_run_renders_everything_and_sends_nothing() {
+async fn a_dry_run_renders_everything_and_sends_nothing(backend: Backend) {
     let Some(smtp) = SmtpServer::start() else {
         return;
     };
     let receiver = Receiver::start().await;
     let s = setup(
+        backend,
         &rule(&format!(
             "      - send_email: {{ template: follow-up, to: deal.owner }}\n      - webhook: {{ url: \"{}\" }}\n      - task: {{ assignee: deal.owner, title: Call }}\n",
             receiver.url("/ok/dry")
@@ -245,9 +245,9 @@ async fn a_dry_run_renders_everything_and_sends_nothing() {
     );
 }
 
-#[tokio::test]
-async fn a_message_that_cannot_be_rendered_is_dead_lettered_with_the_reason() {
+async fn a_message_that_cannot_be_rendered_is_dead_lettered_with_the_reason(backend: Backend) {
     let s = setup(
+        backend,
         &rule("      - alert: { to: deal.owner, text: \"{{ deal.fields.no_such_field }}\" }\n      - send_email: { template: follow-up, to: role:sdr }\n"),
         |_| {},
     )
@@ -271,13 +271,12 @@ async fn a_message_that_cannot_be_rendered_is_dead_lettered_with_the_reason() {
     );
 }
 
-#[tokio::test]
-async fn smtp_login_is_used_when_configured() {
+async fn smtp_login_is_used_when_configured(backend: Backend) {
     let Some(smtp) = SmtpServer::start_with_login("pipewright", "s3cret") else {
         return;
     };
     let playbook = rule("      - send_email: { template: follow-up, to: deal.owner }\n");
-    let wrong = setup(&playbook, |c| {
+    let wrong = setup(backend, &playbook, |c| {
         c.email.port = smtp.port;
         c.email.username = Some("pipewright".into());
         c.email.password = Some("wrong".into());
@@ -288,7 +287,7 @@ async fn smtp_login_is_used_when_configured() {
     assert_eq!(wrong.dispatcher.run_once().await.unwrap().dead, 1);
     let e = &wrong.store.effects(None, 1).await.unwrap()[0];
     assert!(e.last_error.as_deref().unwrap().contains("535"), "{e:?}");
-    let right = setup(&playbook, |c| {
+    let right = setup(backend, &playbook, |c| {
         c.email.port = smtp.port;
         c.email.username = Some("pipewright".into());
         c.email.password = Some("s3cret".into());
@@ -299,11 +298,11 @@ async fn smtp_login_is_used_when_configured() {
     assert_eq!(smtp.messages().len(), 1);
 }
 
-#[tokio::test]
-async fn tasks_can_also_be_pushed_to_a_webhook() {
+async fn tasks_can_also_be_pushed_to_a_webhook(backend: Backend) {
     let receiver = Receiver::start().await;
     let url = receiver.url("/ok/tasks");
     let s = setup(
+        backend,
         &rule("      - task: { assignee: deal.owner, title: \"Call {{ contact.name }}\" }\n"),
         |c| c.tasks.webhook = Some(url),
     )
@@ -328,3 +327,14 @@ async fn tasks_can_also_be_pushed_to_a_webhook() {
         .unwrap();
     assert_eq!(tasks.len(), 1);
 }
+
+crate::suite!(
+    emails_are_rendered_and_carry_the_key_as_message_id,
+    webhooks_are_signed_and_carry_the_idempotency_key,
+    chat_alerts_use_the_incoming_webhook_format,
+    tasks_escalations_and_changes_to_records,
+    a_dry_run_renders_everything_and_sends_nothing,
+    a_message_that_cannot_be_rendered_is_dead_lettered_with_the_reason,
+    smtp_login_is_used_when_configured,
+    tasks_can_also_be_pushed_to_a_webhook,
+);

@@ -1,5 +1,6 @@
-//! Delivery against real peers: an SMTP server (aiosmtpd) and an HTTP receiver, with the
-//! SQLite store and a manual clock driving retries, pauses and rate limits.
+//! Delivery against real peers: an SMTP server (aiosmtpd) and an HTTP receiver, with a manual
+//! clock driving retries, pauses and rate limits. Every test runs on SQLite and on PostgreSQL
+//! (when a server answers; always under `CI=true`).
 
 mod channels;
 mod resilience;
@@ -9,7 +10,8 @@ use std::sync::Arc;
 use clock::ManualClock;
 use delivery::{Config, Dispatcher};
 use domain::Timestamp;
-use store::{SqliteOptions, SqliteStore, Store};
+use store::{PostgresOptions, PostgresStore, SqliteOptions, SqliteStore, Store};
+use testkit::postgres::TestDatabase;
 
 #[allow(missing_debug_implementations)]
 pub struct Setup {
@@ -17,6 +19,39 @@ pub struct Setup {
     pub clock: ManualClock,
     pub dispatcher: Arc<Dispatcher>,
     _dir: tempfile::TempDir,
+    _database: Option<TestDatabase>,
+}
+
+/// The database a test runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Every test of a module, once per backend.
+#[macro_export]
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if testkit::postgres::TestDatabase::create().is_some() {
+                        super::$name($crate::Backend::Postgres).await;
+                    }
+                }
+            )*
+        }
+    };
 }
 
 pub fn ts(s: &str) -> Timestamp {
@@ -32,16 +67,30 @@ const COMPANY: &str = r#"
 "#;
 
 /// A store with `playbook` running, the company loaded, and a dispatcher with `config`.
-pub async fn setup(playbook: &str, configure: impl FnOnce(&mut Config)) -> Setup {
+pub async fn setup(backend: Backend, playbook: &str, configure: impl FnOnce(&mut Config)) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(ts("2026-11-20T12:00:00Z"));
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(
-            SqliteOptions::new(dir.path().join("p.db")),
-            Arc::new(clock.clone()),
-        )
-        .unwrap(),
-    );
+    let (store, database): (Arc<dyn Store>, _) = match backend {
+        Backend::Sqlite => (
+            Arc::new(
+                SqliteStore::open(
+                    SqliteOptions::new(dir.path().join("p.db")),
+                    Arc::new(clock.clone()),
+                )
+                .unwrap(),
+            ),
+            None,
+        ),
+        Backend::Postgres => {
+            let database = TestDatabase::create().expect("PostgreSQL answered a moment ago");
+            let store = PostgresStore::open(
+                PostgresOptions::new(database.url()),
+                Arc::new(clock.clone()),
+            )
+            .unwrap();
+            (Arc::new(store), Some(database))
+        }
+    };
     let loaded = playbook::load_files(&[(std::path::PathBuf::from("p.yaml"), playbook.to_owned())]);
     assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
     store.set_engine(Some(Arc::new(store::Engine::new(Arc::new(
@@ -70,6 +119,7 @@ pub async fn setup(playbook: &str, configure: impl FnOnce(&mut Config)) -> Setup
         clock,
         dispatcher,
         _dir: dir,
+        _database: database,
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use testkit::{Receiver, SmtpServer};
 
-use crate::{ingest, note, rule, setup};
+use crate::{Backend, ingest, note, rule, setup};
 
 fn webhook(receiver: &Receiver, path: &str) -> String {
     rule(&format!(
@@ -14,10 +14,9 @@ fn webhook(receiver: &Receiver, path: &str) -> String {
     ))
 }
 
-#[tokio::test]
-async fn a_flaky_receiver_is_retried_with_backoff_until_it_answers() {
+async fn a_flaky_receiver_is_retried_with_backoff_until_it_answers(backend: Backend) {
     let receiver = Receiver::start().await;
-    let s = setup(&webhook(&receiver, "/flaky/x"), |_| {}).await;
+    let s = setup(backend, &webhook(&receiver, "/flaky/x"), |_| {}).await;
     ingest(&*s.store, &note(1)).await;
     let start = clock::Clock::now(&s.clock).as_millis();
     assert_eq!(s.dispatcher.run_once().await.unwrap().retried, 1);
@@ -53,10 +52,9 @@ async fn a_flaky_receiver_is_retried_with_backoff_until_it_answers() {
     assert!(attempts[0].detail.as_deref().unwrap().starts_with("503"));
 }
 
-#[tokio::test]
-async fn timeouts_are_retried() {
+async fn timeouts_are_retried(backend: Backend) {
     let receiver = Receiver::start().await;
-    let s = setup(&webhook(&receiver, "/slow/x"), |c| {
+    let s = setup(backend, &webhook(&receiver, "/slow/x"), |c| {
         c.webhooks.timeout_ms = 300
     })
     .await;
@@ -71,13 +69,13 @@ async fn timeouts_are_retried() {
     assert_eq!(s.dispatcher.run_once().await.unwrap().delivered, 1);
 }
 
-#[tokio::test]
-async fn permanent_refusals_are_dead_lettered_at_once_and_temporary_ones_retried() {
+async fn permanent_refusals_are_dead_lettered_at_once_and_temporary_ones_retried(backend: Backend) {
     let Some(smtp) = SmtpServer::start() else {
         return;
     };
     let receiver = Receiver::start().await;
     let s = setup(
+        backend,
         &rule(&format!(
             "      - webhook: {{ url: \"{}\" }}\n      - send_email: {{ template: follow-up, to: \"person:permfail@globex.example\" }}\n      - send_email: {{ template: follow-up, to: \"person:tempfail@globex.example\" }}\n",
             receiver.url("/gone/x")
@@ -114,10 +112,9 @@ async fn permanent_refusals_are_dead_lettered_at_once_and_temporary_ones_retried
     );
 }
 
-#[tokio::test]
-async fn after_the_attempt_limit_an_effect_is_dead_until_retried_by_hand() {
+async fn after_the_attempt_limit_an_effect_is_dead_until_retried_by_hand(backend: Backend) {
     let receiver = Receiver::start().await;
-    let s = setup(&webhook(&receiver, "/down/x"), |c| {
+    let s = setup(backend, &webhook(&receiver, "/down/x"), |c| {
         c.max_attempts = 3;
         c.breaker_failures = 100;
     })
@@ -140,10 +137,9 @@ async fn after_the_attempt_limit_an_effect_is_dead_until_retried_by_hand() {
     assert_eq!(receiver.received().len(), 4);
 }
 
-#[tokio::test]
-async fn a_failing_channel_is_paused_then_probed_once() {
+async fn a_failing_channel_is_paused_then_probed_once(backend: Backend) {
     let receiver = Receiver::start().await;
-    let s = setup(&webhook(&receiver, "/down/b"), |c| {
+    let s = setup(backend, &webhook(&receiver, "/down/b"), |c| {
         c.breaker_failures = 2;
         c.breaker_cooldown_ms = 10_000;
     })
@@ -172,10 +168,9 @@ async fn a_failing_channel_is_paused_then_probed_once() {
     assert_eq!(receiver.received().len(), 5);
 }
 
-#[tokio::test]
-async fn rate_limits_spread_a_burst() {
+async fn rate_limits_spread_a_burst(backend: Backend) {
     let receiver = Receiver::start().await;
-    let s = setup(&webhook(&receiver, "/ok/r"), |c| {
+    let s = setup(backend, &webhook(&receiver, "/ok/r"), |c| {
         c.rate_limits.insert("webhook".into(), 2.0);
     })
     .await;
@@ -189,3 +184,12 @@ async fn rate_limits_spread_a_burst() {
     }
     assert_eq!(per_second, [2, 0, 2, 0, 1, 0]);
 }
+
+crate::suite!(
+    a_flaky_receiver_is_retried_with_backoff_until_it_answers,
+    timeouts_are_retried,
+    permanent_refusals_are_dead_lettered_at_once_and_temporary_ones_retried,
+    after_the_attempt_limit_an_effect_is_dead_until_retried_by_hand,
+    a_failing_channel_is_paused_then_probed_once,
+    rate_limits_spread_a_burst,
+);
