@@ -16,8 +16,8 @@ pub use condition::{Condition, ConditionError, DEAL_FACTS, EVENT_FACTS, LEAD_FAC
 pub use cron::{CronError, Schedule};
 pub use load::{Diagnostic, Loaded, load_dir, load_files, parse_span, read_dir};
 pub use model::{
-    Action, Asset, AssetChoice, Location, Playbook, PlaybookSet, Reentry, Rule, Span, Target,
-    Template, Trigger,
+    Action, Asset, AssetChoice, Engagement, Exit, Location, Playbook, PlaybookSet, Reentry, Rule,
+    Sequence, Span, Step, StepKind, Target, TaskKind, Template, Trigger, Wait,
 };
 
 /// The JSON Schema of a playbook file, generated from the types the loader reads, for editors

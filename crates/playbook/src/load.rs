@@ -11,8 +11,8 @@ use domain::{EventType, RecordId, RecordKind, Role, Stage};
 
 use crate::condition::{DEAL_FACTS, EVENT_FACTS, LEAD_FACTS, Scope};
 use crate::model::{
-    Action, Asset, AssetChoice, Location, Playbook, PlaybookSet, Reentry, Rule, Span, Target,
-    Trigger,
+    Action, Asset, AssetChoice, Engagement, Exit, Location, Playbook, PlaybookSet, Reentry, Rule,
+    Sequence, Span, Step, StepKind, Target, TaskKind, Trigger, Wait,
 };
 use crate::{Condition, Schedule, raw};
 
@@ -177,7 +177,8 @@ fn version(files: &[(PathBuf, String)]) -> String {
 struct Names {
     stages: BTreeSet<String>,
     assets: BTreeMap<String, Vec<String>>,
-    sequences: BTreeSet<String>,
+    /// Each sequence with the kind of record it runs for.
+    sequences: BTreeMap<String, RecordKind>,
     templates: BTreeSet<String>,
 }
 
@@ -189,7 +190,7 @@ impl Names {
                 .into_iter()
                 .collect(),
             assets: BTreeMap::new(),
-            sequences: BTreeSet::new(),
+            sequences: BTreeMap::new(),
             templates: BTreeSet::new(),
         };
         let mut rule_ids: BTreeMap<String, (PathBuf, u64)> = BTreeMap::new();
@@ -218,8 +219,12 @@ impl Names {
                     cx.error(&file.playbook, format!("asset {name:?} is defined twice"));
                 }
             }
-            for name in file.sequences.keys() {
-                if !names.sequences.insert(name.clone()) {
+            for (name, sequence) in &file.sequences {
+                let record = match sequence.record.as_ref().map(|r| r.value.as_str()) {
+                    Some("lead") => RecordKind::Lead,
+                    _ => RecordKind::Deal,
+                };
+                if names.sequences.insert(name.clone(), record).is_some() {
                     cx.error(
                         &file.playbook,
                         format!("sequence {name:?} is defined twice"),
@@ -306,6 +311,11 @@ impl Compiler {
             .iter()
             .map(|r| self.rule(r, file.shadow, names))
             .collect();
+        let sequences = file
+            .sequences
+            .iter()
+            .filter_map(|(name, q)| self.sequence(name, q, names))
+            .collect();
         let templates = file
             .templates
             .iter()
@@ -332,7 +342,7 @@ impl Compiler {
             stages,
             rules,
             assets,
-            sequences: file.sequences.into_keys().collect(),
+            sequences,
             templates,
         }
     }
@@ -394,6 +404,279 @@ impl Compiler {
         }
     }
 
+    /// `deal` (also when absent) or `lead`.
+    fn record_kind(&mut self, record: Option<&Spanned<String>>, what: &str) -> RecordKind {
+        match record.map(|s| (s, s.value.as_str())) {
+            None | Some((_, "deal")) => RecordKind::Deal,
+            Some((_, "lead")) => RecordKind::Lead,
+            Some((s, other)) => {
+                self.error(s, format!("{what} on a `deal` or a `lead`, not {other:?}"));
+                RecordKind::Deal
+            }
+        }
+    }
+
+    fn sequence(&mut self, name: &str, q: &raw::Sequence, names: &Names) -> Option<Sequence> {
+        let record = self.record_kind(q.record.as_ref(), "sequences run");
+        let location = Location {
+            file: self.file.clone(),
+            ..self.first_location(q)
+        };
+        if q.steps.is_empty() {
+            self.error_at(&location, format!("sequence {name:?} has no steps"));
+            return None;
+        }
+        // Step ids first: a branch names a later step.
+        let mut ids: Vec<String> = Vec::with_capacity(q.steps.len());
+        for (i, step) in q.steps.iter().enumerate() {
+            let id = match &step.id {
+                Some(id) if ids.contains(&id.value) => {
+                    self.error(id, format!("step id {:?} is used twice", id.value));
+                    id.value.clone()
+                }
+                Some(id) => id.value.clone(),
+                None => format!("step-{}", i + 1),
+            };
+            ids.push(id);
+        }
+        let before = self.diagnostics.len();
+        let mut steps = Vec::with_capacity(q.steps.len());
+        let mut emails_before = false;
+        for (i, step) in q.steps.iter().enumerate() {
+            let at = step_anchor(step).map_or(location.clone(), |a| self.location(a));
+            let kind = self.step(i, step, &at, &ids, emails_before, record, names);
+            emails_before |= step.email.is_some();
+            if let Some(kind) = kind {
+                steps.push(Step {
+                    id: ids[i].clone(),
+                    kind,
+                });
+            }
+        }
+        let goal = q
+            .goal
+            .as_ref()
+            .and_then(|g| self.condition(g, record, None));
+        let exits = match &q.exit_on {
+            None => Exit::ALL.to_vec(),
+            Some(listed) => listed
+                .iter()
+                .filter_map(|e| {
+                    let exit = Exit::ALL.into_iter().find(|x| x.as_str() == e.value);
+                    if exit.is_none() {
+                        self.error(
+                            e,
+                            format!(
+                                "unknown exit {:?}; use {}",
+                                e.value,
+                                list(Exit::ALL.map(Exit::as_str))
+                            ),
+                        );
+                    }
+                    exit
+                })
+                .collect(),
+        };
+        (self.diagnostics.len() == before).then(|| Sequence {
+            name: name.to_owned(),
+            record,
+            steps,
+            goal,
+            exits,
+            account_wide_exit: q.account_wide_exit,
+            concurrent: q.concurrent,
+            location,
+        })
+    }
+
+    /// Where a sequence was written: its first step's first value.
+    fn first_location(&self, q: &raw::Sequence) -> Location {
+        let spanned = q.steps.first().and_then(step_anchor);
+        match spanned.or(q.goal.as_ref()).or(q.record.as_ref()) {
+            Some(s) => self.location(s),
+            None => Location {
+                file: self.file.clone(),
+                line: 1,
+                column: 1,
+            },
+        }
+    }
+
+    fn error_at(&mut self, at: &Location, message: String) {
+        self.diagnostics.push(Diagnostic {
+            file: at.file.clone(),
+            line: at.line,
+            column: at.column,
+            message,
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &mut self,
+        i: usize,
+        step: &raw::Step,
+        at: &Location,
+        ids: &[String],
+        emails_before: bool,
+        record: RecordKind,
+        names: &Names,
+    ) -> Option<StepKind> {
+        let given = [
+            step.email.is_some(),
+            step.task.is_some(),
+            step.wait.is_some(),
+            step.branch.is_some(),
+        ]
+        .into_iter()
+        .filter(|g| *g)
+        .count();
+        if given != 1 {
+            self.error_at(
+                at,
+                format!(
+                    "step {} needs exactly one of `email`, `task`, `wait` or `branch`",
+                    ids[i]
+                ),
+            );
+            return None;
+        }
+        if let Some(email) = &step.email {
+            let variants: Vec<&Spanned<String>> =
+                email.template.iter().chain(&email.variants).collect();
+            if email.template.is_some() && !email.variants.is_empty() {
+                self.error(
+                    variants[0],
+                    "an email step has a `template` or `variants`, not both".into(),
+                );
+                return None;
+            }
+            let mut known = Vec::new();
+            for t in &variants {
+                if names.templates.contains(&t.value) {
+                    known.push(t.value.clone());
+                } else {
+                    self.error(
+                        t,
+                        format!(
+                            "unknown template {:?}; the playbooks declare: {}",
+                            t.value,
+                            list(&names.templates)
+                        ),
+                    );
+                }
+            }
+            if variants.is_empty() {
+                self.error_at(
+                    at,
+                    format!("email step {} needs a `template` or `variants`", ids[i]),
+                );
+            }
+            return (known.len() == variants.len() && !known.is_empty())
+                .then_some(StepKind::Email { variants: known });
+        }
+        if let Some(task) = &step.task {
+            self.template_syntax(&task.title);
+            let assignee = self.target(&task.assignee, record);
+            if matches!(assignee, Some(Target::PrimaryContact | Target::Channel(_))) {
+                self.error(
+                    &task.assignee,
+                    "a task is for a person: the owner, person:ID or role:NAME".into(),
+                );
+                return None;
+            }
+            let kind = match task.kind.as_ref().map(|k| (k, k.value.as_str())) {
+                None | Some((_, "other")) => Some(TaskKind::Other),
+                Some((_, "call")) => Some(TaskKind::Call),
+                Some((_, "linkedin")) => Some(TaskKind::Linkedin),
+                Some((_, "manual_email")) => Some(TaskKind::ManualEmail),
+                Some((k, other)) => {
+                    self.error(
+                        k,
+                        format!(
+                            "unknown task kind {other:?}; use call, linkedin, manual_email or other"
+                        ),
+                    );
+                    None
+                }
+            };
+            let due = self.optional_span(&task.due);
+            return Some(StepKind::Task {
+                assignee: assignee?,
+                title: task.title.value.clone(),
+                kind: kind?,
+                due: due?,
+            });
+        }
+        if let Some(wait) = &step.wait {
+            let Some(until) = wait.value.strip_prefix("until ") else {
+                return self.span(wait).map(|s| StepKind::Wait(Wait::For(s)));
+            };
+            return match parse_until(until) {
+                Some((weekday, time)) => Some(StepKind::Wait(Wait::Until { weekday, time })),
+                None => {
+                    self.error(
+                        wait,
+                        format!(
+                            "{until:?} is not a weekday and/or time of day: write e.g. \"until tuesday 09:00\", \"until 09:30\" or \"until friday\""
+                        ),
+                    );
+                    None
+                }
+            };
+        }
+        let branch = step.branch.as_ref()?;
+        let on = match branch.condition.value.as_str() {
+            "opened" => Some(Engagement::Opened),
+            "clicked" => Some(Engagement::Clicked),
+            "replied" => Some(Engagement::Replied),
+            "no_reply" => Some(Engagement::NoReply),
+            other => {
+                self.error(
+                    &branch.condition,
+                    format!("a branch tests opened, clicked, replied or no_reply, not {other:?}"),
+                );
+                None
+            }
+        };
+        if !emails_before {
+            self.error(
+                &branch.condition,
+                "a branch tests engagement with the emails before it, and none comes before this one"
+                    .into(),
+            );
+            return None;
+        }
+        let goto = match ids.iter().position(|id| *id == branch.goto.value) {
+            Some(at) if at > i => Some(at),
+            Some(_) => {
+                self.error(
+                    &branch.goto,
+                    format!(
+                        "a branch jumps forward; step {:?} comes before it",
+                        branch.goto.value
+                    ),
+                );
+                None
+            }
+            None => {
+                self.error(
+                    &branch.goto,
+                    format!(
+                        "unknown step {:?}; this sequence's steps are: {}",
+                        branch.goto.value,
+                        list(ids)
+                    ),
+                );
+                None
+            }
+        };
+        Some(StepKind::Branch {
+            on: on?,
+            goto: goto?,
+        })
+    }
+
     fn rule(&mut self, r: &raw::Rule, playbook_shadow: bool, names: &Names) -> Rule {
         if r.why.value.trim().is_empty() {
             self.error(
@@ -401,17 +684,7 @@ impl Compiler {
                 "`why` must say, in a sentence, the judgment this rule encodes".into(),
             );
         }
-        let record = match r.record.as_ref().map(|s| (s, s.value.as_str())) {
-            None | Some((_, "deal")) => RecordKind::Deal,
-            Some((_, "lead")) => RecordKind::Lead,
-            Some((s, other)) => {
-                self.error(
-                    s,
-                    format!("rules act on a `deal` or a `lead`, not {other:?}"),
-                );
-                RecordKind::Deal
-            }
-        };
+        let record = self.record_kind(r.record.as_ref(), "rules act");
         let trigger = self.trigger(r, names);
         let condition = r
             .condition
@@ -650,16 +923,29 @@ impl Compiler {
         };
         Some(match a {
             raw::Action::StartSequence(s) | raw::Action::StopSequence(s) => {
-                if !names.sequences.contains(&s.value) {
-                    self.error(
-                        s,
-                        format!(
-                            "unknown sequence {:?}; the playbooks declare: {}",
-                            s.value,
-                            list(&names.sequences)
-                        ),
-                    );
-                    return None;
+                match names.sequences.get(&s.value) {
+                    None => {
+                        self.error(
+                            s,
+                            format!(
+                                "unknown sequence {:?}; the playbooks declare: {}",
+                                s.value,
+                                list(names.sequences.keys())
+                            ),
+                        );
+                        return None;
+                    }
+                    Some(kind) if *kind != record => {
+                        self.error(
+                            s,
+                            format!(
+                                "sequence {:?} runs on a {kind}, this rule on a {record}",
+                                s.value
+                            ),
+                        );
+                        return None;
+                    }
+                    Some(_) => {}
                 }
                 if matches!(a, raw::Action::StartSequence(_)) {
                     Action::StartSequence {
@@ -793,6 +1079,55 @@ fn serde_plain_role(name: &str) -> Option<Role> {
         serde::de::value::StrDeserializer::<serde::de::value::Error>::new(name),
     )
     .ok()
+}
+
+/// The first value written in a step, where its diagnostics point.
+fn step_anchor(s: &raw::Step) -> Option<&Spanned<String>> {
+    s.id.as_ref()
+        .or(s
+            .email
+            .as_ref()
+            .and_then(|e| e.template.as_ref().or(e.variants.first())))
+        .or(s.task.as_ref().map(|t| &t.assignee))
+        .or(s.branch.as_ref().map(|b| &b.condition))
+        .or(s.wait.as_ref())
+}
+
+/// Parses a wait's `until`: a weekday (`tuesday`, `tue`), a time of day (`09:30`), or both
+/// (`tuesday 09:30`).
+fn parse_until(text: &str) -> Option<(Option<jiff::civil::Weekday>, Option<jiff::civil::Time>)> {
+    use jiff::civil::Weekday;
+    let mut weekday = None;
+    let mut time = None;
+    for word in text.split_whitespace() {
+        let lower = word.to_ascii_lowercase();
+        let day = [
+            ("monday", Weekday::Monday),
+            ("tuesday", Weekday::Tuesday),
+            ("wednesday", Weekday::Wednesday),
+            ("thursday", Weekday::Thursday),
+            ("friday", Weekday::Friday),
+            ("saturday", Weekday::Saturday),
+            ("sunday", Weekday::Sunday),
+        ]
+        .into_iter()
+        .find(|(name, _)| lower == *name || (lower.len() == 3 && name.starts_with(&lower)));
+        if let Some((_, day)) = day {
+            if weekday.replace(day).is_some() {
+                return None;
+            }
+            continue;
+        }
+        let (h, m) = lower.split_once(':')?;
+        if h.is_empty() || h.len() > 2 || m.len() != 2 {
+            return None;
+        }
+        let t = jiff::civil::Time::new(h.parse().ok()?, m.parse().ok()?, 0, 0).ok()?;
+        if time.replace(t).is_some() {
+            return None;
+        }
+    }
+    (weekday.is_some() || time.is_some()).then_some((weekday, time))
 }
 
 /// Parses `30m`, `12h`, `5d`, `2w` and combinations such as `1d12h`.

@@ -51,8 +51,109 @@ pub struct Playbook {
     pub stages: Vec<Stage>,
     pub rules: Vec<Rule>,
     pub assets: Vec<Asset>,
-    pub sequences: Vec<String>,
+    pub sequences: Vec<Sequence>,
     pub templates: Vec<Template>,
+}
+
+/// A multi-step cadence (see `raw::Sequence`), its references resolved.
+#[derive(Debug, Clone)]
+pub struct Sequence {
+    pub name: String,
+    pub record: RecordKind,
+    pub steps: Vec<Step>,
+    pub goal: Option<Condition>,
+    /// What ends an enrolment early.
+    pub exits: Vec<Exit>,
+    pub account_wide_exit: bool,
+    pub concurrent: bool,
+    pub location: Location,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// The step's id: as written, or `step-N` (1-based) when none was given.
+    pub id: String,
+    pub kind: StepKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepKind {
+    /// An email from one of these templates (more than one: an A/B test).
+    Email {
+        variants: Vec<String>,
+    },
+    Task {
+        assignee: Target,
+        title: String,
+        kind: TaskKind,
+        due: Option<Span>,
+    },
+    Wait(Wait),
+    /// When the engagement holds, continue at step `goto` (an index into `steps`, always a
+    /// later one); otherwise at the next step.
+    Branch {
+        on: Engagement,
+        goto: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    Call,
+    Linkedin,
+    ManualEmail,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    For(Span),
+    /// Until the next time it is this weekday (any day when `None`) at this time of day
+    /// (the start of the day when `None`), in the contact's time zone.
+    Until {
+        weekday: Option<jiff::civil::Weekday>,
+        time: Option<jiff::civil::Time>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engagement {
+    Opened,
+    Clicked,
+    Replied,
+    NoReply,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Exit {
+    Reply,
+    Meeting,
+    StageChange,
+    Unsubscribe,
+    Bounce,
+}
+
+impl Exit {
+    pub const ALL: [Exit; 5] = [
+        Exit::Reply,
+        Exit::Meeting,
+        Exit::StageChange,
+        Exit::Unsubscribe,
+        Exit::Bounce,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Exit::Reply => "reply",
+            Exit::Meeting => "meeting",
+            Exit::StageChange => "stage_change",
+            Exit::Unsubscribe => "unsubscribe",
+            Exit::Bounce => "bounce",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

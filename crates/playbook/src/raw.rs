@@ -30,14 +30,94 @@ pub struct File {
     pub rules: Vec<Rule>,
     #[serde(default)]
     pub assets: BTreeMap<String, Asset>,
-    /// Sequence names, so rules can refer to them. Their steps are not read yet: the
-    /// sequence engine (issue 6) will define and check them.
+    /// Multi-step cadences, started by a rule's `start_sequence`.
     #[serde(default)]
-    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
-    pub sequences: BTreeMap<String, serde::de::IgnoredAny>,
+    pub sequences: BTreeMap<String, Sequence>,
     /// Email templates by name, for `send_email`.
     #[serde(default)]
     pub templates: BTreeMap<String, Template>,
+}
+
+/// A cadence: its steps run in order, each once the one before it is done. An enrolment ends
+/// after the last step, when its goal is met, or on one of its exits.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Sequence {
+    /// The kind of record it runs for (`deal` unless said otherwise); only rules on that kind
+    /// may start it.
+    #[schemars(with = "Option<String>")]
+    pub record: Option<S<String>>,
+    pub steps: Vec<Step>,
+    /// A condition over the record's facts, like a rule's `if`: once it is true the enrolment
+    /// ends, its goal met.
+    #[schemars(with = "Option<String>")]
+    pub goal: Option<S<String>>,
+    /// What ends an enrolment early: any of `reply`, `meeting`, `stage_change`, `unsubscribe`,
+    /// `bounce`. All of them unless listed.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub exit_on: Option<Vec<S<String>>>,
+    /// A reply from anyone at the contact's account ends the enrolments of all its contacts.
+    #[serde(default)]
+    pub account_wide_exit: bool,
+    /// May run for a contact beside another active sequence (one at a time otherwise).
+    #[serde(default)]
+    pub concurrent: bool,
+}
+
+/// One step: exactly one of `email`, `task`, `wait` or `branch`, with an optional `id` that a
+/// branch can jump to.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    #[schemars(with = "Option<String>")]
+    pub id: Option<S<String>>,
+    pub email: Option<StepEmail>,
+    pub task: Option<StepTask>,
+    /// A pause: a length of time (`3d`), or `until` a weekday and/or time of day in the
+    /// contact's time zone (`until tuesday 09:00`, `until 09:30`, `until friday`).
+    #[schemars(with = "Option<String>")]
+    pub wait: Option<S<String>>,
+    pub branch: Option<Branch>,
+}
+
+/// An email to the enrolled contact, from one template or, for an A/B test, from one of
+/// several variants (each contact always gets the same one).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepEmail {
+    #[schemars(with = "Option<String>")]
+    pub template: Option<S<String>>,
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub variants: Vec<S<String>>,
+}
+
+/// A task for a person: a call, a LinkedIn touch, a manual email.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepTask {
+    #[schemars(with = "String")]
+    pub assignee: S<String>,
+    #[schemars(with = "String")]
+    pub title: S<String>,
+    /// `call`, `linkedin`, `manual_email` or `other` (the default).
+    #[schemars(with = "Option<String>")]
+    pub kind: Option<S<String>>,
+    /// How long the person has, from when the step comes due.
+    #[schemars(with = "Option<String>")]
+    pub due: Option<S<String>>,
+}
+
+/// Jumps to a later step when the contact engaged (or did not) with the sequence's emails so
+/// far: `opened`, `clicked`, `replied` or `no_reply`. Otherwise the next step follows.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Branch {
+    #[serde(rename = "if")]
+    #[schemars(with = "String")]
+    pub condition: S<String>,
+    #[schemars(with = "String")]
+    pub goto: S<String>,
 }
 
 /// An email: `{{ deal.name }}`, `{{ contact.name }}`, `{{ owner.name }}`, `{{ link }}` and the

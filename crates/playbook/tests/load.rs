@@ -3,7 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use playbook::{Action, AssetChoice, Diagnostic, Reentry, Target, Trigger, load_dir, load_files};
+use playbook::{
+    Action, AssetChoice, Diagnostic, Engagement, Exit, Reentry, Span, StepKind, Target, TaskKind,
+    Trigger, Wait, load_dir, load_files,
+};
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../playbooks")
@@ -204,7 +207,7 @@ fn missing_folders_and_empty_folders_are_diagnosed() {
 
 #[test]
 fn names_are_shared_across_files_and_duplicates_caught() {
-    let a = "playbook: a\nowner: o\nstages: [demo]\nsequences:\n  s: {}\nassets:\n  x: { use_cases: [pricing] }\n";
+    let a = "playbook: a\nowner: o\nstages: [demo]\nsequences:\n  s: { steps: [{ wait: 1d }] }\nassets:\n  x: { use_cases: [pricing] }\n";
     let b = "playbook: b\nowner: o\nrules:\n  - id: r\n    why: w\n    when: { in_stage_for: { stage: demo, longer_than: 1d } }\n    then:\n      - start_sequence: s\n      - send_asset: { use_case: pricing }\n";
     let loaded = load_files(&[
         (PathBuf::from("a.yaml"), a.into()),
@@ -322,4 +325,98 @@ fn the_broken_fixtures_report_every_mistake_precisely() {
         std::fs::write(&path, &got).unwrap();
     }
     assert_eq!(got, std::fs::read_to_string(&path).unwrap_or_default());
+}
+
+#[test]
+fn sequences_compile_with_their_steps_resolved() {
+    let text = r#"playbook: p
+owner: o
+sequences:
+  cadence:
+    goal: deal.stage == "negotiation"
+    exit_on: [reply, bounce]
+    concurrent: true
+    steps:
+      - email: { template: a }
+      - wait: 2d12h
+      - branch: { if: no_reply, goto: call }
+      - email: { variants: [a, b] }
+      - wait: until tue 09:30
+      - wait: until friday
+      - id: call
+        task: { assignee: deal.owner, title: "Call {{ deal.name }}", kind: call, due: 1d }
+templates:
+  a: { subject: A, text: A. }
+  b: { subject: B, text: B. }
+"#;
+    let loaded = load_files(&[(PathBuf::from("p.yaml"), text.into())]);
+    assert!(
+        loaded.diagnostics.is_empty(),
+        "{:?}",
+        lines(&loaded.diagnostics)
+    );
+    let set = loaded.set.unwrap();
+    let q = &set.playbooks[0].sequences[0];
+    assert_eq!(q.name, "cadence");
+    assert_eq!(q.record, domain::RecordKind::Deal);
+    assert!(q.goal.is_some() && q.concurrent && !q.account_wide_exit);
+    assert_eq!(q.exits, vec![Exit::Reply, Exit::Bounce]);
+    let ids: Vec<&str> = q.steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "step-1", "step-2", "step-3", "step-4", "step-5", "step-6", "call"
+        ]
+    );
+    let kinds: Vec<&StepKind> = q.steps.iter().map(|s| &s.kind).collect();
+    assert_eq!(
+        kinds[0],
+        &StepKind::Email {
+            variants: vec!["a".into()]
+        }
+    );
+    assert_eq!(
+        kinds[1],
+        &StepKind::Wait(Wait::For(Span(60 * 60 * 60 * 1000)))
+    );
+    assert_eq!(
+        kinds[2],
+        &StepKind::Branch {
+            on: Engagement::NoReply,
+            goto: 6
+        }
+    );
+    assert_eq!(
+        kinds[3],
+        &StepKind::Email {
+            variants: vec!["a".into(), "b".into()]
+        }
+    );
+    assert_eq!(
+        kinds[4],
+        &StepKind::Wait(Wait::Until {
+            weekday: Some(jiff::civil::Weekday::Tuesday),
+            time: Some(jiff::civil::time(9, 30, 0, 0)),
+        })
+    );
+    assert_eq!(
+        kinds[5],
+        &StepKind::Wait(Wait::Until {
+            weekday: Some(jiff::civil::Weekday::Friday),
+            time: None,
+        })
+    );
+    assert!(matches!(
+        kinds[6],
+        StepKind::Task {
+            assignee: playbook::Target::Owner,
+            kind: TaskKind::Call,
+            due: Some(Span(86_400_000)),
+            ..
+        }
+    ));
+    // Exits default to all of them.
+    let plain = text.replace("    exit_on: [reply, bounce]\n", "");
+    let set = load_files(&[(PathBuf::from("p.yaml"), plain)]).set.unwrap();
+    assert_eq!(set.playbooks[0].sequences[0].exits, Exit::ALL.to_vec());
 }
