@@ -541,7 +541,7 @@ fn selected(node: &IdedExpr, out: &mut Vec<(String, String)>) {
     }
 }
 
-fn suggestion(field: &str, facts: &[&str]) -> String {
+pub(crate) fn suggestion(field: &str, facts: &[&str]) -> String {
     let close = facts
         .iter()
         .find(|f| f.contains(field) || field.contains(**f) || edit_distance(field, f) <= 2);

@@ -180,6 +180,8 @@ struct Names {
     /// Each sequence with the kind of record it runs for.
     sequences: BTreeMap<String, RecordKind>,
     templates: BTreeSet<String>,
+    /// The values each email template reads (`deal.name`, `owner.email`, `link`).
+    template_values: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Names {
@@ -192,6 +194,7 @@ impl Names {
             assets: BTreeMap::new(),
             sequences: BTreeMap::new(),
             templates: BTreeSet::new(),
+            template_values: BTreeMap::new(),
         };
         let mut rule_ids: BTreeMap<String, (PathBuf, u64)> = BTreeMap::new();
         let mut playbook_names: BTreeMap<String, PathBuf> = BTreeMap::new();
@@ -231,7 +234,13 @@ impl Names {
                     );
                 }
             }
-            for name in file.templates.keys() {
+            for (name, t) in &file.templates {
+                let read = [Some(&t.subject), Some(&t.text), t.html.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|part| values_read(&part.value))
+                    .collect();
+                names.template_values.insert(name.clone(), read);
                 if !names.templates.insert(name.clone()) {
                     cx.error(
                         &file.playbook,
@@ -404,6 +413,77 @@ impl Compiler {
         }
     }
 
+    /// Checks that the template `name` (used at `at`, for a record of kind `record`) reads
+    /// only values such a message has.
+    fn template_fits(&mut self, at: &Spanned<String>, record: RecordKind, names: &Names) {
+        if let Some(read) = names.template_values.get(&at.value) {
+            let what = format!("template {:?}", at.value);
+            self.values_fit(at, read, &what, record);
+        }
+    }
+
+    /// Checks each value a message reads against what a message about a `record` has: the
+    /// record's facts, its owner (`id`, `name`, `email`), a deal's primary contact (`id`,
+    /// `name`, `email`, `title`) and `link`. A value it lacks would stop the send.
+    fn values_fit(
+        &mut self,
+        at: &Spanned<String>,
+        read: &BTreeSet<String>,
+        what: &str,
+        record: RecordKind,
+    ) {
+        let facts = if record == RecordKind::Lead {
+            LEAD_FACTS
+        } else {
+            DEAL_FACTS
+        };
+        for value in read {
+            let mut parts = value.split('.');
+            let root = parts.next().unwrap_or_default();
+            let field = parts.next();
+            let problem = match (root, field) {
+                _ if root == "link" || MESSAGE_GLOBALS.contains(&root) => None,
+                (r, None) if r == record.as_str() => None,
+                (r, Some(f)) if r == record.as_str() => (!facts.contains(&f)).then(|| {
+                    format!(
+                        "a {record} has no `{f}`{}",
+                        crate::condition::suggestion(f, facts)
+                    )
+                }),
+                ("deal" | "lead", _) => Some(format!("this is a message about a {record}")),
+                ("owner", None) => None,
+                ("owner", Some(f)) => (!PERSON_VALUES.contains(&f)).then(|| {
+                    format!(
+                        "the owner has only {}",
+                        PERSON_VALUES.map(|v| format!("`{v}`")).join(", ")
+                    )
+                }),
+                ("contact", _) if record != RecordKind::Deal => {
+                    Some(format!("a message about a {record} has no contact"))
+                }
+                ("contact", None) => None,
+                ("contact", Some(f)) => (!CONTACT_VALUES.contains(&f)).then(|| {
+                    format!(
+                        "the contact has only {}",
+                        CONTACT_VALUES.map(|v| format!("`{v}`")).join(", ")
+                    )
+                }),
+                _ => Some(format!(
+                    "messages read `{}`, `owner`, {}and `link`",
+                    record.as_str(),
+                    if record == RecordKind::Deal {
+                        "`contact` "
+                    } else {
+                        ""
+                    }
+                )),
+            };
+            if let Some(problem) = problem {
+                self.error(at, format!("{what} uses `{value}`: {problem}"));
+            }
+        }
+    }
+
     /// `deal` (also when absent) or `lead`.
     fn record_kind(&mut self, record: Option<&Spanned<String>>, what: &str) -> RecordKind {
         match record.map(|s| (s, s.value.as_str())) {
@@ -554,6 +634,7 @@ impl Compiler {
             let mut known = Vec::new();
             for t in &variants {
                 if names.templates.contains(&t.value) {
+                    self.template_fits(t, record, names);
                     known.push(t.value.clone());
                 } else {
                     self.error(
@@ -577,6 +658,12 @@ impl Compiler {
         }
         if let Some(task) = &step.task {
             self.template_syntax(&task.title);
+            self.values_fit(
+                &task.title,
+                &values_read(&task.title.value),
+                "this title",
+                record,
+            );
             let assignee = self.target(&task.assignee, record);
             if matches!(assignee, Some(Target::PrimaryContact | Target::Channel(_))) {
                 self.error(
@@ -1008,6 +1095,7 @@ impl Compiler {
                     );
                     return None;
                 }
+                self.template_fits(&x.template, record, names);
                 let to = match &x.to {
                     Some(t) => self.target(t, record)?,
                     None => default_to,
@@ -1019,6 +1107,7 @@ impl Compiler {
             }
             raw::Action::Alert(x) => {
                 self.template_syntax(&x.text);
+                self.values_fit(&x.text, &values_read(&x.text.value), "this text", record);
                 Action::Alert {
                     to: self.target(&x.to, record)?,
                     text: x.text.value.clone(),
@@ -1026,6 +1115,7 @@ impl Compiler {
             }
             raw::Action::Task(x) => {
                 self.template_syntax(&x.title);
+                self.values_fit(&x.title, &values_read(&x.title.value), "this title", record);
                 let assignee = self.target(&x.assignee, record);
                 let due = self.optional_span(&x.due);
                 Action::Task {
@@ -1079,6 +1169,22 @@ fn serde_plain_role(name: &str) -> Option<Role> {
         serde::de::value::StrDeserializer::<serde::de::value::Error>::new(name),
     )
     .ok()
+}
+
+/// Names a template may use that are not values: minijinja's global functions.
+const MESSAGE_GLOBALS: [&str; 6] = ["range", "dict", "namespace", "debug", "cycler", "joiner"];
+/// What a message knows of a person (the record's owner).
+const PERSON_VALUES: [&str; 3] = ["id", "name", "email"];
+/// What a message knows of a deal's primary contact.
+const CONTACT_VALUES: [&str; 4] = ["id", "name", "email", "title"];
+
+/// The values a template reads, as dotted paths (`deal.name`); none if it does not parse (its
+/// syntax error is reported on its own).
+fn values_read(text: &str) -> BTreeSet<String> {
+    minijinja::Environment::new()
+        .template_from_str(text)
+        .map(|t| t.undeclared_variables(true).into_iter().collect())
+        .unwrap_or_default()
 }
 
 /// The first value written in a step, where its diagnostics point.
