@@ -103,12 +103,8 @@ impl Schedule {
     /// # Errors
     /// The first problem found, with its offset in `expression` (0 for an unknown zone).
     pub fn parse(expression: &str, zone: &str) -> Result<Self, CronError> {
-        let tz = TimeZone::get(zone).map_err(|e| CronError {
-            offset: 0,
-            message: format!(
-                "unknown time zone {zone:?} ({e}); use an IANA name such as Europe/Berlin"
-            ),
-        })?;
+        let tz =
+            crate::window::time_zone(zone).map_err(|message| CronError { offset: 0, message })?;
         let trimmed = expression.trim();
         let expanded = match trimmed {
             "@hourly" => "0 * * * *",

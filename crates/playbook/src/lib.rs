@@ -11,6 +11,7 @@ mod cron;
 mod load;
 mod model;
 mod raw;
+mod window;
 
 pub use condition::{Condition, ConditionError, DEAL_FACTS, EVENT_FACTS, LEAD_FACTS, Scope};
 pub use cron::{CronError, Schedule};
@@ -19,6 +20,7 @@ pub use model::{
     Action, Asset, AssetChoice, Engagement, Exit, Location, Playbook, PlaybookSet, Reentry, Rule,
     Sequence, Span, Step, StepKind, Target, TaskKind, Template, Trigger, Wait,
 };
+pub use window::SendWindow;
 
 /// The JSON Schema of a playbook file, generated from the types the loader reads, for editors
 /// to complete and validate playbooks as they are written.

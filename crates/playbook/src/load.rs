@@ -182,6 +182,8 @@ struct Names {
     templates: BTreeSet<String>,
     /// The values each email template reads (`deal.name`, `owner.email`, `link`).
     template_values: BTreeMap<String, BTreeSet<String>>,
+    /// Each holiday calendar's dates.
+    calendars: BTreeMap<String, BTreeSet<jiff::civil::Date>>,
 }
 
 impl Names {
@@ -195,6 +197,7 @@ impl Names {
             sequences: BTreeMap::new(),
             templates: BTreeSet::new(),
             template_values: BTreeMap::new(),
+            calendars: BTreeMap::new(),
         };
         let mut rule_ids: BTreeMap<String, (PathBuf, u64)> = BTreeMap::new();
         let mut playbook_names: BTreeMap<String, PathBuf> = BTreeMap::new();
@@ -231,6 +234,26 @@ impl Names {
                     cx.error(
                         &file.playbook,
                         format!("sequence {name:?} is defined twice"),
+                    );
+                }
+            }
+            for (name, calendar) in &file.calendars {
+                let mut dates = BTreeSet::new();
+                for day in &calendar.holidays {
+                    match day.value.parse::<jiff::civil::Date>() {
+                        Ok(d) => {
+                            dates.insert(d);
+                        }
+                        Err(_) => cx.error(
+                            day,
+                            format!("{:?} is not a date: write YYYY-MM-DD", day.value),
+                        ),
+                    }
+                }
+                if names.calendars.insert(name.clone(), dates).is_some() {
+                    cx.error(
+                        &file.playbook,
+                        format!("calendar {name:?} is defined twice"),
                     );
                 }
             }
@@ -557,6 +580,7 @@ impl Compiler {
                 })
                 .collect(),
         };
+        let window = q.window.as_ref().and_then(|w| self.window(w, names));
         (self.diagnostics.len() == before).then(|| Sequence {
             name: name.to_owned(),
             record,
@@ -565,8 +589,46 @@ impl Compiler {
             exits,
             account_wide_exit: q.account_wide_exit,
             concurrent: q.concurrent,
+            window,
             location,
         })
+    }
+
+    fn window(&mut self, w: &raw::Window, names: &Names) -> Option<crate::SendWindow> {
+        let mut holidays = BTreeSet::new();
+        for calendar in &w.holidays {
+            match names.calendars.get(&calendar.value) {
+                Some(dates) => holidays.extend(dates.iter().copied()),
+                None => self.error(
+                    calendar,
+                    format!(
+                        "unknown calendar {:?}; the playbooks declare: {}",
+                        calendar.value,
+                        list(names.calendars.keys())
+                    ),
+                ),
+            }
+        }
+        let days = w.days.as_ref().map_or("mon-sun", |d| d.value.as_str());
+        crate::SendWindow::parse(days, &w.hours.value, &w.timezone.value, holidays)
+            .map_err(|e| {
+                // Point at the part the message names.
+                let at = if e.contains("time zone") {
+                    &w.timezone
+                } else if e.contains("hours") || e.contains("starts") {
+                    &w.hours
+                } else {
+                    w.days.as_ref().unwrap_or(&w.hours)
+                };
+                self.error(at, e.clone());
+                // The zone is checked last; a mistake in it is reported as well.
+                if !e.contains("time zone")
+                    && let Err(z) = crate::window::time_zone(&w.timezone.value)
+                {
+                    self.error(&w.timezone, z);
+                }
+            })
+            .ok()
     }
 
     /// Where a sequence was written: its first step's first value.
@@ -1202,34 +1264,14 @@ fn step_anchor(s: &raw::Step) -> Option<&Spanned<String>> {
 /// Parses a wait's `until`: a weekday (`tuesday`, `tue`), a time of day (`09:30`), or both
 /// (`tuesday 09:30`).
 fn parse_until(text: &str) -> Option<(Option<jiff::civil::Weekday>, Option<jiff::civil::Time>)> {
-    use jiff::civil::Weekday;
     let mut weekday = None;
     let mut time = None;
     for word in text.split_whitespace() {
-        let lower = word.to_ascii_lowercase();
-        let day = [
-            ("monday", Weekday::Monday),
-            ("tuesday", Weekday::Tuesday),
-            ("wednesday", Weekday::Wednesday),
-            ("thursday", Weekday::Thursday),
-            ("friday", Weekday::Friday),
-            ("saturday", Weekday::Saturday),
-            ("sunday", Weekday::Sunday),
-        ]
-        .into_iter()
-        .find(|(name, _)| lower == *name || (lower.len() == 3 && name.starts_with(&lower)));
-        if let Some((_, day)) = day {
+        if let Some(day) = crate::window::parse_weekday(word) {
             if weekday.replace(day).is_some() {
                 return None;
             }
-            continue;
-        }
-        let (h, m) = lower.split_once(':')?;
-        if h.is_empty() || h.len() > 2 || m.len() != 2 {
-            return None;
-        }
-        let t = jiff::civil::Time::new(h.parse().ok()?, m.parse().ok()?, 0, 0).ok()?;
-        if time.replace(t).is_some() {
+        } else if time.replace(crate::window::parse_time(word)?).is_some() {
             return None;
         }
     }

@@ -66,6 +66,8 @@ pub struct Sequence {
     pub exits: Vec<Exit>,
     pub account_wide_exit: bool,
     pub concurrent: bool,
+    /// When its steps may go out; any time when `None`.
+    pub window: Option<crate::SendWindow>,
     pub location: Location,
 }
 

@@ -36,6 +36,37 @@ pub struct File {
     /// Email templates by name, for `send_email`.
     #[serde(default)]
     pub templates: BTreeMap<String, Template>,
+    /// Holiday calendars by name (a team's, a country's), for send windows.
+    #[serde(default)]
+    pub calendars: BTreeMap<String, Calendar>,
+}
+
+/// Days nobody should receive automated messages.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Calendar {
+    /// Dates as `YYYY-MM-DD`.
+    #[schemars(with = "Vec<String>")]
+    pub holidays: Vec<S<String>>,
+}
+
+/// When a sequence's steps may go out: a step due outside waits for the next opening.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    /// `mon-fri`, `mon,wed,fri`; every day unless given.
+    #[schemars(with = "Option<String>")]
+    pub days: Option<S<String>>,
+    /// `09:00-17:30`, local time.
+    #[schemars(with = "String")]
+    pub hours: S<String>,
+    /// The IANA zone the hours are in.
+    #[schemars(with = "String")]
+    pub timezone: S<String>,
+    /// Calendars whose holidays close the window.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub holidays: Vec<S<String>>,
 }
 
 /// A cadence: its steps run in order, each once the one before it is done. An enrolment ends
@@ -62,6 +93,8 @@ pub struct Sequence {
     /// May run for a contact beside another active sequence (one at a time otherwise).
     #[serde(default)]
     pub concurrent: bool,
+    /// When its steps may go out; any time unless given.
+    pub window: Option<Window>,
 }
 
 /// One step: exactly one of `email`, `task`, `wait` or `branch`, with an optional `id` that a

@@ -420,3 +420,25 @@ templates:
     let set = load_files(&[(PathBuf::from("p.yaml"), plain)]).set.unwrap();
     assert_eq!(set.playbooks[0].sequences[0].exits, Exit::ALL.to_vec());
 }
+
+#[test]
+fn a_sequence_window_takes_its_holidays_from_the_calendars() {
+    let set = load_dir(&examples()).set.unwrap();
+    let q = set
+        .playbooks
+        .iter()
+        .flat_map(|p| &p.sequences)
+        .find(|q| q.name == "reengage-with-proof")
+        .unwrap();
+    let window = q.window.as_ref().unwrap();
+    assert_eq!(
+        window.to_string(),
+        "mon,tue,wed,thu,fri 09:00-17:00 Europe/Berlin except 5 holidays"
+    );
+    // Christmas Eve 2026 is a Thursday and a holiday: a step due then goes on Monday the
+    // 28th (the 25th, a Friday, is one too) at 09:00 in Berlin.
+    assert_eq!(
+        window.next_opening("2026-12-24T10:00:00Z".parse().unwrap()),
+        Some("2026-12-28T08:00:00Z".parse().unwrap())
+    );
+}
