@@ -162,9 +162,100 @@ pub struct EmailFields {
     pub subject: Option<String>,
     pub message_id: Option<String>,
     pub in_reply_to: Option<String>,
-    /// An automatic reply (out of office, auto-responder) is not a human reply.
+    /// An automatic reply (out of office, auto-responder) is not a human reply. The sender of
+    /// the event may say so; pipewright also recognises one by its headers and subject
+    /// ([`EmailFields::is_automatic`]).
     #[serde(default)]
     pub auto_reply: bool,
+    /// The message's header fields, as received (names in any case), for recognising
+    /// automatic replies and bounces.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Subjects that out-of-office messages and auto-responders start with, as the common mail
+/// systems write them (English, German, French, Spanish, Italian, Dutch).
+const AUTOMATIC_SUBJECTS: &[&str] = &[
+    "out of office",
+    "out of the office",
+    "automatic reply",
+    "auto reply",
+    "auto-reply",
+    "autoreply",
+    "auto:",
+    "away from the office",
+    "abwesenheitsnotiz",
+    "automatische antwort",
+    "réponse automatique",
+    "respuesta automática",
+    "risposta automatica",
+    "automatisch antwoord",
+    "afwezigheidsbericht",
+];
+
+/// Subjects of delivery failure reports from the common mail servers.
+const BOUNCE_SUBJECTS: &[&str] = &[
+    "undelivered mail returned to sender",
+    "delivery status notification (failure)",
+    "mail delivery failed",
+    "undeliverable:",
+    "returned mail:",
+    "failure notice",
+    "mail delivery subsystem",
+];
+
+impl EmailFields {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+    }
+
+    fn subject_starts_with(&self, prefixes: &[&str]) -> bool {
+        let subject = self
+            .subject
+            .as_deref()
+            .unwrap_or_default()
+            .trim()
+            .to_lowercase();
+        prefixes.iter().any(|p| subject.starts_with(p))
+    }
+
+    /// Sent by a machine rather than a person: the sender said so (`auto_reply`), or
+    /// - `Auto-Submitted` is present with any value but `no` (RFC 3834, section 5);
+    /// - `X-Autoreply`, `X-Autorespond` or `X-Auto-Response-Suppress` is present (set by common
+    ///   auto-responders and by Exchange on its automatic replies);
+    /// - `Precedence` is `auto_reply`, `bulk` or `junk`;
+    /// - the subject starts the way out-of-office replies do ("Automatic reply:", "Out of
+    ///   Office", "Abwesenheitsnotiz", …);
+    /// - or it is a bounce.
+    pub fn is_automatic(&self) -> bool {
+        self.auto_reply
+            || self
+                .header("auto-submitted")
+                .is_some_and(|v| !v.eq_ignore_ascii_case("no"))
+            || ["x-autoreply", "x-autorespond", "x-auto-response-suppress"]
+                .iter()
+                .any(|h| self.header(h).is_some())
+            || self.header("precedence").is_some_and(|v| {
+                ["auto_reply", "bulk", "junk"]
+                    .iter()
+                    .any(|p| v.eq_ignore_ascii_case(p))
+            })
+            || self.subject_starts_with(AUTOMATIC_SUBJECTS)
+            || self.is_bounce()
+    }
+
+    /// A report that a message could not be delivered: a delivery status notification
+    /// (`Content-Type: multipart/report; report-type=delivery-status`, RFC 3464) or the subject
+    /// mail servers give their failure reports.
+    pub fn is_bounce(&self) -> bool {
+        self.header("content-type").is_some_and(|v| {
+            let v = v.to_ascii_lowercase();
+            v.starts_with("multipart/report") && v.contains("delivery-status")
+        }) || self.subject_starts_with(BOUNCE_SUBJECTS)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -492,6 +583,70 @@ impl NewEvent {
 
 #[cfg(test)]
 mod tests {
+
+    fn email(subject: &str, headers: &[(&str, &str)]) -> EmailFields {
+        EmailFields {
+            subject: Some(subject.into()),
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            ..EmailFields::default()
+        }
+    }
+
+    #[test]
+    fn automatic_replies_are_recognised_by_headers_and_subjects() {
+        // RFC 3834: any Auto-Submitted value but "no".
+        assert!(email("Re: pricing", &[("Auto-Submitted", "auto-replied")]).is_automatic());
+        assert!(email("Re: pricing", &[("auto-submitted", "auto-generated")]).is_automatic());
+        assert!(!email("Re: pricing", &[("Auto-Submitted", "no")]).is_automatic());
+        // Exchange's automatic reply, and common auto-responders.
+        assert!(
+            email(
+                "Automatic reply: Globex rollout",
+                &[("X-Auto-Response-Suppress", "All")]
+            )
+            .is_automatic()
+        );
+        assert!(email("Re: Globex", &[("X-Autoreply", "yes")]).is_automatic());
+        assert!(email("Re: Globex", &[("Precedence", "auto_reply")]).is_automatic());
+        assert!(email("Newsletter", &[("Precedence", "Bulk")]).is_automatic());
+        // By subject alone, in several languages.
+        for subject in [
+            "Out of Office: back on Monday",
+            "Abwesenheitsnotiz: Globex",
+            "Réponse automatique : Globex",
+            "AUTO: away until 2 December",
+        ] {
+            assert!(email(subject, &[]).is_automatic(), "{subject}");
+        }
+        // A person writing about an office, or replying normally, is a person.
+        assert!(!email("Re: out of office hours support?", &[]).is_automatic());
+        assert!(!email("Re: Globex rollout", &[("Precedence", "list")]).is_automatic());
+        // The sender's own flag still counts.
+        let flagged = EmailFields {
+            auto_reply: true,
+            ..EmailFields::default()
+        };
+        assert!(flagged.is_automatic());
+    }
+
+    #[test]
+    fn bounces_are_recognised_and_are_automatic() {
+        let dsn = email(
+            "Returned mail: see transcript for details",
+            &[(
+                "Content-Type",
+                "multipart/report; report-type=delivery-status; boundary=x",
+            )],
+        );
+        assert!(dsn.is_bounce() && dsn.is_automatic());
+        assert!(email("Undelivered Mail Returned to Sender", &[]).is_bounce());
+        assert!(email("Delivery Status Notification (Failure)", &[]).is_bounce());
+        assert!(!email("Re: delivery dates", &[]).is_bounce());
+    }
+
     use super::*;
 
     #[test]

@@ -94,7 +94,7 @@ impl Engagement {
                 self.emails_sent += 1;
                 self.touch(at, Some(Direction::Outbound));
             }
-            EventBody::EmailReceived(e) if e.auto_reply => self.auto_replies += 1,
+            EventBody::EmailReceived(e) if e.is_automatic() => self.auto_replies += 1,
             EventBody::EmailReceived(_) => {
                 self.emails_received += 1;
                 self.touch(at, Some(Direction::Inbound));

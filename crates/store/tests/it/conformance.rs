@@ -139,7 +139,8 @@ fn story() -> Vec<domain::NewEvent> {
             "e5",
             "2026-10-06T09:05:00Z",
             d,
-            r#"{"subject":"Out of office","auto_reply":true}"#,
+            // An automatic reply recognised by its header (RFC 3834), not flagged by the sender.
+            r#"{"subject":"Re: Globex rollout","headers":{"Auto-Submitted":"auto-replied"}}"#,
         ),
         ev(
             "meeting.booked",
