@@ -78,6 +78,22 @@ pub struct Step {
     pub kind: StepKind,
 }
 
+impl Sequence {
+    /// The template an email step sends to `contact`: with variants (an A/B test) always the
+    /// same one for the same contact, sequence and step — a hash of the three picks it, so
+    /// contacts spread evenly and a replay or another node picks alike. `None` for a step
+    /// that is not an email.
+    pub fn template_for<'a>(&self, step: &'a Step, contact: &str) -> Option<&'a str> {
+        let StepKind::Email { variants } = &step.kind else {
+            return None;
+        };
+        let hash = domain::stable_hash(&[&self.name, &step.id, contact]);
+        variants
+            .get((hash % variants.len().max(1) as u64) as usize)
+            .map(String::as_str)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum StepKind {
     /// An email from one of these templates (more than one: an A/B test).

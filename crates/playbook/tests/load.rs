@@ -442,3 +442,24 @@ fn a_sequence_window_takes_its_holidays_from_the_calendars() {
         Some("2026-12-28T08:00:00Z".parse().unwrap())
     );
 }
+
+#[test]
+fn ab_variants_are_assigned_per_contact_evenly_and_alike_every_time() {
+    let text = "playbook: p\nowner: o\nsequences:\n  s:\n    steps:\n      - email: { variants: [a, b] }\n      - wait: 1d\ntemplates:\n  a: { subject: A, text: A. }\n  b: { subject: B, text: B. }\n";
+    let set = load_files(&[(PathBuf::from("p.yaml"), text.into())])
+        .set
+        .unwrap();
+    let q = &set.playbooks[0].sequences[0];
+    let (email, wait) = (&q.steps[0], &q.steps[1]);
+    let picks: Vec<&str> = (0..10_000)
+        .map(|i| q.template_for(email, &format!("C-{i}")).unwrap())
+        .collect();
+    let a = picks.iter().filter(|p| **p == "a").count();
+    assert!((4_700..=5_300).contains(&a), "{a} of 10,000 got variant a");
+    // The same contact always gets the same variant.
+    for i in 0..100 {
+        let contact = format!("C-{i}");
+        assert_eq!(q.template_for(email, &contact), Some(picks[i]));
+    }
+    assert_eq!(q.template_for(wait, "C-1"), None);
+}

@@ -311,21 +311,10 @@ fn value(row: &postgres::Row, i: usize) -> Result<Value> {
     Ok(got.map_err(backend)?.unwrap_or(Value::Null))
 }
 
-/// The advisory lock number of a record in a schema: FNV-1a of both. Two records sharing a
-/// number only wait for each other.
+/// The advisory lock number of a record in a schema. Two records sharing a number only wait
+/// for each other.
 fn lock_id(schema: &str, key: &RecordKey) -> i64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in schema
-        .bytes()
-        .chain([0])
-        .chain(key.kind.as_str().bytes())
-        .chain([0])
-        .chain(key.id.as_str().bytes())
-    {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash as i64
+    domain::stable_hash(&[schema, key.kind.as_str(), key.id.as_str()]) as i64
 }
 
 impl<C: GenericClient> Sql for Pg<'_, C> {
