@@ -457,9 +457,8 @@ fn ab_variants_are_assigned_per_contact_evenly_and_alike_every_time() {
     let a = picks.iter().filter(|p| **p == "a").count();
     assert!((4_700..=5_300).contains(&a), "{a} of 10,000 got variant a");
     // The same contact always gets the same variant.
-    for i in 0..100 {
-        let contact = format!("C-{i}");
-        assert_eq!(q.template_for(email, &contact), Some(picks[i]));
+    for (i, pick) in picks.iter().enumerate().take(100) {
+        assert_eq!(q.template_for(email, &format!("C-{i}")), Some(*pick));
     }
     assert_eq!(q.template_for(wait, "C-1"), None);
 }
