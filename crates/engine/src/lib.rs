@@ -8,6 +8,7 @@
 //! answer from the same inputs.
 
 pub mod facts;
+pub mod sequence;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -3,6 +3,9 @@
 //! History is replayed in virtual time: due timers fire at their due time, in order, before the
 //! next event; nothing sleeps. `UPDATE_EXPECT=1 cargo test -p engine` rewrites the transcripts.
 
+mod common;
+
+use common::deal_event;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -176,15 +179,6 @@ fn engine_for(fixture: &str) -> Engine {
         .join("tests/fixtures")
         .join(fixture);
     Engine::new(Arc::new(playbook::load_dir(&dir).set.unwrap()))
-}
-
-fn deal_event(id: u128, ty: &str, at: &str, data: &str) -> domain::Event {
-    let text = format!(
-        r#"{{"type":"{ty}","source":"t","source_id":"{id}","occurred_at":"{at}","deal":"D-1","data":{data}}}"#
-    );
-    let new = wire::parse_one(&text).unwrap();
-    let at = new.occurred_at;
-    new.stamp(EventId(uuid::Uuid::from_u128(id)), at)
 }
 
 /// A timer armed before newer activity is stale: it must not fire even if the shell still holds it.

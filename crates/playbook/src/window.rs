@@ -161,6 +161,11 @@ impl SendWindow {
         })
     }
 
+    /// The zone its hours are in.
+    pub fn zone(&self) -> &TimeZone {
+        &self.zone
+    }
+
     fn open_on(&self, date: Date) -> bool {
         self.days[date.weekday().to_monday_zero_offset() as usize] && !self.holidays.contains(&date)
     }
