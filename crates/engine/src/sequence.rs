@@ -106,13 +106,17 @@ impl Enrolment {
     }
 
     /// Runs the steps due at `now`, until a wait (or the end). `goal_met` is whether the
-    /// sequence's goal holds for the record now. Returns what to deliver.
+    /// sequence's goal holds for the record now; `contact_zone` the contact's IANA time zone,
+    /// when known: the send window's hours and `wait: until` are read in it (in the window's
+    /// zone otherwise). Returns what to deliver.
     pub fn advance(
         &mut self,
         sequence: &Sequence,
         goal_met: bool,
+        contact_zone: Option<&str>,
         now: Timestamp,
     ) -> Vec<StepAction> {
+        let zone = zone_of(sequence, contact_zone);
         let mut out = Vec::new();
         if !self.is_active() || self.due > now {
             return out;
@@ -129,7 +133,7 @@ impl Enrolment {
             match &step.kind {
                 StepKind::Email { .. } => {
                     if let Some(window) = &sequence.window {
-                        let opening = window.next_opening(now);
+                        let opening = window.next_opening_in(now, &zone);
                         if opening != Some(now) {
                             // Outside the window: wait for it (or forever, if it never opens).
                             self.due = opening.unwrap_or(Timestamp::from_millis(i64::MAX));
@@ -167,7 +171,7 @@ impl Enrolment {
                     self.due = match wait {
                         Wait::For(span) => Timestamp::from_millis(now.as_millis() + span.0),
                         Wait::Until { weekday, time } => {
-                            next_local(*weekday, *time, sequence, now).unwrap_or(now)
+                            next_local(*weekday, *time, &zone, now).unwrap_or(now)
                         }
                     };
                     if self.due > now {
@@ -249,18 +253,23 @@ impl Enrolment {
     }
 }
 
+/// The zone a contact's steps are timed in: the contact's own when it names a known zone, the
+/// window's otherwise, UTC without either.
+fn zone_of(sequence: &Sequence, contact_zone: Option<&str>) -> jiff::tz::TimeZone {
+    contact_zone
+        .and_then(|z| jiff::tz::TimeZone::get(z).ok())
+        .or_else(|| sequence.window.as_ref().map(|w| w.zone().clone()))
+        .unwrap_or(jiff::tz::TimeZone::UTC)
+}
+
 /// The next time after `now` that is `weekday` (any day if `None`) at `time` (midnight if
-/// `None`), in the sequence's window's zone (UTC without a window).
+/// `None`) in `zone`.
 fn next_local(
     weekday: Option<jiff::civil::Weekday>,
     time: Option<jiff::civil::Time>,
-    sequence: &Sequence,
+    zone: &jiff::tz::TimeZone,
     now: Timestamp,
 ) -> Option<Timestamp> {
-    let zone = sequence
-        .window
-        .as_ref()
-        .map_or(jiff::tz::TimeZone::UTC, |w| w.zone().clone());
     let local = jiff::Timestamp::from_millisecond(now.as_millis())
         .ok()?
         .to_zoned_datetime(zone.clone())

@@ -50,16 +50,19 @@ fn the_whole_cadence_runs_on_time_and_completes() {
     let q = sequence(CADENCE);
     let t0 = ts("2026-11-02T10:00:00Z");
     let mut e = Enrolment::start(&q, "v1", "C-1", t0);
-    assert_eq!(templates(&e.advance(&q, false, t0)), ["a"]);
+    assert_eq!(templates(&e.advance(&q, false, None, t0)), ["a"]);
     assert_eq!(e.due, ts("2026-11-05T10:00:00Z"));
     // Nothing before it is due.
-    assert!(e.advance(&q, false, ts("2026-11-05T09:59:59Z")).is_empty());
+    assert!(
+        e.advance(&q, false, None, ts("2026-11-05T09:59:59Z"))
+            .is_empty()
+    );
     assert_eq!(
-        templates(&e.advance(&q, false, ts("2026-11-05T10:00:00Z"))),
+        templates(&e.advance(&q, false, None, ts("2026-11-05T10:00:00Z"))),
         ["b"]
     );
     // Late by an hour (the timer loop was busy): the next wait counts from then.
-    let tasks = e.advance(&q, false, ts("2026-11-07T11:00:00Z"));
+    let tasks = e.advance(&q, false, None, ts("2026-11-07T11:00:00Z"));
     assert_eq!(
         tasks,
         [StepAction::Task {
@@ -85,7 +88,7 @@ fn a_reply_between_steps_stops_it_and_an_out_of_office_does_not() {
     let q = sequence(CADENCE);
     let t0 = ts("2026-11-02T10:00:00Z");
     let mut e = Enrolment::start(&q, "v1", "C-1", t0);
-    e.advance(&q, false, t0);
+    e.advance(&q, false, None, t0);
     // An out-of-office reply, recognised by its header: not a reply.
     let ooo = deal_event(
         1,
@@ -106,10 +109,13 @@ fn a_reply_between_steps_stops_it_and_an_out_of_office_does_not() {
         e.on_event(&q, &reply, ts("2026-11-03T08:00:00Z")),
         Some(Ended::Exit(Exit::Reply))
     );
-    assert!(e.advance(&q, false, ts("2026-11-05T10:00:00Z")).is_empty());
+    assert!(
+        e.advance(&q, false, None, ts("2026-11-05T10:00:00Z"))
+            .is_empty()
+    );
     // A bounce is an exit of its own.
     let mut e = Enrolment::start(&q, "v1", "C-2", t0);
-    e.advance(&q, false, t0);
+    e.advance(&q, false, None, t0);
     let bounce = deal_event(
         3,
         "email.received",
@@ -124,12 +130,15 @@ fn only_the_listed_exits_end_it_and_a_goal_does() {
     let q = sequence(&CADENCE.replace("  s:\n", "  s:\n    exit_on: [reply]\n"));
     let t0 = ts("2026-11-02T10:00:00Z");
     let mut e = Enrolment::start(&q, "v1", "C-1", t0);
-    e.advance(&q, false, t0);
+    e.advance(&q, false, None, t0);
     let meeting = deal_event(1, "meeting.booked", "2026-11-03T09:00:00Z", "{}");
     assert_eq!(e.on_event(&q, &meeting, t0), None);
     assert!(e.is_active());
     // The goal holds when the next step comes due: it ends instead of sending.
-    assert!(e.advance(&q, true, ts("2026-11-05T10:00:00Z")).is_empty());
+    assert!(
+        e.advance(&q, true, None, ts("2026-11-05T10:00:00Z"))
+            .is_empty()
+    );
     assert_eq!(
         e.status,
         Status::Ended {
@@ -154,18 +163,18 @@ fn emails_wait_for_the_send_window_across_daylight_saving_changes() {
     let q = sequence(&WINDOWED.replace("ZONE", "Europe/Berlin"));
     let friday = ts("2026-10-23T16:00:00Z");
     let mut e = Enrolment::start(&q, "v1", "C-1", friday);
-    assert!(e.advance(&q, false, friday).is_empty());
+    assert!(e.advance(&q, false, None, friday).is_empty());
     assert_eq!(e.due, ts("2026-10-26T08:00:00Z"));
-    assert_eq!(templates(&e.advance(&q, false, e.due)), ["a"]);
+    assert_eq!(templates(&e.advance(&q, false, None, e.due)), ["a"]);
     assert_eq!(e.due, ts("2026-10-27T08:00:00Z"));
-    assert_eq!(templates(&e.advance(&q, false, e.due)), ["b"]);
+    assert_eq!(templates(&e.advance(&q, false, None, e.due)), ["b"]);
 
     // New York springs forward on Sunday 2026-03-08: Friday 20:00 EST waits for Monday
     // 09:00 EDT = 13:00 UTC.
     let q = sequence(&WINDOWED.replace("ZONE", "America/New_York"));
     let friday = ts("2026-03-07T01:00:00Z");
     let mut e = Enrolment::start(&q, "v1", "C-1", friday);
-    assert!(e.advance(&q, false, friday).is_empty());
+    assert!(e.advance(&q, false, None, friday).is_empty());
     assert_eq!(e.due, ts("2026-03-09T13:00:00Z"));
 }
 
@@ -176,10 +185,13 @@ fn a_holiday_moves_the_step_and_the_steps_after_it() {
     // later, falls on the 24th (a holiday), then the 25th: it goes Monday the 28th.
     let t0 = ts("2026-12-23T15:30:00Z");
     let mut e = Enrolment::start(&q, "v1", "C-1", t0);
-    assert_eq!(templates(&e.advance(&q, false, t0)), ["a"]);
-    assert!(e.advance(&q, false, ts("2026-12-24T15:30:00Z")).is_empty());
+    assert_eq!(templates(&e.advance(&q, false, None, t0)), ["a"]);
+    assert!(
+        e.advance(&q, false, None, ts("2026-12-24T15:30:00Z"))
+            .is_empty()
+    );
     assert_eq!(e.due, ts("2026-12-28T08:00:00Z"));
-    assert_eq!(templates(&e.advance(&q, false, e.due)), ["b"]);
+    assert_eq!(templates(&e.advance(&q, false, None, e.due)), ["b"]);
 }
 
 #[test]
@@ -199,13 +211,16 @@ fn a_branch_jumps_on_engagement() {
     let mut opened = Enrolment::start(&q, "v1", "C-1", t0);
     let mut ignored = Enrolment::start(&q, "v1", "C-2", t0);
     for e in [&mut opened, &mut ignored] {
-        e.advance(&q, false, t0);
+        e.advance(&q, false, None, t0);
     }
     let open = deal_event(1, "email.opened", "2026-11-02T12:00:00Z", "{}");
     opened.on_event(&q, &open, ts("2026-11-02T12:00:00Z"));
     let next = ts("2026-11-03T10:00:00Z");
-    assert_eq!(templates(&opened.advance(&q, false, next)), ["task"]);
-    assert_eq!(templates(&ignored.advance(&q, false, next)), ["b", "task"]);
+    assert_eq!(templates(&opened.advance(&q, false, None, next)), ["task"]);
+    assert_eq!(
+        templates(&ignored.advance(&q, false, None, next)),
+        ["b", "task"]
+    );
 }
 
 #[test]
@@ -222,17 +237,23 @@ fn a_resumed_enrolment_sends_one_step_not_a_burst() {
     );
     let t0 = ts("2026-11-02T10:00:00Z");
     let mut e = Enrolment::start(&q, "v1", "C-1", t0);
-    e.advance(&q, false, t0);
+    e.advance(&q, false, None, t0);
     e.pause(ts("2026-11-02T11:00:00Z"));
     // Paused: nothing runs, however late.
-    assert!(e.advance(&q, false, ts("2026-11-20T10:00:00Z")).is_empty());
+    assert!(
+        e.advance(&q, false, None, ts("2026-11-20T10:00:00Z"))
+            .is_empty()
+    );
     // Resumed ten days later: one email now, the next a day after — not both at once.
     let resumed = ts("2026-11-20T10:00:00Z");
     e.resume(resumed);
-    assert_eq!(templates(&e.advance(&q, false, resumed)), ["b"]);
+    assert_eq!(templates(&e.advance(&q, false, None, resumed)), ["b"]);
     assert_eq!(e.due, ts("2026-11-21T10:00:00Z"));
-    assert!(e.advance(&q, false, ts("2026-11-20T23:00:00Z")).is_empty());
-    assert_eq!(templates(&e.advance(&q, false, e.due)), ["a"]);
+    assert!(
+        e.advance(&q, false, None, ts("2026-11-20T23:00:00Z"))
+            .is_empty()
+    );
+    assert_eq!(templates(&e.advance(&q, false, None, e.due)), ["a"]);
 }
 
 #[test]
@@ -249,6 +270,30 @@ fn waits_until_a_weekday_and_time_in_the_window_zone() {
     // Sunday 2026-11-22 12:00 Berlin → Tuesday 2026-11-24 09:30 CET = 08:30 UTC.
     let t0 = ts("2026-11-22T11:00:00Z");
     let mut e = Enrolment::start(&q, "v1", "C-1", t0);
-    e.advance(&q, false, t0);
+    e.advance(&q, false, None, t0);
     assert_eq!(e.due, ts("2026-11-24T08:30:00Z"));
+    // For a contact in New York, Tuesday 09:30 is theirs: 14:30 UTC.
+    let mut e = Enrolment::start(&q, "v1", "C-2", t0);
+    e.advance(&q, false, Some("America/New_York"), t0);
+    assert_eq!(e.due, ts("2026-11-24T14:30:00Z"));
+}
+
+#[test]
+fn the_window_opens_in_the_contacts_time_zone() {
+    // A Berlin window, a contact in New York: enrolled Tuesday 10:00 Berlin (04:00 in New
+    // York), the first email waits for 09:00 in New York = 14:00 UTC.
+    let q = sequence(&WINDOWED.replace("ZONE", "Europe/Berlin"));
+    let t0 = ts("2026-11-24T09:00:00Z");
+    let mut e = Enrolment::start(&q, "v1", "C-1", t0);
+    assert!(
+        e.advance(&q, false, Some("America/New_York"), t0)
+            .is_empty()
+    );
+    assert_eq!(e.due, ts("2026-11-24T14:00:00Z"));
+    // An unknown zone falls back to the window's: Berlin is open, it goes at once.
+    let mut e = Enrolment::start(&q, "v1", "C-2", t0);
+    assert_eq!(
+        templates(&e.advance(&q, false, Some("Mars/Olympus"), t0)),
+        ["a"]
+    );
 }

@@ -172,8 +172,14 @@ impl SendWindow {
 
     /// `at` itself if the window is open then, otherwise the window's next opening.
     pub fn next_opening(&self, at: Timestamp) -> Option<Timestamp> {
+        self.next_opening_in(at, &self.zone)
+    }
+
+    /// Like [`SendWindow::next_opening`], with the hours read in `zone` — the recipient's,
+    /// when it is known — instead of the window's own.
+    pub fn next_opening_in(&self, at: Timestamp, zone: &TimeZone) -> Option<Timestamp> {
         let instant = jiff::Timestamp::from_millisecond(at.as_millis()).ok()?;
-        let local = instant.to_zoned_datetime(self.zone.clone()).datetime();
+        let local = instant.to_zoned_datetime(zone.clone()).datetime();
         let mut date = local.date();
         if self.open_on(date) && local.time() >= self.start && local.time() < self.end {
             return Some(at);
@@ -184,8 +190,7 @@ impl SendWindow {
         // Holidays are finite: within a year and a week some open day comes round.
         for _ in 0..380 {
             if self.open_on(date) {
-                let opening = self
-                    .zone
+                let opening = zone
                     .to_ambiguous_zoned_datetime(date.to_datetime(self.start))
                     .compatible()
                     .ok()?;
@@ -269,6 +274,18 @@ mod tests {
         assert_eq!(
             night.next_opening(ts("2026-03-28T12:00:00Z")),
             Some(ts("2026-03-29T01:30:00Z"))
+        );
+    }
+
+    #[test]
+    fn the_recipients_zone_moves_the_hours() {
+        // A window written for Berlin, read for a recipient in New York: Tuesday 2026-11-24
+        // 10:00 in Berlin is 04:00 in New York, so the email waits for 09:00 EST = 14:00 UTC.
+        let w = weekdays("Europe/Berlin");
+        let new_york = TimeZone::get("America/New_York").unwrap();
+        assert_eq!(
+            w.next_opening_in(ts("2026-11-24T09:00:00Z"), &new_york),
+            Some(ts("2026-11-24T14:00:00Z"))
         );
     }
 
