@@ -38,25 +38,16 @@ fn current(
 ) -> Result<Folded> {
     match written.remove(key) {
         Some(f) => Ok(f),
-        None => match known.get(key) {
-            Some(f) => Ok(f.clone()),
-            None => load(sql, key),
-        },
+        None => known_or_load(sql, known, key),
     }
 }
 
-/// Locks every record the batches concern, all at once before anything is written, so
-/// concurrent writers (other nodes) apply one record's events one transaction at a time.
-pub(crate) fn lock_for(sql: &mut dyn Sql, batches: &[Vec<NewEvent>]) -> Result<()> {
-    if sql.dialect() == Dialect::Sqlite {
-        return Ok(());
+/// The record as committed: from the writer's cache, or read.
+fn known_or_load(sql: &mut dyn Sql, known: &Known, key: &RecordKey) -> Result<Folded> {
+    match known.get(key) {
+        Some(f) => Ok(f.clone()),
+        None => load(sql, key),
     }
-    let keys: Vec<RecordKey> = batches
-        .iter()
-        .flatten()
-        .flat_map(|e| e.refs.keys())
-        .collect();
-    sql.lock_records(&keys.iter().collect::<Vec<_>>())
 }
 
 /// A record touched by the request being applied.
@@ -103,6 +94,10 @@ pub(crate) fn ingest(
         .into_iter()
         .map(|new| new.stamp(event_id(now), now))
         .collect();
+    let refs: Vec<Vec<RecordKey>> = events.iter().map(|e| e.refs.keys()).collect();
+    // Every record the events concern is held before anything is written, so concurrent
+    // writers (other nodes) apply one record's events one transaction at a time.
+    sql.lock_records(&refs.iter().flatten().collect::<Vec<_>>())?;
     let rows = events
         .iter()
         .map(|event| {
@@ -119,7 +114,6 @@ pub(crate) fn ingest(
         .collect::<Result<Vec<_>>>()?;
     let seqs = sql.insert_events(&rows)?;
     drop(rows);
-    let refs: Vec<Vec<RecordKey>> = events.iter().map(|e| e.refs.keys()).collect();
     let mut links = Vec::new();
     for ((event, keys), seq) in events.iter().zip(&refs).zip(&seqs) {
         if let Some(seq) = seq {
@@ -334,17 +328,18 @@ pub(crate) fn fire_timers(
     Ok(fired)
 }
 
-/// Records with one of their columns, and the cursor of the next page.
-type Page = (Vec<(RecordKey, super::Row)>, Option<i64>);
-
-/// A page of records in storage order after the cursor `after`: each key with its row of
-/// `columns`, and the cursor of the next page when this one is full. The records are locked
-/// for the rest of the transaction.
-fn records_page(sql: &mut dyn Sql, columns: &str, after: i64, limit: usize) -> Result<Page> {
+/// A page of records in storage order after the cursor `after`, and the cursor of the next
+/// page when this one is full. The records are locked for the rest of the transaction, so what
+/// the caller reads of them next is current.
+fn records_page(
+    sql: &mut dyn Sql,
+    after: i64,
+    limit: usize,
+) -> Result<(Vec<RecordKey>, Option<i64>)> {
     let position = sql.dialect().record_position();
     let rows = sql.query(
         &format!(
-            "SELECT {position}, kind, id, {columns} FROM records WHERE {position} > ?1
+            "SELECT {position}, kind, id FROM records WHERE {position} > ?1
              ORDER BY {position} LIMIT ?2"
         ),
         args![after, limit as i64],
@@ -356,13 +351,9 @@ fn records_page(sql: &mut dyn Sql, columns: &str, after: i64, limit: usize) -> R
     };
     let page = rows
         .into_iter()
-        .map(|mut r| {
-            let key = r.record_key(1)?;
-            r.0.drain(..3);
-            Ok((key, r))
-        })
+        .map(|mut r| r.record_key(1))
         .collect::<Result<Vec<_>>>()?;
-    sql.lock_records(&page.iter().map(|(k, _)| k).collect::<Vec<_>>())?;
+    sql.lock_records(&page.iter().collect::<Vec<_>>())?;
     Ok((page, next))
 }
 
@@ -372,27 +363,25 @@ pub(crate) fn refold_records(
     after: i64,
     limit: usize,
 ) -> Result<(RefoldPass, Vec<RecordKey>)> {
-    let (rows, next) = records_page(sql, "state", after, limit)?;
+    let (keys, next) = records_page(sql, after, limit)?;
     let mut pass = RefoldPass {
-        examined: rows.len(),
+        examined: keys.len(),
         next,
         ..RefoldPass::default()
     };
     let mut corrected = Vec::new();
-    for (key, mut row) in rows {
+    for key in keys {
         let events = record_events(sql, &key, None)?;
         let record = Record::fold(&key, &events);
         let folded = codec::encode(&record)?;
-        // Read again under the lock: the page was read before it was taken.
         let state = sql
             .query_opt(
                 "SELECT state FROM records WHERE kind = ?1 AND id = ?2",
                 args![key.kind.as_str(), key.id.as_str()],
             )?
             .map(|mut r| r.text(0))
-            .transpose()?
-            .unwrap_or(row.text(0)?);
-        if folded == state {
+            .transpose()?;
+        if state.as_deref() == Some(folded.as_str()) {
             continue;
         }
         let (stage, owner) = indexed(&record);
@@ -421,16 +410,13 @@ pub(crate) fn arm_records(
     after: i64,
     limit: usize,
 ) -> Result<(ArmPass, Vec<(RecordKey, Folded)>)> {
-    let (rows, next) = records_page(sql, "armed_version", after, limit)?;
+    let (keys, next) = records_page(sql, after, limit)?;
     let mut written = Vec::new();
-    for (key, _) in rows {
+    for key in keys {
         if !rules_apply(key.kind) {
             continue;
         }
-        let mut folded = match known.get(&key) {
-            Some(f) => f.clone(),
-            None => load(sql, &key)?,
-        };
+        let mut folded = known_or_load(sql, known, &key)?;
         if folded.armed_version.as_deref() == Some(engine.version()) {
             continue;
         }

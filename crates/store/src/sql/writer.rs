@@ -264,7 +264,6 @@ impl<B: Backend> Writer<B> {
         let known = &self.cache.records;
         let mut written = HashMap::new();
         let out = B::transaction(&mut self.conn, |sql| {
-            apply::lock_for(sql, &batches)?;
             // The requests are applied as one batch, in order (each building on the ones
             // before it), so every kind of row is written once for the whole group; the
             // outcomes are handed back request by request.
