@@ -179,9 +179,8 @@ struct Names {
     assets: BTreeMap<String, Vec<String>>,
     /// Each sequence with the kind of record it runs for.
     sequences: BTreeMap<String, RecordKind>,
-    templates: BTreeSet<String>,
-    /// The values each email template reads (`deal.name`, `owner.email`, `link`).
-    template_values: BTreeMap<String, BTreeSet<String>>,
+    /// Each email template, with the values it reads (`deal.name`, `owner.email`, `link`).
+    templates: BTreeMap<String, BTreeSet<String>>,
     /// Each holiday calendar's dates.
     calendars: BTreeMap<String, BTreeSet<jiff::civil::Date>>,
 }
@@ -195,8 +194,7 @@ impl Names {
                 .collect(),
             assets: BTreeMap::new(),
             sequences: BTreeMap::new(),
-            templates: BTreeSet::new(),
-            template_values: BTreeMap::new(),
+            templates: BTreeMap::new(),
             calendars: BTreeMap::new(),
         };
         let mut rule_ids: BTreeMap<String, (PathBuf, u64)> = BTreeMap::new();
@@ -263,8 +261,7 @@ impl Names {
                     .flatten()
                     .flat_map(|part| values_read(&part.value))
                     .collect();
-                names.template_values.insert(name.clone(), read);
-                if !names.templates.insert(name.clone()) {
+                if names.templates.insert(name.clone(), read).is_some() {
                     cx.error(
                         &file.playbook,
                         format!("template {name:?} is defined twice"),
@@ -436,13 +433,23 @@ impl Compiler {
         }
     }
 
-    /// Checks that the template `name` (used at `at`, for a record of kind `record`) reads
-    /// only values such a message has.
-    fn template_fits(&mut self, at: &Spanned<String>, record: RecordKind, names: &Names) {
-        if let Some(read) = names.template_values.get(&at.value) {
-            let what = format!("template {:?}", at.value);
-            self.values_fit(at, read, &what, record);
-        }
+    /// Checks a use of the template named at `at`, in a message about a `record`: that it
+    /// exists, and that it reads only values such a message has. Whether it exists.
+    fn template(&mut self, at: &Spanned<String>, record: RecordKind, names: &Names) -> bool {
+        let Some(read) = names.templates.get(&at.value) else {
+            self.error(
+                at,
+                format!(
+                    "unknown template {:?}; the playbooks declare: {}",
+                    at.value,
+                    list(names.templates.keys())
+                ),
+            );
+            return false;
+        };
+        let what = format!("template {:?}", at.value);
+        self.values_fit(at, read, &what, record);
+        true
     }
 
     /// Checks each value a message reads against what a message about a `record` has: the
@@ -695,18 +702,8 @@ impl Compiler {
             }
             let mut known = Vec::new();
             for t in &variants {
-                if names.templates.contains(&t.value) {
-                    self.template_fits(t, record, names);
+                if self.template(t, record, names) {
                     known.push(t.value.clone());
-                } else {
-                    self.error(
-                        t,
-                        format!(
-                            "unknown template {:?}; the playbooks declare: {}",
-                            t.value,
-                            list(&names.templates)
-                        ),
-                    );
                 }
             }
             if variants.is_empty() {
@@ -1146,18 +1143,9 @@ impl Compiler {
                 Action::SendAsset { asset, to }
             }
             raw::Action::SendEmail(x) => {
-                if !names.templates.contains(&x.template.value) {
-                    self.error(
-                        &x.template,
-                        format!(
-                            "unknown template {:?}; the playbooks declare: {}",
-                            x.template.value,
-                            list(&names.templates)
-                        ),
-                    );
+                if !self.template(&x.template, record, names) {
                     return None;
                 }
-                self.template_fits(&x.template, record, names);
                 let to = match &x.to {
                     Some(t) => self.target(t, record)?,
                     None => default_to,
