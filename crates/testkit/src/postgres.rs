@@ -21,6 +21,14 @@ fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|s| s.spawn(f).join().expect("postgres helper thread"))
 }
 
+/// Whether a PostgreSQL server answers at [`server_url`] (asked once per test process). A test
+/// without one skips, with a note — except under `CI=true`, where it fails.
+pub fn available() -> bool {
+    static ANSWERS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let up = *ANSWERS.get_or_init(|| off_runtime(|| Client::connect(&server_url(), NoTls).is_ok()));
+    super::required(&format!("PostgreSQL at {}", server_url()), up)
+}
+
 impl TestDatabase {
     /// A new schema, or `None` (the test skips) when no server answers and `CI` is not `true`.
     pub fn create() -> Option<Self> {

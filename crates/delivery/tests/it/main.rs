@@ -45,7 +45,7 @@ macro_rules! suite {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    if testkit::postgres::TestDatabase::create().is_some() {
+                    if testkit::postgres::available() {
                         super::$name($crate::Backend::Postgres).await;
                     }
                 }

@@ -35,7 +35,7 @@ pub enum Backend {
 impl Backend {
     /// PostgreSQL, when a server answers (the test is skipped otherwise, except under CI).
     pub fn postgres() -> Option<Self> {
-        TestDatabase::create().map(|_| Self::Postgres)
+        testkit::postgres::available().then_some(Self::Postgres)
     }
 
     pub fn open(self) -> Harness {
