@@ -191,6 +191,16 @@ async fn load(
     })
 }
 
+/// The count given after the benchmark's name, or `default`.
+fn count_argument(default: usize) -> anyhow::Result<usize> {
+    match std::env::args().nth(2) {
+        Some(a) => a
+            .parse()
+            .with_context(|| format!("{a:?} is not a count: give a whole number")),
+        None => Ok(default),
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -496,10 +506,7 @@ async fn rules() -> anyhow::Result<()> {
 /// of real time and are fired by the server's own timer loop. Reports each one's lateness
 /// (commit of its effect minus its due time) and the process's memory.
 async fn timers() -> anyhow::Result<()> {
-    let total: usize = std::env::args()
-        .nth(2)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1_000_000);
+    let total = count_argument(1_000_000)?;
     let soon = 20_000.min(total);
     let dir = tempfile::tempdir()?;
     let playbook = "playbook: bench\nowner: o\nstages: [proposal]\nrules:\n  - id: stalled\n    why: A deal three weeks in proposal is stalling.\n    when: { in_stage_for: { stage: proposal, longer_than: 21d } }\n    then:\n      - alert: { to: deal.owner, text: stalled }\n";
@@ -588,11 +595,7 @@ async fn timers() -> anyhow::Result<()> {
 /// Effects delivered per second: N emails to a local SMTP server (aiosmtpd), then N webhooks
 /// to a local HTTP receiver, by one dispatcher with the default batch and concurrency.
 async fn deliveries() -> anyhow::Result<()> {
-    let n: usize = std::env::args()
-        .nth(2)
-        .map(|a| a.parse())
-        .transpose()?
-        .unwrap_or(5_000);
+    let n = count_argument(5_000)?;
     let smtp = testkit::SmtpServer::start()
         .ok_or_else(|| anyhow::anyhow!("needs Debian's python3-aiosmtpd"))?;
     let receiver = testkit::Receiver::start().await;
@@ -696,11 +699,7 @@ fn bench_database(
 /// node on SQLite. Every node runs in this process with its own store (its own writer,
 /// connections and dispatcher), as it would in its own; all share this machine's cores.
 async fn nodes() -> anyhow::Result<()> {
-    let effects: usize = std::env::args()
-        .nth(2)
-        .map(|a| a.parse())
-        .transpose()?
-        .unwrap_or(5_000);
+    let effects = count_argument(5_000)?;
     println!(
         "nodes on one database, example playbooks running (dry run), {} cores; requests go to the nodes in turn",
         std::thread::available_parallelism().map_or(0, |n| n.get())
