@@ -1,4 +1,4 @@
-//! pipewright benchmarks: `cargo run --release -p bench -- ingest|store|rules|timers`.
+//! pipewright benchmarks: `cargo run --release -p bench -- ingest|store|rules|timers|delivery|nodes|sequences`.
 //!
 //! `ingest`: the real HTTP server on loopback with a fresh SQLite database, events acknowledged
 //! only after their durable commit; clients run in the same process, so they share the machine's
@@ -27,9 +27,10 @@ async fn main() -> anyhow::Result<()> {
         "timers" => timers().await,
         "delivery" => deliveries().await,
         "nodes" => nodes().await,
+        "sequences" => sequences().await,
         other => {
             anyhow::bail!(
-                "unknown benchmark {other:?}; available: ingest, store, rules, timers, delivery, nodes"
+                "unknown benchmark {other:?}; available: ingest, store, rules, timers, delivery, nodes, sequences"
             )
         }
     }
@@ -793,6 +794,141 @@ async fn nodes() -> anyhow::Result<()> {
         received >= 4 * effects,
         "the receiver saw {received} of {} webhooks",
         4 * effects
+    );
+    Ok(())
+}
+
+const CADENCE: &str = r#"playbook: bench
+owner: o
+stages: [proposal]
+sending:
+  per_contact: { max: 3, per: 7d }
+  per_sender: { per_hour: 100, per_day: 400 }
+rules:
+  - id: start
+    why: Every new deal gets the cadence.
+    when: { event: deal.created }
+    then:
+      - start_sequence: cadence
+sequences:
+  cadence:
+    window: { days: mon-fri, hours: "09:00-17:00", timezone: Europe/Berlin }
+    steps:
+      - email: { template: a }
+      - wait: 2d
+      - email: { variants: [b, c] }
+      - wait: 3d
+      - task: { assignee: deal.owner, title: Call, kind: call }
+      - wait: 4d
+      - email: { template: d }
+      - wait: 1w
+      - email: { template: e }
+templates:
+  a: { subject: "A {{ deal.name }}", text: a }
+  b: { subject: B, text: b }
+  c: { subject: C, text: c }
+  d: { subject: D, text: d }
+  e: { subject: E, text: e }
+"#;
+
+/// Sequences: N deals (100,000 by default), each enrolled in a five-step cadence with a send
+/// window, advanced through a simulated month in 15-minute ticks (what the timer loop does,
+/// driven with a manual clock), on SQLite with full durability. Prints the enrolment rate, the
+/// steps run per second of advancing, and memory.
+async fn sequences() -> anyhow::Result<()> {
+    let total = count_argument(100_000)?;
+    let dir = tempfile::tempdir()?;
+    // Monday 2 November 2026, 06:00 UTC (07:00 in Berlin, before the window opens).
+    let start: domain::Timestamp = "2026-11-02T06:00:00Z".parse()?;
+    let clock = clock::ManualClock::new(start);
+    let url = format!("sqlite:{}", dir.path().join("sequences.db").display());
+    let store = store::connect(
+        &url,
+        &store::ConnectOptions::default(),
+        Arc::new(clock.clone()),
+    )?;
+    let loaded = playbook::load_files(&[("bench.yaml".into(), CADENCE.to_owned())]);
+    let set = loaded
+        .set
+        .ok_or_else(|| anyhow::anyhow!("{:?}", loaded.diagnostics))?;
+    store.set_engine(Some(Arc::new(engine::Engine::new(Arc::new(set)))));
+
+    let enrolling = Instant::now();
+    let mut n = 0;
+    while n < total {
+        let end = (n + 2_500).min(total);
+        let mut text = Vec::with_capacity(2 * (end - n));
+        for i in n..end {
+            text.push(format!(r#"{{"type":"contact.created","source":"b","source_id":"c{i}","occurred_at":"2026-11-01T09:00:00Z","contact":"C-{i}","data":{{"email":"c{i}@example.com"}}}}"#));
+            text.push(format!(r#"{{"type":"deal.created","source":"b","source_id":"d{i}","occurred_at":"2026-11-01T10:00:00Z","deal":"D-{i}","data":{{"name":"D-{i}","stage":"proposal","owner":"o-{}","contacts":["C-{i}"]}}}}"#, i % 1_000));
+        }
+        ingest_objects(&*store, &text).await?;
+        n = end;
+    }
+    let enrolled = enrolling.elapsed();
+    let active = store
+        .enrolments(&store::EnrolmentQuery {
+            status: Some("active".into()),
+            limit: 1,
+            ..Default::default()
+        })
+        .await?;
+    anyhow::ensure!(!active.is_empty(), "no enrolment started");
+    println!(
+        "{total} deals enrolled (contact, deal, rule, enrolment) in {:.1} s = {:.0} enrolments/s; RSS {:.0} MiB",
+        enrolled.as_secs_f64(),
+        total as f64 / enrolled.as_secs_f64(),
+        rss_mib()
+    );
+
+    let mut sum = store::Advanced::default();
+    let mut advancing = Duration::ZERO;
+    let mut peak = rss_mib();
+    let mut busiest = (0usize, Duration::ZERO);
+    let month = 30 * 86_400_000_i64;
+    let mut t = start.as_millis();
+    while t <= start.as_millis() + month {
+        let now = domain::Timestamp::from_millis(t);
+        clock.set(now);
+        let tick = Instant::now();
+        let mut ran = 0;
+        loop {
+            let pass = store.advance_enrolments(now, 1_000).await?;
+            sum.enrolments += pass.enrolments;
+            sum.emails += pass.emails;
+            sum.tasks += pass.tasks;
+            sum.held += pass.held;
+            sum.ended += pass.ended;
+            ran += pass.enrolments;
+            if pass.enrolments < 1_000 {
+                break;
+            }
+        }
+        let took = tick.elapsed();
+        advancing += took;
+        if ran > busiest.0 {
+            busiest = (ran, took);
+        }
+        peak = peak.max(rss_mib());
+        t += 15 * 60_000;
+    }
+    let steps = sum.emails + sum.tasks;
+    println!(
+        "a simulated month in 15-minute ticks: {} enrolment advances, {} emails, {} tasks, {} held by the etiquette, {} completed",
+        sum.enrolments, sum.emails, sum.tasks, sum.held, sum.ended
+    );
+    println!(
+        "advancing took {:.1} s = {:.0} steps (effects) per second; busiest tick {} enrolments in {:.1} s; RSS peak {peak:.0} MiB; database {:.0} MiB",
+        advancing.as_secs_f64(),
+        steps as f64 / advancing.as_secs_f64(),
+        busiest.0,
+        busiest.1.as_secs_f64(),
+        std::fs::metadata(dir.path().join("sequences.db"))?.len() as f64 / 1_048_576.0
+    );
+    anyhow::ensure!(
+        sum.ended == total,
+        "expected every enrolment to complete within the month, {} did",
+        sum.ended
     );
     Ok(())
 }

@@ -57,6 +57,8 @@ pub struct Dispatcher {
     smtp: Smtp,
     http: reqwest::Client,
     state: Mutex<State>,
+    /// The key that signs unsubscribe links, read from the store once.
+    unsubscribe_secret: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -101,6 +103,7 @@ impl Dispatcher {
             smtp,
             http,
             state: Mutex::new(State::default()),
+            unsubscribe_secret: std::sync::OnceLock::new(),
         })
     }
 
@@ -222,13 +225,24 @@ impl Dispatcher {
 
     async fn lookup(
         &self,
-        key: &RecordKey,
+        effect: &StoredEffect,
         people: &[domain::Person],
         playbooks: Option<Arc<playbook::PlaybookSet>>,
     ) -> store::Result<Lookup> {
+        let key = &effect.record;
         let record = self.store.record(key).await?.map(|r| r.record);
+        // An email a sequence sends names its contact; other effects go to the first.
+        let named = serde_json::from_value::<playbook::Action>(effect.action.clone())
+            .ok()
+            .and_then(|a| match a {
+                playbook::Action::SendEmail {
+                    to: playbook::Target::Contact(id),
+                    ..
+                } => Some(id),
+                _ => None,
+            });
         let contact = match &record {
-            Some(Record::Deal(d)) => match d.contacts.iter().next() {
+            Some(Record::Deal(d)) => match named.as_ref().or(d.contacts.iter().next()) {
                 Some(id) => match self
                     .store
                     .record(&RecordKey::new(RecordKind::Contact, id.clone()))
@@ -249,11 +263,19 @@ impl Dispatcher {
             .ok(),
             _ => None,
         };
+        let unsubscribe_secret = match self.unsubscribe_secret.get() {
+            Some(secret) => secret.clone(),
+            None => {
+                let secret = self.store.secret(crate::unsubscribe::SECRET).await?;
+                self.unsubscribe_secret.get_or_init(|| secret).clone()
+            }
+        };
         Ok(Lookup {
             record,
             people: people.to_vec(),
             contact,
             playbooks,
+            unsubscribe_secret: Some(unsubscribe_secret),
         })
     }
 
@@ -274,7 +296,19 @@ impl Dispatcher {
             rendered: None,
             task: None,
         };
-        let lookup = match self.lookup(&effect.record, people, playbooks).await {
+        // An effect renders with the playbooks that decided it (a sequence's step with the
+        // version its enrolment is pinned to), the running ones when that is not to be had.
+        let playbooks = match &playbooks {
+            Some(running) if running.version != effect.version => self
+                .store
+                .playbook_set(&effect.version)
+                .await
+                .ok()
+                .flatten()
+                .or(playbooks),
+            _ => playbooks,
+        };
+        let lookup = match self.lookup(&effect, people, playbooks).await {
             Ok(l) => l,
             Err(e) => {
                 finish.outcome = self.retry(&effect, started_at);

@@ -11,6 +11,7 @@ mod config;
 mod dispatcher;
 pub mod render;
 pub mod send;
+pub mod unsubscribe;
 
 pub use config::{Config, EmailConfig, TaskConfig, Tls, WebhookConfig};
 pub use dispatcher::{Dispatcher, Pass};

@@ -24,6 +24,10 @@ pub enum Message {
         html: Option<String>,
         /// `<idempotency key@sender's domain>`: receivers (and mail clients) de-duplicate on it.
         message_id: String,
+        /// For an email to a contact: the signed link that unsubscribes them, sent in the
+        /// `List-Unsubscribe` headers.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        unsubscribe: Option<String>,
     },
     /// Slack's incoming-webhook format (also accepted by Mattermost, Rocket.Chat, …).
     Chat {
@@ -79,9 +83,12 @@ impl Message {
 pub struct Lookup {
     pub record: Option<Record>,
     pub people: Vec<Person>,
-    /// The record's first contact, if any.
+    /// The contact the effect addresses (`Target::Contact`), else the record's first, if any.
     pub contact: Option<Contact>,
     pub playbooks: Option<std::sync::Arc<PlaybookSet>>,
+    /// The key that signs unsubscribe links (see [`crate::unsubscribe`]); without it, emails
+    /// go without one.
+    pub unsubscribe_secret: Option<String>,
 }
 
 /// Why an effect cannot be rendered: permanent, so it is dead-lettered with this message.
@@ -187,9 +194,10 @@ pub fn render(
             assignee,
             title,
             due,
+            task,
         } => Ok(Message::Task {
             id: effect.key.clone(),
-            kind: "task".into(),
+            kind: task.map_or("task", |k| k.as_str()).into(),
             assignee: cx.person_id(assignee)?,
             title: render_text(title, &cx.values(None), false)?,
             due_at: due.map(|d| Timestamp::from_millis(now.as_millis() + d.0)),
@@ -343,7 +351,8 @@ impl<'a> Context<'a> {
                 Some(id) => Ok(vec![self.address(&id)?]),
                 None => fail(format!("{} has no owner", self.key)),
             },
-            Target::PrimaryContact => match &self.lookup.contact {
+            // The lookup holds the contact the effect names, or the record's first.
+            Target::PrimaryContact | Target::Contact(_) => match &self.lookup.contact {
                 Some(Contact { email: Some(e), .. }) => Ok(vec![e.clone()]),
                 Some(c) => fail(format!("contact {} has no email address", c.id)),
                 None => fail(format!("{} has no contact", self.key)),
@@ -406,7 +415,23 @@ impl<'a> Context<'a> {
             text,
             html,
             message_id: format!("<{}@{domain}>", self.effect_key),
+            unsubscribe: self.unsubscribe(to),
         })
+    }
+
+    /// The unsubscribe link of an email to a contact (a lead is its own contact).
+    fn unsubscribe(&self, to: &Target) -> Option<String> {
+        if !matches!(to, Target::PrimaryContact | Target::Contact(_)) {
+            return None;
+        }
+        let secret = self.lookup.unsubscribe_secret.as_deref()?;
+        let contact = self.lookup.contact.as_ref()?;
+        let kind = match self.key.kind {
+            domain::RecordKind::Lead => domain::RecordKind::Lead,
+            _ => domain::RecordKind::Contact,
+        };
+        let token = crate::unsubscribe::token(secret, &RecordKey::new(kind, contact.id.clone()));
+        Some(crate::unsubscribe::url(&self.config.base_url, &token))
     }
 
     fn webhook_body(&self, effect: &StoredEffect) -> Value {

@@ -186,6 +186,7 @@ impl Smtp {
             text,
             html,
             message_id,
+            unsubscribe,
         } = email
         else {
             return Err(SendError::permanent("not an email"));
@@ -201,7 +202,8 @@ impl Smtp {
         for address in to {
             builder = builder.to(parse(address)?);
         }
-        for (name, value) in headers {
+        let unsubscribe = unsubscribe.as_deref().map(crate::unsubscribe::headers);
+        for (name, value) in headers.iter().chain(unsubscribe.iter().flatten()) {
             builder = builder.raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str(name),
                 value.clone(),

@@ -258,6 +258,17 @@ impl EmailFields {
     }
 }
 
+/// A contact (or a lead) asked to receive no more automated email: through the link or the
+/// one-click `List-Unsubscribe` header of an email pipewright sent, or recorded elsewhere.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unsubscribed {
+    /// The address that unsubscribed (the contact's own when absent).
+    pub email: Option<String>,
+    /// How: `link`, `one_click`, `reply`, `import`, …
+    pub via: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LinkClicked {
@@ -399,6 +410,7 @@ event_types! {
     EmailReceived(EmailFields) = "email.received",
     EmailOpened(EmailFields) = "email.opened",
     LinkClicked(LinkClicked) = "link.clicked",
+    ContactUnsubscribed(Unsubscribed) = "contact.unsubscribed",
     MeetingBooked(MeetingFields) = "meeting.booked",
     MeetingHeld(MeetingFields) = "meeting.held",
     CallLogged(CallFields) = "call.logged",
@@ -654,7 +666,7 @@ mod tests {
         for ty in EventType::ALL {
             assert_eq!(EventType::parse(ty.as_str()), Some(*ty));
         }
-        assert_eq!(EventType::ALL.len(), 25);
+        assert_eq!(EventType::ALL.len(), 26);
     }
 
     #[test]

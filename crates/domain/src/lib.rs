@@ -16,6 +16,7 @@ pub use event::{
     Direction, ENVELOPE_VERSION, EmailFields, Event, EventBody, EventId, EventType, FieldMap,
     FormSubmitted, InterventionFields, LeadFields, LinkClicked, MeetingFields, NewEvent,
     NoteFields, ObjectionFields, ObjectionKind, PersonFields, RefError, Refs, StageChange,
+    Unsubscribed,
 };
 pub use ids::{IdError, RecordId, RecordKey, RecordKind, Role, Stage};
 pub use money::{Currency, Money, MoneyError};

@@ -142,6 +142,7 @@ impl Engagement {
             | EventBody::DealLost(_) => self.touch(at, None),
             EventBody::LeadCreated(_)
             | EventBody::LeadUpdated(_)
+            | EventBody::ContactUnsubscribed(_)
             | EventBody::ContactCreated(_)
             | EventBody::ContactUpdated(_)
             | EventBody::AccountCreated(_)
@@ -406,6 +407,9 @@ pub struct Lead {
     pub created_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Engagement::is_empty")]
     pub engagement: Engagement,
+    /// When the lead asked for no more automated email (`contact.unsubscribed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsubscribed_at: Option<Timestamp>,
 }
 
 impl Lead {
@@ -425,6 +429,9 @@ impl Lead {
         self.engagement.apply(event);
         match &event.body {
             EventBody::LeadCreated(f) | EventBody::LeadUpdated(f) => self.apply_fields(f),
+            EventBody::ContactUnsubscribed(_) => {
+                self.unsubscribed_at.get_or_insert(event.occurred_at);
+            }
             EventBody::DealCreated(_) => {
                 if let Some(deal) = &event.refs.deal {
                     self.converted_to = Some(deal.clone());
@@ -457,6 +464,9 @@ pub struct Contact {
     pub created_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Engagement::is_empty")]
     pub engagement: Engagement,
+    /// When the contact asked for no more automated email (`contact.unsubscribed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsubscribed_at: Option<Timestamp>,
 }
 
 impl Contact {
@@ -472,6 +482,9 @@ impl Contact {
     fn apply(&mut self, event: &Event) {
         self.created_at.get_or_insert(event.occurred_at);
         self.engagement.apply(event);
+        if let EventBody::ContactUnsubscribed(_) = &event.body {
+            self.unsubscribed_at.get_or_insert(event.occurred_at);
+        }
         if let EventBody::ContactCreated(f) | EventBody::ContactUpdated(f) = &event.body {
             if let Some(account) = &event.refs.account {
                 self.account = Some(account.clone());
@@ -606,6 +619,7 @@ impl Record {
                 fields: FieldMap::new(),
                 created_at: None,
                 engagement: Engagement::default(),
+                unsubscribed_at: None,
             }),
             RecordKind::Contact => Record::Contact(Contact {
                 id,
@@ -618,6 +632,7 @@ impl Record {
                 fields: FieldMap::new(),
                 created_at: None,
                 engagement: Engagement::default(),
+                unsubscribed_at: None,
             }),
             RecordKind::Account => Record::Account(Account {
                 id,

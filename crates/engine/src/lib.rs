@@ -549,6 +549,15 @@ fn evaluate(
     (result, saw)
 }
 
+/// Whether a condition (a sequence's goal) holds for a record at `now`; one that cannot be
+/// evaluated does not.
+pub fn holds(condition: &playbook::Condition, record: &Record, now: Timestamp) -> bool {
+    matches!(
+        evaluate(condition, record, None, now, &mut Seen::default()).0,
+        Ok(true)
+    )
+}
+
 fn stage_entered(record: &Record) -> Option<Timestamp> {
     match record {
         Record::Deal(d) => d.stage_history.last().map(|v| v.entered_at),
@@ -628,14 +637,19 @@ fn idempotency_key(
     action: usize,
     version: &str,
 ) -> String {
-    let mut h = Sha256::new();
-    for part in [
+    key(&[
         rule,
         &record.to_string(),
         instance,
         &action.to_string(),
         version,
-    ] {
+    ])
+}
+
+/// An idempotency key from the parts that name a decision: 128 bits of SHA-256, in hex.
+pub fn key(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for part in parts {
         h.update(part.as_bytes());
         h.update([0]);
     }

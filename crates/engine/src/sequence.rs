@@ -34,6 +34,65 @@ pub enum Ended {
     Exit(Exit),
     /// Stopped by a rule (`stop_sequence`) or by hand.
     Stopped,
+    /// Someone else at the contact's account replied (`account_wide_exit`).
+    AccountReply,
+    /// The contact cannot be emailed at all any more.
+    Refused(Refusal),
+    /// The sequence is in neither the version the enrolment was pinned to nor the running
+    /// playbooks.
+    SequenceRemoved,
+}
+
+impl Ended {
+    /// As stored and reported: `completed`, `goal`, `reply`, `do_not_contact`, …
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ended::Completed => "completed",
+            Ended::Goal => "goal",
+            Ended::Exit(exit) => exit.as_str(),
+            Ended::Stopped => "stopped",
+            Ended::AccountReply => "account_reply",
+            Ended::Refused(refusal) => refusal.as_str(),
+            Ended::SequenceRemoved => "sequence_removed",
+        }
+    }
+}
+
+/// Why an email may never go to a contact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    /// On the do-not-contact list (the address or its domain).
+    DoNotContact,
+    Unsubscribed,
+    /// An earlier email to the address bounced.
+    Bounced,
+    /// The contact has no email address.
+    NoAddress,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::DoNotContact => "do_not_contact",
+            Refusal::Unsubscribed => "unsubscribed",
+            Refusal::Bounced => "bounced",
+            Refusal::NoAddress => "no_address",
+        }
+    }
+}
+
+/// What the sending etiquette says of an email a step is about to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Send,
+    /// Not now (a frequency cap or a sender's throttle): the step waits until then, and the
+    /// steps after it shift with it.
+    Hold {
+        until: Timestamp,
+    },
+    /// Never: the enrolment ends.
+    Refuse(Refusal),
 }
 
 /// One contact in one sequence.
@@ -54,6 +113,9 @@ pub struct Enrolment {
     pub opened: bool,
     pub clicked: bool,
     pub replied: bool,
+    /// When the contact first replied (a human reply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replied_at: Option<Timestamp>,
     pub emails_sent: u32,
 }
 
@@ -91,6 +153,7 @@ impl Enrolment {
             opened: false,
             clicked: false,
             replied: false,
+            replied_at: None,
             emails_sent: 0,
         }
     }
@@ -99,7 +162,8 @@ impl Enrolment {
         self.status == Status::Active
     }
 
-    fn end(&mut self, reason: Ended, at: Timestamp) {
+    /// Ends it (once: a later reason does not replace the first).
+    pub fn end(&mut self, reason: Ended, at: Timestamp) {
         if !matches!(self.status, Status::Ended { .. }) {
             self.status = Status::Ended { reason, at };
         }
@@ -108,13 +172,30 @@ impl Enrolment {
     /// Runs the steps due at `now`, until a wait (or the end). `goal_met` is whether the
     /// sequence's goal holds for the record now; `contact_zone` the contact's IANA time zone,
     /// when known: the send window's hours and `wait: until` are read in it (in the window's
-    /// zone otherwise). Returns what to deliver.
+    /// zone otherwise). Returns what to deliver. Every email may go: see
+    /// [`Enrolment::advance_with`] for the sending etiquette.
     pub fn advance(
         &mut self,
         sequence: &Sequence,
         goal_met: bool,
         contact_zone: Option<&str>,
         now: Timestamp,
+    ) -> Vec<StepAction> {
+        self.advance_with(sequence, goal_met, contact_zone, now, &mut |_| {
+            Verdict::Send
+        })
+    }
+
+    /// [`Enrolment::advance`], asking `etiquette` about every email before it is sent: held,
+    /// the step waits (it has not run, and runs when the hold ends); refused, the enrolment
+    /// ends with the refusal as its reason.
+    pub fn advance_with(
+        &mut self,
+        sequence: &Sequence,
+        goal_met: bool,
+        contact_zone: Option<&str>,
+        now: Timestamp,
+        etiquette: &mut dyn FnMut(&StepAction) -> Verdict,
     ) -> Vec<StepAction> {
         let zone = zone_of(sequence, contact_zone);
         let mut out = Vec::new();
@@ -144,10 +225,22 @@ impl Enrolment {
                         .template_for(step, &self.contact)
                         .unwrap_or_default()
                         .to_owned();
-                    out.push(StepAction::Email {
+                    let email = StepAction::Email {
                         step: step.id.clone(),
                         template,
-                    });
+                    };
+                    match etiquette(&email) {
+                        Verdict::Send => {}
+                        Verdict::Hold { until } => {
+                            self.due = until.max(Timestamp::from_millis(now.as_millis() + 1));
+                            return out;
+                        }
+                        Verdict::Refuse(refusal) => {
+                            self.end(Ended::Refused(refusal), now);
+                            return out;
+                        }
+                    }
+                    out.push(email);
                     self.emails_sent += 1;
                     self.step += 1;
                 }
@@ -217,13 +310,16 @@ impl Enrolment {
             EventBody::EmailReceived(e) if e.is_automatic() => None,
             EventBody::EmailReceived(_) => {
                 self.replied = true;
+                self.replied_at.get_or_insert(event.occurred_at);
                 Some(Exit::Reply)
             }
             EventBody::MeetingBooked(_) => Some(Exit::Meeting),
+            EventBody::ContactUnsubscribed(_) => Some(Exit::Unsubscribe),
             EventBody::DealStageChanged(_) => Some(Exit::StageChange),
             _ => None,
         }?;
-        if !sequence.exits.contains(&exit) {
+        // An unsubscribe or a bounce always ends it: nothing more may (or can) be sent.
+        if !sequence.exits.contains(&exit) && !matches!(exit, Exit::Unsubscribe | Exit::Bounce) {
             return None;
         }
         self.end(Ended::Exit(exit), now);

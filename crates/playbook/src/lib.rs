@@ -18,7 +18,7 @@ pub use cron::{CronError, Schedule};
 pub use load::{Diagnostic, Loaded, load_dir, load_files, parse_span, read_dir};
 pub use model::{
     Action, Asset, AssetChoice, Engagement, Exit, Location, Playbook, PlaybookSet, Reentry, Rule,
-    Sequence, Span, Step, StepKind, Target, TaskKind, Template, Trigger, Wait,
+    Sending, Sequence, Span, Step, StepKind, Target, TaskKind, Template, Trigger, Wait,
 };
 pub use window::SendWindow;
 

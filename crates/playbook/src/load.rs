@@ -12,7 +12,7 @@ use domain::{EventType, RecordId, RecordKind, Role, Stage};
 use crate::condition::{DEAL_FACTS, EVENT_FACTS, LEAD_FACTS, Scope};
 use crate::model::{
     Action, Asset, AssetChoice, Engagement, Exit, Location, Playbook, PlaybookSet, Reentry, Rule,
-    Sequence, Span, Step, StepKind, Target, TaskKind, Trigger, Wait,
+    Sending, Sequence, Span, Step, StepKind, Target, TaskKind, Trigger, Wait,
 };
 use crate::{Condition, Schedule, raw};
 
@@ -131,6 +131,7 @@ pub fn load_files(files: &[(PathBuf, String)]) -> Loaded {
         }
     }
     let names = Names::collect(&mut cx, &parsed);
+    let sending = cx.sending(&parsed);
     let mut playbooks = Vec::new();
     for (path, file) in parsed {
         cx.file = path.clone();
@@ -140,6 +141,7 @@ pub fn load_files(files: &[(PathBuf, String)]) -> Loaded {
     let set = cx.diagnostics.is_empty().then(|| PlaybookSet {
         playbooks,
         version: version(files),
+        sending,
     });
     Loaded {
         set,
@@ -322,6 +324,52 @@ impl Compiler {
             column: l.column,
             message,
         });
+    }
+
+    /// The set's sending etiquette: the one `sending:` block (defaults for what it leaves out
+    /// and without one); a second block is an error.
+    fn sending(&mut self, files: &[(PathBuf, raw::File)]) -> Sending {
+        let mut first: Option<(PathBuf, Sending)> = None;
+        for (path, file) in files {
+            let Some(raw) = &file.sending else { continue };
+            self.file = path.clone();
+            // Every block is checked; the first one counts.
+            let mut sending = Sending::default();
+            if let Some(c) = &raw.per_contact {
+                match parse_span(&c.per.value) {
+                    Some(per) if c.max > 0 => sending.per_contact = Some((c.max, per)),
+                    Some(_) => self.error(&c.per, "`max` must be at least 1".into()),
+                    None => self.error(
+                        &c.per,
+                        format!("{:?} is not a length of time (e.g. 7d)", c.per.value),
+                    ),
+                }
+            }
+            if let Some(p) = &raw.per_sender {
+                sending.per_sender_hour = p.per_hour.or(sending.per_sender_hour);
+                sending.per_sender_day = p.per_day.or(sending.per_sender_day);
+            }
+            if let Some(c) = &raw.cool_off {
+                match parse_span(&c.value) {
+                    Some(span) => sending.cool_off = Some(span),
+                    None => self.error(
+                        c,
+                        format!("{:?} is not a length of time (e.g. 14d)", c.value),
+                    ),
+                }
+            }
+            match &first {
+                Some((declared, _)) => self.error(
+                    &file.playbook,
+                    format!(
+                        "`sending:` is also declared in {}: one playbook declares it",
+                        declared.display()
+                    ),
+                ),
+                None => first = Some((path.clone(), sending)),
+            }
+        }
+        first.map(|(_, s)| s).unwrap_or_default()
     }
 
     fn playbook(&mut self, path: PathBuf, file: raw::File, names: &Names) -> Playbook {
@@ -1172,6 +1220,7 @@ impl Compiler {
                     assignee: assignee?,
                     title: x.title.value.clone(),
                     due: due?,
+                    task: None,
                 }
             }
             raw::Action::AssignOwner(x) => {
@@ -1328,6 +1377,7 @@ fn payload_fields(t: EventType) -> &'static [&'static str] {
             &["subject", "message_id", "in_reply_to", "auto_reply"]
         }
         LinkClicked => &["url", "message_id"],
+        ContactUnsubscribed => &["email", "via"],
         MeetingBooked | MeetingHeld => &["title", "scheduled_for", "duration_minutes", "attendees"],
         CallLogged => &["direction", "duration_minutes", "outcome"],
         NoteAdded => &["text"],

@@ -40,6 +40,51 @@ pub struct PlaybookSet {
     /// A content hash of all files: recorded with every effect so it names the rules that
     /// decided it.
     pub version: String,
+    /// The sending etiquette (see [`Sending`]).
+    pub sending: Sending,
+}
+
+impl PlaybookSet {
+    /// The sequence named `name`, if any playbook declares it.
+    pub fn sequence(&self, name: &str) -> Option<&Sequence> {
+        self.playbooks
+            .iter()
+            .flat_map(|p| &p.sequences)
+            .find(|s| s.name == name)
+    }
+
+    /// The playbook declaring the sequence `name`.
+    pub fn sequence_playbook(&self, name: &str) -> Option<&Playbook> {
+        self.playbooks
+            .iter()
+            .find(|p| p.sequences.iter().any(|s| s.name == name))
+    }
+}
+
+/// Limits every automated email to a contact follows, from a playbook's `sending:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Sending {
+    /// At most this many automated emails to one contact within the span.
+    pub per_contact: Option<(u32, Span)>,
+    /// At most this many from one sender (the record's owner) per hour.
+    pub per_sender_hour: Option<u32>,
+    /// … and per day (24 hours).
+    pub per_sender_day: Option<u32>,
+    /// How long after a contact's enrolment ends before another sequence may start.
+    pub cool_off: Option<Span>,
+}
+
+impl Default for Sending {
+    /// Three emails per contact per week, 50 per sender per hour and 200 per day, no cool-off:
+    /// what a team gets without a `sending:` block.
+    fn default() -> Self {
+        Self {
+            per_contact: Some((3, Span(7 * 86_400_000))),
+            per_sender_hour: Some(50),
+            per_sender_day: Some(200),
+            cool_off: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +167,17 @@ pub enum TaskKind {
     Linkedin,
     ManualEmail,
     Other,
+}
+
+impl TaskKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Call => "call",
+            TaskKind::Linkedin => "linkedin",
+            TaskKind::ManualEmail => "manual_email",
+            TaskKind::Other => "other",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,6 +296,8 @@ pub enum Target {
     Owner,
     /// The deal's primary contact (its first contact).
     PrimaryContact,
+    /// One contact (or lead) by id: the one a sequence enrolled.
+    Contact(RecordId),
     Person(RecordId),
     Role(Role),
     Channel(String),
@@ -278,6 +336,9 @@ pub enum Action {
         assignee: Target,
         title: String,
         due: Option<Span>,
+        /// What kind of work (a sequence's call or LinkedIn step); a plain task when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<TaskKind>,
     },
     /// Round-robin within the team: the member is chosen when the rule fires, in the order
     /// decisions commit, and recorded in `chosen`.

@@ -39,6 +39,37 @@ pub struct File {
     /// Holiday calendars by name (a team's, a country's), for send windows.
     #[serde(default)]
     pub calendars: BTreeMap<String, Calendar>,
+    /// The sending etiquette every automated email to a contact follows; declared by at most
+    /// one playbook of the set (defaults apply otherwise).
+    pub sending: Option<Sending>,
+}
+
+/// Limits on automated email to contacts.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Sending {
+    /// At most `max` automated emails to one contact `per` length of time (`7d`).
+    pub per_contact: Option<PerContact>,
+    /// At most this many automated emails from one sender (the record's owner) per hour / day.
+    pub per_sender: Option<PerSender>,
+    /// How long after a contact's sequence ends before another may start (`14d`).
+    #[schemars(with = "Option<String>")]
+    pub cool_off: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PerContact {
+    pub max: u32,
+    #[schemars(with = "String")]
+    pub per: S<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PerSender {
+    pub per_hour: Option<u32>,
+    pub per_day: Option<u32>,
 }
 
 /// Days nobody should receive automated messages.

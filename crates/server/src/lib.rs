@@ -10,6 +10,7 @@ mod auth;
 mod error;
 mod outbox;
 mod rules;
+mod sequences;
 mod settings;
 
 use std::future::Future;
@@ -20,7 +21,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use utoipa::OpenApi;
@@ -81,7 +82,9 @@ pub struct AppState {
     info(title = "pipewright", description = "Self-hosted revenue autopilot: events in, derived state out."),
     paths(api::ingest, api::get_record, api::list_records, api::playbooks, api::explain, playbook_schema,
           outbox::list, outbox::get, outbox::retry, outbox::cancel, outbox::tasks, outbox::done,
-          health, ready, openapi_json),
+          sequences::list, sequences::control, sequences::pause_or_resume,
+          sequences::pauses, sequences::results, sequences::suppressions, sequences::suppress,
+          sequences::unsuppress, health, ready, openapi_json),
     components(schemas(api::EventEnvelope, api::IngestResult, api::BatchResult, api::RecordView,
                         api::RecordWithTimeline, api::RecordPage, api::Collection)),
     modifiers(&Security),
@@ -236,6 +239,26 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/outbox/{key}/cancel", post(outbox::cancel))
         .route("/api/v1/tasks", get(outbox::tasks))
         .route("/api/v1/tasks/{id}/done", post(outbox::done))
+        .route("/api/v1/enrolments", get(sequences::list))
+        .route("/api/v1/enrolments/{id}/{action}", post(sequences::control))
+        .route(
+            "/api/v1/sequences/{action}",
+            post(sequences::pause_or_resume),
+        )
+        .route("/api/v1/sequences/pauses", get(sequences::pauses))
+        .route("/api/v1/sequences/{name}/results", get(sequences::results))
+        .route(
+            "/api/v1/suppressions",
+            get(sequences::suppressions).post(sequences::suppress),
+        )
+        .route(
+            "/api/v1/suppressions/{address}",
+            delete(sequences::unsuppress),
+        )
+        .route(
+            "/unsubscribe/{token}",
+            get(sequences::confirm).post(sequences::unsubscribe),
+        )
         .route("/api/v1/{collection}", get(api::list_records))
         .route("/api/v1/{collection}/{id}", get(api::get_record))
         .route("/api/v1/{collection}/{id}/explain", get(api::explain))

@@ -54,6 +54,7 @@ pub(crate) const STATUSES: &[&str] = &[
     "dead",
     "cancelled",
     "shadow",
+    "blocked",
 ];
 
 fn limit(limit: Option<usize>) -> Result<usize, AppError> {

@@ -234,9 +234,9 @@ fn stamp(dir: &Path) -> Option<SystemTime> {
         .max()
 }
 
-/// Fires due timers as they come due; a full batch is followed at once by the next. When the
-/// playbooks change (and once at start), first walks every record so that those no event has
-/// touched since wait on the new rules' timers too.
+/// Fires due timers and runs sequences' due steps as they come due; a full batch is followed
+/// at once by the next. When the playbooks change (and once at start), first walks every
+/// record so that those no event has touched since wait on the new rules' timers too.
 pub async fn fire_timers(store: Arc<dyn Store>, clock: Arc<dyn Clock>, every: Duration) {
     const BATCH: usize = 1000;
     // The playbook version being (or last) walked, where the walk is, and whether it is done.
@@ -276,11 +276,25 @@ pub async fn fire_timers(store: Arc<dyn Store>, clock: Arc<dyn Clock>, every: Du
                 metrics::counter!("pipewright_timers_fired_total").increment(fired.timers as u64);
                 metrics::counter!("pipewright_effects_decided_total")
                     .increment(fired.effects as u64);
-                if fired.timers == BATCH || more {
-                    continue;
-                }
+                more |= fired.timers == BATCH;
             }
             Err(e) => tracing::error!(error = ?e, "firing due timers failed; will retry"),
+        }
+        // Sequences' due steps, after the timers that may have started them.
+        match store.advance_enrolments(clock.now(), BATCH).await {
+            Ok(pass) => {
+                metrics::counter!("pipewright_sequence_steps_total", "kind" => "email")
+                    .increment(pass.emails as u64);
+                metrics::counter!("pipewright_sequence_steps_total", "kind" => "task")
+                    .increment(pass.tasks as u64);
+                metrics::counter!("pipewright_sequence_sends_held_total")
+                    .increment(pass.held as u64);
+                more |= pass.enrolments == BATCH;
+            }
+            Err(e) => tracing::error!(error = ?e, "advancing enrolments failed; will retry"),
+        }
+        if more {
+            continue;
         }
         tokio::time::sleep(every).await;
     }

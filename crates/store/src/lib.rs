@@ -9,6 +9,7 @@
 
 mod outbox;
 mod postgres;
+mod sequences;
 mod sql;
 mod sqlite;
 
@@ -22,6 +23,10 @@ pub use outbox::{
     Attempt, Backlog, Claim, Finish, NewTask, OutboxQuery, Outcome, StoredEffect, Task, TaskQuery,
 };
 pub use postgres::{Migrations, Postgres, PostgresOptions, PostgresStore};
+pub use sequences::{
+    Advanced, Control, EnrolmentInfo, EnrolmentQuery, PauseScope, SequencePause, Suppression,
+    VariantResult,
+};
 pub use sql::store::SqlStore;
 pub use sqlite::{Sqlite, SqliteOptions, SqliteStore, Synchronous};
 
@@ -322,6 +327,60 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Whether a set with this version was ever published.
     async fn playbooks_published(&self, version: &str) -> Result<bool>;
+
+    /// Runs the due steps of at most `limit` active enrolments due at or before `now`.
+    ///
+    /// # Contract
+    /// Each enrolment's new state, the effects of its steps (emails, tasks) and the emails the
+    /// sending etiquette stopped (`blocked`, with the reason) commit together, under the
+    /// record's lock: a step runs once. The steps run with the sequence as it was in the
+    /// playbook version the enrolment started on. An email held by a frequency cap or a
+    /// throttle is not sent; its step runs when the hold ends.
+    async fn advance_enrolments(&self, now: Timestamp, limit: usize) -> Result<Advanced>;
+
+    /// Enrolments, newest first.
+    async fn enrolments(&self, query: &EnrolmentQuery) -> Result<Vec<EnrolmentInfo>>;
+
+    /// Pauses, resumes or stops one enrolment by hand.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Conflict`] when it has ended.
+    async fn control_enrolment(&self, id: &str, control: Control) -> Result<EnrolmentInfo>;
+
+    /// Pauses the enrolments in `scope` (and every one that starts in it until resumed);
+    /// returns how many were active.
+    async fn pause_sequences(&self, scope: PauseScope, note: Option<String>) -> Result<u64>;
+
+    /// Ends a pause; returns how many enrolments run again. A step that fell due during the
+    /// pause runs once, now; the ones after keep their spacing.
+    async fn resume_sequences(&self, scope: PauseScope) -> Result<u64>;
+
+    async fn sequence_pauses(&self) -> Result<Vec<SequencePause>>;
+
+    /// Puts an address (or `@domain`) on the suppression list with a reason
+    /// (`do_not_contact`, `unsubscribed`, `bounced`).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for something that is not an address or domain, or another reason.
+    async fn suppress(&self, address: &str, reason: &str, note: Option<String>) -> Result<()>;
+
+    /// Takes an address off the list; whether it was on it.
+    async fn unsuppress(&self, address: &str) -> Result<bool>;
+
+    async fn suppressions(&self, limit: usize) -> Result<Vec<Suppression>>;
+
+    /// Reply rates per step and variant of a sequence.
+    async fn sequence_results(&self, sequence: &str) -> Result<Vec<VariantResult>>;
+
+    /// The compiled playbook set of a version: one this node ran, or one published.
+    async fn playbook_set(
+        &self,
+        version: &str,
+    ) -> Result<Option<std::sync::Arc<playbook::PlaybookSet>>>;
+
+    /// A secret every node shares (e.g. `unsubscribe` signs links with it), made at random the
+    /// first time it is asked for.
+    async fn secret(&self, name: &str) -> Result<String>;
 }
 
 /// How to open a store, beside its URL; each backend takes what applies to it.

@@ -17,8 +17,9 @@ pub struct StoredEffect {
     pub action: serde_json::Value,
     pub due: Timestamp,
     pub shadow: bool,
-    /// `pending`, `delivering` (leased), `delivered`, `dry_run`, `dead`, `cancelled`, or
-    /// `shadow` (recorded only).
+    /// `pending`, `delivering` (leased), `delivered`, `dry_run`, `dead`, `cancelled`,
+    /// `shadow` (recorded only), or `blocked` (stopped by the sending etiquette; `last_error`
+    /// says why).
     pub status: String,
     /// Where it goes: `email`, `task`, `internal`, `sequence`, `chat:NAME`, `webhook:HOST`.
     pub channel: String,

@@ -3,6 +3,7 @@
 mod api;
 mod outbox;
 mod rules;
+mod sequences;
 
 use std::sync::Arc;
 

@@ -19,6 +19,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "playbook sets",
         include_str!("../../migrations/postgres/0002_playbook_sets.sql"),
     ),
+    (
+        3,
+        "sequences",
+        include_str!("../../migrations/postgres/0003_sequences.sql"),
+    ),
 ];
 
 /// What a migration run found and did.

@@ -8,6 +8,7 @@ use domain::{Event, EventId, NewEvent, Record, RecordKey, RecordKind, Timestamp}
 use engine::{Effect, Engine, Memory, Timer, TimerChange};
 use playbook::Action;
 
+use super::sequences::{self, Cx, Library};
 use super::{Dialect, EventRow, LOAD_RECORD, RecordRow, Sql, args, codec, decode, encode};
 use crate::{ArmPass, Error, Ingested, RefoldPass, Result, TimersFired};
 
@@ -86,6 +87,7 @@ pub(crate) fn ingest(
     sql: &mut dyn Sql,
     known: &Known,
     engine: Option<&Engine>,
+    library: &Library,
     batch: Vec<NewEvent>,
     now: Timestamp,
     written: &mut Known,
@@ -259,7 +261,22 @@ pub(crate) fn ingest(
     sql.save_records(&rows)?;
     drop(rows);
     written.extend(done.into_iter().map(|(key, f, _)| (key, f)));
-    insert_effects(sql, &effects, now)?;
+    let cx = Cx {
+        library,
+        current: engine.map(|e| &**e.playbooks()),
+        known,
+        written,
+    };
+    // Enrolments see the events before the effects they caused: a sequence a reply starts
+    // is not ended by that reply.
+    let stored: Vec<&Event> = events
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| matches!(r, Ingested::Stored { .. }))
+        .map(|(e, _)| e)
+        .collect();
+    sequences::on_events(sql, &cx, &stored, now)?;
+    insert_effects(sql, Some(&cx), &effects, now)?;
     Ok(results)
 }
 
@@ -271,6 +288,7 @@ pub(crate) fn fire_timers(
     sql: &mut dyn Sql,
     known: &Known,
     engine: &Engine,
+    library: &Library,
     now: Timestamp,
     limit: usize,
     written: &mut Known,
@@ -324,7 +342,13 @@ pub(crate) fn fire_timers(
             args![key.kind.as_str(), key.id.as_str(), &encode(&f.memory)?],
         )?;
     }
-    fired.effects = insert_effects(sql, &effects, now)?;
+    let cx = Cx {
+        library,
+        current: Some(engine.playbooks()),
+        known,
+        written,
+    };
+    fired.effects = insert_effects(sql, Some(&cx), &effects, now)?;
     Ok(fired)
 }
 
@@ -472,8 +496,12 @@ fn next_in_rotation(
 }
 
 /// Adds effects to the outbox; an effect whose idempotency key is already there is skipped.
+/// With `cx` (the rules' effects), each new one is acted on where the store acts: a sequence
+/// started or stopped, a rule's email to a contact screened by the sending etiquette (one it
+/// stops is `blocked`, with the reason).
 pub(crate) fn insert_effects(
     sql: &mut dyn Sql,
+    cx: Option<&Cx<'_>>,
     effects: &[Effect],
     now: Timestamp,
 ) -> Result<usize> {
@@ -510,7 +538,7 @@ pub(crate) fn insert_effects(
         let channel = action.channel();
         let action = encode(&action)?;
         let trace = encode(&e.trace)?;
-        added += sql.execute(
+        let inserted = sql.execute(
             insert,
             args![
                 &e.key,
@@ -528,8 +556,80 @@ pub(crate) fn insert_effects(
                 &channel
             ],
         )? as usize;
+        added += inserted;
+        let Some(cx) = cx.filter(|_| inserted == 1 && !e.shadow) else {
+            continue;
+        };
+        let outcome = if channel == "sequence" {
+            Some(sequences::enact(sql, cx, e, now)?)
+        } else {
+            sequences::screen_rule_email(sql, cx, e, now)?.map(|why| ("blocked", why))
+        };
+        if let Some((status, detail)) = outcome {
+            set_outcome(sql, &e.key, status, &detail, now)?;
+        }
     }
     Ok(added)
+}
+
+/// Ends an effect the store acted on itself: `delivered` with what it did, or `blocked` with
+/// why not.
+fn set_outcome(
+    sql: &mut dyn Sql,
+    key: &str,
+    status: &str,
+    detail: &str,
+    now: Timestamp,
+) -> Result<()> {
+    let delivered = (status == "delivered").then_some(now.as_millis());
+    let (error, response) = if status == "delivered" {
+        (None, Some(detail))
+    } else {
+        (Some(detail), None)
+    };
+    sql.execute(
+        "UPDATE effects SET status = ?2, last_error = ?3, response = ?4, delivered_at = ?5
+         WHERE key = ?1",
+        args![key, status, error, response, delivered],
+    )?;
+    Ok(())
+}
+
+/// Adds effects the etiquette stopped: in the outbox as `blocked`, with the reason, once.
+pub(crate) fn insert_blocked(
+    sql: &mut dyn Sql,
+    blocked: &[(Effect, String)],
+    now: Timestamp,
+) -> Result<()> {
+    for (effect, why) in blocked {
+        if insert_effects(sql, None, std::slice::from_ref(effect), now)? == 1 {
+            set_outcome(sql, &effect.key, "blocked", why, now)?;
+        }
+    }
+    Ok(())
+}
+
+/// One pass over due enrolments: their steps' effects join the outbox in the same
+/// transaction.
+pub(crate) fn advance_enrolments(
+    sql: &mut dyn Sql,
+    known: &Known,
+    engine: Option<&Engine>,
+    library: &Library,
+    now: Timestamp,
+    limit: usize,
+) -> Result<crate::Advanced> {
+    let written = Known::new();
+    let cx = Cx {
+        library,
+        current: engine.map(|e| &**e.playbooks()),
+        known,
+        written: &written,
+    };
+    let ran = sequences::advance(sql, &cx, now, limit)?;
+    insert_effects(sql, None, &ran.effects, now)?;
+    insert_blocked(sql, &ran.blocked, now)?;
+    Ok(ran.pass)
 }
 
 pub(crate) fn load(sql: &mut dyn Sql, key: &RecordKey) -> Result<Folded> {

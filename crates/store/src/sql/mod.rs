@@ -10,6 +10,7 @@
 pub(crate) mod apply;
 pub(crate) mod codec;
 pub(crate) mod outbox;
+pub(crate) mod sequences;
 pub mod store;
 pub(crate) mod writer;
 

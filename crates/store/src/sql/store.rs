@@ -8,7 +8,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use domain::{Event, NewEvent, RecordKey, RecordKind, Timestamp};
 
-use super::writer::{self, Command, EngineSlot, Thread};
+use super::sequences::{self, Library};
+use super::writer::{self, Command, EngineSlot, LibrarySlot, Thread};
 use super::{Backend, Row, Sql, apply, args, codec, decode, outbox};
 use crate::{
     ArmPass, Attempt, Claim, Error, Finish, Ingested, ListQuery, NewToken, OutboxQuery, Page,
@@ -68,6 +69,7 @@ impl<B: Backend> ReadPool<B> {
 pub struct SqlStore<B: Backend> {
     writer: mpsc::Sender<Command<B::Conn>>,
     engine: EngineSlot,
+    library: LibrarySlot,
     reads: Arc<ReadPool<B>>,
     _thread: Arc<Thread>,
 }
@@ -85,6 +87,7 @@ impl<B: Backend> Clone for SqlStore<B> {
         Self {
             writer: self.writer.clone(),
             engine: Arc::clone(&self.engine),
+            library: Arc::clone(&self.library),
             reads: Arc::clone(&self.reads),
             _thread: Arc::clone(&self._thread),
         }
@@ -102,10 +105,12 @@ impl<B: Backend> SqlStore<B> {
         read_connections: usize,
     ) -> Result<Self> {
         let engine = EngineSlot::default();
+        let library = Arc::new(Library::default());
         let (tx, handle) = writer::spawn::<B>(
             "store-writer",
             conn,
             Arc::clone(&engine),
+            Arc::clone(&library),
             clock,
             max_group_events,
         )?;
@@ -114,6 +119,7 @@ impl<B: Backend> SqlStore<B> {
         Ok(Self {
             writer: tx,
             engine,
+            library,
             reads: Arc::new(ReadPool {
                 backend: Arc::new(backend),
                 idle: Mutex::new(Vec::new()),
@@ -354,6 +360,9 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     fn set_engine(&self, engine: Option<Arc<engine::Engine>>) {
+        if let Some(engine) = &engine {
+            self.library.remember(engine.playbooks());
+        }
         if let Ok(mut slot) = self.engine.write() {
             *slot = engine;
         }
@@ -535,6 +544,101 @@ impl<B: Backend> Store for SqlStore<B> {
                     )?
                     .is_some())
             })
+            .await
+    }
+
+    async fn advance_enrolments(&self, now: Timestamp, limit: usize) -> Result<crate::Advanced> {
+        self.ask(|reply| Command::AdvanceEnrolments { now, limit, reply })
+            .await
+    }
+
+    async fn enrolments(&self, query: &crate::EnrolmentQuery) -> Result<Vec<crate::EnrolmentInfo>> {
+        let query = query.clone();
+        self.reads
+            .run(move |sql| sequences::list(sql, &query))
+            .await
+    }
+
+    async fn control_enrolment(
+        &self,
+        id: &str,
+        control: crate::Control,
+    ) -> Result<crate::EnrolmentInfo> {
+        let id = id.to_owned();
+        self.write(move |sql, now| sequences::control(sql, &id, control, now))
+            .await
+    }
+
+    async fn pause_sequences(&self, scope: crate::PauseScope, note: Option<String>) -> Result<u64> {
+        self.write(move |sql, now| sequences::pause(sql, &scope, note.as_deref(), now))
+            .await
+    }
+
+    async fn resume_sequences(&self, scope: crate::PauseScope) -> Result<u64> {
+        self.write(move |sql, now| sequences::resume(sql, &scope, now))
+            .await
+    }
+
+    async fn sequence_pauses(&self) -> Result<Vec<crate::SequencePause>> {
+        self.reads.run(sequences::pauses).await
+    }
+
+    async fn suppress(&self, address: &str, reason: &str, note: Option<String>) -> Result<()> {
+        let address = address.trim().to_lowercase();
+        if address.is_empty() || !address.contains('@') {
+            return Err(Error::Invalid(format!(
+                "{address:?} is neither an email address nor a domain written @example.com"
+            )));
+        }
+        if !["do_not_contact", "unsubscribed", "bounced"].contains(&reason) {
+            return Err(Error::Invalid(format!(
+                "reason {reason:?}: expected do_not_contact, unsubscribed or bounced"
+            )));
+        }
+        let reason = reason.to_owned();
+        self.write(move |sql, now| {
+            sequences::suppress(sql, &address, &reason, note.as_deref(), now)
+        })
+        .await
+    }
+
+    async fn unsuppress(&self, address: &str) -> Result<bool> {
+        let address = address.trim().to_lowercase();
+        self.write(move |sql, _| {
+            Ok(sql.execute(
+                "DELETE FROM suppressions WHERE address = ?1",
+                args![&address],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn suppressions(&self, limit: usize) -> Result<Vec<crate::Suppression>> {
+        self.reads
+            .run(move |sql| sequences::suppressions(sql, limit))
+            .await
+    }
+
+    async fn sequence_results(&self, sequence: &str) -> Result<Vec<crate::VariantResult>> {
+        let sequence = sequence.to_owned();
+        self.reads
+            .run(move |sql| sequences::results(sql, &sequence))
+            .await
+    }
+
+    async fn playbook_set(&self, version: &str) -> Result<Option<Arc<playbook::PlaybookSet>>> {
+        let library = Arc::clone(&self.library);
+        let version = version.to_owned();
+        self.reads.run(move |sql| library.get(sql, &version)).await
+    }
+
+    async fn secret(&self, name: &str) -> Result<String> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| Error::Backend(Box::new(std::io::Error::other(e.to_string()))))?;
+        let fresh: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let name = name.to_owned();
+        self.write(move |sql, _| sequences::secret(sql, &name, &fresh))
             .await
     }
 

@@ -17,6 +17,7 @@ use domain::{NewEvent, RecordKey, Timestamp};
 use engine::Engine;
 
 use super::apply::{self, Folded, Known};
+use super::sequences::Library;
 use super::{Backend, Sql};
 use crate::{ArmPass, Error, Ingested, RefoldPass, Result, TimersFired};
 
@@ -33,6 +34,11 @@ pub(crate) enum Command<C> {
         now: Timestamp,
         limit: usize,
         reply: oneshot::Sender<Result<TimersFired>>,
+    },
+    AdvanceEnrolments {
+        now: Timestamp,
+        limit: usize,
+        reply: oneshot::Sender<Result<crate::Advanced>>,
     },
     ArmRecords {
         now: Timestamp,
@@ -73,18 +79,22 @@ pub(crate) type Queue<C> = mpsc::Sender<Command<C>>;
 /// The rules engine the writer runs inside its transactions, replaceable on playbook reload.
 pub(crate) type EngineSlot = Arc<std::sync::RwLock<Option<Arc<Engine>>>>;
 
+/// The playbook versions enrolments are pinned to.
+pub(crate) type LibrarySlot = Arc<Library>;
+
 /// Starts the writer thread on `conn`.
 pub(crate) fn spawn<B: Backend>(
     name: &str,
     conn: B::Conn,
     engine: EngineSlot,
+    library: LibrarySlot,
     clock: Arc<dyn Clock>,
     max_group_events: usize,
 ) -> Result<(Queue<B::Conn>, JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel(1024);
     let writer = std::thread::Builder::new()
         .name(name.into())
-        .spawn(move || run::<B>(conn, engine, clock, rx, max_group_events.max(1)))
+        .spawn(move || run::<B>(conn, engine, library, clock, rx, max_group_events.max(1)))
         .map_err(super::backend)?;
     Ok((tx, writer))
 }
@@ -92,6 +102,7 @@ pub(crate) fn spawn<B: Backend>(
 fn run<B: Backend>(
     conn: B::Conn,
     engine: EngineSlot,
+    library: LibrarySlot,
     clock: Arc<dyn Clock>,
     mut rx: mpsc::Receiver<Command<B::Conn>>,
     max: usize,
@@ -100,6 +111,7 @@ fn run<B: Backend>(
         conn,
         cache: RecordCache::default(),
         engine,
+        library,
     };
     while let Some(first) = rx.blocking_recv() {
         let mut group = Vec::new();
@@ -137,6 +149,9 @@ fn run<B: Backend>(
             Some(Command::Job(job)) => job(&mut writer.conn, clock.now()),
             Some(Command::FireTimers { now, limit, reply }) => {
                 let _ = reply.send(writer.fire_timers(now, limit));
+            }
+            Some(Command::AdvanceEnrolments { now, limit, reply }) => {
+                let _ = reply.send(writer.advance_enrolments(now, limit));
             }
             Some(Command::ArmRecords {
                 now,
@@ -200,6 +215,7 @@ struct Writer<B: Backend> {
     conn: B::Conn,
     cache: RecordCache,
     engine: EngineSlot,
+    library: LibrarySlot,
 }
 
 impl<B: Backend> Writer<B> {
@@ -262,6 +278,7 @@ impl<B: Backend> Writer<B> {
     ) -> Result<(Vec<Vec<Ingested>>, Vec<bool>)> {
         let engine = self.engine();
         let known = &self.cache.records;
+        let library = &*self.library;
         let mut written = HashMap::new();
         let out = B::transaction(&mut self.conn, |sql| {
             // The requests are applied as one batch, in order (each building on the ones
@@ -269,8 +286,16 @@ impl<B: Backend> Writer<B> {
             // outcomes are handed back request by request.
             let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
             let all = batches.into_iter().flatten().collect();
-            let mut results =
-                apply::ingest(sql, known, engine.as_deref(), all, now, &mut written)?.into_iter();
+            let mut results = apply::ingest(
+                sql,
+                known,
+                engine.as_deref(),
+                library,
+                all,
+                now,
+                &mut written,
+            )?
+            .into_iter();
             let outcomes = sizes
                 .into_iter()
                 .map(|n| results.by_ref().take(n).collect())
@@ -291,12 +316,23 @@ impl<B: Backend> Writer<B> {
         };
         self.cache.revalidate::<B>(&mut self.conn);
         let known = &self.cache.records;
+        let library = &*self.library;
         let mut written = HashMap::new();
         let fired = B::transaction(&mut self.conn, |sql| {
-            apply::fire_timers(sql, known, &engine, now, limit, &mut written)
+            apply::fire_timers(sql, known, &engine, library, now, limit, &mut written)
         })?;
         self.cache.remember(written);
         Ok(fired)
+    }
+
+    fn advance_enrolments(&mut self, now: Timestamp, limit: usize) -> Result<crate::Advanced> {
+        let engine = self.engine();
+        self.cache.revalidate::<B>(&mut self.conn);
+        let known = &self.cache.records;
+        let library = &*self.library;
+        B::transaction(&mut self.conn, |sql| {
+            apply::advance_enrolments(sql, known, engine.as_deref(), library, now, limit)
+        })
     }
 
     /// Records delivery outcomes in one transaction; should it fail, each alone.

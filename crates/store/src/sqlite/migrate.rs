@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0003_timers_by_record.sql"),
     include_str!("../../migrations/sqlite/0004_delivery.sql"),
     include_str!("../../migrations/sqlite/0005_playbook_sets.sql"),
+    include_str!("../../migrations/sqlite/0006_sequences.sql"),
 ];
 
 pub(super) fn run(conn: &mut Connection) -> Result<crate::Migrations> {

@@ -1475,30 +1475,7 @@ async fn the_newest_published_playbooks_are_the_ones_every_node_runs(backend: Ba
     assert!(!h.store.playbooks_published("v3").await.unwrap());
 }
 
-/// Every test above, once per backend.
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(crate::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    if let Some(backend) = crate::Backend::postgres() {
-                        super::$name(backend).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
+// Every test above, once per backend.
 suite!(
     the_newest_published_playbooks_are_the_ones_every_node_runs,
     every_event_kind_updates_derived_state,

@@ -2,7 +2,32 @@
 //! SQLite and once on PostgreSQL (when a server answers; always under `CI=true`), each time on
 //! a database of its own.
 
+/// Runs each named test on SQLite and on PostgreSQL.
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(crate::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(backend) = crate::Backend::postgres() {
+                        super::$name(backend).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
 mod conformance;
+mod sequences;
 
 use std::sync::Arc;
 
