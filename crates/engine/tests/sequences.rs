@@ -297,3 +297,36 @@ fn the_window_opens_in_the_contacts_time_zone() {
         ["a"]
     );
 }
+
+/// The sending etiquette's answers: a hold keeps the step (it runs when the hold ends, and the
+/// waits after it count from then); a refusal ends the enrolment with the reason.
+#[test]
+fn a_held_email_waits_and_a_refused_one_ends_the_enrolment() {
+    use engine::sequence::{Refusal, Verdict};
+    let q = sequence(CADENCE);
+    let t0 = ts("2026-11-02T10:00:00Z");
+    let mut e = Enrolment::start(&q, "v1", "C-1", t0);
+    let until = ts("2026-11-03T08:00:00Z");
+    let held = e.advance_with(&q, false, None, t0, &mut |_| Verdict::Hold { until });
+    assert!(held.is_empty());
+    assert_eq!((e.step, e.due, e.emails_sent), (0, until, 0));
+    assert!(e.is_active());
+    let sent = e.advance_with(&q, false, None, until, &mut |_| Verdict::Send);
+    assert_eq!(templates(&sent), ["a"]);
+    assert_eq!(e.due, ts("2026-11-06T08:00:00Z"));
+    let refused = e.advance_with(&q, false, None, e.due, &mut |_| {
+        Verdict::Refuse(Refusal::Unsubscribed)
+    });
+    assert!(refused.is_empty());
+    assert_eq!(
+        e.status,
+        Status::Ended {
+            reason: Ended::Refused(Refusal::Unsubscribed),
+            at: ts("2026-11-06T08:00:00Z")
+        }
+    );
+    // A hold in the past cannot make it spin: the step waits at least a moment.
+    let mut f = Enrolment::start(&q, "v1", "C-2", t0);
+    f.advance_with(&q, false, None, t0, &mut |_| Verdict::Hold { until: t0 });
+    assert!(f.due > t0);
+}

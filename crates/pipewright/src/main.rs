@@ -90,6 +90,11 @@ enum Command {
         #[command(subcommand)]
         command: TaskCommand,
     },
+    /// Sequences: enrolments, results per variant, pauses and the suppression list.
+    Sequences {
+        #[command(subcommand)]
+        command: SequenceCommand,
+    },
     /// Rebuild every record's derived state from the event log (state is a cache of the log).
     Refold,
     /// Bring the database schema up to this version of pipewright (every node also does this
@@ -158,6 +163,50 @@ enum TaskCommand {
     },
     /// Mark a task done.
     Done { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum SequenceCommand {
+    /// List enrolments, newest first.
+    Enrolments {
+        /// Only this deal's.
+        #[arg(long)]
+        deal: Option<String>,
+        #[arg(long)]
+        sequence: Option<String>,
+        /// active, paused or ended.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Reply rates per step and A/B variant of a sequence.
+    Results { sequence: String },
+    /// Pause every sequence, or one owner's (out of office).
+    Pause {
+        #[arg(long)]
+        owner: Option<String>,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// End a pause: each enrolment runs its next step once, then keeps its spacing.
+    Resume {
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    /// Put an address (or @domain) on the suppression list.
+    Suppress {
+        address: String,
+        /// do_not_contact, unsubscribed or bounced.
+        #[arg(long, default_value = "do_not_contact")]
+        reason: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Take an address (or @domain) off the suppression list.
+    Unsuppress { address: String },
+    /// The suppression list.
+    Suppressions,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -407,6 +456,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logging(&settings)?;
             runtime()?.block_on(tasks(&settings, command, &mut out))?;
         }
+        Command::Sequences { command } => {
+            let settings = settings(&cli, false)?;
+            init_logging(&settings)?;
+            runtime()?.block_on(sequences(&settings, command, &mut out))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -542,6 +596,122 @@ async fn outbox(
                 .await
                 .with_context(|| format!("cannot cancel {key}"))?;
             print_effect(out, &e)?;
+        }
+    }
+    Ok(())
+}
+
+async fn sequences(
+    settings: &Settings,
+    command: &SequenceCommand,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let store = open_store(settings)?;
+    let scope = |owner: &Option<String>| match owner {
+        Some(o) => store::PauseScope::Owner(o.clone()),
+        None => store::PauseScope::Global,
+    };
+    match command {
+        SequenceCommand::Enrolments {
+            deal,
+            sequence,
+            status,
+            limit,
+        } => {
+            let record = deal
+                .as_ref()
+                .map(|d| {
+                    domain::RecordId::parse(d.clone())
+                        .map(|id| domain::RecordKey::new(domain::RecordKind::Deal, id))
+                })
+                .transpose()?;
+            let list = store
+                .enrolments(&store::EnrolmentQuery {
+                    record,
+                    contact: None,
+                    sequence: sequence.clone(),
+                    status: status.clone(),
+                    limit: *limit,
+                })
+                .await?;
+            writeln!(
+                out,
+                "{:<32} {:<24} {:<16} {:<16} {:<7} {:>4} {:<24} END",
+                "ID", "SEQUENCE", "RECORD", "CONTACT", "STATUS", "STEP", "DUE"
+            )?;
+            for e in list {
+                writeln!(
+                    out,
+                    "{:<32} {:<24} {:<16} {:<16} {:<7} {:>4} {:<24} {}",
+                    e.id,
+                    e.sequence,
+                    e.record.to_string(),
+                    e.contact.to_string(),
+                    e.status,
+                    e.step,
+                    e.due_at.map(|t| t.to_string()).unwrap_or_default(),
+                    e.end_reason.unwrap_or_default()
+                )?;
+            }
+        }
+        SequenceCommand::Results { sequence } => {
+            writeln!(
+                out,
+                "{:<16} {:<24} {:>6} {:>8} {:>6}",
+                "STEP", "VARIANT", "SENT", "REPLIED", "RATE"
+            )?;
+            for r in store.sequence_results(sequence).await? {
+                writeln!(
+                    out,
+                    "{:<16} {:<24} {:>6} {:>8} {:>5.1}%",
+                    r.step,
+                    r.variant,
+                    r.sent,
+                    r.replied,
+                    r.reply_rate * 100.0
+                )?;
+            }
+        }
+        SequenceCommand::Pause { owner, note } => {
+            let scope = scope(owner);
+            let n = store.pause_sequences(scope.clone(), note.clone()).await?;
+            writeln!(out, "paused {}: {n} enrolments", scope.key())?;
+        }
+        SequenceCommand::Resume { owner } => {
+            let scope = scope(owner);
+            let n = store.resume_sequences(scope.clone()).await?;
+            writeln!(out, "resumed {}: {n} enrolments", scope.key())?;
+        }
+        SequenceCommand::Suppress {
+            address,
+            reason,
+            note,
+        } => {
+            store.suppress(address, reason, note.clone()).await?;
+            writeln!(
+                out,
+                "suppressed {} ({reason})",
+                address.trim().to_lowercase()
+            )?;
+        }
+        SequenceCommand::Unsuppress { address } => {
+            anyhow::ensure!(
+                store.unsuppress(address).await?,
+                "{address} is not on the suppression list"
+            );
+            writeln!(out, "removed {address}")?;
+        }
+        SequenceCommand::Suppressions => {
+            for s in store.suppressions(100_000).await? {
+                writeln!(
+                    out,
+                    "{:<40} {:<15} {} {}",
+                    s.address,
+                    s.reason,
+                    s.created_at,
+                    s.note.unwrap_or_default()
+                )?;
+            }
         }
     }
     Ok(())

@@ -328,3 +328,48 @@ fn migrate_applies_the_schema_once_and_names_a_bad_url() {
         stderr(&down)
     );
 }
+
+#[test]
+fn sequences_pauses_and_the_suppression_list_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_url(dir.path());
+    let seq = |args: &[&str]| {
+        let mut all = vec!["--database", db.as_str(), "sequences"];
+        all.extend_from_slice(args);
+        run(&all)
+    };
+    let added = seq(&["suppress", "@Umbrella.example", "--note", "legal asked"]);
+    assert!(added.status.success(), "{}", stderr(&added));
+    assert_eq!(
+        stdout(&added),
+        "suppressed @umbrella.example (do_not_contact)\n"
+    );
+    let bad = seq(&["suppress", "nobody"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).contains("neither an email address nor a domain"),
+        "{}",
+        stderr(&bad)
+    );
+    let list = stdout(&seq(&["suppressions"]));
+    assert!(list.starts_with("@umbrella.example"), "{list}");
+    assert!(list.trim_end().ends_with("legal asked"), "{list}");
+    assert_eq!(
+        stdout(&seq(&["unsuppress", "@umbrella.example"])),
+        "removed @umbrella.example\n"
+    );
+    assert_eq!(
+        seq(&["unsuppress", "@umbrella.example"]).status.code(),
+        Some(1)
+    );
+    assert_eq!(
+        stdout(&seq(&["pause", "--owner", "sam@acme.example"])),
+        "paused owner:sam@acme.example: 0 enrolments\n"
+    );
+    assert_eq!(
+        stdout(&seq(&["resume", "--owner", "sam@acme.example"])),
+        "resumed owner:sam@acme.example: 0 enrolments\n"
+    );
+    assert!(stdout(&seq(&["enrolments"])).starts_with("ID "));
+    assert!(stdout(&seq(&["results", "reengage-with-proof"])).starts_with("STEP "));
+}

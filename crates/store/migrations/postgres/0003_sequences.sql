@@ -26,6 +26,8 @@ CREATE TABLE enrolments (
     end_reason  TEXT
 );
 CREATE INDEX enrolments_due ON enrolments (due_at) WHERE status = 'active';
+-- Whether any enrolment is live at all: every ingest asks, and most have ended.
+CREATE INDEX enrolments_live ON enrolments (status) WHERE status <> 'ended';
 CREATE INDEX enrolments_by_record ON enrolments (record, status);
 CREATE INDEX enrolments_by_contact ON enrolments (contact, status);
 CREATE INDEX enrolments_by_account ON enrolments (account) WHERE account IS NOT NULL;
