@@ -346,23 +346,36 @@ impl Etiquette {
             Some(a) => suppressed(sql, a)?,
         };
         let contact = contact.to_string();
-        let span = policy.per_contact.map_or(0, |(_, Span(ms))| ms);
-        let times = |sql: &mut dyn Sql, column: &str, who: &str, since: i64| -> Result<Vec<i64>> {
-            sql.query(
-                &format!("SELECT at FROM sends WHERE {column} = ?1 AND at > ?2 ORDER BY at"),
-                args![who, since],
-            )?
-            .into_iter()
-            .map(|r| r.int(0))
-            .collect()
+        // The newest sends only, as many as a limit allows (the oldest of them says when the
+        // limit frees up); older ones are filtered out here. A time bound in the statement
+        // would make SQLite plan it again for every value.
+        let times = |sql: &mut dyn Sql, column: &str, who: &str, most: u32, since: i64| {
+            let rows = sql.query(
+                &format!("SELECT at FROM sends WHERE {column} = ?1 ORDER BY at DESC LIMIT ?2"),
+                args![who, i64::from(most)],
+            )?;
+            let mut times = rows
+                .into_iter()
+                .map(|r| r.int(0))
+                .filter(|t| t.as_ref().map_or(true, |t| *t > since))
+                .collect::<Result<Vec<i64>>>()?;
+            times.reverse();
+            Ok::<_, Error>(times)
         };
-        let to_contact = times(sql, "contact", &contact, now.as_millis() - span)?;
+        let to_contact = match policy.per_contact {
+            Some((max, Span(span))) => {
+                times(sql, "contact", &contact, max, now.as_millis() - span)?
+            }
+            None => Vec::new(),
+        };
+        let most = policy
+            .per_sender_hour
+            .max(policy.per_sender_day)
+            .unwrap_or(0);
         let from_sender = match senders.remove(sender) {
             Some(times) => times,
-            None if policy.per_sender_hour.is_none() && policy.per_sender_day.is_none() => {
-                Vec::new()
-            }
-            None => times(sql, "sender", sender, now.as_millis() - DAY)?,
+            None if most == 0 => Vec::new(),
+            None => times(sql, "sender", sender, most, now.as_millis() - DAY)?,
         };
         Ok(Self {
             policy,
