@@ -157,12 +157,7 @@ pub fn render(
                 .ok_or_else(|| {
                     RenderError(format!("asset {name:?} is not in the running playbooks"))
                 })?;
-            let asset = json!({
-                "name": a.name,
-                "title": a.title.clone().unwrap_or_else(|| a.name.clone()),
-                "url": a.url.clone().or_else(|| a.file.clone()).unwrap_or_default(),
-            });
-            let values = cx.values(Some(asset));
+            let values = cx.values(Some(asset_value(a)));
             let subject = render_text("{{ asset.title }}", &values, false)?;
             let text = render_text(ASSET_EMAIL, &values, false)?;
             cx.email(to, subject, text, None)
@@ -238,6 +233,15 @@ As promised: {{ asset.title }}
 Best regards,
 {{ owner.name | default('') }}
 ";
+
+/// An asset as messages read it: name, title (the name without one) and URL (or file).
+fn asset_value(a: &playbook::Asset) -> Value {
+    json!({
+        "name": a.name,
+        "title": a.title.clone().unwrap_or_else(|| a.name.clone()),
+        "url": a.url.clone().or_else(|| a.file.clone()).unwrap_or_default(),
+    })
+}
 
 fn role_name(role: Role) -> String {
     serde_json::to_value(role)
@@ -328,7 +332,19 @@ impl<'a> Context<'a> {
         let contact = self.lookup.contact.as_ref().map(
             |c| json!({"id": c.id.as_str(), "name": c.name, "email": c.email, "title": c.title}),
         );
-        let mut v = json!({ self.key.kind.as_str(): self.facts, "link": self.link });
+        // The asset library, by name: `{{ assets["roi-calculator"].url }}`.
+        let assets: serde_json::Map<String, Value> = self
+            .lookup
+            .playbooks
+            .iter()
+            .flat_map(|set| set.playbooks.iter().flat_map(|p| &p.assets))
+            .map(|a| (a.name.clone(), asset_value(a)))
+            .collect();
+        let mut v = json!({
+            self.key.kind.as_str(): self.facts,
+            "link": self.link,
+            "assets": assets,
+        });
         for (name, value) in [("owner", owner), ("contact", contact), ("asset", asset)] {
             if let Some(value) = value {
                 v[name] = value;

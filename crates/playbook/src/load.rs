@@ -105,6 +105,7 @@ pub fn load_files(files: &[(PathBuf, String)]) -> Loaded {
     let mut cx = Compiler {
         diagnostics: Vec::new(),
         file: PathBuf::new(),
+        assets: BTreeSet::new(),
     };
     let mut parsed = Vec::new();
     for (path, text) in files {
@@ -131,6 +132,7 @@ pub fn load_files(files: &[(PathBuf, String)]) -> Loaded {
         }
     }
     let names = Names::collect(&mut cx, &parsed);
+    cx.assets = names.assets.keys().cloned().collect();
     let sending = cx.sending(&parsed);
     let mut playbooks = Vec::new();
     for (path, file) in parsed {
@@ -291,6 +293,8 @@ impl Names {
 struct Compiler {
     diagnostics: Vec<Diagnostic>,
     file: PathBuf,
+    /// The asset library's names: messages may read `assets.NAME` / `assets["NAME"]`.
+    assets: BTreeSet<String>,
 }
 
 /// 1 when a scalar was written in quotes: positions inside its value start one column later.
@@ -521,6 +525,13 @@ impl Compiler {
             let field = parts.next();
             let problem = match (root, field) {
                 _ if root == "link" || MESSAGE_GLOBALS.contains(&root) => None,
+                ("assets", None) => None,
+                ("assets", Some(name)) => (!self.assets.contains(name)).then(|| {
+                    format!(
+                        "the asset library has no `{name}`; it has: {}",
+                        list(&self.assets)
+                    )
+                }),
                 (r, None) if r == record.as_str() => None,
                 (r, Some(f)) if r == record.as_str() => (!facts.contains(&f)).then(|| {
                     format!(
@@ -547,10 +558,10 @@ impl Compiler {
                     )
                 }),
                 _ => Some(format!(
-                    "messages read `{}`, `owner`, {}and `link`",
+                    "messages read `{}`, `owner`, {}`assets` and `link`",
                     record.as_str(),
                     if record == RecordKind::Deal {
-                        "`contact` "
+                        "`contact`, "
                     } else {
                         ""
                     }

@@ -46,6 +46,8 @@ class Handler:
             "from": message.get("From", ""),
             "to": message.get("To", ""),
             "effect": message.get("X-Pipewright-Effect", ""),
+            "list_unsubscribe": message.get("List-Unsubscribe", ""),
+            "list_unsubscribe_post": message.get("List-Unsubscribe-Post", ""),
             "text": text,
             "html": html,
         }

@@ -37,11 +37,22 @@ async fn emails_are_rendered_and_carry_the_key_as_message_id(backend: Backend) {
         follow_up["text"].as_str().unwrap().trim(),
         "Hi Ana Ruiz, about Globex rollout (proposal). Sam Ortiz"
     );
+    let html = follow_up["html"].as_str().unwrap();
     assert!(
-        follow_up["html"]
-            .as_str()
-            .unwrap()
-            .contains("<b>Globex rollout</b> &amp; more")
+        html.contains(
+            "<b>Globex rollout</b> &amp; more <a href='https:&#x2f;&#x2f;acme.example&#x2f;roi'>ROI</a>"
+        ),
+        "the asset's URL, escaped for HTML: {html}"
+    );
+    // An email to a contact can be unsubscribed from in one click (RFC 8058).
+    let unsubscribe = follow_up["list_unsubscribe"].as_str().unwrap();
+    assert!(
+        unsubscribe.starts_with("<") && unsubscribe.contains("/unsubscribe/"),
+        "{unsubscribe}"
+    );
+    assert_eq!(
+        follow_up["list_unsubscribe_post"],
+        "List-Unsubscribe=One-Click"
     );
     let asset = messages
         .iter()

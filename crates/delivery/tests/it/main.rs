@@ -141,6 +141,6 @@ pub fn note(id: u32) -> String {
 
 pub fn rule(then: &str) -> String {
     format!(
-        "playbook: p\nowner: o\nstages: [proposal]\ntemplates:\n  follow-up:\n    subject: \"{{{{ deal.name }}}}: next steps\"\n    text: \"Hi {{{{ contact.name }}}}, about {{{{ deal.name }}}} ({{{{ deal.stage }}}}). {{{{ owner.name }}}}\"\n    html: \"<p>Hi {{{{ contact.name }}}}, about <b>{{{{ deal.name }}}}</b> &amp; more</p>\"\nassets:\n  roi-calculator: {{ title: ROI calculator, url: \"https://acme.example/roi\", use_cases: [pricing] }}\nrules:\n  - id: r\n    why: Every note gets a follow-up.\n    when: {{ event: note.added }}\n    then:\n{then}"
+        "playbook: p\nowner: o\nstages: [proposal]\ntemplates:\n  follow-up:\n    subject: \"{{{{ deal.name }}}}: next steps\"\n    text: \"Hi {{{{ contact.name }}}}, about {{{{ deal.name }}}} ({{{{ deal.stage }}}}). {{{{ owner.name }}}}\"\n    html: \"<p>Hi {{{{ contact.name }}}}, about <b>{{{{ deal.name }}}}</b> &amp; more <a href='{{{{ assets[\\\"roi-calculator\\\"].url }}}}'>ROI</a></p>\"\nassets:\n  roi-calculator: {{ title: ROI calculator, url: \"https://acme.example/roi\", use_cases: [pricing] }}\nrules:\n  - id: r\n    why: Every note gets a follow-up.\n    when: {{ event: note.added }}\n    then:\n{then}"
     )
 }
