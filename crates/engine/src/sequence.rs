@@ -22,6 +22,17 @@ pub enum Status {
     Ended { reason: Ended, at: Timestamp },
 }
 
+impl Status {
+    /// As stored and reported: `active`, `paused` or `ended`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Paused { .. } => "paused",
+            Status::Ended { .. } => "ended",
+        }
+    }
+}
+
 /// Why an enrolment ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

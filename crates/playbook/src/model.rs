@@ -45,19 +45,11 @@ pub struct PlaybookSet {
 }
 
 impl PlaybookSet {
-    /// The sequence named `name`, if any playbook declares it.
-    pub fn sequence(&self, name: &str) -> Option<&Sequence> {
+    /// The sequence named `name`, with the playbook that declares it.
+    pub fn sequence(&self, name: &str) -> Option<(&Playbook, &Sequence)> {
         self.playbooks
             .iter()
-            .flat_map(|p| &p.sequences)
-            .find(|s| s.name == name)
-    }
-
-    /// The playbook declaring the sequence `name`.
-    pub fn sequence_playbook(&self, name: &str) -> Option<&Playbook> {
-        self.playbooks
-            .iter()
-            .find(|p| p.sequences.iter().any(|s| s.name == name))
+            .find_map(|p| p.sequences.iter().find(|s| s.name == name).map(|s| (p, s)))
     }
 }
 

@@ -261,12 +261,7 @@ pub(crate) fn ingest(
     sql.save_records(&rows)?;
     drop(rows);
     written.extend(done.into_iter().map(|(key, f, _)| (key, f)));
-    let cx = Cx {
-        library,
-        current: engine.map(|e| &**e.playbooks()),
-        known,
-        written,
-    };
+    let cx = Cx::new(library, engine, known, written);
     // Enrolments see the events before the effects they caused: a sequence a reply starts
     // is not ended by that reply.
     let stored: Vec<&Event> = events
@@ -342,12 +337,7 @@ pub(crate) fn fire_timers(
             args![key.kind.as_str(), key.id.as_str(), &encode(&f.memory)?],
         )?;
     }
-    let cx = Cx {
-        library,
-        current: Some(engine.playbooks()),
-        known,
-        written,
-    };
+    let cx = Cx::new(library, Some(engine), known, written);
     fired.effects = insert_effects(sql, Some(&cx), &effects, now)?;
     Ok(fired)
 }
@@ -620,12 +610,7 @@ pub(crate) fn advance_enrolments(
     limit: usize,
 ) -> Result<crate::Advanced> {
     let written = Known::new();
-    let cx = Cx {
-        library,
-        current: engine.map(|e| &**e.playbooks()),
-        known,
-        written: &written,
-    };
+    let cx = Cx::new(library, engine, known, &written);
     let ran = sequences::advance(sql, &cx, now, limit)?;
     insert_effects(sql, None, &ran.effects, now)?;
     insert_blocked(sql, &ran.blocked, now)?;

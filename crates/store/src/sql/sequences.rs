@@ -10,10 +10,14 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use domain::{Event, EventBody, Record, RecordId, RecordKey, RecordKind, Timestamp};
+use domain::{
+    Event, EventBody, MILLIS_PER_DAY, Record, RecordId, RecordKey, RecordKind, Timestamp,
+};
 use engine::sequence::{Ended, Enrolment, Refusal, Status, StepAction, Verdict};
 use engine::{Effect, Trace};
 use playbook::{Action, PlaybookSet, Sending, Sequence, Span, Target};
+
+use engine::Engine;
 
 use super::apply::{self, Known};
 use super::{Dialect, Row, Sql, args, decode, encode};
@@ -65,16 +69,30 @@ impl Library {
 
 /// What sequences need from the transaction they run in.
 pub(crate) struct Cx<'a> {
-    pub(crate) library: &'a Library,
+    library: &'a Library,
     /// The running playbooks: their sending etiquette applies to every send.
-    pub(crate) current: Option<&'a PlaybookSet>,
+    current: Option<&'a Arc<PlaybookSet>>,
     /// Records as committed before the transaction (the writer's cache).
-    pub(crate) known: &'a Known,
+    known: &'a Known,
     /// Records written earlier in the transaction.
-    pub(crate) written: &'a Known,
+    written: &'a Known,
 }
 
-impl Cx<'_> {
+impl<'a> Cx<'a> {
+    pub(crate) fn new(
+        library: &'a Library,
+        engine: Option<&'a Engine>,
+        known: &'a Known,
+        written: &'a Known,
+    ) -> Self {
+        Self {
+            library,
+            current: engine.map(Engine::playbooks),
+            known,
+            written,
+        }
+    }
+
     fn record(&self, sql: &mut dyn Sql, key: &RecordKey) -> Result<Record> {
         match self.written.get(key).or_else(|| self.known.get(key)) {
             Some(f) => Ok(f.record.clone()),
@@ -86,33 +104,13 @@ impl Cx<'_> {
         self.current.map(|s| s.sending).unwrap_or_default()
     }
 
-    /// The sequence `name` as of `version`: pinned, or (when that version is nowhere to be
-    /// found) as the running playbooks have it.
-    fn sequence(
-        &self,
-        sql: &mut dyn Sql,
-        version: &str,
-        name: &str,
-    ) -> Result<Option<(Arc<PlaybookSet>, usize, usize)>> {
-        let pinned = self.library.get(sql, version)?;
-        let set = match pinned {
-            Some(set) => set,
-            None => match self.current {
-                Some(current) => match self.library.get(sql, &current.version)? {
-                    Some(set) => set,
-                    None => return Ok(None),
-                },
-                None => return Ok(None),
-            },
-        };
-        let found = set.playbooks.iter().enumerate().find_map(|(p, playbook)| {
-            playbook
-                .sequences
-                .iter()
-                .position(|s| s.name == name)
-                .map(|q| (p, q))
-        });
-        Ok(found.map(|(p, q)| (set, p, q)))
+    /// The playbooks of `version`, which enrolments pinned to it run: known or published,
+    /// or (when that version is nowhere to be found) the running ones.
+    fn playbooks(&self, sql: &mut dyn Sql, version: &str) -> Result<Option<Arc<PlaybookSet>>> {
+        Ok(self
+            .library
+            .get(sql, version)?
+            .or_else(|| self.current.cloned()))
     }
 }
 
@@ -129,7 +127,7 @@ struct Stored {
 }
 
 const COLUMNS: &str = "id, record, contact, account, owner, concurrent, status, paused_by, \
-                       paused_at, due_at, state, ended_at, end_reason";
+                       paused_at, due_at, state";
 
 fn key_of(text: &str) -> Result<RecordKey> {
     let (kind, id) = text
@@ -173,15 +171,14 @@ fn stored(mut r: Row) -> Result<Stored> {
 
 fn save(sql: &mut dyn Sql, s: &Stored) -> Result<()> {
     let e = &s.enrolment;
-    let (status, paused_at, ended_at, end_reason) = match &e.status {
-        Status::Active => ("active", None, None, None),
-        Status::Paused { since } => ("paused", Some(since.as_millis()), None, None),
-        Status::Ended { reason, at } => {
-            ("ended", None, Some(at.as_millis()), Some(reason.as_str()))
-        }
+    let (paused_at, ended_at, end_reason) = match &e.status {
+        Status::Active => (None, None, None),
+        Status::Paused { since } => (Some(since.as_millis()), None, None),
+        Status::Ended { reason, at } => (None, Some(at.as_millis()), Some(reason.as_str())),
     };
-    let due = (status != "ended").then_some(e.due.as_millis());
-    let paused_by = (status == "paused").then_some(s.paused_by.as_deref().unwrap_or("enrolment"));
+    let status = e.status.as_str();
+    let due = ended_at.is_none().then_some(e.due.as_millis());
+    let paused_by = paused_at.map(|_| s.paused_by.as_deref().unwrap_or("enrolment"));
     sql.execute(
         "INSERT INTO enrolments (id, sequence, version, record, contact, account, owner, concurrent,
                                  status, paused_by, paused_at, due_at, replied_at, state, started_at,
@@ -265,6 +262,15 @@ fn reach(record: &Record) -> Reach {
     }
 }
 
+/// Why the contact may get no email at all: no address, unsubscribed, or suppressed.
+fn refusal(sql: &mut dyn Sql, reach: &Reach) -> Result<Option<Refusal>> {
+    match &reach.address {
+        None => Ok(Some(Refusal::NoAddress)),
+        Some(_) if reach.unsubscribed => Ok(Some(Refusal::Unsubscribed)),
+        Some(a) => suppressed(sql, a),
+    }
+}
+
 /// The suppression that covers `address` (itself, or its domain), if any.
 fn suppressed(sql: &mut dyn Sql, address: &str) -> Result<Option<Refusal>> {
     let address = address.trim().to_lowercase();
@@ -321,11 +327,19 @@ struct Etiquette {
     from_sender: Vec<i64>,
 }
 
+/// What keeps an email from going now.
+struct Stop {
+    verdict: Verdict,
+    /// `frequency_cap`, `throttle`, or the refusal's name.
+    kind: &'static str,
+    /// In words, for the outbox.
+    why: String,
+}
+
 /// Each sender's send times within the last day, as read (and added to) during one pass.
 type Senders = HashMap<String, Vec<i64>>;
 
 const HOUR: i64 = 3_600_000;
-const DAY: i64 = 24 * HOUR;
 
 impl Etiquette {
     /// Reads what the etiquette counts. A sender's recent sends are taken from `senders` when
@@ -340,11 +354,7 @@ impl Etiquette {
         now: Timestamp,
         senders: &mut Senders,
     ) -> Result<Self> {
-        let refusal = match &reach.address {
-            None => Some(Refusal::NoAddress),
-            Some(_) if reach.unsubscribed => Some(Refusal::Unsubscribed),
-            Some(a) => suppressed(sql, a)?,
-        };
+        let refusal = refusal(sql, reach)?;
         let contact = contact.to_string();
         // The newest sends only, as many as a limit allows (the oldest of them says when the
         // limit frees up); older ones are filtered out here. A time bound in the statement
@@ -375,7 +385,13 @@ impl Etiquette {
         let from_sender = match senders.remove(sender) {
             Some(times) => times,
             None if most == 0 => Vec::new(),
-            None => times(sql, "sender", sender, most, now.as_millis() - DAY)?,
+            None => times(
+                sql,
+                "sender",
+                sender,
+                most,
+                now.as_millis() - MILLIS_PER_DAY,
+            )?,
         };
         Ok(Self {
             policy,
@@ -387,13 +403,14 @@ impl Etiquette {
         })
     }
 
-    /// May an email go now? With the reason, in words, when it may not.
-    fn verdict(&self, now: Timestamp) -> (Verdict, Option<String>) {
+    /// May an email go now? `None` when it may; otherwise what stops it.
+    fn verdict(&self, now: Timestamp) -> Option<Stop> {
         if let Some(refusal) = self.refusal {
-            return (
-                Verdict::Refuse(refusal),
-                Some(format!("{}: {}", refusal.as_str(), self.contact)),
-            );
+            return Some(Stop {
+                verdict: Verdict::Refuse(refusal),
+                kind: refusal.as_str(),
+                why: format!("{}: {}", refusal.as_str(), self.contact),
+            });
         }
         let now = now.as_millis();
         let within = |times: &[i64], span: i64| -> Vec<i64> {
@@ -406,6 +423,7 @@ impl Etiquette {
                 let until = recent[recent.len() - max as usize] + span;
                 holds.push((
                     until,
+                    "frequency_cap",
                     format!(
                         "frequency cap: {max} automated emails to {} within {}",
                         self.contact,
@@ -416,7 +434,7 @@ impl Etiquette {
         }
         for (limit, span, per) in [
             (self.policy.per_sender_hour, HOUR, "hour"),
-            (self.policy.per_sender_day, DAY, "day"),
+            (self.policy.per_sender_day, MILLIS_PER_DAY, "day"),
         ] {
             let Some(limit) = limit else { continue };
             let recent = within(&self.from_sender, span);
@@ -426,20 +444,22 @@ impl Etiquette {
                     .map_or(now + span, |t| t + span);
                 holds.push((
                     until,
+                    "throttle",
                     format!("throttle: {limit} emails from {} per {per}", self.sender),
                 ));
             }
         }
-        match holds.into_iter().max_by_key(|(until, _)| *until) {
-            Some((until, why)) => {
+        holds
+            .into_iter()
+            .max_by_key(|(until, _, _)| *until)
+            .map(|(until, kind, why)| {
                 let until = Timestamp::from_millis(until);
-                (
-                    Verdict::Hold { until },
-                    Some(format!("{why}; held until {until}")),
-                )
-            }
-            None => (Verdict::Send, None),
-        }
+                Stop {
+                    verdict: Verdict::Hold { until },
+                    kind,
+                    why: format!("{why}; held until {until}"),
+                }
+            })
     }
 
     /// Hands the sender's sends (with the ones just decided) back for the next enrolment.
@@ -523,17 +543,19 @@ pub(crate) fn screen_rule_email(
         &mut Senders::new(),
     )?;
     match etiquette.verdict(now) {
-        (Verdict::Send, _) => {
+        None => {
             record_send(sql, &effect.key, &etiquette, None, now)?;
             Ok(None)
         }
-        (_, why) => Ok(why),
+        Some(stop) => Ok(Some(stop.why)),
     }
 }
 
 /// Whether a pause covers enrolments of `owner` now: the scope that does.
 fn pause_for(sql: &mut dyn Sql, owner: Option<&str>) -> Result<Option<String>> {
-    let owner = owner.map(|o| format!("owner:{o}")).unwrap_or_default();
+    let owner = owner
+        .map(|o| PauseScope::Owner(o.to_owned()).key())
+        .unwrap_or_default();
     sql.query_opt(
         "SELECT scope FROM sequence_pauses WHERE scope = 'global' OR scope = ?1
              ORDER BY scope DESC LIMIT 1",
@@ -582,10 +604,10 @@ fn start(
     now: Timestamp,
 ) -> Result<(&'static str, String)> {
     let blocked = |why: String| Ok(("blocked", why));
-    let Some((set, p, q)) = cx.sequence(sql, &effect.version, name)? else {
+    let set = cx.playbooks(sql, &effect.version)?;
+    let Some((_, sequence)) = set.as_deref().and_then(|s| s.sequence(name)) else {
         return blocked(format!("sequence {name:?} is not in the playbooks"));
     };
-    let sequence = &set.playbooks[p].sequences[q];
     let record = cx.record(sql, &effect.record)?;
     let Some(contact) = contact_of(&record) else {
         return blocked(format!("{} has no contact to enrol", effect.record));
@@ -626,16 +648,11 @@ fn start(
         }
     }
     let reach = reach(&cx.record(sql, &contact)?);
-    let refusal = match &reach.address {
-        None => Some(Refusal::NoAddress),
-        Some(_) if reach.unsubscribed => Some(Refusal::Unsubscribed),
-        Some(a) => suppressed(sql, a)?,
-    };
-    if let Some(refusal) = refusal {
+    if let Some(refusal) = refusal(sql, &reach)? {
         return blocked(format!("{}: {contact}", refusal.as_str()));
     }
     let owner = record.owner().map(|o| o.as_str().to_owned());
-    let mut enrolment = Enrolment::start(sequence, &set.version, &contact.to_string(), now);
+    let mut enrolment = Enrolment::start(sequence, &effect.version, &contact.to_string(), now);
     let paused_by = pause_for(sql, owner.as_deref())?;
     if paused_by.is_some() {
         enrolment.pause(now);
@@ -820,17 +837,17 @@ pub(crate) fn on_events(
     }
     found.sort_by(|a, b| a.id.cmp(&b.id));
     for mut s in found {
-        let before = (s.enrolment.clone(), s.paused_by.clone());
-        let Some((set, p, q)) = cx.sequence(sql, &s.enrolment.version, &s.enrolment.sequence)?
+        let before = s.enrolment.clone();
+        let set = cx.playbooks(sql, &s.enrolment.version)?;
+        let Some((_, sequence)) = set
+            .as_deref()
+            .and_then(|p| p.sequence(&s.enrolment.sequence))
         else {
             continue;
         };
-        let sequence = &set.playbooks[p].sequences[q];
-        let record = s.record.to_string();
-        let contact = s.contact.to_string();
         for (event, account) in relevant.iter().zip(&reply_accounts) {
-            let concerns = event.refs.keys().iter().any(|k| k.to_string() == record)
-                || event_contact(event).is_some_and(|c| c.to_string() == contact);
+            let concerns = event.refs.keys().contains(&s.record)
+                || event_contact(event).as_ref() == Some(&s.contact);
             if concerns {
                 s.enrolment.on_event(sequence, event, event.occurred_at);
             } else if sequence.account_wide_exit && account.is_some() && *account == s.account {
@@ -844,7 +861,7 @@ pub(crate) fn on_events(
         {
             s.enrolment.end(Ended::Goal, now);
         }
-        if (s.enrolment.clone(), s.paused_by.clone()) != before {
+        if s.enrolment != before {
             save(sql, &s)?;
         }
     }
@@ -887,15 +904,16 @@ pub(crate) fn advance(sql: &mut dyn Sql, cx: &Cx<'_>, now: Timestamp, limit: usi
         };
         let mut s = stored(row)?;
         pass.enrolments += 1;
-        let Some((set, p, q)) = cx.sequence(sql, &s.enrolment.version, &s.enrolment.sequence)?
+        let set = cx.playbooks(sql, &s.enrolment.version)?;
+        let Some((playbook, sequence)) = set
+            .as_deref()
+            .and_then(|p| p.sequence(&s.enrolment.sequence))
         else {
             s.enrolment.end(Ended::SequenceRemoved, now);
             pass.ended += 1;
             save(sql, &s)?;
             continue;
         };
-        let playbook = &set.playbooks[p];
-        let sequence = &playbook.sequences[q];
         let record = cx.record(sql, &s.record)?;
         let reach = reach(&cx.record(sql, &s.contact)?);
         s.owner = record.owner().map(|o| o.as_str().to_owned());
@@ -912,18 +930,26 @@ pub(crate) fn advance(sql: &mut dyn Sql, cx: &Cx<'_>, now: Timestamp, limit: usi
             now,
             &mut senders,
         )?;
-        let mut why_not = None;
+        let mut stopped = None;
         let actions =
             s.enrolment
-                .advance_with(sequence, goal, reach.zone.as_deref(), now, &mut |_| {
-                    let (verdict, why) = etiquette.verdict(now);
-                    if verdict == Verdict::Send {
-                        etiquette.sent(now);
-                    } else {
-                        why_not = why;
-                    }
-                    verdict
-                });
+                .advance_with(
+                    sequence,
+                    goal,
+                    reach.zone.as_deref(),
+                    now,
+                    &mut |_| match etiquette.verdict(now) {
+                        None => {
+                            etiquette.sent(now);
+                            Verdict::Send
+                        }
+                        Some(stop) => {
+                            let verdict = stop.verdict;
+                            stopped = Some(stop);
+                            verdict
+                        }
+                    },
+                );
         let step_index = s.enrolment.step;
         let made = step_effects(&s, playbook, sequence, &actions, now);
         for (effect, action) in made.into_iter().zip(&actions) {
@@ -942,22 +968,21 @@ pub(crate) fn advance(sql: &mut dyn Sql, cx: &Cx<'_>, now: Timestamp, limit: usi
             }
             effects.push(effect);
         }
-        if let Some(why) = why_not {
+        if let Some(stop) = stopped {
             // The email the etiquette stopped, recorded once per step and reason.
             let step = sequence.steps.get(step_index);
             let template = step
                 .and_then(|st| sequence.template_for(st, &s.enrolment.contact))
                 .unwrap_or_default();
             let step_id = step.map_or("", |st| st.id.as_str());
-            let kind = why.split(':').next().unwrap_or_default().to_owned();
             let mut effect = email_effect(&s, playbook, sequence, step_id, template, now);
-            effect.key = engine::key(&[&s.id, &step_index.to_string(), "blocked", &kind]);
+            effect.key = engine::key(&[&s.id, &step_index.to_string(), "blocked", stop.kind]);
             if matches!(s.enrolment.status, Status::Ended { .. }) {
                 pass.ended += 1;
             } else {
                 pass.held += 1;
             }
-            blocked.push((effect, why));
+            blocked.push((effect, stop.why));
         } else if matches!(s.enrolment.status, Status::Ended { .. }) {
             pass.ended += 1;
         }
@@ -1079,10 +1104,10 @@ fn step_effects(
 
 fn info(s: Stored) -> EnrolmentInfo {
     let e = s.enrolment;
-    let (status, due_at, ended_at, end_reason) = match e.status {
-        Status::Active => ("active", Some(e.due), None, None),
-        Status::Paused { .. } => ("paused", Some(e.due), None, None),
-        Status::Ended { reason, at } => ("ended", None, Some(at), Some(reason.as_str().to_owned())),
+    let status = e.status.as_str();
+    let (due_at, ended_at, end_reason) = match e.status {
+        Status::Active | Status::Paused { .. } => (Some(e.due), None, None),
+        Status::Ended { reason, at } => (None, Some(at), Some(reason.as_str().to_owned())),
     };
     EnrolmentInfo {
         id: s.id,
