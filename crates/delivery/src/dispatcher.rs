@@ -151,13 +151,35 @@ impl Dispatcher {
         }
         self.take_tokens(&claimed, now);
         let people: Arc<Vec<domain::Person>> = Arc::new(self.people().await?);
-        let playbooks = self.store.engine().map(|e| Arc::clone(e.playbooks()));
+        // An effect renders with the playbooks that decided it (a sequence's step with the
+        // version its enrolment is pinned to), the running ones when that is not to be had:
+        // each version of the pass looked up once.
+        let running_set = self.store.engine().map(|e| Arc::clone(e.playbooks()));
+        let mut sets: HashMap<String, Option<Arc<playbook::PlaybookSet>>> = HashMap::new();
+        if let Some(set) = &running_set {
+            sets.insert(set.version.clone(), Some(Arc::clone(set)));
+        }
+        for effect in &claimed {
+            if !sets.contains_key(&effect.version) {
+                let set = self
+                    .store
+                    .playbook_set(&effect.version)
+                    .await
+                    .ok()
+                    .flatten();
+                sets.insert(effect.version.clone(), set);
+            }
+        }
         let limit = Arc::new(tokio::sync::Semaphore::new(self.config.concurrency.max(1)));
         let mut running = tokio::task::JoinSet::new();
         for effect in claimed {
             let this = Arc::clone(self);
             let people = Arc::clone(&people);
-            let playbooks = playbooks.clone();
+            let playbooks = sets
+                .get(&effect.version)
+                .cloned()
+                .flatten()
+                .or_else(|| running_set.clone());
             let limit = Arc::clone(&limit);
             running.spawn(async move {
                 let _permit = limit.acquire().await;
@@ -295,18 +317,6 @@ impl Dispatcher {
             detail: None,
             rendered: None,
             task: None,
-        };
-        // An effect renders with the playbooks that decided it (a sequence's step with the
-        // version its enrolment is pinned to), the running ones when that is not to be had.
-        let playbooks = match &playbooks {
-            Some(running) if running.version != effect.version => self
-                .store
-                .playbook_set(&effect.version)
-                .await
-                .ok()
-                .flatten()
-                .or(playbooks),
-            _ => playbooks,
         };
         let lookup = match self.lookup(&effect, people, playbooks).await {
             Ok(l) => l,

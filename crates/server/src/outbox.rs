@@ -57,7 +57,8 @@ pub(crate) const STATUSES: &[&str] = &[
     "blocked",
 ];
 
-fn limit(limit: Option<usize>) -> Result<usize, AppError> {
+/// A page size: 1 to 1000, 100 when not given.
+pub(crate) fn limit(limit: Option<usize>) -> Result<usize, AppError> {
     let limit = limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(AppError::BadRequest(
@@ -68,10 +69,37 @@ fn limit(limit: Option<usize>) -> Result<usize, AppError> {
     Ok(limit)
 }
 
-fn record(kind: RecordKind, id: String) -> Result<RecordKey, AppError> {
+pub(crate) fn record(kind: RecordKind, id: String) -> Result<RecordKey, AppError> {
     RecordId::parse(id)
         .map(|id| RecordKey::new(kind, id))
         .map_err(|e| AppError::BadRequest("invalid_query", e.to_string()))
+}
+
+/// The record a `deal=` or `lead=` filter names (one of them at most).
+pub(crate) fn deal_or_lead(
+    deal: Option<String>,
+    lead: Option<String>,
+) -> Result<Option<RecordKey>, AppError> {
+    match (deal, lead) {
+        (Some(d), None) => Ok(Some(record(RecordKind::Deal, d)?)),
+        (None, Some(l)) => Ok(Some(record(RecordKind::Lead, l)?)),
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(AppError::BadRequest(
+            "invalid_query",
+            "give deal or lead, not both".into(),
+        )),
+    }
+}
+
+/// A `status=` filter, when given, is one of `known`.
+pub(crate) fn status(status: &Option<String>, known: &[&str]) -> Result<(), AppError> {
+    match status {
+        Some(s) if !known.contains(&s.as_str()) => Err(AppError::BadRequest(
+            "invalid_query",
+            format!("status {s:?} is not one of {}", known.join(", ")),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The outbox, oldest first: every effect with its status, attempts and rendered message.
@@ -87,25 +115,8 @@ pub async fn list(
 ) -> Result<Json<OutboxPage>, AppError> {
     caller.require(TokenRole::Reader)?;
     let p: OutboxParams = query(&uri)?;
-    if let Some(s) = &p.status
-        && !STATUSES.contains(&s.as_str())
-    {
-        return Err(AppError::BadRequest(
-            "invalid_query",
-            format!("status {s:?} is not one of {}", STATUSES.join(", ")),
-        ));
-    }
-    let record = match (p.deal, p.lead) {
-        (Some(d), None) => Some(record(RecordKind::Deal, d)?),
-        (None, Some(l)) => Some(record(RecordKind::Lead, l)?),
-        (None, None) => None,
-        (Some(_), Some(_)) => {
-            return Err(AppError::BadRequest(
-                "invalid_query",
-                "give deal or lead, not both".into(),
-            ));
-        }
-    };
+    status(&p.status, STATUSES)?;
+    let record = deal_or_lead(p.deal, p.lead)?;
     let limit = limit(p.limit)?;
     let items = state
         .store

@@ -10,16 +10,16 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 
-use domain::{NewEvent, RecordId, RecordKey, RecordKind};
+use domain::{NewEvent, RecordKey, RecordKind};
 use store::{
     Control, EnrolmentInfo, EnrolmentQuery, PauseScope, SequencePause, Suppression, TokenRole,
     VariantResult,
 };
 
-use crate::AppState;
 use crate::api::query;
 use crate::auth::Caller;
 use crate::error::AppError;
+use crate::{AppState, outbox};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -37,12 +37,6 @@ pub struct EnrolmentParams {
     limit: Option<usize>,
 }
 
-fn key(kind: RecordKind, id: String) -> Result<RecordKey, AppError> {
-    RecordId::parse(id)
-        .map(|id| RecordKey::new(kind, id))
-        .map_err(|e| AppError::BadRequest("invalid_query", format!("record id {e}")))
-}
-
 /// Enrolments, newest first.
 #[utoipa::path(
     get, path = "/api/v1/enrolments", tag = "sequences", params(EnrolmentParams),
@@ -56,41 +50,19 @@ pub async fn list(
 ) -> Result<Json<Vec<EnrolmentInfo>>, AppError> {
     caller.require(TokenRole::Reader)?;
     let p: EnrolmentParams = query(&uri)?;
-    let record = match (p.deal, p.lead) {
-        (Some(_), Some(_)) => {
-            return Err(AppError::BadRequest(
-                "invalid_query",
-                "give deal or lead, not both".into(),
-            ));
-        }
-        (Some(d), None) => Some(key(RecordKind::Deal, d)?),
-        (None, Some(l)) => Some(key(RecordKind::Lead, l)?),
-        (None, None) => None,
-    };
-    if let Some(s) = &p.status
-        && !["active", "paused", "ended"].contains(&s.as_str())
-    {
-        return Err(AppError::BadRequest(
-            "invalid_query",
-            format!("status {s:?}: expected active, paused or ended"),
-        ));
-    }
-    let limit = p.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(AppError::BadRequest(
-            "invalid_query",
-            "limit must be between 1 and 1000".into(),
-        ));
-    }
+    outbox::status(&p.status, &["active", "paused", "ended"])?;
     Ok(Json(
         state
             .store
             .enrolments(&EnrolmentQuery {
-                record,
-                contact: p.contact.map(|c| key(RecordKind::Contact, c)).transpose()?,
+                record: outbox::deal_or_lead(p.deal, p.lead)?,
+                contact: p
+                    .contact
+                    .map(|c| outbox::record(RecordKind::Contact, c))
+                    .transpose()?,
                 sequence: p.sequence,
                 status: p.status,
-                limit,
+                limit: outbox::limit(p.limit)?,
             })
             .await?,
     ))
