@@ -1,19 +1,24 @@
 //! Heroics: how often key people — a founder, a sales manager, a VP — still step in on deals
-//! they do not own, and why. Pure, like the engine: events in (in occurrence order),
-//! interventions out; no clock, no I/O, so a report recomputes the same numbers from the same
-//! log.
+//! they do not own, and why. Pure, like the engine: events in, interventions and a report out;
+//! no clock, no I/O, so a report recomputes the same numbers from the same log.
 //!
-//! **An intervention** is a key person (`person.key_person`) acting on a deal someone else owns
-//! — an email they sent, a call, a meeting booked or held, a note, with the event's `actor`
-//! naming them — or an explicit `intervention.logged` event. Touches by the same person on the
-//! same deal no further apart than [`Settings::merge_within`] are one intervention.
+//! **Key people** are the persons whose latest state flags them `key_person`; their touches
+//! count at any date, so history imported before they were flagged is measured too.
 //!
-//! **Its reason** is the logged one when there is one; otherwise it is inferred from what
-//! preceded the first touch, by the first of these rules that holds, and the rule and what it
-//! saw are kept (`because`):
-//! 1. an objection raised on the deal within [`Settings::objection_within`] before: its kind
-//!    (`pricing`, `implementation-concern`, `legal-concern`, `security-concern`, `competitor`,
-//!    `timing`, `objection`);
+//! **An intervention** is a key person acting on a deal they do not own (a deal nobody owns
+//! included) — an email they sent, a call, a meeting booked or held, a note, with the event's
+//! `actor` naming them — or an explicit `intervention.logged` event naming someone who does not
+//! own the deal. Touches by the same person on the same deal no further apart than
+//! [`Settings::merge_within`] are one intervention.
+//!
+//! **Its reason** is the logged one when there is one; otherwise it is inferred from the deal's
+//! state just before the first touch (its state as the rules see it: activity as in
+//! `deal.last_activity_at`, the stage it is in and since when, its objections), by the first
+//! of these rules that holds, and the rule and what it saw are kept (`because`):
+//! 0. the deal was closed: `after-win` when won, `win-back` when lost;
+//! 1. an objection raised on the deal within [`Settings::objection_within`] before (the latest
+//!    one): its kind (`pricing`, `implementation-concern`, `legal-concern`,
+//!    `security-concern`, `competitor`, `timing`, `objection`);
 //! 2. no activity on the deal for at least [`Settings::quiet_after`]: `went-quiet`;
 //! 3. in its stage for at least [`Settings::stuck_after`]: `legal-stall` in a stage named
 //!    `legal`, `stalled` otherwise;
@@ -23,5 +28,31 @@
 //! meant to take an intervention off a key person's plate.
 
 mod detect;
+mod report;
 
-pub use detect::{Detector, Intervention, Settings, detect};
+use std::collections::BTreeMap;
+
+use domain::{Event, RecordId};
+
+pub use detect::{
+    DealRun, Gap, Intervention, People, Raised, Settings, Stay, detect, reason_of, run_deal,
+};
+pub use report::{
+    Automation, Closed, Comparison, Coverage, Covering, Firing, History, Month, Options, PersonRow,
+    Report, Request, Revenue, RuleCoverage, Slice, Summary, Tally, Waiting, report,
+};
+
+/// Events grouped by the deal they concern, each deal's in occurrence order (ties kept in the
+/// order given); events on no deal are left out.
+pub fn by_deal<'a>(events: impl IntoIterator<Item = &'a Event>) -> BTreeMap<RecordId, Vec<Event>> {
+    let mut deals: BTreeMap<RecordId, Vec<Event>> = BTreeMap::new();
+    for event in events {
+        if let Some(deal) = &event.refs.deal {
+            deals.entry(deal.clone()).or_default().push(event.clone());
+        }
+    }
+    for history in deals.values_mut() {
+        history.sort_by_key(|e| e.occurred_at);
+    }
+    deals
+}

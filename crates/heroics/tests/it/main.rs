@@ -1,0 +1,6 @@
+//! The heroics crate's tests, in one binary: interventions, the report and suggestions, on
+//! hand-built histories where every number is known in advance.
+
+mod detect;
+mod log;
+mod report;
