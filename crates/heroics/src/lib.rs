@@ -29,6 +29,7 @@
 
 mod detect;
 mod report;
+mod suggest;
 
 use std::collections::BTreeMap;
 
@@ -41,6 +42,7 @@ pub use report::{
     Automation, Closed, Comparison, Coverage, Covering, Firing, History, Month, Options, PersonRow,
     Report, Request, Revenue, RuleCoverage, Slice, Summary, Tally, Waiting, report,
 };
+pub use suggest::{SuggestOptions, Suggestion, Trigger, playbook_yaml, suggest};
 
 /// Events grouped by the deal they concern, each deal's in occurrence order (ties kept in the
 /// order given); events on no deal are left out.

@@ -1,7 +1,9 @@
 //! Real peers for tests and benchmarks: an SMTP server (aiosmtpd, started as a process), an
 //! HTTP receiver (axum, in process) and a schema of its own on a PostgreSQL server. None is a
-//! mock of pipewright's clients: each speaks its protocol to whatever connects.
+//! mock of pipewright's clients: each speaks its protocol to whatever connects. And a seeded
+//! sales history with known patterns planted in it ([`history`]).
 
+pub mod history;
 pub mod postgres;
 
 use std::collections::HashMap;

@@ -4,3 +4,4 @@
 mod detect;
 mod log;
 mod report;
+mod suggest;
