@@ -16,7 +16,7 @@ mod sqlite;
 use async_trait::async_trait;
 use serde::Serialize;
 
-use domain::{Event, EventId, NewEvent, Record, RecordKey, RecordKind, Timestamp};
+use domain::{Event, EventId, NewEvent, Record, RecordId, RecordKey, RecordKind, Timestamp};
 
 pub use engine::{Engine, Timer};
 pub use outbox::{
@@ -183,6 +183,15 @@ pub struct PublishedPlaybooks {
     pub node: String,
 }
 
+/// An event and the record it was read for ([`Store::record_events`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordEvent {
+    pub record: RecordId,
+    /// Its position in the log.
+    pub seq: i64,
+    pub event: Event,
+}
+
 /// The storage contract every backend fulfils; the conformance suite in `tests/` checks it.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
@@ -211,6 +220,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Events in log order with a sequence number above `after_seq`, at most `limit` of them.
     async fn events_after(&self, after_seq: i64, limit: usize) -> Result<Vec<(i64, Event)>>;
+
+    /// Events concerning records of `kind`, record after record (by id) and each record's in
+    /// occurrence order (ties in log order): at most `limit` of them after `after` (the
+    /// previous page's last), so a reader can take one record's history at a time.
+    async fn record_events(
+        &self,
+        kind: RecordKind,
+        after: Option<&RecordEvent>,
+        limit: usize,
+    ) -> Result<Vec<RecordEvent>>;
 
     async fn event_count(&self) -> Result<u64>;
 

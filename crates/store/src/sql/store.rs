@@ -13,8 +13,8 @@ use super::writer::{self, Command, EngineSlot, LibrarySlot, Thread};
 use super::{Backend, Row, Sql, apply, args, codec, decode, outbox};
 use crate::{
     ArmPass, Attempt, Claim, Error, Finish, Ingested, ListQuery, NewToken, OutboxQuery, Page,
-    RefoldPass, Result, Store, StoredEffect, StoredRecord, Task, TaskQuery, TimersFired, TokenInfo,
-    TokenRole,
+    RecordEvent, RefoldPass, Result, Store, StoredEffect, StoredRecord, Task, TaskQuery,
+    TimersFired, TokenInfo, TokenRole,
 };
 
 /// Read connections, used from blocking tasks: at most `permits` at a time, each opened once
@@ -276,6 +276,41 @@ impl<B: Backend> Store for SqlStore<B> {
                 )?
                 .into_iter()
                 .map(|mut r| Ok((r.int(0)?, decode(&r.text(1)?)?)))
+                .collect()
+            })
+            .await
+    }
+
+    async fn record_events(
+        &self,
+        kind: RecordKind,
+        after: Option<&RecordEvent>,
+        limit: usize,
+    ) -> Result<Vec<RecordEvent>> {
+        let (id, at, seq) = after.map_or((String::new(), i64::MIN, i64::MIN), |a| {
+            (
+                a.record.as_str().to_owned(),
+                a.event.occurred_at.as_millis(),
+                a.seq,
+            )
+        });
+        self.reads
+            .run(move |sql| {
+                sql.query(
+                    "SELECT r.kind, r.record_id, r.seq, e.body FROM event_records r
+                     JOIN events e ON e.seq = r.seq
+                     WHERE r.kind = ?1 AND (r.record_id, r.occurred_at, r.seq) > (?2, ?3, ?4)
+                     ORDER BY r.record_id, r.occurred_at, r.seq LIMIT ?5",
+                    args![kind.as_str(), id.as_str(), at, seq, limit as i64],
+                )?
+                .into_iter()
+                .map(|mut r| {
+                    Ok(RecordEvent {
+                        record: r.record_key(0)?.id,
+                        seq: r.int(2)?,
+                        event: decode(&r.text(3)?)?,
+                    })
+                })
                 .collect()
             })
             .await

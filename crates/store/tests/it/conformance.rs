@@ -1476,7 +1476,68 @@ async fn the_newest_published_playbooks_are_the_ones_every_node_runs(backend: Ba
 }
 
 // Every test above, once per backend.
+/// A record kind's events come record after record, each record's in occurrence order
+/// whatever the order they arrived in, and pages pick up where the last one ended.
+async fn record_events_come_record_by_record_in_occurrence_order(backend: Backend) {
+    let h = backend.open();
+    let note = |id: &str, at: &str, deal: &str| {
+        ev(
+            "note.added",
+            id,
+            at,
+            &format!(r#""deal":"{deal}","lead":"L-1""#),
+            r#"{"text":"x"}"#,
+        )
+    };
+    h.store
+        .ingest(vec![
+            note("b2", "2026-11-02T00:00:00Z", "D-2"),
+            note("a3", "2026-11-03T00:00:00Z", "D-1"),
+            note("a1", "2026-11-01T00:00:00Z", "D-1"),
+            note("b1", "2026-11-01T00:00:00Z", "D-2"),
+            // The same time as a1, later in the log.
+            note("a1bis", "2026-11-01T00:00:00Z", "D-1"),
+        ])
+        .await
+        .unwrap();
+    let mut read = Vec::new();
+    let mut after = None;
+    loop {
+        let page = h
+            .store
+            .record_events(RecordKind::Deal, after.as_ref(), 2)
+            .await
+            .unwrap();
+        let Some(last) = page.last().cloned() else {
+            break;
+        };
+        assert!(page.len() <= 2);
+        read.extend(
+            page.into_iter()
+                .map(|e| (e.record.as_str().to_owned(), e.event.source_id)),
+        );
+        after = Some(last);
+    }
+    let expected = [
+        ("D-1", "a1"),
+        ("D-1", "a1bis"),
+        ("D-1", "a3"),
+        ("D-2", "b1"),
+        ("D-2", "b2"),
+    ];
+    let read: Vec<(&str, &str)> = read.iter().map(|(d, s)| (d.as_str(), s.as_str())).collect();
+    assert_eq!(read, expected);
+    // The same events also concern the lead: its own reading holds all five.
+    let leads = h
+        .store
+        .record_events(RecordKind::Lead, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(leads.len(), 5);
+}
+
 suite!(
+    record_events_come_record_by_record_in_occurrence_order,
     the_newest_published_playbooks_are_the_ones_every_node_runs,
     every_event_kind_updates_derived_state,
     out_of_order_arrival_gives_the_same_state_as_in_order,
