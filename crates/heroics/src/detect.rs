@@ -81,6 +81,13 @@ impl People {
         self.people.values().filter(|p| p.key_person)
     }
 
+    /// The people with `role`, by id.
+    pub fn with_role(&self, role: domain::Role) -> impl Iterator<Item = &Person> {
+        self.people
+            .values()
+            .filter(move |p| p.roles.contains(&role))
+    }
+
     pub fn get(&self, id: &RecordId) -> Option<&Person> {
         self.people.get(id)
     }

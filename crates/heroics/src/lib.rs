@@ -28,6 +28,7 @@
 //! meant to take an intervention off a key person's plate.
 
 mod detect;
+pub mod render;
 mod report;
 mod suggest;
 

@@ -452,3 +452,34 @@ fn a_deal_lost_and_not_yet_reopened_counts_as_lost_in_its_month() {
     assert_eq!((lost.deals, lost.with_key_person), (1, 1));
     assert_eq!(lost.by_person, BTreeMap::from([(id("lena"), 1)]));
 }
+
+#[test]
+fn the_report_as_csv_and_as_a_table() {
+    let log = quarter();
+    let o = options();
+    let r = report(&history(&log, &o), &o, &automation());
+    assert_eq!(
+        heroics::render::csv(&r, "months").unwrap(),
+        "month,won,won_with_key_person,won_share,lost,lost_with_key_person,lost_share,exceptions,exception_rate,interventions\n\
+         2026-09,2,1,0.5000,0,0,,1,0.5000,2\n\
+         2026-10,1,1,1.0000,2,1,0.5000,3,1.0000,2\n\
+         2026-11,2,1,0.5000,1,1,1.0000,2,0.6667,3\n"
+    );
+    let coverage = heroics::render::csv(&r, "coverage").unwrap();
+    assert!(
+        coverage
+            .contains("went-quiet,2,1,1,founder-rescues,quiet-after-enthusiasm,false,3,3,1,1,1\n"),
+        "{coverage}"
+    );
+    assert!(coverage.contains("stalled,1,0,1,,,,,,,,\n"), "{coverage}");
+    assert_eq!(heroics::render::csv(&r, "nonsense"), None);
+
+    let table = heroics::render::table(&r);
+    for line in [
+        "won 5 (3 with a key person, 60.0%), lost 3 (2, 66.7%), exceptions 75.0%",
+        "D8 Corp (D8)  lena      10  40,000 USD  negotiation  escalation: legal-stall",
+        "before won 3 (2 with a key person, 66.7%), lost 2 (1, 50.0%), exceptions 80.0%; interventions 4",
+    ] {
+        assert!(table.contains(line), "{line:?} not in\n{table}");
+    }
+}
