@@ -529,7 +529,7 @@ impl Refs {
 }
 
 /// An event as pipewright stores it: the versioned envelope around a typed payload.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
     #[serde(rename = "v")]
     pub version: u32,
@@ -546,6 +546,130 @@ pub struct Event {
     pub refs: Refs,
     #[serde(flatten)]
     pub body: EventBody,
+}
+
+/// Read field by field, the payload straight into its type once `type` is known (it comes
+/// first in what the store writes; a `data` before it is held until then). Reading every log
+/// entry is most of a replay's or a report's time: a derived reader of the flattened body
+/// copied each event into an intermediate tree first, at twice the cost. Unknown fields are
+/// ignored, as they were.
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(field_identifier, rename_all = "snake_case")]
+        enum Field {
+            #[serde(rename = "v")]
+            Version,
+            Id,
+            Source,
+            SourceId,
+            OccurredAt,
+            ReceivedAt,
+            Actor,
+            Refs,
+            Type,
+            Data,
+            #[serde(other)]
+            Other,
+        }
+
+        /// The payload of an event of a known type.
+        struct Payload(EventType);
+
+        impl<'de> serde::de::DeserializeSeed<'de> for Payload {
+            type Value = EventBody;
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<EventBody, D::Error> {
+                EventBody::deserialize_data(self.0, d)
+            }
+        }
+
+        struct Envelope;
+
+        impl<'de> serde::de::Visitor<'de> for Envelope {
+            type Value = Event;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an event")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Event, A::Error> {
+                use serde::de::Error;
+                fn once<T, E: Error>(
+                    slot: &mut Option<T>,
+                    name: &'static str,
+                    value: T,
+                ) -> Result<(), E> {
+                    match slot.replace(value) {
+                        Some(_) => Err(E::duplicate_field(name)),
+                        None => Ok(()),
+                    }
+                }
+                let (mut version, mut id, mut source, mut source_id) = (None, None, None, None);
+                let (mut occurred_at, mut received_at, mut actor, mut refs) =
+                    (None, None, None, None);
+                let mut ty: Option<EventType> = None;
+                let mut body: Option<EventBody> = None;
+                let mut early: Option<serde_json::Value> = None;
+                while let Some(field) = map.next_key()? {
+                    match field {
+                        Field::Version => once(&mut version, "v", map.next_value()?)?,
+                        Field::Id => once(&mut id, "id", map.next_value()?)?,
+                        Field::Source => once(&mut source, "source", map.next_value()?)?,
+                        Field::SourceId => once(&mut source_id, "source_id", map.next_value()?)?,
+                        Field::OccurredAt => {
+                            once(&mut occurred_at, "occurred_at", map.next_value()?)?
+                        }
+                        Field::ReceivedAt => {
+                            once(&mut received_at, "received_at", map.next_value()?)?
+                        }
+                        Field::Actor => {
+                            once(&mut actor, "actor", map.next_value::<Option<Actor>>()?)?
+                        }
+                        Field::Refs => once(&mut refs, "refs", map.next_value()?)?,
+                        Field::Type => once(&mut ty, "type", map.next_value()?)?,
+                        Field::Data => {
+                            if body.is_some() || early.is_some() {
+                                return Err(A::Error::duplicate_field("data"));
+                            }
+                            match ty {
+                                Some(ty) => body = Some(map.next_value_seed(Payload(ty))?),
+                                None => early = Some(map.next_value()?),
+                            }
+                        }
+                        Field::Other => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                let ty = ty.ok_or_else(|| A::Error::missing_field("type"))?;
+                let body = match (body, early) {
+                    (Some(body), _) => body,
+                    (None, Some(data)) => {
+                        EventBody::deserialize_data(ty, data).map_err(A::Error::custom)?
+                    }
+                    (None, None) => return Err(A::Error::missing_field("data")),
+                };
+                Ok(Event {
+                    version: version.ok_or_else(|| A::Error::missing_field("v"))?,
+                    id: id.ok_or_else(|| A::Error::missing_field("id"))?,
+                    source: source.ok_or_else(|| A::Error::missing_field("source"))?,
+                    source_id: source_id.ok_or_else(|| A::Error::missing_field("source_id"))?,
+                    occurred_at: occurred_at
+                        .ok_or_else(|| A::Error::missing_field("occurred_at"))?,
+                    received_at: received_at
+                        .ok_or_else(|| A::Error::missing_field("received_at"))?,
+                    actor: actor.flatten(),
+                    refs: refs.unwrap_or_default(),
+                    body,
+                })
+            }
+        }
+
+        d.deserialize_map(Envelope)
+    }
 }
 
 impl Event {
@@ -714,5 +838,46 @@ mod tests {
         assert!(json.contains(r#""v":1"#), "{json}");
         let back: Event = serde_json::from_str(&json).unwrap();
         assert_eq!(back, event);
+        // Fields in any order, `data` before `type`, unknown fields ignored: the same event.
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let object = value.as_object().unwrap();
+        let field = |k: &str| format!("{}:{}", serde_json::Value::from(k), object[k]);
+        let mut fields = vec![field("data"), r#""later":{"ignored":[1,2]}"#.to_owned()];
+        fields.extend(
+            object
+                .keys()
+                .filter(|k| !["data", "type"].contains(&k.as_str()))
+                .map(|k| field(k)),
+        );
+        fields.push(field("type"));
+        let text = format!("{{{}}}", fields.join(","));
+        assert!(text.starts_with(r#"{"data":"#), "{text}");
+        let back: Event = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, event);
+    }
+
+    #[test]
+    fn a_stored_event_missing_or_repeating_a_field_is_refused_by_name() {
+        let json = concat!(
+            r#"{"v":1,"id":"01a20ebb-2ab4-70d0-961d-cf45d8de6c6d","source":"api","source_id":"x","#,
+            r#""occurred_at":"2026-01-15T00:07:10Z","received_at":"2026-01-15T00:07:11Z","#,
+            r#""type":"note.added","data":{"text":"hi"}}"#
+        );
+        let event: Event = serde_json::from_str(json).unwrap();
+        assert_eq!(event.refs, Refs::default());
+        assert_eq!(event.actor, None);
+        let error = |text: &str| serde_json::from_str::<Event>(text).unwrap_err().to_string();
+        assert!(error(&json.replace(r#""source":"api","#, "")).contains("missing field `source`"));
+        assert!(
+            error(&json.replace(r#""type":"note.added","#, "")).contains("missing field `type`")
+        );
+        assert!(
+            error(&json.replace(r#","data":{"text":"hi"}"#, "")).contains("missing field `data`")
+        );
+        assert!(
+            error(&json.replace(r#""v":1,"#, r#""v":1,"v":2,"#)).contains("duplicate field `v`")
+        );
+        assert!(error(&json.replace("note.added", "note.removed")).contains("unknown variant"));
+        assert!(error(&json.replace(r#""text":"hi""#, r#""text":7"#)).contains("invalid type"));
     }
 }
