@@ -192,6 +192,35 @@ pub struct RecordEvent {
     pub event: Event,
 }
 
+/// Records by id: from `from` (inclusive, or the first) to `before` (exclusive, or past the
+/// last).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordRange {
+    pub from: Option<RecordId>,
+    pub before: Option<RecordId>,
+}
+
+impl RecordRange {
+    /// Every record.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Consecutive ranges split at `bounds` (in order), together covering every record.
+    pub fn split_at(bounds: Vec<RecordId>) -> Vec<Self> {
+        let mut ranges = Vec::with_capacity(bounds.len() + 1);
+        let mut from = None;
+        for bound in bounds {
+            ranges.push(Self {
+                from: from.replace(bound.clone()),
+                before: Some(bound),
+            });
+        }
+        ranges.push(Self { from, before: None });
+        ranges
+    }
+}
+
 /// The storage contract every backend fulfils; the conformance suite in `tests/` checks it.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
@@ -221,15 +250,21 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Events in log order with a sequence number above `after_seq`, at most `limit` of them.
     async fn events_after(&self, after_seq: i64, limit: usize) -> Result<Vec<(i64, Event)>>;
 
-    /// Events concerning records of `kind`, record after record (by id) and each record's in
-    /// occurrence order (ties in log order): at most `limit` of them after `after` (the
-    /// previous page's last), so a reader can take one record's history at a time.
+    /// Events concerning records of `kind` in `range`, record after record (by id) and each
+    /// record's in occurrence order (ties in log order): at most `limit` of them after `after`
+    /// (the previous page's last), so a reader can take one record's history at a time, and
+    /// several readers a range each.
     async fn record_events(
         &self,
         kind: RecordKind,
+        range: &RecordRange,
         after: Option<&RecordEvent>,
         limit: usize,
     ) -> Result<Vec<RecordEvent>>;
+
+    /// Splits the records of `kind` into at most `parts` ranges of about equal size, in order,
+    /// together covering every record (one range when there are few).
+    async fn record_ranges(&self, kind: RecordKind, parts: usize) -> Result<Vec<RecordRange>>;
 
     async fn event_count(&self) -> Result<u64>;
 

@@ -6,15 +6,15 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
-use domain::{Event, NewEvent, RecordKey, RecordKind, Timestamp};
+use domain::{Event, NewEvent, RecordId, RecordKey, RecordKind, Timestamp};
 
 use super::sequences::{self, Library};
 use super::writer::{self, Command, EngineSlot, LibrarySlot, Thread};
-use super::{Backend, Row, Sql, apply, args, codec, decode, outbox};
+use super::{Arg, Backend, Row, Sql, apply, args, codec, decode, outbox};
 use crate::{
     ArmPass, Attempt, Claim, Error, Finish, Ingested, ListQuery, NewToken, OutboxQuery, Page,
-    RecordEvent, RefoldPass, Result, Store, StoredEffect, StoredRecord, Task, TaskQuery,
-    TimersFired, TokenInfo, TokenRole,
+    RecordEvent, RecordRange, RefoldPass, Result, Store, StoredEffect, StoredRecord, Task,
+    TaskQuery, TimersFired, TokenInfo, TokenRole,
 };
 
 /// Read connections, used from blocking tasks: at most `permits` at a time, each opened once
@@ -284,6 +284,7 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn record_events(
         &self,
         kind: RecordKind,
+        range: &RecordRange,
         after: Option<&RecordEvent>,
         limit: usize,
     ) -> Result<Vec<RecordEvent>> {
@@ -294,26 +295,78 @@ impl<B: Backend> Store for SqlStore<B> {
                 a.seq,
             )
         });
+        let from = range.from.as_ref().map(|r| r.as_str().to_owned());
+        let before = range.before.as_ref().map(|r| r.as_str().to_owned());
         self.reads
             .run(move |sql| {
-                sql.query(
-                    "SELECT r.kind, r.record_id, r.seq, e.body FROM event_records r
+                let mut query = String::from(
+                    "SELECT r.record_id, r.seq, e.body FROM event_records r
                      JOIN events e ON e.seq = r.seq
-                     WHERE r.kind = ?1 AND (r.record_id, r.occurred_at, r.seq) > (?2, ?3, ?4)
-                     ORDER BY r.record_id, r.occurred_at, r.seq LIMIT ?5",
-                    args![kind.as_str(), id.as_str(), at, seq, limit as i64],
-                )?
-                .into_iter()
-                .map(|mut r| {
-                    Ok(RecordEvent {
-                        record: r.record_key(0)?.id,
-                        seq: r.int(2)?,
-                        event: decode(&r.text(3)?)?,
+                     WHERE r.kind = ?1 AND (r.record_id, r.occurred_at, r.seq) > (?2, ?3, ?4)",
+                );
+                let mut values = vec![
+                    Arg::from(kind.as_str()),
+                    Arg::from(id.as_str()),
+                    Arg::from(at),
+                    Arg::from(seq),
+                    Arg::from(limit as i64),
+                ];
+                for (bound, op) in [(&from, ">="), (&before, "<")] {
+                    if let Some(bound) = bound {
+                        values.push(Arg::from(bound.as_str()));
+                        query.push_str(&format!(" AND r.record_id {op} ?{}", values.len()));
+                    }
+                }
+                query.push_str(" ORDER BY r.record_id, r.occurred_at, r.seq LIMIT ?5");
+                sql.query(&query, &values)?
+                    .into_iter()
+                    .map(|mut r| {
+                        Ok(RecordEvent {
+                            record: RecordId::parse(r.text(0)?)
+                                .map_err(|e| Error::Corrupt(e.to_string()))?,
+                            seq: r.int(1)?,
+                            event: decode(&r.text(2)?)?,
+                        })
                     })
-                })
-                .collect()
+                    .collect()
             })
             .await
+    }
+
+    async fn record_ranges(&self, kind: RecordKind, parts: usize) -> Result<Vec<RecordRange>> {
+        let bounds = self
+            .reads
+            .run(move |sql| {
+                let count = sql
+                    .query_opt(
+                        "SELECT count(*) FROM records WHERE kind = ?1",
+                        args![kind.as_str()],
+                    )?
+                    .map(|r| r.int(0))
+                    .transpose()?
+                    .unwrap_or(0);
+                let parts = parts.max(1) as i64;
+                let mut bounds: Vec<RecordId> = Vec::new();
+                for i in 1..parts {
+                    let at = count * i / parts;
+                    if at == 0 {
+                        continue;
+                    }
+                    if let Some(mut r) = sql.query_opt(
+                        "SELECT id FROM records WHERE kind = ?1 ORDER BY id LIMIT 1 OFFSET ?2",
+                        args![kind.as_str(), at],
+                    )? {
+                        let id = RecordId::parse(r.text(0)?)
+                            .map_err(|e| Error::Corrupt(e.to_string()))?;
+                        if bounds.last() != Some(&id) {
+                            bounds.push(id);
+                        }
+                    }
+                }
+                Ok(bounds)
+            })
+            .await?;
+        Ok(RecordRange::split_at(bounds))
     }
 
     async fn event_count(&self) -> Result<u64> {

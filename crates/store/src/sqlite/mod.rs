@@ -196,7 +196,11 @@ impl Sql for Lite<'_> {
                     ValueRef::Integer(v) => Value::Int(v),
                     ValueRef::Real(v) => Value::Int(v as i64),
                     ValueRef::Text(t) | ValueRef::Blob(t) => {
-                        Value::Text(String::from_utf8_lossy(t).into_owned())
+                        // Checked the fast way first: text written by the store is UTF-8.
+                        Value::Text(match std::str::from_utf8(t) {
+                            Ok(text) => text.to_owned(),
+                            Err(_) => String::from_utf8_lossy(t).into_owned(),
+                        })
                     }
                 });
             }

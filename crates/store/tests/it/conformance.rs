@@ -1,7 +1,8 @@
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use domain::{DealStatus, ObjectionKind, Record, RecordId, RecordKey, RecordKind, Role};
-use store::{Ingested, ListQuery, NewToken, Store, TokenRole};
+use store::{Ingested, ListQuery, NewToken, RecordRange, Store, TokenRole};
 
 use crate::{Backend, Harness, ev, ts};
 
@@ -1505,7 +1506,7 @@ async fn record_events_come_record_by_record_in_occurrence_order(backend: Backen
     loop {
         let page = h
             .store
-            .record_events(RecordKind::Deal, after.as_ref(), 2)
+            .record_events(RecordKind::Deal, &RecordRange::all(), after.as_ref(), 2)
             .await
             .unwrap();
         let Some(last) = page.last().cloned() else {
@@ -1530,14 +1531,76 @@ async fn record_events_come_record_by_record_in_occurrence_order(backend: Backen
     // The same events also concern the lead: its own reading holds all five.
     let leads = h
         .store
-        .record_events(RecordKind::Lead, None, 100)
+        .record_events(RecordKind::Lead, &RecordRange::all(), None, 100)
         .await
         .unwrap();
     assert_eq!(leads.len(), 5);
 }
 
+/// Ranges split a kind's records into parts of about equal size that together hold every
+/// record once, and a range's reading holds exactly its records' events.
+async fn record_ranges_split_the_records_and_readers_share_them(backend: Backend) {
+    let h = backend.open();
+    let notes: Vec<_> = (0..10)
+        .flat_map(|d| {
+            (0..3).map(move |n| {
+                ev(
+                    "note.added",
+                    &format!("n{d}-{n}"),
+                    &format!("2026-11-0{}T00:00:00Z", n + 1),
+                    &format!(r#""deal":"D-{d:02}""#),
+                    r#"{"text":"x"}"#,
+                )
+            })
+        })
+        .collect();
+    h.store.ingest(notes).await.unwrap();
+    let whole = h
+        .store
+        .record_events(RecordKind::Deal, &RecordRange::all(), None, 1000)
+        .await
+        .unwrap();
+    assert_eq!(whole.len(), 30);
+    let ranges = h.store.record_ranges(RecordKind::Deal, 3).await.unwrap();
+    assert_eq!(ranges.len(), 3);
+    assert_eq!(ranges[0].from, None);
+    assert_eq!(ranges[2].before, None);
+    let mut joined = Vec::new();
+    let mut sizes = Vec::new();
+    for range in &ranges {
+        // Paged in twos, so a page ends inside a record and the next one resumes it.
+        let mut read = Vec::new();
+        let mut after = None;
+        loop {
+            let page = h
+                .store
+                .record_events(RecordKind::Deal, range, after.as_ref(), 2)
+                .await
+                .unwrap();
+            let Some(last) = page.last().cloned() else {
+                break;
+            };
+            read.extend(page);
+            after = Some(last);
+        }
+        let records: BTreeSet<_> = read.iter().map(|e| e.record.clone()).collect();
+        sizes.push(records.len());
+        joined.extend(read);
+    }
+    assert_eq!(sizes, [3, 3, 4]);
+    assert_eq!(joined, whole);
+    // One part, or more parts than records, still covers every record.
+    let one = h.store.record_ranges(RecordKind::Deal, 1).await.unwrap();
+    assert_eq!(one, [RecordRange::all()]);
+    let many = h.store.record_ranges(RecordKind::Deal, 50).await.unwrap();
+    assert_eq!(many.len(), 10);
+    let none = h.store.record_ranges(RecordKind::Account, 4).await.unwrap();
+    assert_eq!(none, [RecordRange::all()]);
+}
+
 suite!(
     record_events_come_record_by_record_in_occurrence_order,
+    record_ranges_split_the_records_and_readers_share_them,
     the_newest_published_playbooks_are_the_ones_every_node_runs,
     every_event_kind_updates_derived_state,
     out_of_order_arrival_gives_the_same_state_as_in_order,
