@@ -27,6 +27,10 @@
 //! The reasons are the names playbooks' `covers:` use, so a report can say which rules were
 //! meant to take an intervention off a key person's plate.
 
+/// The report's definitions, as `docs/heroics.md` words them (shown by `pipewright report
+/// heroics --help`).
+pub const DEFINITIONS: &str = include_str!("../../../docs/heroics.md");
+
 mod detect;
 pub mod render;
 mod report;

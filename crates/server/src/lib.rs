@@ -8,6 +8,7 @@
 mod api;
 mod auth;
 mod error;
+pub mod heroics;
 mod outbox;
 mod rules;
 mod sequences;
@@ -84,7 +85,7 @@ pub struct AppState {
           outbox::list, outbox::get, outbox::retry, outbox::cancel, outbox::tasks, outbox::done,
           sequences::list, sequences::control, sequences::pause_or_resume,
           sequences::pauses, sequences::results, sequences::suppressions, sequences::suppress,
-          sequences::unsuppress, health, ready, openapi_json),
+          sequences::unsuppress, heroics::get_report, heroics::get_suggestions, health, ready, openapi_json),
     components(schemas(api::EventEnvelope, api::IngestResult, api::BatchResult, api::RecordView,
                         api::RecordWithTimeline, api::RecordPage, api::Collection)),
     modifiers(&Security),
@@ -246,6 +247,8 @@ pub fn router(state: AppState) -> Router {
             post(sequences::pause_or_resume),
         )
         .route("/api/v1/sequences/pauses", get(sequences::pauses))
+        .route("/api/v1/reports/heroics", get(heroics::get_report))
+        .route("/api/v1/suggestions", get(heroics::get_suggestions))
         .route("/api/v1/sequences/{name}/results", get(sequences::results))
         .route(
             "/api/v1/suppressions",

@@ -1,6 +1,7 @@
 //! The HTTP API, exercised over real HTTP against a server on a free port with its own database.
 
 mod api;
+mod heroics;
 mod outbox;
 mod rules;
 mod sequences;
@@ -126,6 +127,15 @@ impl TestApp {
             .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+}
+
+/// Copies the example playbooks (`playbooks/`) into `to`.
+pub fn copy_examples(to: &std::path::Path) {
+    let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../playbooks");
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
     }
 }
 

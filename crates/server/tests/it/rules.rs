@@ -1,17 +1,7 @@
 //! Issue 3 over HTTP: playbooks loaded by the server decide effects that the deal page shows,
 //! time triggers fire from durable timers, and a broken edit keeps the last good playbooks.
 
-use std::path::Path;
-
-use crate::{event, spawn_with_playbooks};
-
-fn copy_examples(to: &Path) {
-    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../playbooks");
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
-    }
-}
+use crate::{copy_examples, event, spawn_with_playbooks};
 
 #[tokio::test]
 async fn rules_decide_effects_shown_on_the_deal_with_their_why() {

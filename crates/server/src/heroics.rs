@@ -1,0 +1,449 @@
+//! The heroics report and suggested rules over the store: every deal's history read once,
+//! record by record, with what the playbooks did beside it (the rules whose `covers:` names a
+//! reason, their firings, escalations and open tasks for key people). Served at
+//! `/api/v1/reports/heroics` and `/api/v1/suggestions`, and run by `pipewright report
+//! heroics` and `pipewright suggest` on the database directly.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use domain::{MILLIS_PER_DAY, Person, Record, RecordId, RecordKind, Timestamp};
+use heroics::{
+    Automation, Covering, DealRun, Firing, History, People, Request, Settings, run_deal,
+};
+use playbook::{Action, PlaybookSet, Target};
+use store::{ListQuery, OutboxQuery, RecordEvent, RecordRange, Store, TaskQuery, TokenRole};
+
+use crate::AppState;
+use crate::api::query;
+use crate::auth::Caller;
+use crate::error::AppError;
+
+/// What a report or a suggestion is asked for. Times are RFC 3339 or a date (`2026-10-01`,
+/// midnight UTC); lengths are spans (`14d`, `36h`).
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct HeroicsParams {
+    /// Deals closed and interventions begun from this moment count (default: from the start).
+    pub from: Option<String>,
+    /// … up to this moment, exclusive; events after it are not read (default: now).
+    pub to: Option<String>,
+    /// Only this key person's interventions.
+    pub person: Option<String>,
+    /// Compare before and after this moment (e.g. a playbook's go-live).
+    pub split_at: Option<String>,
+    /// Touches closer than this are one intervention (default 2d).
+    pub merge_within: Option<String>,
+    /// An objection this recent is the reason (default 14d).
+    pub objection_within: Option<String>,
+    /// A deal this long without activity had gone quiet (default 5d).
+    pub quiet_after: Option<String>,
+    /// A deal this long in its stage was stuck (default 14d).
+    pub stuck_after: Option<String>,
+    /// After a rule fired, an intervention within this long means a human still stepped in
+    /// (default 14d).
+    pub follow_within: Option<String>,
+    /// Report: json (default), table or csv. Suggestions: yaml (default) or json.
+    pub format: Option<String>,
+    /// With format=csv: months (default), people, reasons, stages, waiting, coverage or
+    /// interventions.
+    pub section: Option<String>,
+    /// Suggestions: fewer interventions than this make no pattern (default 3).
+    pub min_support: Option<u32>,
+}
+
+/// A parameter that does not read, with what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct BadParam {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn bad(field: &'static str, message: String) -> BadParam {
+    BadParam { field, message }
+}
+
+/// A moment: RFC 3339, or a date meaning midnight UTC.
+pub fn moment(field: &'static str, text: &str) -> Result<Timestamp, BadParam> {
+    let full = match text.parse::<domain::Date>() {
+        Ok(date) => format!("{date}T00:00:00Z"),
+        Err(_) => text.to_owned(),
+    };
+    full.parse().map_err(|_| {
+        bad(
+            field,
+            format!("expected a date (2026-10-01) or an RFC 3339 time (2026-10-01T09:00:00Z), got {text:?}"),
+        )
+    })
+}
+
+fn span(field: &'static str, text: Option<&str>, default_days: i64) -> Result<i64, BadParam> {
+    match text {
+        None => Ok(default_days * MILLIS_PER_DAY),
+        Some(t) => playbook::parse_span(t)
+            .filter(|s| s.0 > 0)
+            .map(|s| s.0)
+            .ok_or_else(|| {
+                bad(
+                    field,
+                    format!("expected a length such as 14d or 36h, got {t:?}"),
+                )
+            }),
+    }
+}
+
+impl HeroicsParams {
+    /// What to count, and the report's options, with `now` as the default end.
+    pub fn options(&self, now: Timestamp) -> Result<(Settings, heroics::Options), BadParam> {
+        let settings = Settings {
+            merge_within: span("merge_within", self.merge_within.as_deref(), 2)?,
+            objection_within: span("objection_within", self.objection_within.as_deref(), 14)?,
+            quiet_after: span("quiet_after", self.quiet_after.as_deref(), 5)?,
+            stuck_after: span("stuck_after", self.stuck_after.as_deref(), 14)?,
+        };
+        let to = self
+            .to
+            .as_deref()
+            .map(|t| moment("to", t))
+            .transpose()?
+            .unwrap_or(now);
+        let mut options = heroics::Options::new(to);
+        options.from = self
+            .from
+            .as_deref()
+            .map(|t| moment("from", t))
+            .transpose()?;
+        if options.from.is_some_and(|f| f >= to) {
+            return Err(bad("from", "must be before `to`".into()));
+        }
+        options.split_at = self
+            .split_at
+            .as_deref()
+            .map(|t| moment("split_at", t))
+            .transpose()?;
+        options.person = self
+            .person
+            .as_deref()
+            .map(|p| RecordId::parse(p).map_err(|e| bad("person", e.to_string())))
+            .transpose()?;
+        options.follow_within = span("follow_within", self.follow_within.as_deref(), 14)?;
+        Ok((settings, options))
+    }
+}
+
+/// Every person in the store, as their latest state says.
+pub async fn people(store: &dyn Store) -> store::Result<People> {
+    let mut found: Vec<Person> = Vec::new();
+    let mut query = ListQuery::new(RecordKind::Person);
+    query.limit = 1000;
+    loop {
+        let page = store.list(&query).await?;
+        found.extend(page.items.into_iter().filter_map(|r| match r.record {
+            Record::Person(p) => Some(p),
+            _ => None,
+        }));
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => return Ok(People::new(found)),
+        }
+    }
+}
+
+/// How many events one read takes.
+const PAGE: usize = 20_000;
+
+/// Every deal's history up to `until`, read record by record: the deals split into a range
+/// per core, each range read by its own reader (reading is mostly decoding), every deal folded
+/// as soon as its last event is in.
+pub async fn history(
+    store: &dyn Store,
+    settings: Settings,
+    until: Timestamp,
+) -> store::Result<History> {
+    let mut history = History::new(people(store).await?, settings, until);
+    let parts = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let ranges = store.record_ranges(RecordKind::Deal, parts).await?;
+    let history_ref = &history;
+    let runs = futures_util::future::try_join_all(
+        ranges
+            .iter()
+            .map(|range| read_range(store, range, history_ref)),
+    )
+    .await?;
+    history.deals = runs.into_iter().flatten().collect();
+    Ok(history)
+}
+
+/// One range's deals, read page by page and each folded once the next deal begins.
+async fn read_range(
+    store: &dyn Store,
+    range: &RecordRange,
+    history: &History,
+) -> store::Result<Vec<DealRun>> {
+    let mut runs = Vec::new();
+    let mut deal: Option<(RecordId, Vec<domain::Event>)> = None;
+    let mut after: Option<RecordEvent> = None;
+    let fold = |(id, events): (RecordId, Vec<domain::Event>)| {
+        run_deal(
+            &id,
+            &events,
+            &history.people,
+            &history.settings,
+            history.until,
+        )
+    };
+    loop {
+        let page = store
+            .record_events(RecordKind::Deal, range, after.as_ref(), PAGE)
+            .await?;
+        let full = page.len() == PAGE;
+        after = page.last().cloned();
+        for e in page {
+            if e.event.occurred_at >= history.until {
+                continue;
+            }
+            match &mut deal {
+                Some((id, events)) if *id == e.record => events.push(e.event),
+                _ => {
+                    if let Some(done) = deal.replace((e.record, vec![e.event])) {
+                        runs.push(fold(done));
+                    }
+                }
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    runs.extend(deal.map(fold));
+    Ok(runs)
+}
+
+/// What the playbooks did: the rules that cover a reason (from every playbook version that
+/// acted, the running one's last so its wording wins), their firings on deals, and the
+/// requests to key people — escalations to a person or a role, open tasks assigned to them.
+pub async fn automation(
+    store: &dyn Store,
+    running: Option<Arc<PlaybookSet>>,
+    people: &People,
+) -> store::Result<Automation> {
+    let mut out = Automation::default();
+    let mut versions = BTreeSet::new();
+    let mut fired = BTreeSet::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .outbox(&OutboxQuery {
+                after,
+                limit: 1000,
+                ..OutboxQuery::default()
+            })
+            .await?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = Some(last.seq);
+        for e in page {
+            if e.record.kind != RecordKind::Deal {
+                continue;
+            }
+            versions.insert(e.version.clone());
+            let action: Option<Action> = serde_json::from_value(e.action.clone()).ok();
+            // The moment the rule fired: an escalation's delay is added to its due time.
+            let at = match &action {
+                Some(Action::Escalate {
+                    after: Some(delay), ..
+                }) => Timestamp::from_millis(e.due.as_millis() - delay.0),
+                _ => e.due,
+            };
+            if fired.insert((e.playbook.clone(), e.rule.clone(), e.record.id.clone(), at)) {
+                out.firings.push(Firing {
+                    playbook: e.playbook.clone(),
+                    rule: e.rule.clone(),
+                    deal: e.record.id.clone(),
+                    at,
+                });
+            }
+            if let Some(Action::Escalate { to, reason, .. }) = &action
+                && !e.shadow
+                && e.status != "cancelled"
+            {
+                let whom: Vec<RecordId> = match to {
+                    Target::Person(p) => vec![p.clone()],
+                    Target::Role(role) => people.with_role(*role).map(|p| p.id.clone()).collect(),
+                    _ => Vec::new(),
+                };
+                for person in whom {
+                    out.requests.push(Request {
+                        deal: e.record.id.clone(),
+                        person,
+                        at: e.due,
+                        what: format!("escalation: {reason}"),
+                    });
+                }
+            }
+        }
+    }
+    let mut sets = Vec::new();
+    for version in &versions {
+        if running.as_ref().is_some_and(|r| &r.version == version) {
+            continue;
+        }
+        if let Some(set) = store.playbook_set(version).await? {
+            sets.push(set);
+        }
+    }
+    sets.extend(running);
+    let mut rules: BTreeMap<(String, String), Covering> = BTreeMap::new();
+    for set in &sets {
+        for p in &set.playbooks {
+            for r in p.rules.iter().filter(|r| !r.covers.is_empty()) {
+                rules.insert(
+                    (p.name.clone(), r.id.clone()),
+                    Covering {
+                        playbook: p.name.clone(),
+                        rule: r.id.clone(),
+                        covers: r.covers.clone(),
+                        shadow: r.shadow,
+                    },
+                );
+            }
+        }
+    }
+    out.rules = rules.into_values().collect();
+    for person in people.key_people() {
+        let tasks = store
+            .tasks(&TaskQuery {
+                assignee: Some(person.id.as_str().to_owned()),
+                status: Some("open".into()),
+                limit: 10_000,
+            })
+            .await?;
+        out.requests.extend(
+            tasks
+                .into_iter()
+                .filter(|t| t.record.kind == RecordKind::Deal)
+                .map(|t| Request {
+                    deal: t.record.id,
+                    person: person.id.clone(),
+                    at: t.created_at,
+                    what: format!("task: {}", t.title),
+                }),
+        );
+    }
+    Ok(out)
+}
+
+/// The report, read from the store.
+pub async fn report(
+    store: &dyn Store,
+    running: Option<Arc<PlaybookSet>>,
+    params: &HeroicsParams,
+    now: Timestamp,
+) -> Result<heroics::Report, AppError> {
+    let (settings, options) = params.options(now).map_err(invalid)?;
+    let history = history(store, settings, options.to).await?;
+    let automation = automation(store, running, &history.people).await?;
+    Ok(heroics::report(&history, &options, &automation))
+}
+
+fn invalid(e: BadParam) -> AppError {
+    AppError::BadRequest("invalid_query", e.to_string())
+}
+
+fn text(content_type: &'static str, body: String) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// The heroics report: how often key people step in on deals they do not own, why, where,
+/// with what money behind it, which deals wait on them, and what the playbooks cover. The
+/// definitions are in `docs/heroics.md`.
+#[utoipa::path(
+    get, path = "/api/v1/reports/heroics", tag = "heroics", params(HeroicsParams),
+    responses((status = 200, description = "the report (JSON, a text table or CSV)"),
+              (status = 400, description = "invalid_query")),
+    security(("token" = []))
+)]
+pub async fn get_report(
+    State(state): State<AppState>,
+    caller: Caller,
+    uri: axum::http::Uri,
+) -> Result<Response, AppError> {
+    caller.require(TokenRole::Reader)?;
+    let params: HeroicsParams = query(&uri)?;
+    let running = state.store.engine().map(|e| Arc::clone(e.playbooks()));
+    let report = report(&*state.store, running, &params, state.clock.now()).await?;
+    match params.format.as_deref().unwrap_or("json") {
+        "json" => Ok(axum::Json(report).into_response()),
+        "table" => Ok(text(
+            "text/plain; charset=utf-8",
+            heroics::render::table(&report),
+        )),
+        "csv" => {
+            let section = params.section.as_deref().unwrap_or("months");
+            let body = heroics::render::csv(&report, section).ok_or_else(|| {
+                AppError::BadRequest(
+                    "invalid_query",
+                    format!(
+                        "section: expected one of {}, got {section:?}",
+                        heroics::render::SECTIONS.join(", ")
+                    ),
+                )
+            })?;
+            Ok(text("text/csv; charset=utf-8", body))
+        }
+        other => Err(AppError::BadRequest(
+            "invalid_query",
+            format!("format: expected json, table or csv, got {other:?}"),
+        )),
+    }
+}
+
+/// Candidate rules mined from past interventions, with their support: a playbook to review,
+/// edit and backtest (YAML), or the patterns as JSON.
+#[utoipa::path(
+    get, path = "/api/v1/suggestions", tag = "heroics", params(HeroicsParams),
+    responses((status = 200, description = "a playbook (YAML) or the suggestions (JSON)"),
+              (status = 400, description = "invalid_query")),
+    security(("token" = []))
+)]
+pub async fn get_suggestions(
+    State(state): State<AppState>,
+    caller: Caller,
+    uri: axum::http::Uri,
+) -> Result<Response, AppError> {
+    caller.require(TokenRole::Reader)?;
+    let params: HeroicsParams = query(&uri)?;
+    let (settings, options) = params.options(state.clock.now()).map_err(invalid)?;
+    let history = history(&*state.store, settings, options.to).await?;
+    let found = heroics::suggest(
+        &history,
+        &heroics::SuggestOptions {
+            min_support: params.min_support.unwrap_or(3),
+            person: options.person.clone(),
+        },
+    );
+    let owner = options
+        .person
+        .as_ref()
+        .or_else(|| history.people.key_people().next().map(|p| &p.id))
+        .map_or("revops", RecordId::as_str);
+    match params.format.as_deref().unwrap_or("yaml") {
+        "yaml" => Ok(text(
+            "application/yaml; charset=utf-8",
+            heroics::playbook_yaml("suggested", owner, &found),
+        )),
+        "json" => Ok(axum::Json(found).into_response()),
+        other => Err(AppError::BadRequest(
+            "invalid_query",
+            format!("format: expected yaml or json, got {other:?}"),
+        )),
+    }
+}
