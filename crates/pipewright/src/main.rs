@@ -1,6 +1,12 @@
 //! The `pipewright` command: serve the API, import events, manage API tokens, print the
 //! default configuration. Glue only: the work is done by the `server`, `store` and `wire` crates.
 
+/// mimalloc: reading the log allocates on the store's reader threads and frees on the async
+/// ones, where the system allocator's per-thread arenas cost a third of a report's time
+/// (BENCHMARKS.md, heroics).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod import;
 
 use std::io::Write;
@@ -95,6 +101,23 @@ enum Command {
         #[command(subcommand)]
         command: SequenceCommand,
     },
+    /// Reports on the stored history.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
+    /// Propose rules from the patterns in which key people stepped in: a playbook to review,
+    /// edit and backtest, each rule with its support and a drafted why.
+    Suggest {
+        #[command(flatten)]
+        window: Window,
+        /// Fewer interventions than this make no pattern.
+        #[arg(long, default_value_t = 3)]
+        min_support: u32,
+        /// yaml (a playbook file) or json (the patterns).
+        #[arg(long, default_value = "yaml")]
+        format: String,
+    },
     /// Rebuild every record's derived state from the event log (state is a cache of the log).
     Refold,
     /// Bring the database schema up to this version of pipewright (every node also does this
@@ -105,6 +128,72 @@ enum Command {
         #[arg(default_value = "playbooks")]
         dir: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReportCommand {
+    /// How often key people still step in on deals they do not own, why, where, with what
+    /// money behind it, which deals wait on them, and what the playbooks cover.
+    #[command(after_long_help = heroics::DEFINITIONS)]
+    Heroics {
+        #[command(flatten)]
+        window: Window,
+        /// Compare before and after this moment (e.g. a playbook's go-live).
+        #[arg(long)]
+        split_at: Option<String>,
+        /// After a rule fired, an intervention within this long means a human still stepped in.
+        #[arg(long, default_value = "14d")]
+        follow_within: String,
+        /// table, json or csv.
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// With --format csv: months, people, reasons, stages, waiting, coverage or
+        /// interventions.
+        #[arg(long, default_value = "months")]
+        section: String,
+    },
+}
+
+/// The period, the person and what counts, shared by the report and suggestions. Times are
+/// RFC 3339 or a date (midnight UTC); lengths are spans such as 14d or 36h.
+#[derive(Debug, clap::Args)]
+struct Window {
+    /// Count deals closed and interventions begun from this moment.
+    #[arg(long)]
+    from: Option<String>,
+    /// … up to this moment, exclusive; later events are not read (default: now).
+    #[arg(long)]
+    to: Option<String>,
+    /// Only this key person's interventions.
+    #[arg(long)]
+    person: Option<String>,
+    /// Touches closer than this are one intervention.
+    #[arg(long, default_value = "2d")]
+    merge_within: String,
+    /// An objection this recent is an intervention's reason.
+    #[arg(long, default_value = "14d")]
+    objection_within: String,
+    /// A deal this long without activity had gone quiet.
+    #[arg(long, default_value = "5d")]
+    quiet_after: String,
+    /// A deal this long in its stage was stuck.
+    #[arg(long, default_value = "14d")]
+    stuck_after: String,
+}
+
+impl Window {
+    fn params(&self) -> server::heroics::HeroicsParams {
+        server::heroics::HeroicsParams {
+            from: self.from.clone(),
+            to: self.to.clone(),
+            person: self.person.clone(),
+            merge_within: Some(self.merge_within.clone()),
+            objection_within: Some(self.objection_within.clone()),
+            quiet_after: Some(self.quiet_after.clone()),
+            stuck_after: Some(self.stuck_after.clone()),
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -461,6 +550,55 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logging(&settings)?;
             runtime()?.block_on(sequences(&settings, command, &mut out))?;
         }
+        Command::Report {
+            command:
+                ReportCommand::Heroics {
+                    window,
+                    split_at,
+                    follow_within,
+                    format,
+                    section,
+                },
+        } => {
+            let settings = settings(&cli, false)?;
+            init_logging(&settings)?;
+            let params = server::heroics::HeroicsParams {
+                split_at: split_at.clone(),
+                follow_within: Some(follow_within.clone()),
+                ..window.params()
+            };
+            let format = server::heroics::ReportFormat::parse(format, section).map_err(flag)?;
+            let report = runtime()?.block_on(async {
+                let store = open_store(&settings)?;
+                let running = running_playbooks(&*store).await?;
+                let now = clock::Clock::now(&clock::SystemClock);
+                server::heroics::report(&*store, running, &params, now)
+                    .await
+                    .map_err(failed)
+            })?;
+            out.write_all(format.render(&report).1.as_bytes())?;
+        }
+        Command::Suggest {
+            window,
+            min_support,
+            format,
+        } => {
+            let settings = settings(&cli, false)?;
+            init_logging(&settings)?;
+            let params = server::heroics::HeroicsParams {
+                min_support: Some(*min_support),
+                ..window.params()
+            };
+            let format = server::heroics::SuggestFormat::parse(format).map_err(flag)?;
+            let (found, owner) = runtime()?.block_on(async {
+                let store = open_store(&settings)?;
+                let now = clock::Clock::now(&clock::SystemClock);
+                server::heroics::suggestions(&*store, &params, now)
+                    .await
+                    .map_err(failed)
+            })?;
+            out.write_all(format.render(&found, &owner).1.as_bytes())?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -761,6 +899,28 @@ async fn tasks(
         }
     }
     Ok(())
+}
+
+/// A report parameter's problem, named as the command's flag.
+fn flag(e: server::heroics::BadParam) -> anyhow::Error {
+    anyhow::anyhow!("--{}: {}", e.field.replace('_', "-"), e.message)
+}
+
+fn failed(e: server::heroics::Failed) -> anyhow::Error {
+    match e {
+        server::heroics::Failed::Param(p) => flag(p),
+        server::heroics::Failed::Store(s) => s.into(),
+    }
+}
+
+/// The playbook set every node runs (the newest published), if any.
+async fn running_playbooks(
+    store: &dyn Store,
+) -> anyhow::Result<Option<Arc<playbook::PlaybookSet>>> {
+    Ok(match store.latest_playbooks().await? {
+        Some(latest) => store.playbook_set(&latest.version).await?,
+        None => None,
+    })
 }
 
 /// The engine for the configured playbook folder: `None` when there is no folder, an error

@@ -347,18 +347,142 @@ pub async fn report(
     running: Option<Arc<PlaybookSet>>,
     params: &HeroicsParams,
     now: Timestamp,
-) -> Result<heroics::Report, AppError> {
-    let (settings, options) = params.options(now).map_err(invalid)?;
+) -> Result<heroics::Report, Failed> {
+    let (settings, options) = params.options(now)?;
     let history = history(store, settings, options.to).await?;
     let automation = automation(store, running, &history.people).await?;
     Ok(heroics::report(&history, &options, &automation))
 }
 
-fn invalid(e: BadParam) -> AppError {
-    AppError::BadRequest("invalid_query", e.to_string())
+/// Suggested rules from the store's history, and the owner their playbook names: the person
+/// asked about, else the first key person.
+pub async fn suggestions(
+    store: &dyn Store,
+    params: &HeroicsParams,
+    now: Timestamp,
+) -> Result<(Vec<heroics::Suggestion>, String), Failed> {
+    let (settings, options) = params.options(now)?;
+    let history = history(store, settings, options.to).await?;
+    let found = heroics::suggest(
+        &history,
+        &heroics::SuggestOptions {
+            min_support: params.min_support.unwrap_or(3),
+            person: options.person.clone(),
+        },
+    );
+    let owner = options
+        .person
+        .as_ref()
+        .or_else(|| history.people.key_people().next().map(|p| &p.id))
+        .map_or("revops", RecordId::as_str)
+        .to_owned();
+    Ok((found, owner))
 }
 
-fn text(content_type: &'static str, body: String) -> Response {
+/// Why a report or suggestions could not be made: a parameter, or the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Failed {
+    #[error(transparent)]
+    Param(#[from] BadParam),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+impl From<Failed> for AppError {
+    fn from(e: Failed) -> Self {
+        match e {
+            Failed::Param(p) => AppError::BadRequest("invalid_query", p.to_string()),
+            Failed::Store(s) => s.into(),
+        }
+    }
+}
+
+/// A rendered answer: its media type and its text.
+pub type Rendered = (&'static str, String);
+
+/// How the report is wanted: json, a text table, or one section as CSV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFormat {
+    Json,
+    Table,
+    Csv(&'static str),
+}
+
+impl ReportFormat {
+    pub fn parse(format: &str, section: &str) -> Result<Self, BadParam> {
+        match format {
+            "json" => Ok(Self::Json),
+            "table" => Ok(Self::Table),
+            "csv" => heroics::render::SECTIONS
+                .iter()
+                .find(|s| **s == section)
+                .map(|s| Self::Csv(s))
+                .ok_or_else(|| {
+                    bad(
+                        "section",
+                        format!(
+                            "expected one of {}, got {section:?}",
+                            heroics::render::SECTIONS.join(", ")
+                        ),
+                    )
+                }),
+            other => Err(bad(
+                "format",
+                format!("expected json, table or csv, got {other:?}"),
+            )),
+        }
+    }
+
+    pub fn render(self, report: &heroics::Report) -> Rendered {
+        match self {
+            Self::Json => ("application/json", json(report)),
+            Self::Table => ("text/plain; charset=utf-8", heroics::render::table(report)),
+            Self::Csv(section) => (
+                "text/csv; charset=utf-8",
+                heroics::render::csv(report, section).unwrap_or_default(),
+            ),
+        }
+    }
+}
+
+/// How suggestions are wanted: a playbook (YAML) to review, or the patterns as JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuggestFormat {
+    Yaml,
+    Json,
+}
+
+impl SuggestFormat {
+    pub fn parse(format: &str) -> Result<Self, BadParam> {
+        match format {
+            "yaml" => Ok(Self::Yaml),
+            "json" => Ok(Self::Json),
+            other => Err(bad(
+                "format",
+                format!("expected yaml or json, got {other:?}"),
+            )),
+        }
+    }
+
+    /// The suggestions; as YAML, a playbook named `suggested` owned by `owner`.
+    pub fn render(self, found: &[heroics::Suggestion], owner: &str) -> Rendered {
+        match self {
+            Self::Yaml => (
+                "application/yaml; charset=utf-8",
+                heroics::playbook_yaml("suggested", owner, found),
+            ),
+            Self::Json => ("application/json", json(&found)),
+        }
+    }
+}
+
+fn json(value: &impl serde::Serialize) -> String {
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+fn respond((content_type, body): Rendered) -> Response {
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
@@ -378,32 +502,14 @@ pub async fn get_report(
 ) -> Result<Response, AppError> {
     caller.require(TokenRole::Reader)?;
     let params: HeroicsParams = query(&uri)?;
+    let format = ReportFormat::parse(
+        params.format.as_deref().unwrap_or("json"),
+        params.section.as_deref().unwrap_or("months"),
+    )
+    .map_err(Failed::from)?;
     let running = state.store.engine().map(|e| Arc::clone(e.playbooks()));
     let report = report(&*state.store, running, &params, state.clock.now()).await?;
-    match params.format.as_deref().unwrap_or("json") {
-        "json" => Ok(axum::Json(report).into_response()),
-        "table" => Ok(text(
-            "text/plain; charset=utf-8",
-            heroics::render::table(&report),
-        )),
-        "csv" => {
-            let section = params.section.as_deref().unwrap_or("months");
-            let body = heroics::render::csv(&report, section).ok_or_else(|| {
-                AppError::BadRequest(
-                    "invalid_query",
-                    format!(
-                        "section: expected one of {}, got {section:?}",
-                        heroics::render::SECTIONS.join(", ")
-                    ),
-                )
-            })?;
-            Ok(text("text/csv; charset=utf-8", body))
-        }
-        other => Err(AppError::BadRequest(
-            "invalid_query",
-            format!("format: expected json, table or csv, got {other:?}"),
-        )),
-    }
+    Ok(respond(format.render(&report)))
 }
 
 /// Candidate rules mined from past interventions, with their support: a playbook to review,
@@ -421,29 +527,8 @@ pub async fn get_suggestions(
 ) -> Result<Response, AppError> {
     caller.require(TokenRole::Reader)?;
     let params: HeroicsParams = query(&uri)?;
-    let (settings, options) = params.options(state.clock.now()).map_err(invalid)?;
-    let history = history(&*state.store, settings, options.to).await?;
-    let found = heroics::suggest(
-        &history,
-        &heroics::SuggestOptions {
-            min_support: params.min_support.unwrap_or(3),
-            person: options.person.clone(),
-        },
-    );
-    let owner = options
-        .person
-        .as_ref()
-        .or_else(|| history.people.key_people().next().map(|p| &p.id))
-        .map_or("revops", RecordId::as_str);
-    match params.format.as_deref().unwrap_or("yaml") {
-        "yaml" => Ok(text(
-            "application/yaml; charset=utf-8",
-            heroics::playbook_yaml("suggested", owner, &found),
-        )),
-        "json" => Ok(axum::Json(found).into_response()),
-        other => Err(AppError::BadRequest(
-            "invalid_query",
-            format!("format: expected yaml or json, got {other:?}"),
-        )),
-    }
+    let format =
+        SuggestFormat::parse(params.format.as_deref().unwrap_or("yaml")).map_err(Failed::from)?;
+    let (found, owner) = suggestions(&*state.store, &params, state.clock.now()).await?;
+    Ok(respond(format.render(&found, &owner)))
 }

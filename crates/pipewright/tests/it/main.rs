@@ -4,6 +4,7 @@ mod cli;
 mod crash;
 mod delivery_crash;
 mod multinode;
+mod report;
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
