@@ -1,8 +1,14 @@
-//! pipewright benchmarks: `cargo run --release -p bench -- ingest|store|rules|timers|delivery|nodes|sequences`.
+//! pipewright benchmarks: `cargo run --release -p bench -- ingest|store|rules|timers|delivery|nodes|sequences|heroics`.
 //!
 //! `ingest`: the real HTTP server on loopback with a fresh SQLite database, events acknowledged
 //! only after their durable commit; clients run in the same process, so they share the machine's
 //! cores with the server (the figures are a floor for a server with the machine to itself).
+
+/// mimalloc, as `pipewright` itself runs: reading the log allocates on the store's reader
+/// threads and frees on the async ones, where the system allocator's per-thread arenas cost a
+/// third of a report's time (BENCHMARKS.md, heroics).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,9 +34,10 @@ async fn main() -> anyhow::Result<()> {
         "delivery" => deliveries().await,
         "nodes" => nodes().await,
         "sequences" => sequences().await,
+        "heroics" => heroics_report().await,
         other => {
             anyhow::bail!(
-                "unknown benchmark {other:?}; available: ingest, store, rules, timers, delivery, nodes, sequences"
+                "unknown benchmark {other:?}; available: ingest, store, rules, timers, delivery, nodes, sequences, heroics"
             )
         }
     }
@@ -929,6 +936,89 @@ async fn sequences() -> anyhow::Result<()> {
         sum.ended == total,
         "expected every enrolment to complete within the month, {} did",
         sum.ended
+    );
+    Ok(())
+}
+
+/// The heroics report on a generated company: `heroics [DEALS]` (default 10,000 deals of about
+/// 100 events each, about 1,000,000 events in all), loaded into SQLite through the store, then the
+/// report read and computed from the database five times after a warm-up.
+async fn heroics_report() -> anyhow::Result<()> {
+    let deals = count_argument(10_000)?;
+    let company = testkit::history::Company {
+        deals,
+        events_per_deal: 141,
+        ..testkit::history::Company::default()
+    };
+    let generating = Instant::now();
+    let (lines, planted) = testkit::history::generate(&company);
+    println!(
+        "generated {deals} deals, {} events in {:.1} s; planted {planted:?}",
+        lines.len(),
+        generating.elapsed().as_secs_f64()
+    );
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("heroics.db");
+    let url = format!("sqlite:{}", path.display());
+    let store = store::connect(
+        &url,
+        &store::ConnectOptions::default(),
+        Arc::new(clock::SystemClock),
+    )?;
+    // The example playbooks run as the history arrives (a pricing objection fires its rule);
+    // the report reads their firings beside the history.
+    let engine = example_engine()?;
+    store.set_engine(Some(Arc::clone(&engine)));
+    let loading = Instant::now();
+    for chunk in lines.chunks(1_000) {
+        ingest_objects(&*store, chunk).await?;
+    }
+    let now: domain::Timestamp = "2027-01-01T00:00:00Z".parse()?;
+    let loaded = loading.elapsed().as_secs_f64();
+    println!(
+        "loaded through the store with the example playbooks in {loaded:.1} s = {:.0} events/s; database {:.0} MiB",
+        lines.len() as f64 / loaded,
+        std::fs::metadata(&path)?.len() as f64 / 1_048_576.0
+    );
+    drop(lines);
+    let running = Some(Arc::clone(engine.playbooks()));
+    let params = server::heroics::HeroicsParams::default();
+    println!(
+        "{:>5} {:>10} {:>12} {:>10} {:>10} {:>14} {:>8}",
+        "run", "read s", "automation s", "report s", "total s", "interventions", "firings"
+    );
+    let mut totals = Vec::new();
+    // Run 0 warms up: right after the load the checkpointer is still copying its WAL into
+    // the database file, on the core a reader would use. It is shown, not counted.
+    for run in 0..=5 {
+        let (counts, options) = params.options(now).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let t = Instant::now();
+        let history = server::heroics::history(&*store, counts, options.to).await?;
+        let read = t.elapsed();
+        let automation =
+            server::heroics::automation(&*store, running.clone(), &history.people).await?;
+        let automated = t.elapsed();
+        let report = heroics::report(&history, &options, &automation);
+        let total = t.elapsed();
+        println!(
+            "{run:>5} {:>10.2} {:>12.2} {:>10.2} {:>10.2} {:>14} {:>8}",
+            read.as_secs_f64(),
+            (automated - read).as_secs_f64(),
+            (total - automated).as_secs_f64(),
+            total.as_secs_f64(),
+            report.summary.interventions,
+            automation.firings.len()
+        );
+        if run > 0 {
+            totals.push(total.as_secs_f64());
+        }
+    }
+    totals.sort_by(f64::total_cmp);
+    println!(
+        "report on {deals} deals: median of 5 {:.2} s = {:.2}x the 2 s target; RSS {:.0} MiB",
+        totals[2],
+        totals[2] / 2.0,
+        rss_mib()
     );
     Ok(())
 }
