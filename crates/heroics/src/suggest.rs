@@ -468,6 +468,10 @@ pub fn playbook_yaml(name: &str, owner: &str, suggestions: &[Suggestion]) -> Str
         y,
         "description: Rules drafted from the patterns in which key people stepped in."
     );
+    let _ = writeln!(
+        y,
+        "# In shadow the rules record what they would do and deliver nothing; remove the line to\n# let them act.\nshadow: true"
+    );
     let stages: std::collections::BTreeSet<&str> = suggestions
         .iter()
         .filter_map(|s| s.stage.as_ref().map(|st| st.as_str()))

@@ -102,6 +102,8 @@ fn the_planted_patterns_come_back_as_rules_that_load() {
     );
     assert_eq!(rule.covers, ["went-quiet"]);
     assert_eq!(rule.why, quiet.why);
+    // Dropped into the playbooks folder as it is, it acts in shadow only.
+    assert!(set.playbooks[0].rules.iter().all(|r| r.shadow));
 }
 
 #[test]
