@@ -220,6 +220,7 @@ pub fn render(
             let value = serde_json::from_str::<Value>(value).unwrap_or_else(|_| json!(value));
             Ok(cx.internal(effect, json!({ "fields": { name: value } })))
         }
+        Action::SetStage { stage } => Ok(cx.internal(effect, json!({ "stage": stage }))),
         Action::StartSequence { .. } | Action::StopSequence { .. } => Ok(Message::Sequence),
     }
 }
@@ -241,13 +242,6 @@ fn asset_value(a: &playbook::Asset) -> Value {
         "title": a.title.clone().unwrap_or_else(|| a.name.clone()),
         "url": a.url.clone().or_else(|| a.file.clone()).unwrap_or_default(),
     })
-}
-
-fn role_name(role: Role) -> String {
-    serde_json::to_value(role)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 fn render_text(source: &str, values: &Value, html: bool) -> Result<String, RenderError> {
@@ -377,7 +371,7 @@ impl<'a> Context<'a> {
             Target::Role(role) => {
                 let people = self.with_role(*role);
                 if people.is_empty() {
-                    return fail(format!("nobody has the role {}", role_name(*role)));
+                    return fail(format!("nobody has the role {}", role.as_str()));
                 }
                 people.iter().map(|p| self.address(p.id.as_str())).collect()
             }
@@ -407,7 +401,7 @@ impl<'a> Context<'a> {
                 .with_role(*role)
                 .first()
                 .map(|p| p.id.as_str().to_owned())
-                .ok_or_else(|| RenderError(format!("nobody has the role {}", role_name(*role)))),
+                .ok_or_else(|| RenderError(format!("nobody has the role {}", role.as_str()))),
             other => fail(format!("a task cannot be assigned to {other:?}")),
         }
     }

@@ -146,6 +146,43 @@ pub struct StageChange {
     pub stage: Stage,
     /// The stage the source believes the deal left; informational only.
     pub from: Option<Stage>,
+    /// A move past the stage's qualification gate, by someone the gate permits, with why.
+    #[serde(default, rename = "override", skip_serializing_if = "Option::is_none")]
+    pub gate_override: Option<GateOverride>,
+}
+
+/// Who moves a deal past an unmet gate, and why. The store records the criteria that were
+/// unmet at the time in `unmet`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateOverride {
+    pub by: RecordId,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmet: Vec<String>,
+}
+
+/// A move into a gated stage that the gate refused: the deal stayed where it was. Recorded
+/// in place of the move (same source and source id), or beside a `deal.updated` whose stage
+/// was taken out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateBlocked {
+    /// The stage the move wanted.
+    pub stage: Stage,
+    /// The stage the deal stayed in.
+    pub from: Option<Stage>,
+    /// The playbook declaring the gate.
+    pub gate: String,
+    /// The criteria that were not met, by name.
+    pub unmet: Vec<String>,
+    /// The type of the event that tried to move the deal.
+    pub attempted: String,
+    /// An override that was asked for and refused, with why it was refused.
+    #[serde(default, rename = "override", skip_serializing_if = "Option::is_none")]
+    pub gate_override: Option<GateOverride>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -419,6 +456,7 @@ event_types! {
     ContentViewed(ContentViewed) = "content.viewed",
     FormSubmitted(FormSubmitted) = "form.submitted",
     InterventionLogged(InterventionFields) = "intervention.logged",
+    GateBlocked(GateBlocked) = "gate.blocked",
     PersonCreated(PersonFields) = "person.created",
     PersonUpdated(PersonFields) = "person.updated",
 }
@@ -491,7 +529,7 @@ impl Refs {
             ContactCreated | ContactUpdated => Some(RecordKind::Contact),
             AccountCreated | AccountUpdated => Some(RecordKind::Account),
             DealCreated | DealUpdated | DealStageChanged | DealWon | DealLost
-            | InterventionLogged => Some(RecordKind::Deal),
+            | InterventionLogged | GateBlocked => Some(RecordKind::Deal),
             PersonCreated | PersonUpdated => Some(RecordKind::Person),
             ObjectionRaised => {
                 return if self.deal.is_some() || self.lead.is_some() {
@@ -790,7 +828,7 @@ mod tests {
         for ty in EventType::ALL {
             assert_eq!(EventType::parse(ty.as_str()), Some(*ty));
         }
-        assert_eq!(EventType::ALL.len(), 26);
+        assert_eq!(EventType::ALL.len(), 27);
     }
 
     #[test]

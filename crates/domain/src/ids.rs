@@ -151,6 +151,22 @@ pub enum Role {
     Revops,
 }
 
+impl Role {
+    /// The role's name as written in events and playbooks.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Founder => "founder",
+            Role::Executive => "executive",
+            Role::Vp => "vp",
+            Role::Manager => "manager",
+            Role::Ae => "ae",
+            Role::Sdr => "sdr",
+            Role::Csm => "csm",
+            Role::Revops => "revops",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,15 +14,15 @@ mod time;
 pub use event::{
     AccountFields, Actor, Amount, CallFields, ContactFields, ContentViewed, DealClosed, DealFields,
     Direction, ENVELOPE_VERSION, EmailFields, Event, EventBody, EventId, EventType, FieldMap,
-    FormSubmitted, InterventionFields, LeadFields, LinkClicked, MeetingFields, NewEvent,
-    NoteFields, ObjectionFields, ObjectionKind, PersonFields, RefError, Refs, StageChange,
-    Unsubscribed,
+    FormSubmitted, GateBlocked, GateOverride, InterventionFields, LeadFields, LinkClicked,
+    MeetingFields, NewEvent, NoteFields, ObjectionFields, ObjectionKind, PersonFields, RefError,
+    Refs, StageChange, Unsubscribed,
 };
 pub use ids::{IdError, RecordId, RecordKey, RecordKind, Role, Stage};
 pub use money::{Currency, Money, MoneyError};
 pub use state::{
-    Account, ActivityFacts, Contact, Deal, DealFacts, DealStatus, Engagement, Facts, Intervention,
-    LOST_STAGE, Lead, Objection, Person, Record, StageVisit, WON_STAGE,
+    Account, ActivityFacts, BlockedMove, Contact, Deal, DealFacts, DealStatus, Engagement, Facts,
+    Intervention, LOST_STAGE, Lead, Objection, Person, Record, StageVisit, WON_STAGE,
 };
 pub use time::{Date, MILLIS_PER_DAY, Timestamp, TimestampError};
 

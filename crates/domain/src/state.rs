@@ -142,6 +142,7 @@ impl Engagement {
             | EventBody::DealLost(_) => self.touch(at, None),
             EventBody::LeadCreated(_)
             | EventBody::LeadUpdated(_)
+            | EventBody::GateBlocked(_)
             | EventBody::ContactUnsubscribed(_)
             | EventBody::ContactCreated(_)
             | EventBody::ContactUpdated(_)
@@ -248,6 +249,17 @@ pub struct Deal {
     pub engagement: Engagement,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub interventions: Vec<Intervention>,
+    /// Moves its stages' gates refused, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked_moves: Vec<BlockedMove>,
+}
+
+/// A move a gate refused (`gate.blocked`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockedMove {
+    pub stage: Stage,
+    pub unmet: Vec<String>,
+    pub at: Timestamp,
 }
 
 /// Names of the stages a deal enters when it is won or lost.
@@ -277,6 +289,7 @@ impl Deal {
             close_reason: None,
             engagement: Engagement::default(),
             interventions: Vec::new(),
+            blocked_moves: Vec::new(),
         }
     }
 
@@ -374,6 +387,11 @@ impl Deal {
             EventBody::InterventionLogged(i) => self.interventions.push(Intervention {
                 person: i.person.clone(),
                 reason: i.reason.clone(),
+                at,
+            }),
+            EventBody::GateBlocked(g) => self.blocked_moves.push(BlockedMove {
+                stage: g.stage.clone(),
+                unmet: g.unmet.clone(),
                 at,
             }),
             _ => {}

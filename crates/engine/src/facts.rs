@@ -128,6 +128,17 @@ pub fn deal(d: &Deal, now: Timestamp) -> Value {
         ("days_since_activity", int(f.days_since_activity)),
         ("days_open", int(f.days_open)),
         ("interventions", Value::List(Arc::new(interventions))),
+        // The latest move a gate refused: {stage, unmet, at}.
+        (
+            "blocked",
+            d.blocked_moves.last().map_or(Value::Null, |b| {
+                map([
+                    ("stage", text(Some(b.stage.as_str()))),
+                    ("unmet", strings(b.unmet.iter().map(String::as_str))),
+                    ("at", Value::Int(b.at.as_millis())),
+                ])
+            }),
+        ),
     ];
     entries.extend(engagement(&d.engagement));
     map(entries)

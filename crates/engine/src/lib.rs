@@ -16,7 +16,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use domain::{DealStatus, Event, EventType, Record, RecordKey, Timestamp};
+use domain::{DealStatus, Event, EventType, Record, RecordKey, Role, Stage, Timestamp};
 use playbook::{Action, AssetChoice, PlaybookSet, Reentry, Rule, Trigger};
 
 /// A rule's memory of one record: what the re-entry policies need.
@@ -98,6 +98,32 @@ pub struct RuleExplanation {
     pub saw: BTreeMap<String, serde_json::Value>,
     /// One sentence: the state of this rule for this record.
     pub summary: String,
+}
+
+/// A move a gate refuses (see [`Engine::check_gate`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    /// The playbook declaring the gate.
+    pub playbook: String,
+    pub stage: Stage,
+    pub why: String,
+    pub override_roles: Vec<Role>,
+    pub unmet: Vec<Unmet>,
+}
+
+impl Refusal {
+    pub fn unmet_names(&self) -> Vec<String> {
+        self.unmet.iter().map(|u| u.name.clone()).collect()
+    }
+}
+
+/// A criterion that does not hold, with the facts it read (and why it could not be evaluated,
+/// if it could not).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unmet {
+    pub name: String,
+    pub error: Option<String>,
+    pub saw: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -190,6 +216,33 @@ impl Engine {
             );
         }
         out
+    }
+
+    /// Whether `record` (a deal) may enter `stage` at `now`: `None` when the stage has no gate
+    /// or every criterion holds, else the gate and the criteria that do not hold, in the
+    /// order the gate lists them. A criterion that cannot be evaluated does not hold.
+    pub fn check_gate(&self, record: &Record, stage: &Stage, now: Timestamp) -> Option<Refusal> {
+        let (playbook, gate) = self.set.gate(stage)?;
+        let mut seen = Seen::default();
+        let unmet: Vec<Unmet> = gate
+            .criteria
+            .iter()
+            .filter_map(|c| {
+                let (result, saw) = evaluate(&c.condition, record, None, now, &mut seen);
+                (result != Ok(true)).then(|| Unmet {
+                    name: c.name.clone(),
+                    error: result.err(),
+                    saw,
+                })
+            })
+            .collect();
+        (!unmet.is_empty()).then(|| Refusal {
+            playbook: playbook.name.clone(),
+            stage: stage.clone(),
+            why: gate.why.clone(),
+            override_roles: gate.override_roles.clone(),
+            unmet,
+        })
     }
 
     /// The time triggers a record should be waiting on at `now`: set or cancel, for every

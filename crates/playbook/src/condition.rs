@@ -45,6 +45,7 @@ pub const DEAL_FACTS: &[&str] = &[
     "content_views",
     "objections",
     "interventions",
+    "blocked",
 ];
 pub const LEAD_FACTS: &[&str] = &[
     "id",
@@ -320,9 +321,8 @@ fn fact_type(field: &str) -> Ty {
             Ty::Num
         }
         f if f.starts_with("days_") || (f.starts_with("last_") && f.ends_with("_at")) => Ty::Num,
-        "contacts" | "stakeholders" | "objections" | "interventions" | "attendees" | "roles" => {
-            Ty::List
-        }
+        "contacts" | "stakeholders" | "objections" | "interventions" | "attendees" | "roles"
+        | "unmet" => Ty::List,
         "fields" | "data" => Ty::Map,
         "key_person" | "auto_reply" | "available" => Ty::Bool,
         _ => Ty::Unknown,

@@ -11,8 +11,8 @@ use domain::{EventType, RecordId, RecordKind, Role, Stage};
 
 use crate::condition::{DEAL_FACTS, EVENT_FACTS, LEAD_FACTS, Scope};
 use crate::model::{
-    Action, Asset, AssetChoice, Engagement, Exit, Location, Playbook, PlaybookSet, Reentry, Rule,
-    Sending, Sequence, Span, Step, StepKind, Target, TaskKind, Trigger, Wait,
+    Action, Asset, AssetChoice, Criterion, Engagement, Exit, Gate, Location, Playbook, PlaybookSet,
+    Reentry, Rule, Sending, Sequence, Span, Step, StepKind, Target, TaskKind, Trigger, Wait,
 };
 use crate::{Condition, Schedule, raw};
 
@@ -202,6 +202,7 @@ impl Names {
             calendars: BTreeMap::new(),
         };
         let mut rule_ids: BTreeMap<String, (PathBuf, u64)> = BTreeMap::new();
+        let mut gate_rule_ids: BTreeSet<String> = BTreeSet::new();
         let mut playbook_names: BTreeMap<String, PathBuf> = BTreeMap::new();
         for (path, file) in files {
             cx.file = path.clone();
@@ -284,6 +285,20 @@ impl Names {
                         ),
                     );
                 }
+            }
+            // A gate's alerts are the rule `gate-STAGE`; one gate per stage in the set.
+            for gate in &file.gates {
+                let here = (path.clone(), gate.stage.referenced.line());
+                let id = gate_rule_id(&gate.stage.value);
+                if let Some((file, line)) = rule_ids.insert(id.clone(), here) {
+                    let what = if gate_rule_ids.contains(&id) {
+                        format!("stage {:?} already has a gate", gate.stage.value)
+                    } else {
+                        format!("the gate's alerts are the rule {id:?}")
+                    };
+                    cx.error(&gate.stage, format!("{what} at {}:{line}", file.display()));
+                }
+                gate_rule_ids.insert(id);
             }
         }
         names
@@ -387,11 +402,18 @@ impl Compiler {
             .iter()
             .map(|(name, a)| self.asset(name, a, names))
             .collect();
-        let rules = file
+        let mut rules: Vec<Rule> = file
             .rules
             .iter()
             .map(|r| self.rule(r, file.shadow, names))
             .collect();
+        let mut gates = Vec::new();
+        for g in &file.gates {
+            if let Some((gate, alerts)) = self.gate(g, file.shadow, names) {
+                gates.push(gate);
+                rules.extend(alerts);
+            }
+        }
         let sequences = file
             .sequences
             .iter()
@@ -422,10 +444,124 @@ impl Compiler {
             file: path,
             stages,
             rules,
+            gates,
             assets,
             sequences,
             templates,
         }
+    }
+
+    /// A gate, and the rule that alerts `notify` when it refuses a move (none without
+    /// `notify`).
+    fn gate(
+        &mut self,
+        g: &raw::Gate,
+        playbook_shadow: bool,
+        names: &Names,
+    ) -> Option<(Gate, Option<Rule>)> {
+        if g.why.value.trim().is_empty() {
+            self.error(
+                &g.why,
+                "`why` must say, in a sentence, why the stage needs these criteria".into(),
+            );
+        }
+        if g.require.is_empty() {
+            self.error(
+                &g.stage,
+                "a gate needs at least one criterion under `require`".into(),
+            );
+        }
+        let stage = self.stage(&g.stage, Some(&names.stages));
+        let scope = Scope {
+            variables: vec![("deal", Some(DEAL_FACTS)), ("now", None)],
+        };
+        let mut criteria = Vec::new();
+        let mut seen = BTreeSet::new();
+        for c in &g.require {
+            if !seen.insert(c.name.value.as_str()) {
+                self.error(
+                    &c.name,
+                    format!("criterion {:?} is named twice", c.name.value),
+                );
+            }
+            if let Some(condition) = self.compiled(&c.condition, &scope) {
+                criteria.push(Criterion {
+                    name: c.name.value.clone(),
+                    condition,
+                });
+            }
+        }
+        let override_roles = g
+            .override_roles
+            .iter()
+            .filter_map(|r| {
+                let role = serde_plain_role(&r.value);
+                if role.is_none() {
+                    self.error(
+                        r,
+                        format!(
+                            "unknown role {:?}; expected founder, executive, vp, manager, ae, sdr, csm or revops",
+                            r.value
+                        ),
+                    );
+                }
+                role
+            })
+            .collect();
+        let targets: Vec<Target> = g
+            .notify
+            .iter()
+            .filter_map(|t| self.target(t, RecordKind::Deal))
+            .collect();
+        let stage = stage?;
+        let location = self.location(&g.stage);
+        let alerts = (!targets.is_empty()).then(|| {
+            let source = format!("event.stage == {:?}", stage.as_str());
+            let event_fields = [EVENT_FACTS, payload_fields(EventType::GateBlocked)].concat();
+            let condition = Condition::compile(
+                &source,
+                &Scope {
+                    variables: vec![
+                        ("deal", Some(DEAL_FACTS)),
+                        ("now", None),
+                        ("event", Some(event_fields.as_slice())),
+                    ],
+                },
+            )
+            .ok();
+            let text = format!(
+                "{{{{ deal.name | default(deal.id) }}}} was kept out of {stage}: {{{{ deal.blocked.unmet | join(\", \") }}}} not met yet. {}",
+                g.why.value.trim()
+            );
+            Rule {
+                id: gate_rule_id(stage.as_str()),
+                why: g.why.value.clone(),
+                covers: vec!["blocked-gate".into()],
+                record: RecordKind::Deal,
+                trigger: Trigger::Event(EventType::GateBlocked),
+                condition,
+                actions: targets
+                    .into_iter()
+                    .map(|to| Action::Alert {
+                        to,
+                        text: text.clone(),
+                    })
+                    .collect(),
+                reentry: Reentry::EachTrigger,
+                shadow: playbook_shadow,
+                location: location.clone(),
+            }
+        });
+        (criteria.len() == g.require.len()).then_some((
+            Gate {
+                stage,
+                why: g.why.value.clone(),
+                criteria,
+                override_roles,
+                location,
+            },
+            alerts,
+        ))
     }
 
     fn stage(&mut self, s: &Spanned<String>, known: Option<&BTreeSet<String>>) -> Option<Stage> {
@@ -1060,7 +1196,12 @@ impl Compiler {
             event_fields = [EVENT_FACTS, payload_fields(*t)].concat();
             variables.push(("event", Some(event_fields.as_slice())));
         }
-        match Condition::compile(&c.value, &Scope { variables }) {
+        self.compiled(c, &Scope { variables })
+    }
+
+    /// A condition compiled in `scope`, its problems reported at their place in the YAML.
+    fn compiled(&mut self, c: &Spanned<String>, scope: &Scope) -> Option<Condition> {
+        match Condition::compile(&c.value, scope) {
             Ok(condition) => Some(condition),
             Err(errors) => {
                 let base = self.location(c);
@@ -1252,6 +1393,15 @@ impl Compiler {
                 field: x.field.value.clone(),
                 value: x.value.value.clone(),
             },
+            raw::Action::SetStage(x) => {
+                if record != RecordKind::Deal {
+                    self.error(x, "set_stage moves deals only".into());
+                    return None;
+                }
+                Action::SetStage {
+                    stage: self.stage(x, Some(&names.stages))?,
+                }
+            }
             raw::Action::Escalate(x) => {
                 let to = self.target(&x.to, record);
                 let after = self.optional_span(&x.after);
@@ -1279,6 +1429,11 @@ fn serde_plain_role(name: &str) -> Option<Role> {
         serde::de::value::StrDeserializer::<serde::de::value::Error>::new(name),
     )
     .ok()
+}
+
+/// The rule that alerts when the gate on `stage` refuses a move.
+fn gate_rule_id(stage: &str) -> String {
+    format!("gate-{stage}")
 }
 
 /// Names a template may use that are not values: minijinja's global functions.
@@ -1382,7 +1537,16 @@ fn payload_fields(t: EventType) -> &'static [&'static str] {
             "contacts",
             "fields",
         ],
-        DealStageChanged => &["stage", "from"],
+        DealStageChanged => &["stage", "from", "override"],
+        GateBlocked => &[
+            "stage",
+            "from",
+            "gate",
+            "unmet",
+            "attempted",
+            "override",
+            "refused",
+        ],
         DealWon | DealLost => &["amount", "currency", "reason"],
         EmailSent | EmailReceived | EmailOpened => {
             &["subject", "message_id", "in_reply_to", "auto_reply"]

@@ -44,7 +44,32 @@ pub struct PlaybookSet {
     pub sending: Sending,
 }
 
+/// A stage's entry criteria (see `raw::Gate`). Its alerts are the rule `gate-STAGE` of the
+/// same playbook, triggered by `gate.blocked`.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    pub stage: Stage,
+    pub why: String,
+    pub criteria: Vec<Criterion>,
+    /// Roles that may override it, with a reason.
+    pub override_roles: Vec<Role>,
+    pub location: Location,
+}
+
+#[derive(Debug, Clone)]
+pub struct Criterion {
+    pub name: String,
+    pub condition: Condition,
+}
+
 impl PlaybookSet {
+    /// The gate on `stage`, with the playbook that declares it (one per stage in a set).
+    pub fn gate(&self, stage: &Stage) -> Option<(&Playbook, &Gate)> {
+        self.playbooks
+            .iter()
+            .find_map(|p| p.gates.iter().find(|g| &g.stage == stage).map(|g| (p, g)))
+    }
+
     /// The sequence named `name`, with the playbook that declares it.
     pub fn sequence(&self, name: &str) -> Option<(&Playbook, &Sequence)> {
         self.playbooks
@@ -87,6 +112,7 @@ pub struct Playbook {
     pub file: PathBuf,
     pub stages: Vec<Stage>,
     pub rules: Vec<Rule>,
+    pub gates: Vec<Gate>,
     pub assets: Vec<Asset>,
     pub sequences: Vec<Sequence>,
     pub templates: Vec<Template>,
@@ -343,6 +369,9 @@ pub enum Action {
         field: String,
         value: String,
     },
+    SetStage {
+        stage: Stage,
+    },
     Escalate {
         to: Target,
         reason: String,
@@ -367,7 +396,9 @@ impl Action {
             } => format!("chat:{name}"),
             Action::Alert { .. } => "email".into(),
             Action::Task { .. } | Action::Escalate { .. } => "task".into(),
-            Action::AssignOwner { .. } | Action::SetField { .. } => "internal".into(),
+            Action::AssignOwner { .. } | Action::SetField { .. } | Action::SetStage { .. } => {
+                "internal".into()
+            }
             Action::StartSequence { .. } | Action::StopSequence { .. } => "sequence".into(),
             Action::Webhook { url } => {
                 let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);

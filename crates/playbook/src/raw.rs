@@ -28,6 +28,9 @@ pub struct File {
     pub shadow: bool,
     #[serde(default)]
     pub rules: Vec<Rule>,
+    /// Qualification gates: what a deal must show before it may enter a stage.
+    #[serde(default)]
+    pub gates: Vec<Gate>,
     #[serde(default)]
     pub assets: BTreeMap<String, Asset>,
     /// Multi-step cadences, started by a rule's `start_sequence`.
@@ -220,6 +223,40 @@ pub struct Rule {
     pub shadow: bool,
 }
 
+/// A stage's entry criteria. A move into the stage from any source (the API, an import, an
+/// automation) whose deal does not meet every criterion is refused: the deal stays, a
+/// `gate.blocked` event records the unmet criteria, and `notify` hears of it.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Gate {
+    #[schemars(with = "String")]
+    pub stage: S<String>,
+    /// Why the stage needs these, in a sentence (shown when a move is refused).
+    #[schemars(with = "String")]
+    pub why: S<String>,
+    /// Each criterion: a name people read and a condition over the deal's facts.
+    pub require: Vec<Criterion>,
+    /// Roles that may move a deal past the gate with a reason (`founder`, `manager`, …).
+    #[serde(default, rename = "override")]
+    #[schemars(with = "Vec<String>")]
+    pub override_roles: Vec<S<String>>,
+    /// Who is alerted when a move is refused: `deal.owner`, `person:ID`, `role:NAME`,
+    /// `channel:NAME`.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub notify: Vec<S<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Criterion {
+    #[schemars(with = "String")]
+    pub name: S<String>,
+    #[serde(rename = "if")]
+    #[schemars(with = "String")]
+    pub condition: S<String>,
+}
+
 /// Exactly one trigger.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -286,6 +323,8 @@ pub enum Action {
     Task(Task),
     AssignOwner(AssignOwner),
     SetField(SetField),
+    /// Moves the deal to a stage (through the stage's gate, like any move).
+    SetStage(#[schemars(with = "String")] S<String>),
     Escalate(Escalate),
     Webhook(Webhook),
 }

@@ -8,6 +8,7 @@ use domain::{Event, EventId, NewEvent, Record, RecordKey, RecordKind, Timestamp}
 use engine::{Effect, Engine, Memory, Timer, TimerChange};
 use playbook::Action;
 
+use super::gates;
 use super::sequences::{self, Cx, Library};
 use super::{Dialect, EventRow, LOAD_RECORD, RecordRow, Sql, args, codec, decode, encode};
 use crate::{ArmPass, Error, Ingested, RefoldPass, Result, TimersFired};
@@ -40,6 +41,19 @@ fn current(
     match written.remove(key) {
         Some(f) => Ok(f),
         None => known_or_load(sql, known, key),
+    }
+}
+
+/// The record as the transaction sees it, left where it is (a read before the writes).
+pub(crate) fn peek(
+    sql: &mut dyn Sql,
+    known: &Known,
+    written: &Known,
+    key: &RecordKey,
+) -> Result<Record> {
+    match written.get(key) {
+        Some(f) => Ok(f.record.clone()),
+        None => Ok(known_or_load(sql, known, key)?.record),
     }
 }
 
@@ -100,6 +114,21 @@ pub(crate) fn ingest(
     // Every record the events concern is held before anything is written, so concurrent
     // writers (other nodes) apply one record's events one transaction at a time.
     sql.lock_records(&refs.iter().flatten().collect::<Vec<_>>())?;
+    // Gates judge moves on the deals as held; a refused move may add an event (same records).
+    let (events, asked, refs) = match engine {
+        Some(engine) => {
+            let (events, asked): (Vec<Event>, Vec<bool>) =
+                gates::enforce(sql, known, written, engine, events, || event_id(now))?
+                    .into_iter()
+                    .unzip();
+            let refs = events.iter().map(|e| e.refs.keys()).collect();
+            (events, asked, refs)
+        }
+        None => {
+            let asked = vec![true; events.len()];
+            (events, asked, refs)
+        }
+    };
     let rows = events
         .iter()
         .map(|event| {
@@ -143,7 +172,7 @@ pub(crate) fn ingest(
     let mut touched: HashMap<RecordKey, Touched> = HashMap::new();
     let mut effects = Vec::new();
     let mut results = Vec::with_capacity(events.len());
-    for ((event, keys), seq) in events.iter().zip(refs).zip(seqs) {
+    for (((event, keys), seq), asked) in events.iter().zip(refs).zip(seqs).zip(asked) {
         let Some(seq) = seq else {
             let mut row = sql
                 .query_opt(
@@ -153,7 +182,9 @@ pub(crate) fn ingest(
                 .ok_or_else(|| Error::Corrupt("a duplicate event vanished".into()))?;
             let id =
                 uuid::Uuid::parse_str(&row.text(0)?).map_err(|e| Error::Corrupt(e.to_string()))?;
-            results.push(Ingested::Duplicate { id: EventId(id) });
+            if asked {
+                results.push(Ingested::Duplicate { id: EventId(id) });
+            }
             continue;
         };
         for key in keys {
@@ -201,7 +232,9 @@ pub(crate) fn ingest(
                 }
             }
         }
-        results.push(Ingested::Stored { id: event.id, seq });
+        if asked {
+            results.push(Ingested::Stored { id: event.id, seq });
+        }
     }
     let mut timers = Vec::new();
     let mut done = Vec::with_capacity(touched.len());

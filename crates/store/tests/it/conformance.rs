@@ -940,7 +940,7 @@ async fn assign_owner_rotates_through_the_team(backend: Backend) {
     );
 }
 
-fn engine_from(text: &str) -> Arc<store::Engine> {
+pub fn engine_from(text: &str) -> Arc<store::Engine> {
     let loaded = playbook::load_files(&[(std::path::PathBuf::from("p.yaml"), text.into())]);
     assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
     Arc::new(store::Engine::new(Arc::new(loaded.set.unwrap())))

@@ -27,6 +27,7 @@ macro_rules! suite {
 }
 
 mod conformance;
+mod gates;
 mod sequences;
 
 use std::sync::Arc;
