@@ -529,9 +529,9 @@ impl Compiler {
                 },
             )
             .ok();
+            // Delivery appends the rule's `why`: the gate's.
             let text = format!(
-                "{{{{ deal.name | default(deal.id) }}}} was kept out of {stage}: {{{{ deal.blocked.unmet | join(\", \") }}}} not met yet. {}",
-                g.why.value.trim()
+                "{{{{ deal.name | default(deal.id) }}}} was kept out of {stage}: {{{{ deal.blocked.unmet | join(\", \") }}}} not met yet."
             );
             Rule {
                 id: gate_rule_id(stage.as_str()),

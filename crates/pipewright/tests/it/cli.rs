@@ -373,3 +373,49 @@ fn sequences_pauses_and_the_suppression_list_from_the_cli() {
     assert!(stdout(&seq(&["enrolments"])).starts_with("ID "));
     assert!(stdout(&seq(&["results", "reengage-with-proof"])).starts_with("STEP "));
 }
+
+/// An import passes through the stages' gates like the API: a refused move is recorded and the
+/// deal stays.
+#[test]
+fn an_imported_move_is_refused_by_its_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_url(dir.path());
+    let playbooks = dir.path().join("playbooks");
+    std::fs::create_dir(&playbooks).unwrap();
+    write(
+        &playbooks,
+        "q.yaml",
+        "playbook: q\nowner: omar@acme.example\nstages: [demo, proposal]\ngates:\n  - stage: proposal\n    why: Budget first.\n    require:\n      - { name: budget confirmed, if: deal.fields.budget_confirmed == true }\n",
+    );
+    let events = "\
+{\"type\":\"deal.created\",\"source\":\"crm\",\"source_id\":\"1\",\"occurred_at\":\"2026-11-01T09:00:00Z\",\"deal\":\"D-1\",\"data\":{\"stage\":\"demo\"}}
+{\"type\":\"deal.stage_changed\",\"source\":\"crm\",\"source_id\":\"2\",\"occurred_at\":\"2026-11-02T09:00:00Z\",\"deal\":\"D-1\",\"data\":{\"stage\":\"proposal\"}}
+";
+    let file = write(dir.path(), "e.ndjson", events);
+    let out = crate::bin()
+        .args(["--database", &db, "import", file.to_str().unwrap()])
+        .env("PIPEWRIGHT_ENGINE__PLAYBOOKS", &playbooks)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("imported 2"), "{}", stdout(&out));
+    let store = store::connect(
+        &db,
+        &store::ConnectOptions::default(),
+        std::sync::Arc::new(clock::SystemClock),
+    )
+    .unwrap();
+    let key = domain::RecordKey::new(
+        domain::RecordKind::Deal,
+        domain::RecordId::parse("D-1").unwrap(),
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (record, timeline) = runtime.block_on(async {
+        (
+            store.record(&key).await.unwrap().unwrap().record,
+            store.timeline(&key, 10).await.unwrap(),
+        )
+    });
+    assert_eq!(record.stage().map(|s| s.as_str()), Some("demo"));
+    assert_eq!(timeline[1].event_type().as_str(), "gate.blocked");
+}
