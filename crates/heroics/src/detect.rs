@@ -119,7 +119,13 @@ pub struct Intervention {
     pub in_stage_ms: Option<i64>,
     pub objection: Option<ObjectionKind>,
     pub objection_ms: Option<i64>,
+    /// How long before a stage's gate had refused a move the deal has still not made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked_ms: Option<i64>,
 }
+
+/// The reason of an intervention that follows a refused move, or overrides a gate.
+pub const BLOCKED_GATE: &str = "blocked-gate";
 
 /// A stretch without activity on an open deal, as long as [`Settings::quiet_after`] or more.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,7 +244,19 @@ pub fn run_deal(
         let deal = deal_of(&record);
         let owner = deal.owner.as_ref();
         let toucher = match (&event.body, &event.actor) {
-            (EventBody::InterventionLogged(i), _) => Some((&i.person, Some(i.reason.as_str()))),
+            (EventBody::InterventionLogged(i), _) => {
+                Some((&i.person, Some((i.reason.as_str(), "logged"))))
+            }
+            // A key person pushing a deal past a stage's gate steps in, for that reason.
+            (EventBody::DealStageChanged(c), _)
+                if c.gate_override
+                    .as_ref()
+                    .is_some_and(|o| people.is_key(&o.by)) =>
+            {
+                c.gate_override
+                    .as_ref()
+                    .map(|o| (&o.by, Some((BLOCKED_GATE, "overrode the stage's gate"))))
+            }
             (body, Some(Actor::Person(p))) if is_touch(body) => Some((p, None)),
             _ => None,
         };
@@ -346,7 +364,7 @@ fn touch(
     deal: &Deal,
     person: &RecordId,
     at: Timestamp,
-    logged: Option<&str>,
+    logged: Option<(&str, &str)>,
     settings: &Settings,
 ) -> bool {
     if let Some(&i) = latest.get(person) {
@@ -354,10 +372,10 @@ fn touch(
         if at.as_millis() - latest.last_at.as_millis() <= settings.merge_within {
             latest.touches += 1;
             latest.last_at = latest.last_at.max(at);
-            if let Some(reason) = logged {
-                // What someone wrote down beats what was inferred.
+            if let Some((reason, because)) = logged {
+                // What someone wrote down (or did) beats what was inferred.
                 latest.reason = reason.to_owned();
-                latest.because = "logged".into();
+                latest.because = because.to_owned();
             }
             return false;
         }
@@ -378,9 +396,14 @@ fn touch(
         in_stage_ms: ms(deal.stage_history.last().map(|v| v.entered_at)),
         objection: objection.map(|o| o.kind),
         objection_ms: ms(objection.map(|o| o.at)),
+        blocked_ms: ms(deal
+            .blocked_moves
+            .last()
+            .filter(|b| deal.stage.as_ref() != Some(&b.stage))
+            .map(|b| b.at)),
     };
     (found.reason, found.because) = match logged {
-        Some(reason) => (reason.to_owned(), "logged".to_owned()),
+        Some((reason, because)) => (reason.to_owned(), because.to_owned()),
         None => infer(&found, deal.status, settings),
     };
     run.interventions.push(found);
@@ -402,6 +425,14 @@ fn infer(i: &Intervention, status: DealStatus, s: &Settings) -> (String, String)
         return (
             reason.to_owned(),
             format!("objection ({reason}) raised {} before", days(ago)),
+        );
+    }
+    if let Some(ago) = i.blocked_ms
+        && ago <= s.objection_within
+    {
+        return (
+            BLOCKED_GATE.into(),
+            format!("a gate refused a move {} before", days(ago)),
         );
     }
     if let Some(quiet) = i.quiet_ms

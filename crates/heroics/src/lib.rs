@@ -19,10 +19,13 @@
 //! 1. an objection raised on the deal within [`Settings::objection_within`] before (the latest
 //!    one): its kind (`pricing`, `implementation-concern`, `legal-concern`,
 //!    `security-concern`, `competitor`, `timing`, `objection`);
-//! 2. no activity on the deal for at least [`Settings::quiet_after`]: `went-quiet`;
-//! 3. in its stage for at least [`Settings::stuck_after`]: `legal-stall` in a stage named
+//! 2. a move a stage's gate refused (`gate.blocked`) within [`Settings::objection_within`]
+//!    before, the deal still short of that stage: `blocked-gate` (a key person overriding a
+//!    gate steps in for the same reason);
+//! 3. no activity on the deal for at least [`Settings::quiet_after`]: `went-quiet`;
+//! 4. in its stage for at least [`Settings::stuck_after`]: `legal-stall` in a stage named
 //!    `legal`, `stalled` otherwise;
-//! 4. otherwise `unknown`.
+//! 5. otherwise `unknown`.
 //!
 //! The reasons are the names playbooks' `covers:` use, so a report can say which rules were
 //! meant to take an intervention off a key person's plate.

@@ -184,3 +184,73 @@ fn a_long_stay_in_legal_is_a_legal_stall_and_the_window_is_a_setting() {
     assert_eq!(merged.len(), 1);
     assert_eq!(merged[0].touches, 2);
 }
+
+/// A refused move the deal has not made since is a reason (`blocked-gate`); a key person
+/// overriding the gate steps in for that reason; a gate that was later passed is no reason.
+#[test]
+fn a_refused_move_and_a_gate_override_are_blocked_gate_interventions() {
+    let blocked = |id: &str, at: &str, deal: &str| {
+        event(
+            "gate.blocked",
+            id,
+            at,
+            &format!(r#""deal":"{deal}""#),
+            r#"{"stage":"proposal","from":"demo","gate":"q","unmet":["budget confirmed"],"attempted":"deal.stage_changed"}"#,
+        )
+    };
+    let events = vec![
+        person("maya", true),
+        person("omar", true),
+        person("sam", false),
+        // G-1: refused on 10-02; maya writes on 10-03 (not quiet, not stuck).
+        deal("G-1", "sam", "demo"),
+        blocked("b1", "2026-10-02T09:00:00Z", "G-1"),
+        by("email.sent", "g1", "2026-10-03T09:00:00Z", "G-1", "maya"),
+        // G-2: omar overrides the gate on 10-04.
+        deal("G-2", "sam", "demo"),
+        blocked("b2", "2026-10-02T09:00:00Z", "G-2"),
+        event(
+            "deal.stage_changed",
+            "o2",
+            "2026-10-04T09:00:00Z",
+            r#""deal":"G-2""#,
+            r#"{"stage":"proposal","override":{"by":"omar","reason":"letter of intent","unmet":["budget confirmed"]}}"#,
+        ),
+        // G-3: refused, then qualified and moved; maya writes after: no gate reason left.
+        deal("G-3", "sam", "demo"),
+        blocked("b3", "2026-10-02T09:00:00Z", "G-3"),
+        event(
+            "deal.stage_changed",
+            "m3",
+            "2026-10-02T12:00:00Z",
+            r#""deal":"G-3""#,
+            r#"{"stage":"proposal"}"#,
+        ),
+        by("email.sent", "g3", "2026-10-03T09:00:00Z", "G-3", "maya"),
+    ];
+    let found = detect(&events, Settings::default());
+    let got: Vec<(&str, &str, &str, &str)> = found
+        .iter()
+        .map(|i| {
+            (
+                i.deal.as_str(),
+                i.person.as_str(),
+                i.reason.as_str(),
+                i.because.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "G-1",
+                "maya",
+                "blocked-gate",
+                "a gate refused a move 1 day before"
+            ),
+            ("G-3", "maya", "unknown", "no rule matched"),
+            ("G-2", "omar", "blocked-gate", "overrode the stage's gate"),
+        ]
+    );
+}
