@@ -100,6 +100,49 @@ pub struct RuleExplanation {
     pub summary: String,
 }
 
+/// A gate as a deal stands against it (see [`Engine::explain_gates`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GateExplanation {
+    pub stage: String,
+    pub playbook: String,
+    pub why: String,
+    /// Every criterion holds: a move into the stage would pass.
+    pub met: bool,
+    pub override_roles: Vec<String>,
+    pub criteria: Vec<CriterionNow>,
+}
+
+/// One criterion now: whether it holds, its condition, the facts it read, and why it could not
+/// be evaluated if it could not.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CriterionNow {
+    pub name: String,
+    pub condition: String,
+    pub met: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub saw: BTreeMap<String, serde_json::Value>,
+}
+
+/// Each of a gate's criteria against the record at `now`; one that cannot be evaluated does
+/// not hold.
+fn assess(gate: &playbook::Gate, record: &Record, now: Timestamp) -> Vec<CriterionNow> {
+    let mut seen = Seen::default();
+    gate.criteria
+        .iter()
+        .map(|c| {
+            let (result, saw) = evaluate(&c.condition, record, None, now, &mut seen);
+            CriterionNow {
+                name: c.name.clone(),
+                condition: c.condition.source.clone(),
+                met: result == Ok(true),
+                error: result.err(),
+                saw,
+            }
+        })
+        .collect()
+}
+
 /// A move a gate refuses (see [`Engine::check_gate`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Refusal {
@@ -223,17 +266,13 @@ impl Engine {
     /// order the gate lists them. A criterion that cannot be evaluated does not hold.
     pub fn check_gate(&self, record: &Record, stage: &Stage, now: Timestamp) -> Option<Refusal> {
         let (playbook, gate) = self.set.gate(stage)?;
-        let mut seen = Seen::default();
-        let unmet: Vec<Unmet> = gate
-            .criteria
-            .iter()
-            .filter_map(|c| {
-                let (result, saw) = evaluate(&c.condition, record, None, now, &mut seen);
-                (result != Ok(true)).then(|| Unmet {
-                    name: c.name.clone(),
-                    error: result.err(),
-                    saw,
-                })
+        let unmet: Vec<Unmet> = assess(gate, record, now)
+            .into_iter()
+            .filter(|c| !c.met)
+            .map(|c| Unmet {
+                name: c.name,
+                error: c.error,
+                saw: c.saw,
             })
             .collect();
         (!unmet.is_empty()).then(|| Refusal {
@@ -243,6 +282,34 @@ impl Engine {
             override_roles: gate.override_roles.clone(),
             unmet,
         })
+    }
+
+    /// Every gate, and where a deal stands against each criterion now: what it needs before
+    /// it may move on. Empty for records other than deals.
+    pub fn explain_gates(&self, record: &Record, now: Timestamp) -> Vec<GateExplanation> {
+        if record.kind() != domain::RecordKind::Deal {
+            return Vec::new();
+        }
+        self.set
+            .playbooks
+            .iter()
+            .flat_map(|p| p.gates.iter().map(move |g| (p, g)))
+            .map(|(playbook, gate)| {
+                let criteria = assess(gate, record, now);
+                GateExplanation {
+                    stage: gate.stage.as_str().to_owned(),
+                    playbook: playbook.name.clone(),
+                    why: gate.why.clone(),
+                    met: criteria.iter().all(|c| c.met),
+                    override_roles: gate
+                        .override_roles
+                        .iter()
+                        .map(|r| r.as_str().to_owned())
+                        .collect(),
+                    criteria,
+                }
+            })
+            .collect()
     }
 
     /// The time triggers a record should be waiting on at `now`: set or cancel, for every

@@ -987,6 +987,18 @@ async fn explain(
             }
         }
     }
+    for g in engine.explain_gates(&record.record, now) {
+        let verdict = if g.met { "would pass" } else { "would refuse" };
+        writeln!(out, "\ngate on {} ({}) — {verdict}", g.stage, g.playbook)?;
+        writeln!(out, "  why: {}", g.why)?;
+        for c in &g.criteria {
+            let mark = if c.met { "met" } else { "NOT met" };
+            writeln!(out, "  {mark}: {}  ({})", c.name, c.condition)?;
+            for (name, value) in &c.saw {
+                writeln!(out, "      {name} = {value}")?;
+            }
+        }
+    }
     for e in store.effects(Some(&key), 1000).await? {
         writeln!(
             out,

@@ -418,7 +418,8 @@ pub async fn playbooks(
 }
 
 /// For every rule that acts on this record: has it fired, what its condition gives now and the
-/// facts it read, and when a time trigger fires if nothing changes.
+/// facts it read, and when a time trigger fires if nothing changes; for a deal, where it stands
+/// against every stage's gate.
 #[utoipa::path(
     get, path = "/api/v1/{collection}/{id}/explain", tag = "playbooks",
     params(("collection" = Collection, Path, description = "deals or leads"),
@@ -435,14 +436,15 @@ pub async fn explain(
     let (key, stored) = find(&state, &collection, id).await?;
     let memory = state.store.rule_memory(&key).await?;
     let now = state.clock.now();
-    let (version, rules) = match state.store.engine() {
+    let (version, rules, gates) = match state.store.engine() {
         Some(engine) => (
             Some(engine.version().to_owned()),
             engine.explain(&stored.record, &memory, now),
+            engine.explain_gates(&stored.record, now),
         ),
-        None => (None, Vec::new()),
+        None => (None, Vec::new(), Vec::new()),
     };
-    Ok(Json(
-        serde_json::json!({ "record": key.to_string(), "at": now, "version": version, "rules": rules }),
-    ))
+    Ok(Json(serde_json::json!({
+        "record": key.to_string(), "at": now, "version": version, "rules": rules, "gates": gates,
+    })))
 }

@@ -418,4 +418,19 @@ fn an_imported_move_is_refused_by_its_gate() {
     });
     assert_eq!(record.stage().map(|s| s.as_str()), Some("demo"));
     assert_eq!(timeline[1].event_type().as_str(), "gate.blocked");
+    // `explain` says what the gate still needs.
+    let out = crate::bin()
+        .args(["--database", &db, "explain", "deal", "D-1"])
+        .env("PIPEWRIGHT_ENGINE__PLAYBOOKS", &playbooks)
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(
+        text.contains("gate on proposal (q) — would refuse"),
+        "{text}"
+    );
+    assert!(
+        text.contains("NOT met: budget confirmed  (deal.fields.budget_confirmed == true)"),
+        "{text}"
+    );
 }

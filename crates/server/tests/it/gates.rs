@@ -135,6 +135,21 @@ async fn a_gate_refuses_moves_from_the_api_and_from_automation_until_the_deal_qu
         "{one}"
     );
 
+    // What the gate needs now, criterion by criterion.
+    let (_, explained) = app.get(&app.reader, "/api/v1/deals/D-1/explain").await;
+    let gate = &explained["gates"][0];
+    assert_eq!(
+        (&gate["stage"], &gate["met"]),
+        (&serde_json::json!("proposal"), &serde_json::json!(false)),
+        "{explained}"
+    );
+    assert_eq!(gate["criteria"][0]["name"], "budget confirmed");
+    assert_eq!(gate["criteria"][0]["met"], false);
+    assert_eq!(
+        gate["criteria"][0]["saw"]["deal.fields"],
+        serde_json::json!({})
+    );
+
     // Qualified, the next demo's move goes through.
     send(
         &app,
@@ -154,4 +169,6 @@ async fn a_gate_refuses_moves_from_the_api_and_from_automation_until_the_deal_qu
     let d = deal(&app).await;
     assert_eq!(d["record"]["stage"], "proposal", "{d}");
     assert_eq!(d["record"]["blocked_moves"].as_array().unwrap().len(), 2);
+    let (_, explained) = app.get(&app.reader, "/api/v1/deals/D-1/explain").await;
+    assert_eq!(explained["gates"][0]["met"], true, "{explained}");
 }
