@@ -12,7 +12,7 @@ use sha2::Digest;
 
 use clock::Clock;
 use domain::{Record, RecordKey, RecordKind, Timestamp};
-use store::{Claim, Finish, ListQuery, Outcome, Store, StoredEffect};
+use store::{Claim, Finish, Outcome, Store, StoredEffect};
 
 use crate::Config;
 use crate::render::{Lookup, Message, email_headers, render};
@@ -150,7 +150,7 @@ impl Dispatcher {
             return Ok(pass);
         }
         self.take_tokens(&claimed, now);
-        let people: Arc<Vec<domain::Person>> = Arc::new(self.people().await?);
+        let people: Arc<Vec<domain::Person>> = Arc::new(store::people(&*self.store).await?);
         // An effect renders with the playbooks that decided it (a sequence's step with the
         // version its enrolment is pinned to), the running ones when that is not to be had:
         // each version of the pass looked up once.
@@ -229,20 +229,6 @@ impl Dispatcher {
                 .increment(1);
         }
         Ok(pass)
-    }
-
-    async fn people(&self) -> store::Result<Vec<domain::Person>> {
-        let mut query = ListQuery::new(RecordKind::Person);
-        query.limit = 10_000;
-        let page = self.store.list(&query).await?;
-        Ok(page
-            .items
-            .into_iter()
-            .filter_map(|r| match r.record {
-                Record::Person(p) => Some(p),
-                _ => None,
-            })
-            .collect())
     }
 
     async fn lookup(

@@ -13,12 +13,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use domain::{MILLIS_PER_DAY, Person, Record, RecordId, RecordKind, Timestamp};
+use domain::{MILLIS_PER_DAY, RecordId, RecordKind, Timestamp};
 use heroics::{
     Automation, Covering, DealRun, Firing, History, People, Request, Settings, run_deal,
 };
 use playbook::{Action, PlaybookSet, Target};
-use store::{ListQuery, OutboxQuery, RecordEvent, RecordRange, Store, TaskQuery, TokenRole};
+use store::{OutboxQuery, RecordEvent, RecordRange, Store, TaskQuery, TokenRole};
 
 use crate::AppState;
 use crate::api::query;
@@ -140,20 +140,7 @@ impl HeroicsParams {
 
 /// Every person in the store, as their latest state says.
 pub async fn people(store: &dyn Store) -> store::Result<People> {
-    let mut found: Vec<Person> = Vec::new();
-    let mut query = ListQuery::new(RecordKind::Person);
-    query.limit = 1000;
-    loop {
-        let page = store.list(&query).await?;
-        found.extend(page.items.into_iter().filter_map(|r| match r.record {
-            Record::Person(p) => Some(p),
-            _ => None,
-        }));
-        match page.next {
-            Some(next) => query.after = Some(next),
-            None => return Ok(People::new(found)),
-        }
-    }
+    Ok(People::new(store::people(store).await?))
 }
 
 /// How many events one read takes.

@@ -461,6 +461,24 @@ impl Default for ConnectOptions {
     }
 }
 
+/// Every person (team member) in the store, as their latest state says, read page by page.
+pub async fn people(store: &dyn Store) -> Result<Vec<domain::Person>> {
+    let mut found = Vec::new();
+    let mut query = ListQuery::new(RecordKind::Person);
+    query.limit = 1000;
+    loop {
+        let page = store.list(&query).await?;
+        found.extend(page.items.into_iter().filter_map(|r| match r.record {
+            Record::Person(p) => Some(p),
+            _ => None,
+        }));
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => return Ok(found),
+        }
+    }
+}
+
 /// Opens the store a database URL names: `sqlite:PATH` (or `sqlite://PATH`) for the embedded
 /// database, `postgres://…` (or `postgresql://…`) for PostgreSQL. The scheme is the only
 /// place the backend is chosen.
