@@ -157,9 +157,12 @@ impl Row {
         let kind = self.text(i)?;
         let kind = RecordKind::parse(&kind)
             .ok_or_else(|| Error::Corrupt(format!("record kind {kind:?}")))?;
-        let id = domain::RecordId::parse(self.text(i + 1)?)
-            .map_err(|e| Error::Corrupt(e.to_string()))?;
-        Ok(RecordKey::new(kind, id))
+        Ok(RecordKey::new(kind, self.record_id(i + 1)?))
+    }
+
+    /// A record id column.
+    pub(crate) fn record_id(&mut self, i: usize) -> Result<domain::RecordId> {
+        domain::RecordId::parse(self.text(i)?).map_err(|e| Error::Corrupt(e.to_string()))
     }
 }
 

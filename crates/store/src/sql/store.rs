@@ -322,8 +322,7 @@ impl<B: Backend> Store for SqlStore<B> {
                     .into_iter()
                     .map(|mut r| {
                         Ok(RecordEvent {
-                            record: RecordId::parse(r.text(0)?)
-                                .map_err(|e| Error::Corrupt(e.to_string()))?,
+                            record: r.record_id(0)?,
                             seq: r.int(1)?,
                             event: decode(&r.text(2)?)?,
                         })
@@ -356,8 +355,7 @@ impl<B: Backend> Store for SqlStore<B> {
                         "SELECT id FROM records WHERE kind = ?1 ORDER BY id LIMIT 1 OFFSET ?2",
                         args![kind.as_str(), at],
                     )? {
-                        let id = RecordId::parse(r.text(0)?)
-                            .map_err(|e| Error::Corrupt(e.to_string()))?;
+                        let id = r.record_id(0)?;
                         if bounds.last() != Some(&id) {
                             bounds.push(id);
                         }
