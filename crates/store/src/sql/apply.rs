@@ -115,19 +115,20 @@ pub(crate) fn ingest(
     // writers (other nodes) apply one record's events one transaction at a time.
     sql.lock_records(&refs.iter().flatten().collect::<Vec<_>>())?;
     // Gates judge moves on the deals as held; a refused move may add an event (same records).
-    let (events, asked, refs) = match engine {
-        Some(engine) => {
-            let (events, asked): (Vec<Event>, Vec<bool>) =
-                gates::enforce(sql, known, written, engine, events, || event_id(now))?
-                    .into_iter()
-                    .unzip();
-            let refs = events.iter().map(|e| e.refs.keys()).collect();
-            (events, asked, refs)
-        }
+    let (events, asked): (Vec<Event>, Vec<bool>) = match engine {
+        Some(engine) => gates::enforce(sql, known, written, engine, events, || event_id(now))?
+            .into_iter()
+            .unzip(),
         None => {
             let asked = vec![true; events.len()];
-            (events, asked, refs)
+            (events, asked)
         }
+    };
+    // Only an added `gate.blocked` changes the list; it concerns its origin's records.
+    let refs: Vec<Vec<RecordKey>> = if events.len() == refs.len() {
+        refs
+    } else {
+        events.iter().map(|e| e.refs.keys()).collect()
     };
     let rows = events
         .iter()

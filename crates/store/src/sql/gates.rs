@@ -31,7 +31,7 @@ fn move_of(event: &Event) -> Option<&Stage> {
 pub(crate) fn enforce(
     sql: &mut dyn Sql,
     known: &Known,
-    written: &mut Known,
+    written: &Known,
     engine: &Engine,
     events: Vec<Event>,
     mut companion_id: impl FnMut() -> domain::EventId,
@@ -92,7 +92,7 @@ pub(crate) fn enforce(
             Some(o) => refuse_override(sql, known, written, &refusal, o)?,
             None => None,
         };
-        if let (Some(_), None) = (&asked, &refused) {
+        if asked.is_some() && refused.is_none() {
             // Permitted: the move stands, carrying what it overrode.
             if let EventBody::DealStageChanged(c) = &mut event.body
                 && let Some(o) = &mut c.gate_override
@@ -143,7 +143,7 @@ pub(crate) fn enforce(
 fn refuse_override(
     sql: &mut dyn Sql,
     known: &Known,
-    written: &mut Known,
+    written: &Known,
     refusal: &Refusal,
     asked: &GateOverride,
 ) -> Result<Option<String>> {
