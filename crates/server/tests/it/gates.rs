@@ -25,17 +25,6 @@ rules:
 
 const D: &str = r#""deal":"D-1""#;
 
-async fn send(app: &TestApp, events: &[String]) {
-    let (status, body) = app
-        .post(
-            &app.writer,
-            "application/json",
-            format!("[{}]", events.join(",")),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-}
-
 async fn deal(app: &TestApp) -> serde_json::Value {
     let (status, deal) = app.get(&app.reader, "/api/v1/deals/D-1").await;
     assert_eq!(status, 200, "{deal}");
@@ -53,26 +42,23 @@ async fn a_gate_refuses_moves_from_the_api_and_from_automation_until_the_deal_qu
     let playbooks = tempfile::tempdir().unwrap();
     std::fs::write(playbooks.path().join("qualification.yaml"), PLAYBOOK).unwrap();
     let app = spawn_with_playbooks(playbooks.path(), 3_600_000).await;
-    send(
-        &app,
-        &[
-            event(
-                "deal.created",
-                "c",
-                "2026-11-18T09:00:00Z",
-                D,
-                r#"{"name":"Globex","stage":"demo","owner":"sam@acme.example"}"#,
-            ),
-            // Sent to the API: refused, the deal stays in demo.
-            event(
-                "deal.stage_changed",
-                "m1",
-                "2026-11-18T10:00:00Z",
-                D,
-                r#"{"stage":"proposal"}"#,
-            ),
-        ],
-    )
+    app.send(&[
+        event(
+            "deal.created",
+            "c",
+            "2026-11-18T09:00:00Z",
+            D,
+            r#"{"name":"Globex","stage":"demo","owner":"sam@acme.example"}"#,
+        ),
+        // Sent to the API: refused, the deal stays in demo.
+        event(
+            "deal.stage_changed",
+            "m1",
+            "2026-11-18T10:00:00Z",
+            D,
+            r#"{"stage":"proposal"}"#,
+        ),
+    ])
     .await;
     let d = deal(&app).await;
     assert_eq!(d["record"]["stage"], "demo", "{d}");
@@ -91,16 +77,13 @@ async fn a_gate_refuses_moves_from_the_api_and_from_automation_until_the_deal_qu
     assert_eq!(refused["data"]["from"], "demo");
 
     // The automation moves it after the demo: refused the same way once delivered.
-    send(
-        &app,
-        &[event(
-            "meeting.held",
-            "demo",
-            "2026-11-19T10:00:00Z",
-            D,
-            "{}",
-        )],
-    )
+    app.send(&[event(
+        "meeting.held",
+        "demo",
+        "2026-11-19T10:00:00Z",
+        D,
+        "{}",
+    )])
     .await;
     deliver(&app).await;
     let d = deal(&app).await;
@@ -151,19 +134,16 @@ async fn a_gate_refuses_moves_from_the_api_and_from_automation_until_the_deal_qu
     );
 
     // Qualified, the next demo's move goes through.
-    send(
-        &app,
-        &[
-            event(
-                "deal.updated",
-                "q",
-                "2026-11-19T12:00:00Z",
-                D,
-                r#"{"fields":{"budget_confirmed":true,"champion":"Ann"}}"#,
-            ),
-            event("meeting.held", "demo-2", "2026-11-19T15:00:00Z", D, "{}"),
-        ],
-    )
+    app.send(&[
+        event(
+            "deal.updated",
+            "q",
+            "2026-11-19T12:00:00Z",
+            D,
+            r#"{"fields":{"budget_confirmed":true,"champion":"Ann"}}"#,
+        ),
+        event("meeting.held", "demo-2", "2026-11-19T15:00:00Z", D, "{}"),
+    ])
     .await;
     deliver(&app).await;
     let d = deal(&app).await;

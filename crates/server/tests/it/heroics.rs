@@ -5,17 +5,6 @@ use clock::Clock;
 
 use crate::{TestApp, copy_examples, event, spawn_with_playbooks};
 
-async fn send(app: &TestApp, events: &[String]) {
-    let (status, body) = app
-        .post(
-            &app.writer,
-            "application/json",
-            format!("[{}]", events.join(",")),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-}
-
 async fn text(app: &TestApp, path: &str) -> (u16, String, String) {
     let r = app
         .http
@@ -79,18 +68,15 @@ async fn november() -> (TestApp, tempfile::TempDir) {
             &format!(r#"{{"name":"{id}","key_person":{key},"roles":["{role}"]}}"#),
         )
     };
-    send(
-        &app,
-        &[
-            person("maya", true, "manager"),
-            person("sam", false, "ae"),
-            deal("D-1", "2026-11-01T09:00:00Z", "demo", 10_000),
-            on("meeting.held", "D-1-demo", "2026-11-01T10:00:00Z", "D-1"),
-            deal("D-2", "2026-11-01T09:00:00Z", "legal", 30_000),
-            deal("D-3", "2026-11-01T09:00:00Z", "proposal", 5_000),
-            on("deal.lost", "D-3-lost", "2026-11-05T09:00:00Z", "D-3"),
-        ],
-    )
+    app.send(&[
+        person("maya", true, "manager"),
+        person("sam", false, "ae"),
+        deal("D-1", "2026-11-01T09:00:00Z", "demo", 10_000),
+        on("meeting.held", "D-1-demo", "2026-11-01T10:00:00Z", "D-1"),
+        deal("D-2", "2026-11-01T09:00:00Z", "legal", 30_000),
+        deal("D-3", "2026-11-01T09:00:00Z", "proposal", 5_000),
+        on("deal.lost", "D-3-lost", "2026-11-05T09:00:00Z", "D-3"),
+    ])
     .await;
     // The quiet rule (due 11-06) and stuck-in-legal (due 11-11) fire, here or in the server's
     // own first pass, once either way: a sequence start, an alert and an escalation that
@@ -112,19 +98,16 @@ async fn november() -> (TestApp, tempfile::TempDir) {
         rules,
         ["quiet-after-enthusiasm", "stuck-in-legal", "stuck-in-legal"]
     );
-    send(
-        &app,
-        &[
-            by(
-                "email.sent",
-                "D-1-maya",
-                "2026-11-08T09:00:00Z",
-                "D-1",
-                "maya",
-            ),
-            on("deal.won", "D-1-won", "2026-11-10T09:00:00Z", "D-1"),
-        ],
-    )
+    app.send(&[
+        by(
+            "email.sent",
+            "D-1-maya",
+            "2026-11-08T09:00:00Z",
+            "D-1",
+            "maya",
+        ),
+        on("deal.won", "D-1-won", "2026-11-10T09:00:00Z", "D-1"),
+    ])
     .await;
     (app, playbooks)
 }
@@ -262,7 +245,7 @@ async fn suggestions_come_back_as_a_playbook_that_loads() {
             "maya",
         ));
     }
-    send(&app, &more).await;
+    app.send(&more).await;
 
     let (status, found) = app
         .get(&app.reader, "/api/v1/suggestions?format=json")

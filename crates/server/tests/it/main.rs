@@ -106,6 +106,13 @@ impl TestApp {
         (status, r.json().await.unwrap_or(serde_json::Value::Null))
     }
 
+    /// POSTs events (JSON objects) as one batch with the writer token; the batch must be taken.
+    pub async fn send(&self, events: &[String]) {
+        let body = format!("[{}]", events.join(","));
+        let (status, answer) = self.post(&self.writer, "application/json", body).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+
     /// GET a route that needs no token, as JSON.
     pub async fn get_open(&self, path: &str) -> serde_json::Value {
         self.http

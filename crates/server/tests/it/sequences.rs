@@ -56,12 +56,6 @@ fn quiet_deal(deal: &str, contact: &str, email: &str) -> Vec<String> {
     ]
 }
 
-async fn post_events(app: &TestApp, events: Vec<String>) {
-    let body = format!("[{}]", events.join(","));
-    let (status, answer) = app.post(&app.writer, "application/json", body).await;
-    assert_eq!(status, 200, "{answer}");
-}
-
 /// Moves time to `at`, and fires due timers and runs due steps as the server's timer loop
 /// does (which may get there first: what it did is read from the outbox, not counted here).
 async fn tick(app: &TestApp, at: &str) {
@@ -104,7 +98,7 @@ async fn the_reengagement_sequence_runs_end_to_end() {
     )];
     events.extend(quiet_deal("D-1", "C-1", "hank@globex.example"));
     events.extend(quiet_deal("D-2", "C-2", "gina@initech.example"));
-    post_events(&app, events).await;
+    app.send(&events).await;
 
     // Friday 20 November, 13:00 in Berlin: the quiet-for-5-days timers are due; the rule
     // starts the sequence, whose first email is inside the window.
@@ -257,7 +251,8 @@ async fn sequences_are_paused_resumed_and_suppressed_over_http() {
     let (_, pauses) = app.get(&app.reader, "/api/v1/sequences/pauses").await;
     assert_eq!(pauses[0]["note"], "on leave");
 
-    post_events(&app, quiet_deal("D-1", "C-1", "hank@globex.example")).await;
+    app.send(&quiet_deal("D-1", "C-1", "hank@globex.example"))
+        .await;
     tick(&app, "2026-11-20T12:00:00Z").await;
     assert!(sequence_effects(&app, "D-1").await.is_empty());
     let e = enrolment(&app, "D-1").await;
