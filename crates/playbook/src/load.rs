@@ -471,7 +471,7 @@ impl Compiler {
                 "a gate needs at least one criterion under `require`".into(),
             );
         }
-        let stage = self.stage(&g.stage, Some(&names.stages));
+        let stage = self.open_stage(&g.stage, names, "a gate judges moves into open stages");
         let scope = Scope {
             variables: vec![("deal", Some(DEAL_FACTS)), ("now", None)],
         };
@@ -585,6 +585,19 @@ impl Compiler {
                 None
             }
         }
+    }
+
+    /// A declared stage a deal can be moved into; deals are won and lost by `deal.won` and
+    /// `deal.lost`, not moved to closed_won / closed_lost.
+    fn open_stage(&mut self, s: &Spanned<String>, names: &Names, what: &str) -> Option<Stage> {
+        if [domain::WON_STAGE, domain::LOST_STAGE].contains(&s.value.as_str()) {
+            self.error(
+                s,
+                format!("{what}; {} is entered by deal.won or deal.lost", s.value),
+            );
+            return None;
+        }
+        self.stage(s, Some(&names.stages))
     }
 
     fn asset(&mut self, name: &str, a: &raw::Asset, names: &Names) -> Asset {
@@ -1399,7 +1412,11 @@ impl Compiler {
                     return None;
                 }
                 Action::SetStage {
-                    stage: self.stage(x, Some(&names.stages))?,
+                    stage: self.open_stage(
+                        x,
+                        names,
+                        "set_stage moves deals between open stages",
+                    )?,
                 }
             }
             raw::Action::Escalate(x) => {
