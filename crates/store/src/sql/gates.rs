@@ -36,6 +36,15 @@ pub(crate) fn enforce(
     events: Vec<Event>,
     mut companion_id: impl FnMut() -> domain::EventId,
 ) -> Result<Vec<(Event, bool)>> {
+    let mut events = events;
+    // What an override overrode is the store's to say, not the sender's.
+    for event in &mut events {
+        if let EventBody::DealStageChanged(c) = &mut event.body
+            && let Some(o) = &mut c.gate_override
+        {
+            o.unmet.clear();
+        }
+    }
     let gated = |e: &Event| {
         e.refs.deal.is_some() && move_of(e).is_some_and(|s| engine.playbooks().gate(s).is_some())
     };

@@ -179,7 +179,10 @@ pub async fn a_refused_move_leaves_the_deal_and_is_recorded_whatever_sent_it(bac
 
 /// A move to proposal, overridden by `by` for `reason`.
 async fn over(store: &dyn Store, id: &str, at: &str, by: &str, reason: &str) {
-    let data = format!(r#"{{"stage":"proposal","override":{{"by":"{by}","reason":"{reason}"}}}}"#);
+    // The sender's own `unmet` is not believed: the store records what the gate found.
+    let data = format!(
+        r#"{{"stage":"proposal","override":{{"by":"{by}","reason":"{reason}","unmet":["nothing"]}}}}"#
+    );
     store
         .ingest(vec![ev("deal.stage_changed", id, at, D, &data)])
         .await
@@ -236,6 +239,10 @@ pub async fn an_override_needs_a_permitted_role_and_a_reason_and_is_recorded(bac
     assert_eq!(
         b[0].1.gate_override.as_ref().map(|o| o.reason.as_str()),
         Some("the CEO asked")
+    );
+    assert_eq!(
+        b[0].1.gate_override.as_ref().map(|o| o.unmet.len()),
+        Some(0)
     );
     assert_eq!(
         b[1].1.refused.as_deref(),
