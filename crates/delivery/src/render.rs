@@ -208,11 +208,29 @@ pub fn render(
             url: url.clone(),
             body: cx.webhook_body(effect),
         }),
-        Action::AssignOwner { chosen, .. } => {
+        Action::AssignOwner {
+            chosen, why, route, ..
+        } => {
             let Some(owner) = chosen else {
                 return fail("no team member was chosen");
             };
-            Ok(cx.internal(effect, json!({ "owner": owner })))
+            let why = why.clone().unwrap_or_default();
+            // The chooser's words start with the strategy, or say nobody could take it.
+            let strategy = if why.starts_with("nobody") {
+                "fallback"
+            } else {
+                route.strategy.as_str()
+            };
+            let mut data = json!({
+                "owner": owner,
+                "rule": effect.rule,
+                "strategy": strategy,
+                "why": why,
+            });
+            if let Some(previous) = cx.owner() {
+                data["previous"] = json!(previous);
+            }
+            Ok(cx.internal_event(effect, "owner.assigned", data))
         }
         Action::SetField { field, value } => {
             let name = field.strip_prefix("fields.").unwrap_or(field);
@@ -460,11 +478,17 @@ impl<'a> Context<'a> {
         })
     }
 
+    /// A change to the record as its `KIND.updated` event.
     fn internal(&self, effect: &StoredEffect, data: Value) -> Message {
+        let ty = format!("{}.updated", self.key.kind.as_str());
+        self.internal_event(effect, &ty, data)
+    }
+
+    fn internal_event(&self, effect: &StoredEffect, ty: &str, data: Value) -> Message {
         let kind = self.key.kind.as_str();
         Message::Internal {
             event: json!({
-                "type": format!("{kind}.updated"),
+                "type": ty,
                 "source": "pipewright",
                 "source_id": effect.key,
                 "occurred_at": effect.due,

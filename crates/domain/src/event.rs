@@ -386,6 +386,31 @@ pub struct PersonFields {
     /// How many open deals this person can carry.
     pub capacity: Option<u32>,
     pub manager: Option<RecordId>,
+    /// Periods away (they replace the ones known before); routing and escalations pass over
+    /// a person while one lasts.
+    pub out_of_office: Option<Vec<crate::Absence>>,
+    /// The days and hours they work, in their `timezone` (`mon-fri 09:00-17:00`).
+    pub working_hours: Option<crate::WorkingHours>,
+}
+
+/// A deal or lead given to an owner by pipewright's routing, with the rule and why that
+/// person: the record of every assignment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Assigned {
+    pub owner: RecordId,
+    /// The owner before, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<RecordId>,
+    /// The rule that decided it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// `round_robin`, `weighted`, `least_busy` or `fallback`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
+    /// Why this person: the strategy's choice and who was passed over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
 }
 
 macro_rules! event_types {
@@ -456,6 +481,7 @@ event_types! {
     ContentViewed(ContentViewed) = "content.viewed",
     FormSubmitted(FormSubmitted) = "form.submitted",
     InterventionLogged(InterventionFields) = "intervention.logged",
+    OwnerAssigned(Assigned) = "owner.assigned",
     GateBlocked(GateBlocked) = "gate.blocked",
     PersonCreated(PersonFields) = "person.created",
     PersonUpdated(PersonFields) = "person.updated",
@@ -531,7 +557,7 @@ impl Refs {
             DealCreated | DealUpdated | DealStageChanged | DealWon | DealLost
             | InterventionLogged | GateBlocked => Some(RecordKind::Deal),
             PersonCreated | PersonUpdated => Some(RecordKind::Person),
-            ObjectionRaised => {
+            ObjectionRaised | OwnerAssigned => {
                 return if self.deal.is_some() || self.lead.is_some() {
                     Ok(())
                 } else {
@@ -828,7 +854,7 @@ mod tests {
         for ty in EventType::ALL {
             assert_eq!(EventType::parse(ty.as_str()), Some(*ty));
         }
-        assert_eq!(EventType::ALL.len(), 27);
+        assert_eq!(EventType::ALL.len(), 28);
     }
 
     #[test]

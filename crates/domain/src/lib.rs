@@ -5,24 +5,27 @@
 //! "now" is always an argument. The same code therefore serves the live server, imports,
 //! replays and tests, and gives the same answer each time.
 
+mod availability;
 mod event;
 mod ids;
 mod money;
 mod state;
 mod time;
 
+pub use availability::{Absence, WorkingHours, WorkingHoursError};
 pub use event::{
-    AccountFields, Actor, Amount, CallFields, ContactFields, ContentViewed, DealClosed, DealFields,
-    Direction, ENVELOPE_VERSION, EmailFields, Event, EventBody, EventId, EventType, FieldMap,
-    FormSubmitted, GateBlocked, GateOverride, InterventionFields, LeadFields, LinkClicked,
-    MeetingFields, NewEvent, NoteFields, ObjectionFields, ObjectionKind, PersonFields, RefError,
-    Refs, StageChange, Unsubscribed,
+    AccountFields, Actor, Amount, Assigned, CallFields, ContactFields, ContentViewed, DealClosed,
+    DealFields, Direction, ENVELOPE_VERSION, EmailFields, Event, EventBody, EventId, EventType,
+    FieldMap, FormSubmitted, GateBlocked, GateOverride, InterventionFields, LeadFields,
+    LinkClicked, MeetingFields, NewEvent, NoteFields, ObjectionFields, ObjectionKind, PersonFields,
+    RefError, Refs, StageChange, Unsubscribed,
 };
 pub use ids::{IdError, RecordId, RecordKey, RecordKind, Role, Stage};
 pub use money::{Currency, Money, MoneyError};
 pub use state::{
-    Account, ActivityFacts, BlockedMove, Contact, Deal, DealFacts, DealStatus, Engagement, Facts,
-    Intervention, LOST_STAGE, Lead, Objection, Person, Record, StageVisit, WON_STAGE,
+    Account, ActivityFacts, Assignment, BlockedMove, Contact, Deal, DealFacts, DealStatus,
+    Engagement, Facts, Intervention, LOST_STAGE, Lead, Objection, Person, Record, StageVisit,
+    WON_STAGE,
 };
 pub use time::{Date, MILLIS_PER_DAY, Timestamp, TimestampError};
 

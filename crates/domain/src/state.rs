@@ -142,6 +142,7 @@ impl Engagement {
             | EventBody::DealLost(_) => self.touch(at, None),
             EventBody::LeadCreated(_)
             | EventBody::LeadUpdated(_)
+            | EventBody::OwnerAssigned(_)
             | EventBody::GateBlocked(_)
             | EventBody::ContactUnsubscribed(_)
             | EventBody::ContactCreated(_)
@@ -207,6 +208,72 @@ pub struct Intervention {
     pub at: Timestamp,
 }
 
+/// Who owns a record since when, who gave it to them, and when they first touched it: what a
+/// first-touch SLA watches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub owner: RecordId,
+    pub at: Timestamp,
+    /// The routing rule that assigned it (`owner.assigned`); absent when the owner came from
+    /// the CRM or an import.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// The owner's first activity on the record after `at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_touch_at: Option<Timestamp>,
+}
+
+impl Assignment {
+    /// Follows an owner change (a new assignment when the owner is another person) and the
+    /// owner's first touch after it.
+    fn track(slot: &mut Option<Assignment>, owner: Option<&RecordId>, event: &Event) {
+        let at = event.occurred_at;
+        let by = match &event.body {
+            EventBody::OwnerAssigned(a) => a.rule.clone(),
+            _ => None,
+        };
+        if let Some(owner) = owner
+            && slot.as_ref().is_none_or(|a| &a.owner != owner)
+        {
+            *slot = Some(Assignment {
+                owner: owner.clone(),
+                at,
+                by,
+                first_touch_at: None,
+            });
+            return;
+        }
+        if let Some(a) = slot
+            && a.first_touch_at.is_none()
+            && at >= a.at
+            && touched_by(event, &a.owner)
+        {
+            a.first_touch_at = Some(at);
+        }
+    }
+}
+
+/// An activity by `owner`: an event whose actor they are, or an outbound email, call or
+/// meeting with no actor named (a CRM logging the owner's own work).
+fn touched_by(event: &Event, owner: &RecordId) -> bool {
+    let activity = matches!(
+        event.body,
+        EventBody::EmailSent(_)
+            | EventBody::CallLogged(_)
+            | EventBody::MeetingBooked(_)
+            | EventBody::MeetingHeld(_)
+            | EventBody::NoteAdded(_)
+    );
+    match &event.actor {
+        Some(Actor::Person(p)) => p == owner && activity,
+        Some(Actor::Contact(_)) => false,
+        None => matches!(
+            event.body,
+            EventBody::EmailSent(_) | EventBody::CallLogged(_) | EventBody::MeetingBooked(_)
+        ),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Deal {
     pub id: RecordId,
@@ -252,6 +319,8 @@ pub struct Deal {
     /// Moves its stages' gates refused, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blocked_moves: Vec<BlockedMove>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignment: Option<Assignment>,
 }
 
 /// A move a gate refused (`gate.blocked`).
@@ -290,6 +359,7 @@ impl Deal {
             engagement: Engagement::default(),
             interventions: Vec::new(),
             blocked_moves: Vec::new(),
+            assignment: None,
         }
     }
 
@@ -394,8 +464,10 @@ impl Deal {
                 unmet: g.unmet.clone(),
                 at,
             }),
+            EventBody::OwnerAssigned(a) => self.owner = Some(a.owner.clone()),
             _ => {}
         }
+        Assignment::track(&mut self.assignment, self.owner.as_ref(), event);
     }
 }
 
@@ -428,6 +500,8 @@ pub struct Lead {
     /// When the lead asked for no more automated email (`contact.unsubscribed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unsubscribed_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignment: Option<Assignment>,
 }
 
 impl Lead {
@@ -456,8 +530,10 @@ impl Lead {
                     self.status = Some("converted".to_owned());
                 }
             }
+            EventBody::OwnerAssigned(a) => self.owner = Some(a.owner.clone()),
             _ => {}
         }
+        Assignment::track(&mut self.assignment, self.owner.as_ref(), event);
     }
 }
 
@@ -577,6 +653,10 @@ pub struct Person {
     pub capacity: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manager: Option<RecordId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub out_of_office: Vec<crate::Absence>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_hours: Option<crate::WorkingHours>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
 }
@@ -597,6 +677,10 @@ impl Person {
         }
         set(&mut self.capacity, &f.capacity);
         set(&mut self.manager, &f.manager);
+        if let Some(away) = &f.out_of_office {
+            self.out_of_office = away.clone();
+        }
+        set(&mut self.working_hours, &f.working_hours);
     }
 
     fn apply(&mut self, event: &Event) {
@@ -638,6 +722,7 @@ impl Record {
                 created_at: None,
                 engagement: Engagement::default(),
                 unsubscribed_at: None,
+                assignment: None,
             }),
             RecordKind::Contact => Record::Contact(Contact {
                 id,
@@ -675,6 +760,8 @@ impl Record {
                 available: true,
                 capacity: None,
                 manager: None,
+                out_of_office: Vec::new(),
+                working_hours: None,
                 created_at: None,
             }),
         }

@@ -55,6 +55,15 @@ fn strings<'a>(items: impl IntoIterator<Item = &'a str>) -> Value {
     ))
 }
 
+/// `assigned_at`, `assigned_by` (the routing rule) and `first_touch_at` of the current owner.
+fn assignment(a: Option<&domain::Assignment>) -> [(&'static str, Value); 3] {
+    [
+        ("assigned_at", time(a.map(|a| a.at))),
+        ("assigned_by", text(a.and_then(|a| a.by.as_deref()))),
+        ("first_touch_at", time(a.and_then(|a| a.first_touch_at))),
+    ]
+}
+
 fn engagement(e: &Engagement) -> Vec<(&'static str, Value)> {
     let objections = e
         .objections
@@ -141,6 +150,7 @@ pub fn deal(d: &Deal, now: Timestamp) -> Value {
         ),
     ];
     entries.extend(engagement(&d.engagement));
+    entries.extend(assignment(d.assignment.as_ref()));
     map(entries)
 }
 
@@ -169,6 +179,7 @@ pub fn lead(l: &Lead, now: Timestamp) -> Value {
         ),
     ];
     entries.extend(engagement(&l.engagement));
+    entries.extend(assignment(l.assignment.as_ref()));
     map(entries)
 }
 

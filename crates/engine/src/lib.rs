@@ -8,6 +8,7 @@
 //! answer from the same inputs.
 
 pub mod facts;
+pub mod routing;
 pub mod sequence;
 
 use std::collections::{BTreeMap, HashMap};
@@ -445,6 +446,9 @@ impl Engine {
                     (Trigger::InStageFor { stage, .. }, None, _) => {
                         format!("not armed: the record is not open in stage {stage}")
                     }
+                    (Trigger::Untouched(_), None, _) => {
+                        "not armed: no assignment is waiting for its first touch".to_owned()
+                    }
                     (_, None, _) => "not armed: the record is closed or lacks the date".to_owned(),
                 };
                 out.push(RuleExplanation {
@@ -736,6 +740,17 @@ fn expected(rule: &Rule, record: &Record, now: Timestamp) -> Option<(Timestamp, 
             let next = schedule.next_after(now)?;
             Some((next, next))
         }
+        Trigger::Untouched(span) => {
+            let assignment = match record {
+                Record::Deal(d) => d.assignment.as_ref(),
+                Record::Lead(l) => l.assignment.as_ref(),
+                _ => None,
+            }?;
+            if assignment.first_touch_at.is_some() {
+                return None;
+            }
+            Some((assignment.at, plus(assignment.at, span.0)))
+        }
     }
 }
 
@@ -747,6 +762,7 @@ fn describe(trigger: &Trigger, anchor: Timestamp) -> String {
         Trigger::InStageFor { .. } => format!("{trigger} (entered {anchor})"),
         Trigger::DateField { .. } => format!("{trigger} ({anchor})"),
         Trigger::Schedule(_) => format!("{trigger} at {anchor}"),
+        Trigger::Untouched(_) => format!("{trigger} at {anchor}"),
     }
 }
 

@@ -46,6 +46,9 @@ pub const DEAL_FACTS: &[&str] = &[
     "objections",
     "interventions",
     "blocked",
+    "assigned_at",
+    "assigned_by",
+    "first_touch_at",
 ];
 pub const LEAD_FACTS: &[&str] = &[
     "id",
@@ -72,6 +75,9 @@ pub const LEAD_FACTS: &[&str] = &[
     "notes",
     "content_views",
     "objections",
+    "assigned_at",
+    "assigned_by",
+    "first_touch_at",
 ];
 /// Fields every event has; an event's payload fields are read as `event.data.NAME`.
 pub const EVENT_FACTS: &[&str] = &[

@@ -11,8 +11,9 @@ use domain::{EventType, RecordId, RecordKind, Role, Stage};
 
 use crate::condition::{DEAL_FACTS, EVENT_FACTS, LEAD_FACTS, Scope};
 use crate::model::{
-    Action, Asset, AssetChoice, Criterion, Engagement, Exit, Gate, Location, Playbook, PlaybookSet,
-    Reentry, Rule, Sending, Sequence, Span, Step, StepKind, Target, TaskKind, Trigger, Wait,
+    Action, Asset, AssetChoice, Busy, Criterion, Engagement, Exit, Gate, Location, Playbook,
+    PlaybookSet, Reentry, Route, Rule, Sending, Sequence, Span, Step, StepKind, Strategy, Target,
+    TaskKind, Trigger, Wait,
 };
 use crate::{Condition, Schedule, raw};
 
@@ -106,6 +107,7 @@ pub fn load_files(files: &[(PathBuf, String)]) -> Loaded {
         diagnostics: Vec::new(),
         file: PathBuf::new(),
         assets: BTreeSet::new(),
+        generated: Vec::new(),
     };
     let mut parsed = Vec::new();
     for (path, text) in files {
@@ -275,15 +277,16 @@ impl Names {
             }
             for rule in &file.rules {
                 let here = (path.clone(), rule.id.referenced.line());
-                if let Some((file, line)) = rule_ids.insert(rule.id.value.clone(), here) {
-                    cx.error(
-                        &rule.id,
-                        format!(
-                            "rule id {:?} is already used at {}:{line}",
-                            rule.id.value,
-                            file.display()
-                        ),
-                    );
+                let generated = first_touch_rule_ids(rule);
+                for id in std::iter::once(rule.id.value.clone()).chain(generated) {
+                    if let Some((file, line)) = rule_ids.insert(id.clone(), here.clone()) {
+                        let what = if id == rule.id.value {
+                            format!("rule id {id:?} is already used")
+                        } else {
+                            format!("this rule's first-touch SLA is the rule {id:?}, already used")
+                        };
+                        cx.error(&rule.id, format!("{what} at {}:{line}", file.display()));
+                    }
                 }
             }
             // A gate's alerts are the rule `gate-STAGE`; one gate per stage in the set.
@@ -310,6 +313,8 @@ struct Compiler {
     file: PathBuf,
     /// The asset library's names: messages may read `assets.NAME` / `assets["NAME"]`.
     assets: BTreeSet<String>,
+    /// Rules compiled from a rule's parts (a first-touch SLA), added after it.
+    generated: Vec<Rule>,
 }
 
 /// 1 when a scalar was written in quotes: positions inside its value start one column later.
@@ -402,11 +407,11 @@ impl Compiler {
             .iter()
             .map(|(name, a)| self.asset(name, a, names))
             .collect();
-        let mut rules: Vec<Rule> = file
-            .rules
-            .iter()
-            .map(|r| self.rule(r, file.shadow, names))
-            .collect();
+        let mut rules: Vec<Rule> = Vec::new();
+        for r in &file.rules {
+            rules.push(self.rule(r, file.shadow, names));
+            rules.append(&mut self.generated);
+        }
         let mut gates = Vec::new();
         for g in &file.gates {
             if let Some((gate, alerts)) = self.gate(g, file.shadow, names) {
@@ -1085,14 +1090,18 @@ impl Compiler {
             w.in_stage_for.is_some(),
             w.date_field.is_some(),
             w.schedule.is_some(),
+            w.untouched_for.is_some(),
         ];
         if given.iter().filter(|g| **g).count() != 1 {
             self.error(
                 &r.id,
-                "`when` needs exactly one of: event, quiet_for, in_stage_for, date_field, schedule"
+                "`when` needs exactly one of: event, quiet_for, in_stage_for, date_field, schedule, untouched_for"
                     .into(),
             );
             return None;
+        }
+        if let Some(u) = &w.untouched_for {
+            return self.span(u).map(Trigger::Untouched);
         }
         if let Some(e) = &w.event {
             return match EventType::parse(&e.value) {
@@ -1388,20 +1397,7 @@ impl Compiler {
                     task: None,
                 }
             }
-            raw::Action::AssignOwner(x) => {
-                let mut team = Vec::new();
-                for member in &x.team {
-                    match RecordId::parse(member.value.clone()) {
-                        Ok(id) => team.push(id),
-                        Err(e) => self.error(member, format!("team member id {e}")),
-                    }
-                }
-                if team.is_empty() {
-                    self.error(rule, "assign_owner needs at least one team member".into());
-                    return None;
-                }
-                Action::AssignOwner { team, chosen: None }
-            }
+            raw::Action::AssignOwner(x) => return self.assign_owner(x, rule, record),
             raw::Action::SetField(x) => Action::SetField {
                 field: x.field.value.clone(),
                 value: x.value.value.clone(),
@@ -1438,6 +1434,206 @@ impl Compiler {
                 }
             }
         })
+    }
+}
+
+impl Compiler {
+    /// An `assign_owner`, and the rules of its first-touch SLA (into `generated`).
+    fn assign_owner(
+        &mut self,
+        x: &raw::AssignOwner,
+        rule: &Spanned<String>,
+        record: RecordKind,
+    ) -> Option<Action> {
+        let mut team = Vec::new();
+        for member in &x.team {
+            match RecordId::parse(member.value.clone()) {
+                Ok(id) if team.contains(&id) => {
+                    self.error(member, format!("{id} is in the team twice"))
+                }
+                Ok(id) => team.push(id),
+                Err(e) => self.error(member, format!("team member id {e}")),
+            }
+        }
+        if team.is_empty() {
+            self.error(rule, "assign_owner needs at least one team member".into());
+            return None;
+        }
+        let mut route = Route::default();
+        if let Some(s) = &x.strategy {
+            match Strategy::ALL.iter().find(|k| k.as_str() == s.value) {
+                Some(k) => route.strategy = *k,
+                None => self.error(
+                    s,
+                    format!(
+                        "unknown strategy {:?}; expected round_robin, weighted or least_busy",
+                        s.value
+                    ),
+                ),
+            }
+        }
+        if !x.weights.is_empty() {
+            let at = x.strategy.as_ref().unwrap_or(rule);
+            if route.strategy != Strategy::Weighted {
+                self.error(at, "`weights` go with `strategy: weighted`".into());
+            }
+            for (name, weight) in &x.weights {
+                if !team.iter().any(|m| m.as_str() == name) {
+                    self.error(at, format!("weights name {name:?}, who is not in the team"));
+                }
+                if *weight == 0 {
+                    self.error(
+                        at,
+                        format!("{name:?} has weight 0: leave them out of the team"),
+                    );
+                }
+            }
+            route.weights = team
+                .iter()
+                .map(|m| x.weights.get(m.as_str()).copied().unwrap_or(1))
+                .collect();
+        }
+        if let Some(b) = &x.busy {
+            route.busy = match b.value.as_str() {
+                "open_deals" => Busy::OpenDeals,
+                "recent_assignments" => Busy::RecentAssignments,
+                other => {
+                    self.error(
+                        b,
+                        format!(
+                            "unknown measure {other:?}; expected open_deals or recent_assignments"
+                        ),
+                    );
+                    Busy::OpenDeals
+                }
+            };
+            if route.strategy != Strategy::LeastBusy {
+                self.error(b, "`busy` goes with `strategy: least_busy`".into());
+            }
+        }
+        if let Some(r) = &x.recent {
+            route.recent = self.span(r).unwrap_or(route.recent);
+        }
+        if let Some(f) = &x.fallback {
+            match RecordId::parse(f.value.clone()) {
+                Ok(id) => route.fallback = Some(id),
+                Err(e) => self.error(f, format!("fallback id {e}")),
+            }
+        }
+        let action = Action::AssignOwner {
+            team,
+            route,
+            chosen: None,
+            why: None,
+        };
+        if let Some(ft) = &x.first_touch {
+            self.first_touch(ft, rule, record, &action);
+        }
+        Some(action)
+    }
+
+    /// The rules of a first-touch SLA on the assignments of `rule`: `RULE-first-touch` acts
+    /// when the owner it chose has not touched the record within `within` (reassigns, or
+    /// escalates); with both, `RULE-first-touch-escalate` escalates when the reassigned owner
+    /// misses it too.
+    fn first_touch(
+        &mut self,
+        ft: &raw::FirstTouch,
+        rule: &Spanned<String>,
+        record: RecordKind,
+        assign: &Action,
+    ) {
+        let Some(within) = self.span(&ft.within) else {
+            return;
+        };
+        let escalate = ft.escalate.as_ref().and_then(|t| self.target(t, record));
+        if ft.escalate.is_some() && escalate.is_none() {
+            return;
+        }
+        if !ft.reassign && escalate.is_none() {
+            self.error(
+                &ft.within,
+                "first_touch needs `reassign: true`, `escalate: WHO`, or both".into(),
+            );
+            return;
+        }
+        let facts = if record == RecordKind::Lead {
+            LEAD_FACTS
+        } else {
+            DEAL_FACTS
+        };
+        let scope = Scope {
+            variables: vec![(record.as_str(), Some(facts)), ("now", None)],
+        };
+        let by = |id: &str| {
+            Condition::compile(
+                &format!("{}.assigned_by == {id:?}", record.as_str()),
+                &scope,
+            )
+            .ok()
+        };
+        let escalation = |to: Target| Action::Escalate {
+            to,
+            reason: "slow-first-touch".into(),
+            after: None,
+        };
+        let [first, second] = first_touch_ids(&rule.value);
+        let location = self.location(rule);
+        let make = |id: String, condition, actions, why: String| Rule {
+            id,
+            why,
+            covers: vec!["slow-first-touch".into()],
+            record,
+            trigger: Trigger::Untouched(within),
+            condition,
+            actions,
+            reentry: Reentry::EachTrigger,
+            shadow: false,
+            location: location.clone(),
+        };
+        let why = format!(
+            "A new {record} its owner has not touched within {within} is going cold; it cannot wait for them."
+        );
+        let actions = if ft.reassign {
+            let mut reassign = assign.clone();
+            if let Action::AssignOwner { route, .. } = &mut reassign {
+                route.reassign = true;
+            }
+            vec![reassign]
+        } else {
+            escalate.clone().map(escalation).into_iter().collect()
+        };
+        self.generated
+            .push(make(first.clone(), by(&rule.value), actions, why.clone()));
+        if let (true, Some(to)) = (ft.reassign, escalate) {
+            self.generated.push(make(
+                second,
+                by(&first),
+                vec![escalation(to)],
+                format!("{why} Reassigned once and still untouched, a person must look."),
+            ));
+        }
+    }
+}
+
+/// The ids of the rules a rule's first-touch SLA compiles to.
+fn first_touch_ids(rule: &str) -> [String; 2] {
+    [
+        format!("{rule}-first-touch"),
+        format!("{rule}-first-touch-escalate"),
+    ]
+}
+
+/// The ids a raw rule's first-touch SLAs will take.
+fn first_touch_rule_ids(rule: &raw::Rule) -> Vec<String> {
+    let has = rule
+        .then
+        .iter()
+        .any(|a| matches!(a, raw::Action::AssignOwner(x) if x.first_touch.is_some()));
+    if has {
+        first_touch_ids(&rule.id.value).into()
+    } else {
+        Vec::new()
     }
 }
 
@@ -1577,6 +1773,7 @@ fn payload_fields(t: EventType) -> &'static [&'static str] {
         ContentViewed => &["url", "asset", "title", "seconds"],
         FormSubmitted => &["form", "fields"],
         InterventionLogged => &["person", "reason", "note"],
+        OwnerAssigned => &["owner", "previous", "rule", "strategy", "why"],
         PersonCreated | PersonUpdated => &[
             "name",
             "email",
@@ -1586,6 +1783,8 @@ fn payload_fields(t: EventType) -> &'static [&'static str] {
             "available",
             "capacity",
             "manager",
+            "out_of_office",
+            "working_hours",
         ],
     }
 }

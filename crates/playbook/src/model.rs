@@ -277,6 +277,8 @@ pub enum Trigger {
     DateField { field: String, offset: Span },
     /// On a cron schedule, for every open record of the rule's kind.
     Schedule(Schedule),
+    /// The owner has not touched the record this long after it was assigned to them.
+    Untouched(Span),
 }
 
 impl std::fmt::Display for Trigger {
@@ -292,6 +294,7 @@ impl std::fmt::Display for Trigger {
                 write!(f, "{} {side} {field}", Span(offset.0.abs()))
             }
             Trigger::Schedule(s) => write!(f, "schedule {s}"),
+            Trigger::Untouched(s) => write!(f, "untouched for {s} after assignment"),
         }
     }
 }
@@ -358,12 +361,16 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         task: Option<TaskKind>,
     },
-    /// Round-robin within the team: the member is chosen when the rule fires, in the order
-    /// decisions commit, and recorded in `chosen`.
+    /// One member of the team, chosen by the route's strategy when the decision commits
+    /// (in the order decisions commit), recorded in `chosen` with `why`.
     AssignOwner {
         team: Vec<RecordId>,
+        #[serde(default, skip_serializing_if = "Route::is_default")]
+        route: Route,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         chosen: Option<RecordId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        why: Option<String>,
     },
     SetField {
         field: String,
@@ -407,6 +414,85 @@ impl Action {
             }
         }
     }
+}
+
+/// How `assign_owner` picks a member (see `raw::AssignOwner`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// Each member's weight, in team order (empty: all 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weights: Vec<u32>,
+    #[serde(default)]
+    pub busy: Busy,
+    /// The window `recent_assignments` counts.
+    #[serde(default = "Route::default_recent")]
+    pub recent: Span,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<RecordId>,
+    /// A reassignment: the current owner is passed over.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reassign: bool,
+}
+
+impl Route {
+    fn default_recent() -> Span {
+        Span(7 * 86_400_000)
+    }
+
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl Default for Route {
+    fn default() -> Self {
+        Self {
+            strategy: Strategy::RoundRobin,
+            weights: Vec::new(),
+            busy: Busy::OpenDeals,
+            recent: Self::default_recent(),
+            fallback: None,
+            reassign: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    #[default]
+    RoundRobin,
+    Weighted,
+    LeastBusy,
+}
+
+impl Strategy {
+    pub const ALL: [Strategy; 3] = [
+        Strategy::RoundRobin,
+        Strategy::Weighted,
+        Strategy::LeastBusy,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::RoundRobin => "round_robin",
+            Strategy::Weighted => "weighted",
+            Strategy::LeastBusy => "least_busy",
+        }
+    }
+}
+
+/// What `least_busy` compares.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Busy {
+    /// Open deals owned now.
+    #[default]
+    OpenDeals,
+    /// Assignments by routing within the route's `recent` window.
+    RecentAssignments,
 }
 
 /// An email template: subject, plain text and optionally HTML, each a minijinja template over

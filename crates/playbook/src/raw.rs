@@ -268,6 +268,10 @@ pub struct When {
     pub in_stage_for: Option<InStageFor>,
     pub date_field: Option<DateField>,
     pub schedule: Option<Schedule>,
+    /// The record's owner has not touched it (an email, call, meeting or note of theirs) this
+    /// long after it was assigned to them (`4h`): a first-touch SLA.
+    #[schemars(with = "Option<String>")]
+    pub untouched_for: Option<S<String>>,
 }
 
 /// A cron schedule over every open record of the rule's kind; the rule's `if` picks the ones
@@ -321,7 +325,7 @@ pub enum Action {
     SendEmail(SendEmail),
     Alert(Alert),
     Task(Task),
-    AssignOwner(AssignOwner),
+    AssignOwner(Box<AssignOwner>),
     SetField(SetField),
     /// Moves the deal to a stage (through the stage's gate, like any move).
     SetStage(#[schemars(with = "String")] S<String>),
@@ -369,11 +373,47 @@ pub struct Task {
     pub due: Option<S<String>>,
 }
 
+/// Gives the record to one member of a team. Criteria (segment, territory, size, source) are
+/// the rule's `if`; the strategy picks among the members who can take work now.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssignOwner {
+    /// Person ids, in rotation order.
     #[schemars(with = "Vec<String>")]
     pub team: Vec<S<String>>,
+    /// `round_robin` (the default), `weighted` (by `weights`) or `least_busy` (by `busy`).
+    #[schemars(with = "Option<String>")]
+    pub strategy: Option<S<String>>,
+    /// For `weighted`: each member's share of assignments (members not listed have 1).
+    #[serde(default)]
+    pub weights: BTreeMap<String, u32>,
+    /// For `least_busy`: `open_deals` (the default) or `recent_assignments`.
+    #[schemars(with = "Option<String>")]
+    pub busy: Option<S<String>>,
+    /// How far back `recent_assignments` counts (`7d` unless given).
+    #[schemars(with = "Option<String>")]
+    pub recent: Option<S<String>>,
+    /// Who gets it when no member can take work (out of office, outside working hours, at
+    /// capacity, marked unavailable).
+    #[schemars(with = "Option<String>")]
+    pub fallback: Option<S<String>>,
+    /// What happens when the new owner does not touch the record in time.
+    pub first_touch: Option<FirstTouch>,
+}
+
+/// A first-touch SLA: the owner has `within` to touch the record; otherwise it is reassigned
+/// to the next member who can take it (`reassign: true`), and/or escalated to a person.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FirstTouch {
+    #[schemars(with = "String")]
+    pub within: S<String>,
+    #[serde(default)]
+    pub reassign: bool,
+    /// Who hears of it (after the reassigned owner missed it too, with `reassign`):
+    /// `person:ID`, `role:NAME`.
+    #[schemars(with = "Option<String>")]
+    pub escalate: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

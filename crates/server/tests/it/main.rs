@@ -4,6 +4,7 @@ mod api;
 mod gates;
 mod heroics;
 mod outbox;
+mod routing;
 mod rules;
 mod sequences;
 

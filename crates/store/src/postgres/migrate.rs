@@ -24,6 +24,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "sequences",
         include_str!("../../migrations/postgres/0003_sequences.sql"),
     ),
+    (
+        4,
+        "routing and exceptions",
+        include_str!("../../migrations/postgres/0004_routing_exceptions.sql"),
+    ),
 ];
 
 /// What a migration run found and did.

@@ -493,20 +493,15 @@ fn clear_timers(sql: &mut dyn Sql, key: &RecordKey) -> Result<()> {
     .map(drop)
 }
 
-/// The next member of a team's round-robin, advancing it (in the caller's transaction).
-fn next_in_rotation(
-    sql: &mut dyn Sql,
-    team: &[domain::RecordId],
-) -> Result<Option<domain::RecordId>> {
-    if team.is_empty() {
-        return Ok(None);
-    }
+/// The team's count of routing decisions before this one, advancing it (in the caller's
+/// transaction): the turn a rotation starts from.
+fn next_turn(sql: &mut dyn Sql, team: &[domain::RecordId]) -> Result<u64> {
     let name = team
         .iter()
         .map(|m| m.as_str())
         .collect::<Vec<_>>()
         .join(",");
-    let next = sql
+    let turn = sql
         .query_opt(
             "INSERT INTO rotations (team, next) VALUES (?1, 1)
              ON CONFLICT (team) DO UPDATE SET next = rotations.next + 1 RETURNING next - 1",
@@ -514,9 +509,85 @@ fn next_in_rotation(
         )?
         .ok_or_else(|| Error::Corrupt("rotation upsert returned nothing".into()))?
         .int(0)?;
-    Ok(team
-        .get(next.rem_euclid(team.len() as i64) as usize)
-        .cloned())
+    Ok(turn.max(0) as u64)
+}
+
+/// Decides an `assign_owner` as the effect is added: each member's state (availability,
+/// working hours, capacity) and load (open deals, recent assignments) as the transaction sees
+/// them, handed to the pure [`engine::routing::choose`] at the decision's time; the choice is
+/// recorded in `assignments`.
+fn route(
+    sql: &mut dyn Sql,
+    cx: Option<&Cx<'_>>,
+    effect: &Effect,
+    team: &[domain::RecordId],
+    route: &playbook::Route,
+) -> Result<engine::routing::Routed> {
+    let record = match cx {
+        Some(cx) => cx.record(sql, &effect.record)?,
+        None => load(sql, &effect.record)?.record,
+    };
+    let at = effect.due;
+    let turn = next_turn(sql, team)?;
+    let since = at.as_millis() - route.recent.0;
+    let mut people = Vec::new();
+    let mut loads = Vec::new();
+    for id in team.iter().chain(route.fallback.as_ref()) {
+        let folded = load(sql, &RecordKey::new(RecordKind::Person, id.clone()))?;
+        people.push(match folded.record {
+            Record::Person(p) if folded.last.is_some() => Some(p),
+            _ => None,
+        });
+        let open = sql
+            .query_opt(
+                "SELECT count(*) FROM records WHERE kind = 'deal' AND owner = ?1
+                   AND (stage IS NULL OR stage NOT IN ('closed_won', 'closed_lost'))",
+                args![id.as_str()],
+            )?
+            .map(|r| r.int(0))
+            .transpose()?
+            .unwrap_or(0);
+        let recent = sql
+            .query_opt(
+                "SELECT count(*) FROM assignments WHERE person = ?1 AND at > ?2",
+                args![id.as_str(), since],
+            )?
+            .map(|r| r.int(0))
+            .transpose()?
+            .unwrap_or(0);
+        loads.push((open.max(0) as u32, recent.max(0) as u32));
+    }
+    let members: Vec<engine::routing::Member> = team
+        .iter()
+        .chain(route.fallback.as_ref())
+        .zip(&people)
+        .zip(&loads)
+        .map(|((id, person), (open, recent))| engine::routing::Member {
+            id,
+            person: person.as_ref(),
+            open_deals: *open,
+            recent: *recent,
+        })
+        .collect();
+    let (members, fallback) = members.split_at(team.len());
+    let routed =
+        engine::routing::choose(route, members, fallback.first(), record.owner(), turn, at);
+    // A shadow rule's choice is recorded in its effect only: it assigns nothing.
+    if let Some(person) = routed.chosen.as_ref().filter(|_| !effect.shadow) {
+        sql.execute(
+            "INSERT INTO assignments (effect_key, person, record_kind, record_id, rule, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (effect_key) DO NOTHING",
+            args![
+                &effect.key,
+                person.as_str(),
+                effect.record.kind.as_str(),
+                effect.record.id.as_str(),
+                &effect.rule,
+                at.as_millis()
+            ],
+        )?;
+    }
+    Ok(routed)
 }
 
 /// Adds effects to the outbox; an effect whose idempotency key is already there is skipped.
@@ -549,7 +620,14 @@ pub(crate) fn insert_effects(
     let mut added = 0;
     for e in effects {
         let mut action = e.action.clone();
-        if let Action::AssignOwner { team, chosen } = &mut action {
+        let mut unrouted = None;
+        if let Action::AssignOwner {
+            team,
+            route: how,
+            chosen,
+            why,
+        } = &mut action
+        {
             // Only a new decision takes a turn in the rotation; a known key is skipped below.
             if sql
                 .query_opt("SELECT 1 FROM effects WHERE key = ?1", args![&e.key])?
@@ -557,7 +635,12 @@ pub(crate) fn insert_effects(
             {
                 continue;
             }
-            *chosen = next_in_rotation(sql, team)?;
+            let routed = route(sql, cx, e, team, how)?;
+            if routed.chosen.is_none() {
+                unrouted = Some(routed.why.clone());
+            }
+            *chosen = routed.chosen;
+            *why = Some(routed.why);
         }
         let channel = action.channel();
         let action = encode(&action)?;
@@ -581,6 +664,10 @@ pub(crate) fn insert_effects(
             ],
         )? as usize;
         added += inserted;
+        if let Some(why) = unrouted.filter(|_| inserted == 1 && !e.shadow) {
+            set_outcome(sql, &e.key, "blocked", &why, now)?;
+            continue;
+        }
         let Some(cx) = cx.filter(|_| inserted == 1 && !e.shadow) else {
             continue;
         };

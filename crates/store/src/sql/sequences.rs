@@ -93,7 +93,7 @@ impl<'a> Cx<'a> {
         }
     }
 
-    fn record(&self, sql: &mut dyn Sql, key: &RecordKey) -> Result<Record> {
+    pub(crate) fn record(&self, sql: &mut dyn Sql, key: &RecordKey) -> Result<Record> {
         match self.written.get(key).or_else(|| self.known.get(key)) {
             Some(f) => Ok(f.record.clone()),
             None => apply::load(sql, key).map(|f| f.record),

@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0004_delivery.sql"),
     include_str!("../../migrations/sqlite/0005_playbook_sets.sql"),
     include_str!("../../migrations/sqlite/0006_sequences.sql"),
+    include_str!("../../migrations/sqlite/0007_routing_exceptions.sql"),
 ];
 
 pub(super) fn run(conn: &mut Connection) -> Result<crate::Migrations> {

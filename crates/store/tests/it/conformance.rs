@@ -909,6 +909,17 @@ async fn assign_owner_rotates_through_the_team(backend: Backend) {
         .unwrap();
     h.store
         .set_engine(Some(Arc::new(store::Engine::new(Arc::new(set)))));
+    // Routing passes over people the store does not know.
+    let people = ["ana", "ben", "cy"].map(|n| {
+        ev(
+            "person.created",
+            &format!("p-{n}"),
+            "2026-10-01T00:00:00Z",
+            &format!(r#""person":"{n}@acme.example""#),
+            "{}",
+        )
+    });
+    h.store.ingest(people.to_vec()).await.unwrap();
     let created = |n: usize| {
         ev(
             "deal.created",

@@ -28,6 +28,7 @@ macro_rules! suite {
 
 mod conformance;
 mod gates;
+mod routing;
 mod sequences;
 
 use std::sync::Arc;
