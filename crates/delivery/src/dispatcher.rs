@@ -303,6 +303,7 @@ impl Dispatcher {
             detail: None,
             rendered: None,
             task: None,
+            exception: None,
         };
         let lookup = match self.lookup(&effect, people, playbooks).await {
             Ok(l) => l,
@@ -321,6 +322,7 @@ impl Dispatcher {
         };
         finish.rendered = serde_json::to_value(&message).ok();
         finish.task = message.task(&effect);
+        finish.exception = message.exception(&effect, started_at);
         let external = matches!(
             message,
             Message::Email { .. } | Message::Chat { .. } | Message::Webhook { .. }
@@ -386,6 +388,7 @@ impl Dispatcher {
             Message::Webhook { url, body } => {
                 post_json(&self.http, url, body, &effect.key, secret, seconds).await
             }
+            Message::Exception { .. } => Ok("raised".into()),
             Message::Task { .. } => match &self.config.tasks.webhook {
                 Some(url) if !self.config.dry_run => {
                     let body = serde_json::to_value(message).unwrap_or_default();

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use domain::{Contact, Person, Record, RecordKey, Role, Timestamp};
 use playbook::{Action, AssetChoice, PlaybookSet, Target};
-use store::{NewTask, StoredEffect};
+use store::{NewException, NewTask, StoredEffect};
 
 /// A message ready to send, as stored in the outbox (`rendered`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -46,6 +46,17 @@ pub enum Message {
         #[serde(skip_serializing_if = "Option::is_none")]
         due_at: Option<Timestamp>,
     },
+    /// An item in a person's exceptions inbox, escalating through `chain` (person ids, the
+    /// first holds it first).
+    Exception {
+        id: String,
+        reason: String,
+        title: String,
+        chain: Vec<String>,
+        sla_ms: i64,
+        /// The record's facts and the why-trace when it was raised.
+        context: Value,
+    },
     /// A change to pipewright's own records, applied as an event whose source id is the
     /// effect's key (so applying it twice changes nothing).
     Internal {
@@ -72,6 +83,30 @@ impl Message {
                 record: effect.record.clone(),
                 rule: effect.rule.clone(),
                 due_at: *due_at,
+            }),
+            _ => None,
+        }
+    }
+
+    pub fn exception(&self, effect: &StoredEffect, now: Timestamp) -> Option<NewException> {
+        match self {
+            Message::Exception {
+                id,
+                reason,
+                title,
+                chain,
+                sla_ms,
+                context,
+            } => Some(NewException {
+                id: id.clone(),
+                record: effect.record.clone(),
+                rule: effect.rule.clone(),
+                reason: reason.clone(),
+                title: title.clone(),
+                context: context.clone(),
+                chain: chain.clone(),
+                sla_ms: *sla_ms,
+                raised_at: now,
             }),
             _ => None,
         }
@@ -197,13 +232,44 @@ pub fn render(
             title: render_text(title, &cx.values(None), false)?,
             due_at: due.map(|d| Timestamp::from_millis(now.as_millis() + d.0)),
         }),
-        Action::Escalate { to, reason, .. } => Ok(Message::Task {
-            id: effect.key.clone(),
-            kind: "escalation".into(),
-            assignee: cx.person_id(to)?,
-            title: format!("Escalation ({reason}): {}", cx.title),
-            due_at: None,
-        }),
+        Action::Escalate {
+            to,
+            reason,
+            then,
+            sla,
+            ..
+        } => {
+            // Each level of the chain as a person; a level nobody fills is left out, and the
+            // same person twice in a row holds it once.
+            let mut chain: Vec<String> = Vec::new();
+            let mut first_error = None;
+            for target in std::iter::once(to).chain(then) {
+                match cx.person_id(target) {
+                    Ok(id) if chain.last() != Some(&id) => chain.push(id),
+                    Ok(_) => {}
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            if chain.is_empty() {
+                return Err(
+                    first_error.unwrap_or_else(|| RenderError("nobody to escalate to".into()))
+                );
+            }
+            Ok(Message::Exception {
+                id: effect.key.clone(),
+                reason: reason.clone(),
+                title: format!("{}: {reason}", cx.title),
+                chain,
+                sla_ms: sla.unwrap_or(playbook::DEFAULT_ESCALATION_SLA).0,
+                context: json!({
+                    "facts": cx.facts,
+                    "trace": effect.trace,
+                    "link": cx.link,
+                }),
+            })
+        }
         Action::Webhook { url } => Ok(Message::Webhook {
             url: url.clone(),
             body: cx.webhook_body(effect),
@@ -292,6 +358,7 @@ struct Context<'a> {
     /// The record's name, or its id.
     title: String,
     why: String,
+    now: Timestamp,
 }
 
 impl<'a> Context<'a> {
@@ -324,6 +391,7 @@ impl<'a> Context<'a> {
             link,
             title,
             why: effect.trace["why"].as_str().unwrap_or_default().to_owned(),
+            now,
         }
     }
 
@@ -373,12 +441,24 @@ impl<'a> Context<'a> {
         }
     }
 
+    /// The owner's manager, as the owner's person record names them.
+    fn owner_manager(&self) -> Result<String, RenderError> {
+        let owner = self
+            .owner()
+            .ok_or_else(|| RenderError(format!("{} has no owner", self.key)))?;
+        match self.person(&owner).and_then(|p| p.manager.as_ref()) {
+            Some(m) => Ok(m.as_str().to_owned()),
+            None => fail(format!("the owner {owner} has no manager")),
+        }
+    }
+
     fn recipients(&self, to: &Target) -> Result<Vec<String>, RenderError> {
         match to {
             Target::Owner => match self.owner() {
                 Some(id) => Ok(vec![self.address(&id)?]),
                 None => fail(format!("{} has no owner", self.key)),
             },
+            Target::OwnerManager => Ok(vec![self.address(&self.owner_manager()?)?]),
             // The lookup holds the contact the effect names, or the record's first.
             Target::PrimaryContact | Target::Contact(_) => match &self.lookup.contact {
                 Some(Contact { email: Some(e), .. }) => Ok(vec![e.clone()]),
@@ -408,18 +488,24 @@ impl<'a> Context<'a> {
         people
     }
 
-    /// The one person a task is for: a role's first member (by id).
+    /// The one person a task or exception is for: for a role, its first member (by id) who
+    /// can take work now, else its first member.
     fn person_id(&self, to: &Target) -> Result<String, RenderError> {
         match to {
             Target::Owner => self
                 .owner()
                 .ok_or_else(|| RenderError(format!("{} has no owner", self.key))),
+            Target::OwnerManager => self.owner_manager(),
             Target::Person(id) => Ok(id.as_str().to_owned()),
-            Target::Role(role) => self
-                .with_role(*role)
-                .first()
-                .map(|p| p.id.as_str().to_owned())
-                .ok_or_else(|| RenderError(format!("nobody has the role {}", role.as_str()))),
+            Target::Role(role) => {
+                let members = self.with_role(*role);
+                members
+                    .iter()
+                    .find(|p| p.unavailable(self.now).is_none())
+                    .or(members.first())
+                    .map(|p| p.id.as_str().to_owned())
+                    .ok_or_else(|| RenderError(format!("nobody has the role {}", role.as_str())))
+            }
             other => fail(format!("a task cannot be assigned to {other:?}")),
         }
     }

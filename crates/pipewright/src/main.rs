@@ -96,6 +96,11 @@ enum Command {
         #[command(subcommand)]
         command: TaskCommand,
     },
+    /// The exceptions inbox: what the playbooks routed to a person, and acting on it.
+    Exceptions {
+        #[command(subcommand)]
+        command: ExceptionCommand,
+    },
     /// Sequences: enrolments, results per variant, pauses and the suppression list.
     Sequences {
         #[command(subcommand)]
@@ -252,6 +257,53 @@ enum TaskCommand {
     },
     /// Mark a task done.
     Done { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum ExceptionCommand {
+    /// List exceptions, newest first: a person's inbox with --assignee.
+    List {
+        #[arg(long)]
+        assignee: Option<String>,
+        /// open, acknowledged, resolved or unresolved (the default: open or acknowledged).
+        #[arg(long, default_value = "unresolved")]
+        status: String,
+        /// Only this deal's.
+        #[arg(long)]
+        deal: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// One exception: its context and everything that happened to it.
+    Show { id: String },
+    /// Take an exception: its escalation stops with you.
+    Ack {
+        id: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Resolve an exception, saying how; on a deal it is logged as your intervention.
+    Resolve {
+        id: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        resolution: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Give an exception to another person.
+    Reassign {
+        id: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -544,6 +596,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = settings(&cli, false)?;
             init_logging(&settings)?;
             runtime()?.block_on(tasks(&settings, command, &mut out))?;
+        }
+        Command::Exceptions { command } => {
+            let settings = settings(&cli, false)?;
+            init_logging(&settings)?;
+            runtime()?.block_on(exceptions(&settings, command, &mut out))?;
         }
         Command::Sequences { command } => {
             let settings = settings(&cli, false)?;
@@ -896,6 +953,128 @@ async fn tasks(
                 .await
                 .with_context(|| format!("cannot complete {id}"))?;
             print(out, &t)?;
+        }
+    }
+    Ok(())
+}
+
+async fn exceptions(
+    settings: &Settings,
+    command: &ExceptionCommand,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let store = open_store(settings)?;
+    let print = |out: &mut dyn Write, e: &store::ExceptionItem| {
+        let due = match (&e.due_at, &e.overdue_at) {
+            (Some(d), _) => format!("due {d}"),
+            (None, Some(o)) => format!("overdue since {o}"),
+            _ => String::new(),
+        };
+        writeln!(
+            out,
+            "{:<32} {:<12} {:<24} {:<14} {} {due}",
+            e.id,
+            e.status,
+            e.assignee,
+            e.record.to_string(),
+            e.title
+        )
+    };
+    let act = |id: &str, action: store::ExceptionAction| {
+        let store = Arc::clone(&store);
+        let id = id.to_owned();
+        async move {
+            // A resolution's intervention runs through the rules like any event.
+            store.set_engine(load_engine(settings)?.map(Arc::new));
+            store
+                .act_on_exception(&id, action)
+                .await
+                .with_context(|| format!("cannot act on exception {id}"))
+        }
+    };
+    match command {
+        ExceptionCommand::List {
+            assignee,
+            status,
+            deal,
+            limit,
+        } => {
+            let record = deal
+                .as_ref()
+                .map(|d| {
+                    domain::RecordId::parse(d.clone())
+                        .map(|id| domain::RecordKey::new(domain::RecordKind::Deal, id))
+                        .map_err(|e| anyhow::anyhow!("--deal: {e}"))
+                })
+                .transpose()?;
+            if !server::exceptions::STATUSES.contains(&status.as_str()) {
+                anyhow::bail!(
+                    "--status: expected one of {}, not {status:?}",
+                    server::exceptions::STATUSES.join(", ")
+                );
+            }
+            let query = store::ExceptionQuery {
+                assignee: assignee.clone(),
+                status: Some(status.clone()),
+                record,
+                limit: *limit,
+            };
+            for e in store.exceptions(&query).await? {
+                print(out, &e)?;
+            }
+        }
+        ExceptionCommand::Show { id } => {
+            let (e, history) = store
+                .exception(id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("exception {id} not found"))?;
+            print(out, &e)?;
+            writeln!(out, "reason: {}  rule: {}", e.reason, e.rule)?;
+            writeln!(out, "chain: {}", e.chain.join(" → "))?;
+            if let Some(why) = e.context["trace"]["why"].as_str() {
+                writeln!(out, "why: {why}")?;
+            }
+            if let Some(r) = &e.resolution {
+                writeln!(out, "resolution: {r}")?;
+            }
+            for h in history {
+                writeln!(
+                    out,
+                    "  {} {:<12} {:<24} {}",
+                    h.at,
+                    h.action,
+                    h.by.or(h.assignee).unwrap_or_default(),
+                    h.note.unwrap_or_default()
+                )?;
+            }
+        }
+        ExceptionCommand::Ack { id, by, note } => {
+            let action = store::ExceptionAction::Acknowledge {
+                by: by.clone(),
+                note: note.clone(),
+            };
+            print(out, &act(id, action).await?)?;
+        }
+        ExceptionCommand::Resolve {
+            id,
+            by,
+            resolution,
+            note,
+        } => {
+            let action = store::ExceptionAction::Resolve {
+                by: by.clone(),
+                resolution: resolution.clone(),
+                note: note.clone(),
+            };
+            print(out, &act(id, action).await?)?;
+        }
+        ExceptionCommand::Reassign { id, to, by, note } => {
+            let action = store::ExceptionAction::Reassign {
+                to: to.clone(),
+                by: by.clone(),
+                note: note.clone(),
+            };
+            print(out, &act(id, action).await?)?;
         }
     }
     Ok(())

@@ -17,9 +17,9 @@ pub use condition::{Condition, ConditionError, DEAL_FACTS, EVENT_FACTS, LEAD_FAC
 pub use cron::{CronError, Schedule};
 pub use load::{Diagnostic, Loaded, load_dir, load_files, parse_span, read_dir};
 pub use model::{
-    Action, Asset, AssetChoice, Busy, Criterion, Engagement, Exit, Gate, Location, Playbook,
-    PlaybookSet, Reentry, Route, Rule, Sending, Sequence, Span, Step, StepKind, Strategy, Target,
-    TaskKind, Template, Trigger, Wait,
+    Action, Asset, AssetChoice, Busy, Criterion, DEFAULT_ESCALATION_SLA, Engagement, Exit, Gate,
+    Location, Playbook, PlaybookSet, Reentry, Route, Rule, Sending, Sequence, Span, Step, StepKind,
+    Strategy, Target, TaskKind, Template, Trigger, Wait,
 };
 pub use window::SendWindow;
 

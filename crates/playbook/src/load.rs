@@ -1248,11 +1248,34 @@ impl Compiler {
         }
     }
 
+    /// A recipient who can hold an exception: a person, not a contact or a channel.
+    fn person_target(&mut self, s: &Spanned<String>, record: RecordKind) -> Option<Target> {
+        let target = self.target(s, record)?;
+        match target {
+            Target::Owner | Target::OwnerManager | Target::Person(_) | Target::Role(_) => {
+                Some(target)
+            }
+            _ => {
+                self.error(
+                    s,
+                    format!(
+                        "an escalation goes to a person: {}.owner, {}.owner.manager, person:ID or role:NAME",
+                        record.as_str(),
+                        record.as_str()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     fn target(&mut self, s: &Spanned<String>, record: RecordKind) -> Option<Target> {
         let v = s.value.as_str();
         let owner = format!("{}.owner", record.as_str());
         let target = if v == owner || v == "owner" {
             Some(Target::Owner)
+        } else if v == format!("{owner}.manager") || v == "owner.manager" {
+            Some(Target::OwnerManager)
         } else if record == RecordKind::Deal
             && (v == "deal.primary_contact" || v == "primary_contact")
         {
@@ -1272,7 +1295,7 @@ impl Compiler {
             } else {
                 ""
             };
-            self.error(s, format!("{v:?} is not a recipient: use {owner}{contact}, person:ID, role:NAME (founder, executive, vp, manager, ae, sdr, csm, revops) or channel:NAME"));
+            self.error(s, format!("{v:?} is not a recipient: use {owner}, {owner}.manager{contact}, person:ID, role:NAME (founder, executive, vp, manager, ae, sdr, csm, revops) or channel:NAME"));
         }
         target
     }
@@ -1416,12 +1439,23 @@ impl Compiler {
                 }
             }
             raw::Action::Escalate(x) => {
-                let to = self.target(&x.to, record);
+                let to = self.person_target(&x.to, record);
                 let after = self.optional_span(&x.after);
+                let sla = self.optional_span(&x.sla);
+                let then: Vec<Option<Target>> = x
+                    .then
+                    .iter()
+                    .map(|t| self.person_target(t, record))
+                    .collect();
+                if x.reason.value.trim().is_empty() {
+                    self.error(&x.reason, "an escalation needs a `reason`".into());
+                }
                 Action::Escalate {
                     to: to?,
                     reason: x.reason.value.clone(),
                     after: after?,
+                    then: then.into_iter().collect::<Option<Vec<_>>>()?,
+                    sla: sla?,
                 }
             }
             raw::Action::Webhook(x) => {
@@ -1546,7 +1580,10 @@ impl Compiler {
         let Some(within) = self.span(&ft.within) else {
             return;
         };
-        let escalate = ft.escalate.as_ref().and_then(|t| self.target(t, record));
+        let escalate = ft
+            .escalate
+            .as_ref()
+            .and_then(|t| self.person_target(t, record));
         if ft.escalate.is_some() && escalate.is_none() {
             return;
         }
@@ -1576,6 +1613,8 @@ impl Compiler {
             to,
             reason: "slow-first-touch".into(),
             after: None,
+            then: Vec::new(),
+            sla: None,
         };
         let [first, second] = first_touch_ids(&rule.value);
         let location = self.location(rule);

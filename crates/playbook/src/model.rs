@@ -8,6 +8,10 @@ use domain::{EventType, RecordId, RecordKind, Role, Stage};
 
 use crate::{Condition, Schedule};
 
+/// How long each person in an escalation chain has to acknowledge an exception, unless the
+/// playbook says otherwise.
+pub const DEFAULT_ESCALATION_SLA: Span = Span(86_400_000);
+
 /// A length of time written in a playbook (`5d`, `12h`, `1w2d`), in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -315,6 +319,8 @@ pub enum Reentry {
 pub enum Target {
     /// The record's owner.
     Owner,
+    /// The owner's manager (the `manager` of the owner's person record).
+    OwnerManager,
     /// The deal's primary contact (its first contact).
     PrimaryContact,
     /// One contact (or lead) by id: the one a sequence enrolled.
@@ -379,10 +385,16 @@ pub enum Action {
     SetStage {
         stage: Stage,
     },
+    /// An exception for a human (see `raw::Escalate`): `to`, then each of `then` in turn
+    /// when the one holding it has not acknowledged it within `sla`.
     Escalate {
         to: Target,
         reason: String,
         after: Option<Span>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        then: Vec<Target>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sla: Option<Span>,
     },
     Webhook {
         url: String,

@@ -425,15 +425,28 @@ pub struct SetField {
     pub value: S<String>,
 }
 
+/// Raises an exception for a human: an item in `to`'s inbox with the reason, the record's
+/// context and an SLA. Unacknowledged within `sla`, it moves to the next person of `then`
+/// (an escalation chain: owner, then their manager, then the founder).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Escalate {
+    /// `deal.owner`, `deal.owner.manager`, `person:ID` or `role:NAME`.
     #[schemars(with = "String")]
     pub to: S<String>,
+    /// Why, as the heroics report names reasons (`legal-stall`, `pricing`, …).
     #[schemars(with = "String")]
     pub reason: S<String>,
+    /// Raise it this long after the rule fires (`3d`); at once unless given.
     #[schemars(with = "Option<String>")]
     pub after: Option<S<String>>,
+    /// How long each person in the chain has to acknowledge it (`1d` unless given).
+    #[schemars(with = "Option<String>")]
+    pub sla: Option<S<String>>,
+    /// Who it goes to next, in order, when an SLA runs out.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub then: Vec<S<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

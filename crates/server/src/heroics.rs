@@ -18,7 +18,7 @@ use heroics::{
     Automation, Covering, DealRun, Firing, History, People, Request, Settings, run_deal,
 };
 use playbook::{Action, PlaybookSet, Target};
-use store::{OutboxQuery, RecordEvent, RecordRange, Store, TaskQuery, TokenRole};
+use store::{ExceptionQuery, OutboxQuery, RecordEvent, RecordRange, Store, TaskQuery, TokenRole};
 
 use crate::AppState;
 use crate::api::query;
@@ -224,6 +224,28 @@ pub async fn automation(
     let mut out = Automation::default();
     let mut versions = BTreeSet::new();
     let mut fired = BTreeSet::new();
+    // A delivered escalation is an exception: who holds it and whether it is resolved is
+    // the inbox's to say, not the effect's.
+    let exceptions = store
+        .exceptions(&ExceptionQuery {
+            limit: usize::MAX >> 1,
+            ..ExceptionQuery::default()
+        })
+        .await?;
+    let raised: BTreeSet<&str> = exceptions.iter().map(|e| e.id.as_str()).collect();
+    for e in exceptions
+        .iter()
+        .filter(|e| e.status != "resolved" && e.record.kind == RecordKind::Deal)
+    {
+        if let Ok(person) = RecordId::parse(e.assignee.clone()) {
+            out.requests.push(Request {
+                deal: e.record.id.clone(),
+                person,
+                at: e.created_at,
+                what: format!("exception: {}", e.reason),
+            });
+        }
+    }
     let mut after = None;
     loop {
         let page = store
@@ -261,6 +283,7 @@ pub async fn automation(
             if let Some(Action::Escalate { to, reason, .. }) = &action
                 && !e.shadow
                 && e.status != "cancelled"
+                && !raised.contains(e.key.as_str())
             {
                 let whom: Vec<RecordId> = match to {
                     Target::Person(p) => vec![p.clone()],

@@ -8,6 +8,7 @@
 mod api;
 mod auth;
 mod error;
+pub mod exceptions;
 pub mod heroics;
 mod outbox;
 mod rules;
@@ -85,7 +86,8 @@ pub struct AppState {
           outbox::list, outbox::get, outbox::retry, outbox::cancel, outbox::tasks, outbox::done,
           sequences::list, sequences::control, sequences::pause_or_resume,
           sequences::pauses, sequences::results, sequences::suppressions, sequences::suppress,
-          sequences::unsuppress, heroics::get_report, heroics::get_suggestions, health, ready, openapi_json),
+          sequences::unsuppress, exceptions::list, exceptions::get, exceptions::act,
+          heroics::get_report, heroics::get_suggestions, health, ready, openapi_json),
     components(schemas(api::EventEnvelope, api::IngestResult, api::BatchResult, api::RecordView,
                         api::RecordWithTimeline, api::RecordPage, api::Collection)),
     modifiers(&Security),
@@ -240,6 +242,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/outbox/{key}/cancel", post(outbox::cancel))
         .route("/api/v1/tasks", get(outbox::tasks))
         .route("/api/v1/tasks/{id}/done", post(outbox::done))
+        .route("/api/v1/exceptions", get(exceptions::list))
+        .route("/api/v1/exceptions/{id}", get(exceptions::get))
+        .route("/api/v1/exceptions/{id}/{action}", post(exceptions::act))
         .route("/api/v1/enrolments", get(sequences::list))
         .route("/api/v1/enrolments/{id}/{action}", post(sequences::control))
         .route(

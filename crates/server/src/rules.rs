@@ -293,6 +293,17 @@ pub async fn fire_timers(store: Arc<dyn Store>, clock: Arc<dyn Clock>, every: Du
             }
             Err(e) => tracing::error!(error = ?e, "advancing enrolments failed; will retry"),
         }
+        // Exceptions nobody acknowledged in time move up their chain.
+        match store.escalate_exceptions(clock.now(), BATCH).await {
+            Ok(pass) => {
+                metrics::counter!("pipewright_exceptions_escalated_total")
+                    .increment(pass.escalated as u64);
+                metrics::counter!("pipewright_exceptions_overdue_total")
+                    .increment(pass.overdue as u64);
+                more |= pass.escalated + pass.overdue == BATCH;
+            }
+            Err(e) => tracing::error!(error = ?e, "escalating exceptions failed; will retry"),
+        }
         if more {
             continue;
         }

@@ -93,7 +93,7 @@ pub async fn control(
 }
 
 /// A JSON body, with where it went wrong when it is not what was expected.
-fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T, AppError> {
+pub(crate) fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T, AppError> {
     let bytes: &[u8] = if bytes.is_empty() { b"{}" } else { bytes };
     serde_json::from_slice(bytes).map_err(|e| {
         AppError::BadRequest(

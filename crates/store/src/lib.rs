@@ -7,6 +7,7 @@
 //! (source, source id) it already holds. Derived state comes from `domain::Record::fold`; the
 //! store never interprets events itself.
 
+mod exceptions;
 mod outbox;
 mod postgres;
 mod sequences;
@@ -19,6 +20,9 @@ use serde::Serialize;
 use domain::{Event, EventId, NewEvent, Record, RecordId, RecordKey, RecordKind, Timestamp};
 
 pub use engine::{Engine, Timer};
+pub use exceptions::{
+    Escalated, ExceptionAction, ExceptionEntry, ExceptionItem, ExceptionQuery, NewException,
+};
 pub use outbox::{
     Attempt, Backlog, Claim, Finish, NewTask, OutboxQuery, Outcome, StoredEffect, Task, TaskQuery,
 };
@@ -363,6 +367,31 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Tasks, newest first.
     async fn tasks(&self, query: &TaskQuery) -> Result<Vec<Task>>;
+
+    /// Exceptions, newest first.
+    async fn exceptions(&self, query: &ExceptionQuery) -> Result<Vec<ExceptionItem>>;
+
+    /// One exception with its history, oldest entry first.
+    async fn exception(&self, id: &str) -> Result<Option<(ExceptionItem, Vec<ExceptionEntry>)>>;
+
+    /// Acknowledges, resolves or reassigns an exception.
+    ///
+    /// # Contract
+    /// The change and its history entry commit together. Resolving an exception about a deal
+    /// also ingests, in the same transaction, an `intervention.logged` by the resolver with the
+    /// exception's reason (source `pipewright`, source id `exception:ID`), which the heroics
+    /// report counts like any logged intervention.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Conflict`] for a resolved exception, or one already
+    /// acknowledged; [`Error::Invalid`] for a blank `by` or `resolution`, or a reassignment
+    /// to someone who is not a known person.
+    async fn act_on_exception(&self, id: &str, action: ExceptionAction) -> Result<ExceptionItem>;
+
+    /// Moves at most `limit` open exceptions whose holder's SLA ran out by `now` to the next
+    /// person of their chain (due one SLA after the one that ran out), or marks them overdue
+    /// at the last; each once, with its history entry.
+    async fn escalate_exceptions(&self, now: Timestamp, limit: usize) -> Result<Escalated>;
 
     /// Marks a task done.
     ///

@@ -118,6 +118,8 @@ pub struct Finish {
     pub rendered: Option<serde_json::Value>,
     /// A task the delivery creates, written in the same transaction.
     pub task: Option<NewTask>,
+    /// An exception the delivery raises, written in the same transaction.
+    pub exception: Option<crate::NewException>,
 }
 
 /// One attempt at delivering an effect.

@@ -196,9 +196,25 @@ async fn tasks_escalations_and_changes_to_records(backend: Backend) {
         ("Call Ana Ruiz", "task")
     );
     assert_eq!(sam[0].due_at, Some(ts("2026-11-22T12:00:00Z")));
-    let vera = tasks("vera@acme.example").await;
-    assert_eq!(vera[0].kind, "escalation");
-    assert_eq!(vera[0].title, "Escalation (legal-stall): Globex rollout");
+    // The escalation is an exception in vera's inbox, not a task.
+    assert!(tasks("vera@acme.example").await.is_empty());
+    let vera = s
+        .store
+        .exceptions(&store::ExceptionQuery {
+            assignee: Some("vera@acme.example".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(vera.len(), 1);
+    assert_eq!(vera[0].title, "Globex rollout: legal-stall");
+    assert_eq!(vera[0].chain, ["vera@acme.example"]);
+    assert_eq!(
+        vera[0].due_at,
+        Some(ts("2026-11-21T12:00:00Z")),
+        "one day by default"
+    );
     let deal = s
         .store
         .record(&domain::RecordKey::new(
@@ -219,6 +235,47 @@ async fn tasks_escalations_and_changes_to_records(backend: Backend) {
         deal.fields.get("next_step"),
         Some(&serde_json::json!("call"))
     );
+}
+
+/// An escalation chain becomes people when it is delivered: the owner's manager, a role's
+/// first member who can take work (one out of office is passed over), the same person twice
+/// in a row once, a level nobody fills left out.
+async fn an_escalation_chain_is_resolved_to_people(backend: Backend) {
+    let s = setup(
+        backend,
+        &rule("      - escalate: { to: deal.owner.manager, then: [role:vp, role:vp, role:founder, role:executive], reason: legal-stall, sla: 2h }\n"),
+        |_| {},
+    )
+    .await;
+    ingest(
+        &*s.store,
+        r#"
+{"type":"person.updated","source":"t","source_id":"p1m","occurred_at":"2026-11-01T08:00:00Z","person":"sam@acme.example","data":{"manager":"omar@acme.example"}}
+{"type":"person.created","source":"t","source_id":"p3","occurred_at":"2026-11-01T08:00:00Z","person":"omar@acme.example","data":{"name":"Omar","roles":["manager"]}}
+{"type":"person.created","source":"t","source_id":"p4","occurred_at":"2026-11-01T08:00:00Z","person":"ada@acme.example","data":{"name":"Ada","roles":["founder"],"out_of_office":[{"from":"2026-11-15T00:00:00Z","until":"2026-12-01T00:00:00Z"}]}}
+{"type":"person.created","source":"t","source_id":"p5","occurred_at":"2026-11-01T08:00:00Z","person":"mia@acme.example","data":{"name":"Mia","roles":["founder"]}}
+"#,
+    )
+    .await;
+    ingest(&*s.store, &note(1)).await;
+    let pass = s.dispatcher.run_once().await.unwrap();
+    assert_eq!(pass.delivered, 1, "{pass:?}");
+    let all = s
+        .store
+        .exceptions(&store::ExceptionQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(
+        all[0].chain,
+        ["omar@acme.example", "vera@acme.example", "mia@acme.example"]
+    );
+    assert_eq!(all[0].assignee, "omar@acme.example");
+    assert_eq!(all[0].due_at, Some(ts("2026-11-20T14:00:00Z")));
+    assert_eq!(all[0].context["facts"]["name"], "Globex rollout");
 }
 
 async fn a_dry_run_renders_everything_and_sends_nothing(backend: Backend) {
@@ -344,6 +401,7 @@ crate::suite!(
     webhooks_are_signed_and_carry_the_idempotency_key,
     chat_alerts_use_the_incoming_webhook_format,
     tasks_escalations_and_changes_to_records,
+    an_escalation_chain_is_resolved_to_people,
     a_dry_run_renders_everything_and_sends_nothing,
     a_message_that_cannot_be_rendered_is_dead_lettered_with_the_reason,
     smtp_login_is_used_when_configured,

@@ -434,3 +434,171 @@ fn an_imported_move_is_refused_by_its_gate() {
         "{text}"
     );
 }
+
+/// Issue 8: the exceptions inbox from the command line — a person's list, one item with its
+/// history, acknowledging and resolving (a resolution on a deal is the resolver's
+/// intervention), with the flags' mistakes named.
+#[test]
+fn exceptions_are_listed_shown_acknowledged_and_resolved_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_url(dir.path());
+    let path = dir.path().join("pw.db");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let id = runtime.block_on(async {
+        use store::Store as _;
+        let clock = std::sync::Arc::new(clock::SystemClock);
+        let store = store::SqliteStore::open(store::SqliteOptions::new(&path), clock).unwrap();
+        let rule = "playbook: p\nowner: o\nrules:\n  - id: stuck\n    why: Legal stalls silently.\n    when: { event: note.added }\n    then:\n      - escalate: { to: person:omar, reason: legal-stall }\n";
+        let set = playbook::load_files(&[("p.yaml".into(), rule.into())]).set.unwrap();
+        store.set_engine(Some(std::sync::Arc::new(store::Engine::new(std::sync::Arc::new(set)))));
+        let events = [
+            r#"{"type":"person.created","source":"crm","source_id":"p1","occurred_at":"2026-10-01T00:00:00Z","person":"omar","data":{"name":"Omar"}}"#,
+            r#"{"type":"deal.created","source":"crm","source_id":"d1","occurred_at":"2026-11-01T09:00:00Z","deal":"D-1","data":{"name":"Globex","stage":"legal","owner":"sam"}}"#,
+            r#"{"type":"note.added","source":"crm","source_id":"n1","occurred_at":"2026-11-12T09:00:00Z","deal":"D-1","data":{"text":"still in legal"}}"#,
+        ];
+        let events = events.iter().map(|e| wire::parse_one(e).unwrap()).collect();
+        store.ingest(events).await.unwrap();
+        // What the dispatcher does with the escalation (its own tests cover rendering).
+        let now: domain::Timestamp = "2026-11-12T09:00:00Z".parse().unwrap();
+        let claimed = store
+            .claim_effects(store::Claim {
+                node: "test".into(),
+                now,
+                lease_until: domain::Timestamp::from_millis(now.as_millis() + 60_000),
+                limit: 10,
+                ..store::Claim::default()
+            })
+            .await
+            .unwrap();
+        let effect = &claimed[0];
+        let finished = store
+            .finish_delivery(store::Finish {
+                key: effect.key.clone(),
+                node: "test".into(),
+                started_at: now,
+                finished_at: now,
+                outcome: store::Outcome::Delivered,
+                detail: None,
+                rendered: None,
+                task: None,
+                exception: Some(store::NewException {
+                    id: effect.key.clone(),
+                    record: effect.record.clone(),
+                    rule: effect.rule.clone(),
+                    reason: "legal-stall".into(),
+                    title: "Globex: legal-stall".into(),
+                    context: serde_json::json!({"trace": effect.trace}),
+                    chain: vec!["omar".into()],
+                    sla_ms: 86_400_000,
+                    raised_at: now,
+                }),
+            })
+            .await
+            .unwrap();
+        assert!(finished);
+        effect.key.clone()
+    });
+    let list = run(&[
+        "--database",
+        &db,
+        "exceptions",
+        "list",
+        "--assignee",
+        "omar",
+    ]);
+    assert!(list.status.success(), "{}", stderr(&list));
+    let text = stdout(&list);
+    assert!(
+        text.contains(&id) && text.contains("open") && text.contains("Globex: legal-stall"),
+        "{text}"
+    );
+    let bad = run(&[
+        "--database",
+        &db,
+        "exceptions",
+        "list",
+        "--status",
+        "snoozed",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).contains("--status: expected one of open, acknowledged, resolved, unresolved"),
+        "{}",
+        stderr(&bad)
+    );
+
+    let ack = run(&["--database", &db, "exceptions", "ack", &id, "--by", "omar"]);
+    assert!(ack.status.success(), "{}", stderr(&ack));
+    assert!(stdout(&ack).contains("acknowledged"));
+    let again = run(&["--database", &db, "exceptions", "ack", &id, "--by", "omar"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already acknowledged by omar"),
+        "{}",
+        stderr(&again)
+    );
+    let missing = run(&[
+        "--database",
+        &db,
+        "exceptions",
+        "resolve",
+        &id,
+        "--by",
+        "omar",
+    ]);
+    assert_eq!(
+        missing.status.code(),
+        Some(2),
+        "clap names the missing --resolution"
+    );
+    let done = run(&[
+        "--database",
+        &db,
+        "exceptions",
+        "resolve",
+        &id,
+        "--by",
+        "omar",
+        "--resolution",
+        "their counsel signs Friday",
+    ]);
+    assert!(done.status.success(), "{}", stderr(&done));
+    let show = run(&["--database", &db, "exceptions", "show", &id]);
+    let text = stdout(&show);
+    assert!(
+        text.contains("resolution: their counsel signs Friday"),
+        "{text}"
+    );
+    assert!(
+        text.contains("raised") && text.contains("acknowledged") && text.contains("resolved"),
+        "{text}"
+    );
+    // The resolution is omar's intervention on D-1.
+    let report = run(&[
+        "--database",
+        &db,
+        "report",
+        "heroics",
+        "--format",
+        "csv",
+        "--section",
+        "interventions",
+    ]);
+    assert!(report.status.success(), "{}", stderr(&report));
+    let csv = stdout(&report);
+    assert!(
+        csv.lines()
+            .any(|l| l.contains("D-1") && l.contains("omar") && l.contains("legal-stall")),
+        "{csv}"
+    );
+    // Nothing left in omar's inbox.
+    let list = run(&[
+        "--database",
+        &db,
+        "exceptions",
+        "list",
+        "--assignee",
+        "omar",
+    ]);
+    assert_eq!(stdout(&list), "");
+}

@@ -9,6 +9,7 @@
 
 pub(crate) mod apply;
 pub(crate) mod codec;
+pub(crate) mod exceptions;
 pub(crate) mod gates;
 pub(crate) mod outbox;
 pub(crate) mod sequences;

@@ -209,6 +209,9 @@ pub(crate) fn finish(sql: &mut dyn Sql, f: &Finish) -> Result<bool> {
             f.detail.as_deref()
         ],
     )?;
+    if let (Some(e), Outcome::Delivered) = (&f.exception, f.outcome) {
+        super::exceptions::raise(sql, e)?;
+    }
     if let (Some(t), Outcome::Delivered) = (&f.task, f.outcome) {
         sql.execute(
             "INSERT INTO tasks (id, kind, assignee, title, record_kind, record_id, rule, due_at,

@@ -552,6 +552,38 @@ impl<B: Backend> Store for SqlStore<B> {
         self.reads.run(move |sql| outbox::tasks(sql, &query)).await
     }
 
+    async fn exceptions(&self, query: &crate::ExceptionQuery) -> Result<Vec<crate::ExceptionItem>> {
+        let query = query.clone();
+        self.reads
+            .run(move |sql| super::exceptions::list(sql, &query))
+            .await
+    }
+
+    async fn exception(
+        &self,
+        id: &str,
+    ) -> Result<Option<(crate::ExceptionItem, Vec<crate::ExceptionEntry>)>> {
+        let id = id.to_owned();
+        self.reads
+            .run(move |sql| super::exceptions::get(sql, &id))
+            .await
+    }
+
+    async fn act_on_exception(
+        &self,
+        id: &str,
+        action: crate::ExceptionAction,
+    ) -> Result<crate::ExceptionItem> {
+        let id = id.to_owned();
+        self.ask(|reply| Command::ActOnException { id, action, reply })
+            .await
+    }
+
+    async fn escalate_exceptions(&self, now: Timestamp, limit: usize) -> Result<crate::Escalated> {
+        self.write(move |sql, _| super::exceptions::escalate_due(sql, now, limit))
+            .await
+    }
+
     async fn complete_task(&self, id: &str) -> Result<Task> {
         let id = id.to_owned();
         self.write(move |sql, now| outbox::complete_task(sql, &id, now))

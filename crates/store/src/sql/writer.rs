@@ -51,6 +51,12 @@ pub(crate) enum Command<C> {
         limit: usize,
         reply: oneshot::Sender<Result<RefoldPass>>,
     },
+    /// Acts on an exception; a resolution's intervention is ingested in its transaction.
+    ActOnException {
+        id: String,
+        action: crate::ExceptionAction,
+        reply: oneshot::Sender<Result<crate::ExceptionItem>>,
+    },
     /// Recorded together with the other finishes waiting, in one transaction: the sooner a
     /// delivery is recorded, the smaller the window in which a crash makes it go out twice.
     Finish {
@@ -149,6 +155,9 @@ fn run<B: Backend>(
             Some(Command::Job(job)) => job(&mut writer.conn, clock.now()),
             Some(Command::FireTimers { now, limit, reply }) => {
                 let _ = reply.send(writer.fire_timers(now, limit));
+            }
+            Some(Command::ActOnException { id, action, reply }) => {
+                let _ = reply.send(writer.act_on_exception(clock.now(), &id, &action));
             }
             Some(Command::AdvanceEnrolments { now, limit, reply }) => {
                 let _ = reply.send(writer.advance_enrolments(now, limit));
@@ -333,6 +342,37 @@ impl<B: Backend> Writer<B> {
         B::transaction(&mut self.conn, |sql| {
             apply::advance_enrolments(sql, known, engine.as_deref(), library, now, limit)
         })
+    }
+
+    fn act_on_exception(
+        &mut self,
+        now: Timestamp,
+        id: &str,
+        action: &crate::ExceptionAction,
+    ) -> Result<crate::ExceptionItem> {
+        let engine = self.engine();
+        self.cache.revalidate::<B>(&mut self.conn);
+        let known = &self.cache.records;
+        let library = &*self.library;
+        let mut written = HashMap::new();
+        let item = B::transaction(&mut self.conn, |sql| {
+            let (item, event) = super::exceptions::act(sql, id, action, now)?;
+            if let Some(event) = event {
+                apply::ingest(
+                    sql,
+                    known,
+                    engine.as_deref(),
+                    library,
+                    vec![event],
+                    now,
+                    &mut written,
+                )?;
+            }
+            Ok(item)
+        })
+        .inspect_err(|_| self.cache.records.clear())?;
+        self.cache.remember(written);
+        Ok(item)
     }
 
     /// Records delivery outcomes in one transaction; should it fail, each alone.

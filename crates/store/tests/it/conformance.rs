@@ -1129,7 +1129,7 @@ async fn scheduled_timers_fire_each_occurrence_and_re_arm(backend: Backend) {
     );
 }
 
-fn claim(node: &str, now: &str, limit: usize) -> store::Claim {
+pub fn claim(node: &str, now: &str, limit: usize) -> store::Claim {
     store::Claim {
         node: node.into(),
         now: ts(now),
@@ -1139,7 +1139,7 @@ fn claim(node: &str, now: &str, limit: usize) -> store::Claim {
     }
 }
 
-fn finish(key: &str, node: &str, at: &str, outcome: store::Outcome) -> store::Finish {
+pub fn finish(key: &str, node: &str, at: &str, outcome: store::Outcome) -> store::Finish {
     store::Finish {
         key: key.into(),
         node: node.into(),
@@ -1149,6 +1149,7 @@ fn finish(key: &str, node: &str, at: &str, outcome: store::Outcome) -> store::Fi
         detail: Some("250 OK".into()),
         rendered: Some(serde_json::json!({"subject": "ROI"})),
         task: None,
+        exception: None,
     }
 }
 

@@ -27,6 +27,7 @@ macro_rules! suite {
 }
 
 mod conformance;
+mod exceptions;
 mod gates;
 mod routing;
 mod sequences;
