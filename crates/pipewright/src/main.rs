@@ -133,6 +133,40 @@ enum Command {
         #[arg(default_value = "playbooks")]
         dir: PathBuf,
     },
+    /// Write the handbook: what the playbooks do stage by stage and why, the gates, the
+    /// objection scripts and assets, every decision tree and sequence.
+    Handbook {
+        #[arg(default_value = "playbooks")]
+        dir: PathBuf,
+        /// markdown or html.
+        #[arg(long, default_value = "markdown", value_parser = ["markdown", "html"])]
+        format: String,
+    },
+    /// Decision trees: list them, or walk one for a deal.
+    Tree {
+        #[command(subcommand)]
+        command: TreeCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TreeCommand {
+    /// The decision trees of the running playbooks, with their questions.
+    List,
+    /// Walk a tree for a deal: every question not answered with --answer is asked on standard
+    /// input (a choice by its number or its words). Once it ends in a recommendation, the
+    /// answers are written to the deal's fields; a walk that stops before writes nothing.
+    Walk {
+        tree: String,
+        #[arg(long)]
+        deal: String,
+        /// Who is on the call (a person id).
+        #[arg(long)]
+        by: String,
+        /// QUESTION=ANSWER, as many as needed.
+        #[arg(long = "answer", value_name = "QUESTION=ANSWER")]
+        answers: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -486,6 +520,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(EXIT_PLAYBOOK_PROBLEMS));
                 }
             }
+        }
+        Command::Handbook { dir, format } => {
+            let loaded = playbook::load_dir(dir);
+            let Some(set) = loaded.set else {
+                for d in &loaded.diagnostics {
+                    writeln!(out, "{d}")?;
+                }
+                return Ok(ExitCode::from(EXIT_PLAYBOOK_PROBLEMS));
+            };
+            let text = if format == "html" {
+                playbook::handbook::html(&set)
+            } else {
+                playbook::handbook::markdown(&set)
+            };
+            out.write_all(text.as_bytes())?;
+        }
+        Command::Tree { command } => {
+            let settings = settings(&cli, false)?;
+            init_logging(&settings)?;
+            runtime()?.block_on(tree(&settings, command, &mut out))?;
         }
         Command::Explain { kind, id } => {
             let settings = settings(&cli, false)?;
@@ -953,6 +1007,124 @@ async fn tasks(
                 .await
                 .with_context(|| format!("cannot complete {id}"))?;
             print(out, &t)?;
+        }
+    }
+    Ok(())
+}
+
+/// One question as the CLI asks it: the question, its help, and the choices numbered.
+fn ask(out: &mut dyn Write, q: &playbook::Question) -> std::io::Result<()> {
+    writeln!(out, "{}", q.ask)?;
+    if let Some(help) = &q.help {
+        writeln!(out, "  ({help})")?;
+    }
+    match &q.reply {
+        playbook::Reply::Choice { answers } => {
+            for (i, a) in answers.iter().enumerate() {
+                writeln!(out, "  {}. {}", i + 1, a.answer)?;
+            }
+        }
+        playbook::Reply::Input { input, .. } => {
+            let kind = serde_json::to_value(input).unwrap_or_default();
+            writeln!(out, "  (a {})", kind.as_str().unwrap_or("value"))?;
+        }
+    }
+    write!(out, "> ")?;
+    out.flush()
+}
+
+async fn tree(
+    settings: &Settings,
+    command: &TreeCommand,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let engine = load_engine(settings)?.ok_or_else(|| {
+        anyhow::anyhow!("no playbooks in {}", settings.engine.playbooks.display())
+    })?;
+    let set = Arc::clone(engine.playbooks());
+    match command {
+        TreeCommand::List => {
+            for t in set.playbooks.iter().flat_map(|p| &p.trees) {
+                let stage = t
+                    .stage
+                    .as_ref()
+                    .map(|s| format!(" [{s}]"))
+                    .unwrap_or_default();
+                writeln!(out, "{}{stage}: {}", t.name, t.title)?;
+                for q in &t.questions {
+                    let field = q
+                        .field
+                        .as_ref()
+                        .map(|f| format!(" → deal.fields.{f}"))
+                        .unwrap_or_default();
+                    writeln!(out, "  {}: {}{field}", q.id, q.ask)?;
+                }
+            }
+        }
+        TreeCommand::Walk {
+            tree,
+            deal,
+            by,
+            answers,
+        } => {
+            let t = set
+                .tree(tree)
+                .ok_or_else(|| anyhow::anyhow!("no decision tree {tree:?} in the playbooks"))?;
+            let mut given = std::collections::BTreeMap::new();
+            for a in answers {
+                let (q, v) = a.split_once('=').ok_or_else(|| {
+                    anyhow::anyhow!("--answer: expected QUESTION=ANSWER, not {a:?}")
+                })?;
+                given.insert(q.trim().to_owned(), v.trim().to_owned());
+            }
+            let deal_id = domain::RecordId::parse(deal.clone())
+                .map_err(|e| anyhow::anyhow!("--deal: {e}"))?;
+            let by_id =
+                domain::RecordId::parse(by.clone()).map_err(|e| anyhow::anyhow!("--by: {e}"))?;
+            let store = open_store(settings)?;
+            store.set_engine(Some(Arc::new(engine.clone())));
+            let key = domain::RecordKey::new(domain::RecordKind::Deal, deal_id.clone());
+            if store.record(&key).await?.is_none() {
+                anyhow::bail!("deal {deal} not found");
+            }
+            let stdin = std::io::stdin();
+            let walk = loop {
+                let walk = t.walk(&given).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let Some(q) = walk.next.clone() else {
+                    break walk;
+                };
+                ask(out, &q)?;
+                let mut line = String::new();
+                if stdin.read_line(&mut line)? == 0 {
+                    anyhow::bail!(
+                        "the walk stopped at {:?} ({}): nothing was written",
+                        q.id,
+                        q.ask
+                    );
+                }
+                let line = line.trim().to_owned();
+                // A choice by its number.
+                let answer = match (&q.reply, line.parse::<usize>()) {
+                    (playbook::Reply::Choice { answers }, Ok(n))
+                        if n >= 1 && n <= answers.len() =>
+                    {
+                        answers[n - 1].answer.clone()
+                    }
+                    _ => line,
+                };
+                given.insert(q.id.clone(), answer);
+            };
+            let now = clock::Clock::now(&SystemClock);
+            let id = server::trees::walk_id(tree, &deal_id, &by_id, &given, now);
+            server::trees::record_walk(&*store, t, &deal_id, &by_id, &walk, &id, now).await?;
+            for a in &walk.path {
+                writeln!(out, "{}: {}", a.ask, a.answer)?;
+            }
+            if let Some(r) = &walk.recommendation {
+                writeln!(out, "Recommendation: {r}")?;
+            }
+            let fields = serde_json::Value::Object(walk.fields());
+            writeln!(out, "Wrote to {deal}: {fields}")?;
         }
     }
     Ok(())

@@ -8,6 +8,7 @@
 
 mod condition;
 mod cron;
+pub mod handbook;
 mod load;
 mod model;
 mod raw;
@@ -17,9 +18,10 @@ pub use condition::{Condition, ConditionError, DEAL_FACTS, EVENT_FACTS, LEAD_FAC
 pub use cron::{CronError, Schedule};
 pub use load::{Diagnostic, Loaded, load_dir, load_files, parse_span, read_dir};
 pub use model::{
-    Action, Asset, AssetChoice, Busy, Criterion, DEFAULT_ESCALATION_SLA, Engagement, Exit, Gate,
-    Location, Playbook, PlaybookSet, Reentry, Route, Rule, Sending, Sequence, Span, Step, StepKind,
-    Strategy, Target, TaskKind, Template, Trigger, Wait,
+    Action, Answer, Answered, Asset, AssetChoice, Busy, Criterion, DEFAULT_ESCALATION_SLA,
+    DecisionTree, Engagement, Exit, Gate, InputKind, Location, ObjectionScript, Outcome, Playbook,
+    PlaybookSet, Question, Reentry, Reply, Route, Rule, Sending, Sequence, Span, Step, StepKind,
+    Strategy, Target, TaskKind, Template, Trigger, Wait, Walk, WalkError,
 };
 pub use window::SendWindow;
 

@@ -11,9 +11,10 @@ use domain::{EventType, RecordId, RecordKind, Role, Stage};
 
 use crate::condition::{DEAL_FACTS, EVENT_FACTS, LEAD_FACTS, Scope};
 use crate::model::{
-    Action, Asset, AssetChoice, Busy, Criterion, Engagement, Exit, Gate, Location, Playbook,
-    PlaybookSet, Reentry, Route, Rule, Sending, Sequence, Span, Step, StepKind, Strategy, Target,
-    TaskKind, Trigger, Wait,
+    Action, Answer, Asset, AssetChoice, Busy, Criterion, DecisionTree, Engagement, Exit, Gate,
+    InputKind, Location, ObjectionScript, Outcome, Playbook, PlaybookSet, Question, Reentry, Reply,
+    Route, Rule, Sending, Sequence, Span, Step, StepKind, Strategy, Target, TaskKind, Trigger,
+    Wait,
 };
 use crate::{Condition, Schedule, raw};
 
@@ -191,6 +192,9 @@ struct Names {
     calendars: BTreeMap<String, BTreeSet<jiff::civil::Date>>,
 }
 
+/// A question's place in a tree while it is checked: its id and raw form.
+type RawQuestions<'a> = BTreeMap<&'a str, &'a raw::Question>;
+
 impl Names {
     fn collect(cx: &mut Compiler, files: &[(PathBuf, raw::File)]) -> Names {
         let mut names = Names {
@@ -206,6 +210,7 @@ impl Names {
         let mut rule_ids: BTreeMap<String, (PathBuf, u64)> = BTreeMap::new();
         let mut gate_rule_ids: BTreeSet<String> = BTreeSet::new();
         let mut playbook_names: BTreeMap<String, PathBuf> = BTreeMap::new();
+        let mut tree_names: BTreeMap<String, PathBuf> = BTreeMap::new();
         for (path, file) in files {
             cx.file = path.clone();
             if let Some(first) = playbook_names.insert(file.playbook.value.clone(), path.clone()) {
@@ -239,6 +244,17 @@ impl Names {
                     cx.error(
                         &file.playbook,
                         format!("sequence {name:?} is defined twice"),
+                    );
+                }
+            }
+            for name in file.decision_trees.keys() {
+                if let Some(first) = tree_names.insert(name.clone(), path.clone()) {
+                    cx.error(
+                        &file.playbook,
+                        format!(
+                            "decision tree {name:?} is also defined in {}",
+                            first.display()
+                        ),
                     );
                 }
             }
@@ -442,6 +458,16 @@ impl Compiler {
                 }
             })
             .collect();
+        let trees = file
+            .decision_trees
+            .iter()
+            .filter_map(|(name, t)| self.tree(name, t, names))
+            .collect();
+        let objections = file
+            .objections
+            .iter()
+            .filter_map(|(kind, o)| self.objection(kind, o, &file.playbook, names))
+            .collect();
         Playbook {
             name: file.playbook.value,
             owner: file.owner.value,
@@ -453,6 +479,8 @@ impl Compiler {
             assets,
             sequences,
             templates,
+            trees,
+            objections,
         }
     }
 
@@ -1652,6 +1680,275 @@ impl Compiler {
                 format!("{why} Reassigned once and still untouched, a person must look."),
             ));
         }
+    }
+}
+
+impl Compiler {
+    /// An objection kind's script; its assets must be in the library.
+    fn objection(
+        &mut self,
+        kind: &str,
+        o: &raw::Objection,
+        at: &Spanned<String>,
+        names: &Names,
+    ) -> Option<ObjectionScript> {
+        let parsed: Option<domain::ObjectionKind> =
+            serde::Deserialize::deserialize(serde::de::value::StrDeserializer::<
+                serde::de::value::Error,
+            >::new(kind))
+            .ok();
+        let Some(kind) = parsed else {
+            self.error(
+                at,
+                format!(
+                    "objections: unknown kind {kind:?}; expected pricing, implementation, legal, security, competitor, timing or other"
+                ),
+            );
+            return None;
+        };
+        if o.script.trim().is_empty() {
+            self.error(at, format!("objections: the {kind:?} script is empty"));
+        }
+        for a in &o.assets {
+            if !names.assets.contains_key(&a.value) {
+                self.error(
+                    a,
+                    format!(
+                        "unknown asset {:?}; the playbooks declare: {}",
+                        a.value,
+                        list(names.assets.keys())
+                    ),
+                );
+            }
+        }
+        Some(ObjectionScript {
+            kind,
+            script: o.script.clone(),
+            assets: o.assets.iter().map(|a| a.value.clone()).collect(),
+        })
+    }
+
+    /// A decision tree, every question checked: its reply, where each answer leads, the
+    /// field it writes; the whole reached from `start` without a loop.
+    fn tree(&mut self, name: &str, t: &raw::DecisionTree, names: &Names) -> Option<DecisionTree> {
+        let stage = t.stage.as_ref().map(|s| self.stage(s, Some(&names.stages)));
+        let raw_questions: RawQuestions =
+            t.questions.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let mut ok = stage.as_ref().is_none_or(Option::is_some);
+        let mut questions = Vec::new();
+        for (id, q) in &t.questions {
+            match self.question(id, q, &raw_questions) {
+                Some(q) => questions.push(q),
+                None => ok = false,
+            }
+        }
+        if !raw_questions.contains_key(t.start.value.as_str()) {
+            self.error(
+                &t.start,
+                format!(
+                    "tree {name:?} starts at {:?}, which is not one of its questions: {}",
+                    t.start.value,
+                    list(raw_questions.keys())
+                ),
+            );
+            return None;
+        }
+        // Every question reached from the start, none leading back to one on its own path.
+        let mut order: Vec<String> = Vec::new();
+        let mut on_path: Vec<&str> = Vec::new();
+        fn visit<'a>(
+            cx: &mut Compiler,
+            id: &'a str,
+            qs: &RawQuestions<'a>,
+            on_path: &mut Vec<&'a str>,
+            order: &mut Vec<String>,
+            ok: &mut bool,
+        ) {
+            let Some(q) = qs.get(id) else { return };
+            if order.iter().any(|o| o == id) {
+                return;
+            }
+            order.push(id.to_owned());
+            on_path.push(id);
+            let nexts: Vec<&'a Spanned<String>> = q
+                .answers
+                .iter()
+                .filter_map(|a| a.next.as_ref())
+                .chain(q.next.as_ref())
+                .collect();
+            for next in nexts {
+                if on_path.contains(&next.value.as_str()) {
+                    cx.error(
+                        next,
+                        format!(
+                            "{:?} leads back to {:?}: every path through a tree ends in a recommendation",
+                            id, next.value
+                        ),
+                    );
+                    *ok = false;
+                    continue;
+                }
+                visit(cx, next.value.as_str(), qs, on_path, order, ok);
+            }
+            on_path.pop();
+        }
+        visit(
+            self,
+            t.start.value.as_str(),
+            &raw_questions,
+            &mut on_path,
+            &mut order,
+            &mut ok,
+        );
+        for (id, q) in &t.questions {
+            if !order.contains(id) {
+                self.error(
+                    &q.ask,
+                    format!("question {id:?} is never reached from {:?}", t.start.value),
+                );
+                ok = false;
+            }
+        }
+        questions.sort_by_key(|q| order.iter().position(|o| o == &q.id));
+        ok.then(|| DecisionTree {
+            name: name.to_owned(),
+            title: t.title.clone(),
+            why: t.why.clone(),
+            stage: stage.flatten(),
+            start: t.start.value.clone(),
+            questions,
+        })
+    }
+
+    fn outcome(
+        &mut self,
+        next: &Option<Spanned<String>>,
+        recommend: &Option<Spanned<String>>,
+        at: &Spanned<String>,
+        qs: &RawQuestions,
+    ) -> Option<Outcome> {
+        match (next, recommend) {
+            (Some(n), None) if qs.contains_key(n.value.as_str()) => {
+                Some(Outcome::Next(n.value.clone()))
+            }
+            (Some(n), None) => {
+                self.error(
+                    n,
+                    format!(
+                        "unknown question {:?}; the tree has: {}",
+                        n.value,
+                        list(qs.keys())
+                    ),
+                );
+                None
+            }
+            (None, Some(r)) if !r.value.trim().is_empty() => {
+                Some(Outcome::Recommend(r.value.clone()))
+            }
+            _ => {
+                self.error(
+                    at,
+                    "needs exactly one of `next` (a question) or `recommend` (what to do)".into(),
+                );
+                None
+            }
+        }
+    }
+
+    fn question(&mut self, id: &str, q: &raw::Question, qs: &RawQuestions) -> Option<Question> {
+        // A bad field name is reported and the rest of the question still checked.
+        let mut field_ok = true;
+        if let Some(f) = &q.field
+            && (f.value.is_empty()
+                || !f
+                    .value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            self.error(
+                f,
+                format!(
+                    "{:?} is not a field name: letters, digits and _ (it becomes deal.fields.NAME)",
+                    f.value
+                ),
+            );
+            field_ok = false;
+        }
+        let reply = match (&q.input, q.answers.is_empty()) {
+            (Some(_), false) => {
+                self.error(
+                    &q.ask,
+                    "a question has `answers` or an `input`, not both".into(),
+                );
+                return None;
+            }
+            (None, true) => {
+                self.error(
+                    &q.ask,
+                    format!("question {id:?} needs `answers` to choose from, or an `input`"),
+                );
+                return None;
+            }
+            (Some(kind), true) => {
+                let input = match kind.value.as_str() {
+                    "text" => InputKind::Text,
+                    "number" => InputKind::Number,
+                    "date" => InputKind::Date,
+                    other => {
+                        self.error(
+                            kind,
+                            format!("unknown input {other:?}; use text, number or date"),
+                        );
+                        return None;
+                    }
+                };
+                let then = self.outcome(&q.next, &q.recommend, &q.ask, qs)?;
+                Reply::Input { input, then }
+            }
+            (None, false) => {
+                if let Some(stray) = q.next.as_ref().or(q.recommend.as_ref()) {
+                    self.error(
+                        stray,
+                        "with `answers`, `next` and `recommend` go on each answer".into(),
+                    );
+                    return None;
+                }
+                let mut answers = Vec::new();
+                let mut labels = BTreeSet::new();
+                let mut ok = true;
+                for a in &q.answers {
+                    if !labels.insert(a.answer.value.trim().to_lowercase()) {
+                        self.error(
+                            &a.answer,
+                            format!("the answer {:?} is given twice", a.answer.value),
+                        );
+                        ok = false;
+                    }
+                    match self.outcome(&a.next, &a.recommend, &a.answer, qs) {
+                        Some(then) => answers.push(Answer {
+                            answer: a.answer.value.clone(),
+                            value: a
+                                .value
+                                .clone()
+                                .unwrap_or_else(|| serde_json::Value::from(a.answer.value.clone())),
+                            then,
+                        }),
+                        None => ok = false,
+                    }
+                }
+                if !ok {
+                    return None;
+                }
+                Reply::Choice { answers }
+            }
+        };
+        field_ok.then(|| Question {
+            id: id.to_owned(),
+            ask: q.ask.value.clone(),
+            help: q.help.clone(),
+            field: q.field.as_ref().map(|f| f.value.clone()),
+            reply,
+        })
     }
 }
 

@@ -74,6 +74,13 @@ impl PlaybookSet {
             .find_map(|p| p.gates.iter().find(|g| &g.stage == stage).map(|g| (p, g)))
     }
 
+    /// The decision tree named `name`.
+    pub fn tree(&self, name: &str) -> Option<&DecisionTree> {
+        self.playbooks
+            .iter()
+            .find_map(|p| p.trees.iter().find(|t| t.name == name))
+    }
+
     /// The sequence named `name`, with the playbook that declares it.
     pub fn sequence(&self, name: &str) -> Option<(&Playbook, &Sequence)> {
         self.playbooks
@@ -120,6 +127,227 @@ pub struct Playbook {
     pub assets: Vec<Asset>,
     pub sequences: Vec<Sequence>,
     pub templates: Vec<Template>,
+    pub trees: Vec<DecisionTree>,
+    pub objections: Vec<ObjectionScript>,
+}
+
+/// What people say to one kind of objection, and the assets that answer it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ObjectionScript {
+    pub kind: domain::ObjectionKind,
+    pub script: String,
+    pub assets: Vec<String>,
+}
+
+/// A decision tree (see `raw::DecisionTree`), its references checked: every `next` names a
+/// question of the tree, no question leads back to one before it, and every path ends in a
+/// recommendation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DecisionTree {
+    pub name: String,
+    pub title: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<Stage>,
+    pub start: String,
+    /// In the order a walk meets them first.
+    pub questions: Vec<Question>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Question {
+    pub id: String,
+    pub ask: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+    /// The deal field its answer is written to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub reply: Reply,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reply {
+    Choice { answers: Vec<Answer> },
+    Input { input: InputKind, then: Outcome },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Answer {
+    pub answer: String,
+    /// What the question's field is set to.
+    pub value: serde_json::Value,
+    pub then: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The id of the next question.
+    Next(String),
+    Recommend(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputKind {
+    Text,
+    Number,
+    Date,
+}
+
+/// One question answered on a walk.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Answered {
+    pub question: String,
+    pub ask: String,
+    pub answer: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub value: serde_json::Value,
+}
+
+/// Where a walk got to with the answers given: the questions answered in order, then either
+/// the recommendation (complete) or the next question to ask.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Walk {
+    pub path: Vec<Answered>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<Question>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recommendation: Option<String>,
+}
+
+impl Walk {
+    pub fn complete(&self) -> bool {
+        self.recommendation.is_some()
+    }
+
+    /// The fields the answers set, by name.
+    pub fn fields(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.path
+            .iter()
+            .filter_map(|a| a.field.clone().map(|f| (f, a.value.clone())))
+            .collect()
+    }
+}
+
+/// An answer a walk cannot take, with the question it was for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{question}: {message}")]
+pub struct WalkError {
+    pub question: String,
+    pub message: String,
+}
+
+impl DecisionTree {
+    pub fn question(&self, id: &str) -> Option<&Question> {
+        self.questions.iter().find(|q| q.id == id)
+    }
+
+    /// Walks the tree from its start with `answers` (question id → the answer's label, or the
+    /// typed value for an input), as far as they go.
+    ///
+    /// # Errors
+    /// An answer that is not one of the question's (with the ones it has), an input that is
+    /// not a number or a date, an answer to a question the walk does not reach.
+    pub fn walk(
+        &self,
+        answers: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Walk, WalkError> {
+        let mut walk = Walk {
+            path: Vec::new(),
+            next: None,
+            recommendation: None,
+        };
+        let mut at = self.start.as_str();
+        // Checked acyclic at load; the bound only guards a hand-built tree.
+        for _ in 0..=self.questions.len() {
+            let Some(q) = self.question(at) else {
+                break;
+            };
+            let Some(given) = answers.get(&q.id) else {
+                walk.next = Some(q.clone());
+                break;
+            };
+            let err = |message: String| WalkError {
+                question: q.id.clone(),
+                message,
+            };
+            let (answer, value, then) = match &q.reply {
+                Reply::Choice { answers: choices } => {
+                    let chosen = choices
+                        .iter()
+                        .find(|a| a.answer.trim().eq_ignore_ascii_case(given.trim()))
+                        .ok_or_else(|| {
+                            let labels: Vec<String> =
+                                choices.iter().map(|a| format!("{:?}", a.answer)).collect();
+                            err(format!(
+                                "{given:?} is not an answer to \"{}\"; expected one of {}",
+                                q.ask,
+                                labels.join(", ")
+                            ))
+                        })?;
+                    (chosen.answer.clone(), chosen.value.clone(), &chosen.then)
+                }
+                Reply::Input { input, then } => {
+                    let text = given.trim();
+                    let value = match input {
+                        InputKind::Text if text.is_empty() => {
+                            return Err(err("expected an answer, not nothing".into()));
+                        }
+                        InputKind::Text => serde_json::Value::from(text),
+                        InputKind::Number => text
+                            .parse::<f64>()
+                            .ok()
+                            .filter(|n| n.is_finite())
+                            .and_then(serde_json::Number::from_f64)
+                            .map(|n| match n.as_f64() {
+                                Some(f) if f.fract() == 0.0 && f.abs() < 9e15 => {
+                                    serde_json::Value::from(f as i64)
+                                }
+                                _ => serde_json::Value::Number(n),
+                            })
+                            .ok_or_else(|| err(format!("{given:?} is not a number")))?,
+                        InputKind::Date => text
+                            .parse::<jiff::civil::Date>()
+                            .map(|d| serde_json::Value::from(d.to_string()))
+                            .map_err(|_| err(format!("{given:?} is not a date (YYYY-MM-DD)")))?,
+                    };
+                    (text.to_owned(), value, then)
+                }
+            };
+            walk.path.push(Answered {
+                question: q.id.clone(),
+                ask: q.ask.clone(),
+                answer,
+                field: q.field.clone(),
+                value,
+            });
+            match then {
+                Outcome::Next(next) => at = next,
+                Outcome::Recommend(text) => {
+                    walk.recommendation = Some(text.clone());
+                    break;
+                }
+            }
+        }
+        if let Some(stray) = answers
+            .keys()
+            .find(|id| !walk.path.iter().any(|a| &a.question == *id))
+        {
+            return Err(WalkError {
+                question: stray.clone(),
+                message: match self.question(stray) {
+                    Some(_) => "these answers do not lead to this question".into(),
+                    None => format!("the tree {:?} has no such question", self.name),
+                },
+            });
+        }
+        Ok(walk)
+    }
 }
 
 /// A multi-step cadence (see `raw::Sequence`), its references resolved.

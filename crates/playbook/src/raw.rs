@@ -45,6 +45,80 @@ pub struct File {
     /// The sending etiquette every automated email to a contact follows; declared by at most
     /// one playbook of the set (defaults apply otherwise).
     pub sending: Option<Sending>,
+    /// Decision trees for calls a person makes (qualification, discovery): questions,
+    /// answers, the next question or a recommendation. Walking one for a deal records the
+    /// answers as the deal's fields, which gates and rules read.
+    #[serde(default)]
+    pub decision_trees: BTreeMap<String, DecisionTree>,
+    /// What people say when a buyer raises an objection, by kind (pricing, implementation,
+    /// legal, security, competitor, timing, other): the script, and the assets that answer it.
+    #[serde(default)]
+    pub objections: BTreeMap<String, Objection>,
+}
+
+/// A call's questions, from `start`, each leading to another question or a recommendation.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionTree {
+    pub title: String,
+    /// Why the call matters, in a sentence.
+    pub why: Option<String>,
+    /// The stage the call belongs to (the handbook lists it there).
+    #[schemars(with = "Option<String>")]
+    pub stage: Option<S<String>>,
+    /// The first question's id.
+    #[schemars(with = "String")]
+    pub start: S<String>,
+    pub questions: BTreeMap<String, Question>,
+}
+
+/// One question: choices under `answers`, or a typed answer (`input`) followed by `next` or
+/// `recommend`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Question {
+    #[schemars(with = "String")]
+    pub ask: S<String>,
+    /// Guidance for the person asking.
+    pub help: Option<String>,
+    /// The deal field the answer is written to (`budget_confirmed` → `deal.fields.budget_confirmed`).
+    #[schemars(with = "Option<String>")]
+    pub field: Option<S<String>>,
+    #[serde(default)]
+    pub answers: Vec<Answer>,
+    /// `text`, `number` or `date`, instead of choices.
+    #[schemars(with = "Option<String>")]
+    pub input: Option<S<String>>,
+    #[schemars(with = "Option<String>")]
+    pub next: Option<S<String>>,
+    #[schemars(with = "Option<String>")]
+    pub recommend: Option<S<String>>,
+}
+
+/// A choice: what the person picks, the value written to the question's field (the label
+/// itself when absent), and where it leads.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Answer {
+    #[schemars(with = "String")]
+    pub answer: S<String>,
+    pub value: Option<serde_json::Value>,
+    #[schemars(with = "Option<String>")]
+    pub next: Option<S<String>>,
+    #[schemars(with = "Option<String>")]
+    pub recommend: Option<S<String>>,
+}
+
+/// How to answer one kind of objection.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Objection {
+    /// What to say, for the person on the call.
+    pub script: String,
+    /// Assets that answer it, beside those whose `use_cases` name the kind.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub assets: Vec<S<String>>,
 }
 
 /// Limits on automated email to contacts.

@@ -462,3 +462,207 @@ fn ab_variants_are_assigned_per_contact_evenly_and_alike_every_time() {
     }
     assert_eq!(q.template_for(wait, "C-1"), None);
 }
+
+/// Issue 8: a decision tree walks from its start, one answer at a time, to a recommendation;
+/// answers become typed field values; a wrong answer names what the question takes.
+#[test]
+fn the_qualification_tree_walks_to_a_recommendation_with_typed_fields() {
+    let set = load_dir(&examples()).set.unwrap();
+    let tree = set.tree("qualification-call").unwrap();
+    assert_eq!(
+        tree.questions
+            .iter()
+            .map(|q| q.id.as_str())
+            .collect::<Vec<_>>(),
+        ["budget", "champion", "timeline", "budget_owner"],
+        "in the order a walk meets them"
+    );
+    let answers = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(q, a)| (q.to_string(), a.to_string()))
+            .collect()
+    };
+    // Nothing answered: the first question, with its choices.
+    let walk = tree.walk(&answers(&[])).unwrap();
+    assert!(!walk.complete());
+    assert_eq!(walk.next.as_ref().unwrap().id, "budget");
+    // Part of the way.
+    let walk = tree
+        .walk(&answers(&[("budget", "yes, APPROVED ")]))
+        .unwrap();
+    assert_eq!(walk.next.as_ref().unwrap().id, "champion");
+    assert_eq!(
+        walk.path[0].value,
+        serde_json::json!(true),
+        "a YAML boolean stays one"
+    );
+    // The whole way.
+    let walk = tree
+        .walk(&answers(&[
+            ("budget", "Yes, approved"),
+            ("champion", "Dana Whitfield (VP Ops)"),
+            ("timeline", "This quarter"),
+        ]))
+        .unwrap();
+    assert!(walk.complete());
+    assert_eq!(
+        walk.recommendation.as_deref(),
+        Some("Move the deal to proposal and book the review with the champion.")
+    );
+    assert_eq!(
+        serde_json::Value::Object(walk.fields()),
+        serde_json::json!({"budget_confirmed": true, "champion": "Dana Whitfield (VP Ops)", "go_live": "this_quarter"})
+    );
+    // The other branch ends sooner.
+    let walk = tree
+        .walk(&answers(&[
+            ("budget", "Being approved"),
+            ("budget_owner", "CFO, on the 30th"),
+        ]))
+        .unwrap();
+    assert!(walk.complete());
+    assert_eq!(walk.fields()["budget_confirmed"], serde_json::json!(false));
+    // Mistakes, named by question.
+    let err = tree.walk(&answers(&[("budget", "maybe")])).unwrap_err();
+    assert_eq!(err.question, "budget");
+    assert_eq!(
+        err.message,
+        "\"maybe\" is not an answer to \"Is there budget approved for this quarter?\"; expected one of \"Yes, approved\", \"Being approved\", \"No budget\""
+    );
+    let err = tree
+        .walk(&answers(&[("budget", "No budget"), ("champion", "Dana")]))
+        .unwrap_err();
+    assert_eq!(
+        (err.question.as_str(), err.message.as_str()),
+        ("champion", "these answers do not lead to this question")
+    );
+    let err = tree.walk(&answers(&[("colour", "red")])).unwrap_err();
+    assert_eq!(
+        err.message,
+        "the tree \"qualification-call\" has no such question"
+    );
+    let err = tree
+        .walk(&answers(&[("budget", "Yes, approved"), ("champion", "  ")]))
+        .unwrap_err();
+    assert_eq!(err.message, "expected an answer, not nothing");
+}
+
+#[test]
+fn a_tree_input_parses_numbers_and_dates() {
+    let text = r#"
+playbook: p
+owner: o
+decision_trees:
+  sizing:
+    title: Sizing
+    start: seats
+    questions:
+      seats: { ask: How many seats?, field: seats, input: number, next: start }
+      start: { ask: When do they start?, field: start_date, input: date, recommend: Size the proposal. }
+"#;
+    let loaded = load_files(&[(PathBuf::from("p.yaml"), text.to_owned())]);
+    assert!(
+        loaded.diagnostics.is_empty(),
+        "{:?}",
+        lines(&loaded.diagnostics)
+    );
+    let set = loaded.set.unwrap();
+    let tree = set.tree("sizing").unwrap();
+    let walk = |seats: &str, date: &str| {
+        tree.walk(
+            &[("seats", seats), ("start", date)]
+                .iter()
+                .map(|(q, a)| (q.to_string(), a.to_string()))
+                .collect(),
+        )
+    };
+    let ok = walk("40", "2027-01-15").unwrap();
+    assert_eq!(
+        serde_json::Value::Object(ok.fields()),
+        serde_json::json!({"seats": 40, "start_date": "2027-01-15"})
+    );
+    assert_eq!(
+        walk("12.5", "2027-01-15").unwrap().fields()["seats"],
+        serde_json::json!(12.5)
+    );
+    assert_eq!(
+        walk("forty", "2027-01-15").unwrap_err().message,
+        "\"forty\" is not a number"
+    );
+    assert_eq!(
+        walk("40", "next week").unwrap_err().message,
+        "\"next week\" is not a date (YYYY-MM-DD)"
+    );
+}
+
+/// Issue 8: the handbook holds every rule's why (generated rules too), every gate criterion,
+/// every objection script, and every decision tree's questions, answers and recommendations,
+/// in Markdown and in HTML (escaped).
+#[test]
+fn the_handbook_holds_every_why_and_every_tree() {
+    let set = load_dir(&examples()).set.unwrap();
+    let md = playbook::handbook::markdown(&set);
+    let html = playbook::handbook::html(&set);
+    let escaped = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+            .replace('\'', "&#39;")
+    };
+    let mut expected: Vec<String> = Vec::new();
+    for p in &set.playbooks {
+        for r in &p.rules {
+            expected.push(r.why.clone());
+            expected.push(r.id.clone());
+        }
+        for g in &p.gates {
+            expected.push(g.why.clone());
+            expected.extend(g.criteria.iter().map(|c| c.name.clone()));
+        }
+        for o in &p.objections {
+            expected.push(o.script.trim().replace('\n', " "));
+        }
+        for t in &p.trees {
+            expected.push(t.title.clone());
+            for q in &t.questions {
+                expected.push(q.ask.clone());
+                match &q.reply {
+                    playbook::Reply::Choice { answers } => {
+                        for a in answers {
+                            expected.push(format!("“{}”", a.answer));
+                            if let playbook::Outcome::Recommend(r) = &a.then {
+                                expected.push(r.clone());
+                            }
+                        }
+                    }
+                    playbook::Reply::Input { then, .. } => {
+                        if let playbook::Outcome::Recommend(r) = then {
+                            expected.push(r.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        expected.len() > 30,
+        "the examples have rules, a gate, scripts and a tree: {}",
+        expected.len()
+    );
+    for text in &expected {
+        assert!(md.contains(text.as_str()), "markdown lacks {text:?}");
+        assert!(html.contains(&escaped(text)), "html lacks {text:?}");
+    }
+    // The generated rules are there with their own why.
+    assert!(md.contains("**gate-proposal** (qualification)"));
+    // The proposal gate is under its stage, before what the system does there.
+    let stage = md.find("### Stage: proposal").unwrap();
+    let gate = md.find("**Before a deal may enter proposal**").unwrap();
+    let next_stage = md.find("### Stage: negotiation").unwrap();
+    assert!(stage < gate && gate < next_stage);
+    // One page, nothing fetched from elsewhere.
+    assert!(html.starts_with("<!doctype html>"));
+    assert!(!html.contains("http://") && !html.contains("<script") && !html.contains("<link"));
+}

@@ -14,6 +14,7 @@ mod outbox;
 mod rules;
 mod sequences;
 mod settings;
+pub mod trees;
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -87,7 +88,7 @@ pub struct AppState {
           sequences::list, sequences::control, sequences::pause_or_resume,
           sequences::pauses, sequences::results, sequences::suppressions, sequences::suppress,
           sequences::unsuppress, exceptions::list, exceptions::get, exceptions::act,
-          heroics::get_report, heroics::get_suggestions, health, ready, openapi_json),
+          trees::list, trees::walk, trees::handbook, heroics::get_report, heroics::get_suggestions, health, ready, openapi_json),
     components(schemas(api::EventEnvelope, api::IngestResult, api::BatchResult, api::RecordView,
                         api::RecordWithTimeline, api::RecordPage, api::Collection)),
     modifiers(&Security),
@@ -242,6 +243,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/outbox/{key}/cancel", post(outbox::cancel))
         .route("/api/v1/tasks", get(outbox::tasks))
         .route("/api/v1/tasks/{id}/done", post(outbox::done))
+        .route("/api/v1/trees", get(trees::list))
+        .route("/api/v1/deals/{id}/trees/{tree}", post(trees::walk))
+        .route("/api/v1/handbook", get(trees::handbook))
         .route("/api/v1/exceptions", get(exceptions::list))
         .route("/api/v1/exceptions/{id}", get(exceptions::get))
         .route("/api/v1/exceptions/{id}/{action}", post(exceptions::act))

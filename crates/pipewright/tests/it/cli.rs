@@ -128,7 +128,7 @@ async fn demo_serves_the_sample_company() {
     let db = db_url(dir.path());
     let demo = crate::Server::run(&["--database", &db, "demo", "--listen", "127.0.0.1:0"]);
     assert!(
-        demo.printed[0].contains("62 new events, 0 already there"),
+        demo.printed[0].contains("63 new events, 0 already there"),
         "{:?}",
         demo.printed
     );
@@ -164,7 +164,7 @@ async fn demo_serves_the_sample_company() {
     drop(demo);
     let again = crate::Server::run(&["--database", &db, "demo", "--listen", "127.0.0.1:0"]);
     assert!(
-        again.printed[0].contains("0 new events, 62 already there"),
+        again.printed[0].contains("0 new events, 63 already there"),
         "{:?}",
         again.printed
     );
@@ -176,7 +176,7 @@ fn check_passes_the_examples_and_lists_every_problem_of_a_broken_folder() {
     let out = run(&["check", examples]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(
-        stdout(&out).contains("3 playbooks, 7 rules, no problems"),
+        stdout(&out).contains("4 playbooks, 8 rules, no problems"),
         "{}",
         stdout(&out)
     );
@@ -601,4 +601,99 @@ fn exceptions_are_listed_shown_acknowledged_and_resolved_from_the_command_line()
         "omar",
     ]);
     assert_eq!(stdout(&list), "");
+}
+
+/// Issue 8: a decision tree walked from the command line, questions asked on standard input
+/// (a choice by number or by its words), the answers written to the deal; a walk that stops
+/// early writes nothing; the handbook comes out as Markdown or HTML.
+#[test]
+fn a_tree_is_walked_on_the_command_line_and_the_handbook_printed() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_url(dir.path());
+    let playbooks = concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks");
+    let deal = r#"{"type":"deal.created","source":"crm","source_id":"1","occurred_at":"2026-11-01T09:00:00Z","deal":"D-1","data":{"stage":"demo","owner":"sam"}}"#;
+    let file = write(dir.path(), "e.ndjson", deal);
+    let cli = |args: &[&str], stdin: &str| {
+        let mut child = crate::bin()
+            .args(args)
+            .env("PIPEWRIGHT_ENGINE__PLAYBOOKS", playbooks)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = cli(&["--database", &db, "import", file.to_str().unwrap()], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let list = cli(&["--database", &db, "tree", "list"], "");
+    assert!(
+        stdout(&list).contains("qualification-call [demo]: Qualification call"),
+        "{}",
+        stdout(&list)
+    );
+
+    // Stopped after the first answer: nothing is written.
+    let walk = [
+        "--database",
+        &db,
+        "tree",
+        "walk",
+        "qualification-call",
+        "--deal",
+        "D-1",
+        "--by",
+        "sam",
+    ];
+    let stopped = cli(&walk, "1\n");
+    assert_eq!(stopped.status.code(), Some(1));
+    assert!(
+        stderr(&stopped).contains("the walk stopped at \"champion\""),
+        "{}",
+        stderr(&stopped)
+    );
+    // A wrong answer is named.
+    let wrong = cli(&walk, "maybe\n");
+    assert!(
+        stderr(&wrong).contains("budget: \"maybe\" is not an answer"),
+        "{}",
+        stderr(&wrong)
+    );
+    // One answer by flag, the rest typed: the champion in words, the timeline by number.
+    let mut args = walk.to_vec();
+    args.extend(["--answer", "budget=Yes, approved"]);
+    let done = cli(&args, "Dana Whitfield\n2\n");
+    assert!(done.status.success(), "{}", stderr(&done));
+    let text = stdout(&done);
+    assert!(
+        text.contains("Who will champion this internally?"),
+        "the question was asked: {text}"
+    );
+    assert!(
+        text.contains("Recommendation: Propose now, and agree the decision date in writing."),
+        "{text}"
+    );
+    assert!(text.contains(r#"Wrote to D-1: {"budget_confirmed":true,"champion":"Dana Whitfield","go_live":"next_quarter"}"#), "{text}");
+    let explain = cli(&["--database", &db, "explain", "deal", "D-1"], "");
+    let text = stdout(&explain);
+    assert!(
+        text.contains("gate on proposal (qualification) — would pass"),
+        "{text}"
+    );
+
+    let md = cli(&["handbook", playbooks], "");
+    assert!(md.status.success(), "{}", stderr(&md));
+    assert!(stdout(&md).starts_with("# Handbook"));
+    let html = cli(&["handbook", playbooks, "--format", "html"], "");
+    assert!(stdout(&html).starts_with("<!doctype html>"));
+    let bad = cli(&["handbook", playbooks, "--format", "pdf"], "");
+    assert_eq!(bad.status.code(), Some(2));
 }

@@ -8,6 +8,7 @@ mod outbox;
 mod routing;
 mod rules;
 mod sequences;
+mod trees;
 
 use std::sync::Arc;
 

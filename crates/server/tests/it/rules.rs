@@ -116,7 +116,7 @@ async fn a_broken_edit_keeps_the_last_good_playbooks_running() {
     let (status, before) = app.get(&app.reader, "/api/v1/playbooks").await;
     assert_eq!(status, 200);
     let version = before["version"].as_str().unwrap().to_owned();
-    assert_eq!(before["playbooks"].as_array().unwrap().len(), 3);
+    assert_eq!(before["playbooks"].as_array().unwrap().len(), 4);
     assert!(before["diagnostics"].as_array().unwrap().is_empty());
 
     let file = playbooks.path().join("founder-rescues.yaml");
