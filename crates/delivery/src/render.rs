@@ -176,7 +176,7 @@ pub fn render(
                     .transpose()?,
             )
         }
-        Action::SendAsset { asset, to } => {
+        Action::SendAsset { asset, to, .. } => {
             let AssetChoice::Named(name) = asset else {
                 return fail("no asset in the library matches the use case");
             };

@@ -172,6 +172,8 @@ pub struct DealRun {
     pub gaps: Vec<Gap>,
     pub stays: Vec<Stay>,
     pub objections: Vec<Raised>,
+    /// When a buyer answered by email (automatic replies left out).
+    pub replies: Vec<Timestamp>,
 }
 
 /// The reason an objection of this kind gives an intervention.
@@ -236,6 +238,7 @@ pub fn run_deal(
         gaps: Vec::new(),
         stays: Vec::new(),
         objections: Vec::new(),
+        replies: Vec::new(),
     };
     // The latest intervention of each person on this deal, by index.
     let mut latest: HashMap<RecordId, usize> = HashMap::new();
@@ -299,6 +302,11 @@ pub fn run_deal(
             && let (Some(stage), Some(entered)) = (before.1, before.2)
         {
             close_stay(&mut run, stage, entered, at);
+        }
+        if let EventBody::EmailReceived(e) = &event.body
+            && !e.is_automatic()
+        {
+            run.replies.push(at);
         }
         if let EventBody::ObjectionRaised(o) = &event.body {
             run.objections.push(Raised {

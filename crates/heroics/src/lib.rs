@@ -34,6 +34,7 @@
 /// heroics --help`).
 pub const DEFINITIONS: &str = include_str!("../../../docs/heroics.md");
 
+pub mod assets;
 mod detect;
 pub mod render;
 mod report;

@@ -191,6 +191,23 @@ enum ReportCommand {
         #[arg(long, default_value = "months")]
         section: String,
     },
+    /// For each asset and the use case it was sent for: how often the deal advanced or the
+    /// buyer replied soon after, beside similar deals that were not sent it.
+    #[command(after_long_help = heroics::DEFINITIONS)]
+    Assets {
+        /// Sends from this moment count.
+        #[arg(long)]
+        from: Option<String>,
+        /// … up to this moment, exclusive (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        /// An advance or a reply this long after a send counts.
+        #[arg(long, default_value = "14d")]
+        within: String,
+        /// table or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
 }
 
 /// The period, the person and what counts, shared by the report and suggestions. Times are
@@ -688,6 +705,35 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .map_err(failed)
             })?;
             out.write_all(format.render(&report).1.as_bytes())?;
+        }
+        Command::Report {
+            command:
+                ReportCommand::Assets {
+                    from,
+                    to,
+                    within,
+                    format,
+                },
+        } => {
+            let settings = settings(&cli, false)?;
+            init_logging(&settings)?;
+            let params = server::heroics::HeroicsParams {
+                from: from.clone(),
+                to: to.clone(),
+                within: Some(within.clone()),
+                ..Default::default()
+            };
+            server::heroics::render_assets(format, &[], 0).map_err(flag)?;
+            let (rows, days) = runtime()?.block_on(async {
+                let store = open_store(&settings)?;
+                let running = running_playbooks(&*store).await?;
+                let now = clock::Clock::now(&clock::SystemClock);
+                server::heroics::asset_report(&*store, running, &params, now)
+                    .await
+                    .map_err(failed)
+            })?;
+            let rendered = server::heroics::render_assets(format, &rows, days).map_err(flag)?;
+            out.write_all(rendered.1.as_bytes())?;
         }
         Command::Suggest {
             window,

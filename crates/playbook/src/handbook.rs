@@ -82,7 +82,7 @@ fn action(a: &Action) -> String {
     match a {
         Action::StartSequence { sequence } => format!("start the sequence {sequence}"),
         Action::StopSequence { sequence } => format!("stop the sequence {sequence}"),
-        Action::SendAsset { asset, to } => match asset {
+        Action::SendAsset { asset, to, .. } => match asset {
             AssetChoice::Named(name) => format!("send the asset {name} to {}", target(to)),
             AssetChoice::BestFor(use_case) => format!(
                 "send {} the asset for {use_case} that best fits the stage",

@@ -1413,7 +1413,15 @@ impl Compiler {
                     Some(t) => self.target(t, record)?,
                     None => default_to,
                 };
-                Action::SendAsset { asset, to }
+                let use_case = match &asset {
+                    AssetChoice::BestFor(u) => Some(u.clone()),
+                    AssetChoice::Named(_) => None,
+                };
+                Action::SendAsset {
+                    asset,
+                    to,
+                    use_case,
+                }
             }
             raw::Action::SendEmail(x) => {
                 if !self.template(&x.template, record, names) {

@@ -578,6 +578,10 @@ pub enum Action {
     SendAsset {
         asset: AssetChoice,
         to: Target,
+        /// The use case the playbook asked for (`send_asset: {use_case: …}`), kept once the
+        /// engine has chosen the asset: what asset effectiveness is measured by.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        use_case: Option<String>,
     },
     SendEmail {
         template: String,

@@ -48,7 +48,8 @@ fn the_example_playbooks_compile() {
         rule("pricing-objection").actions,
         [Action::SendAsset {
             asset: AssetChoice::BestFor("pricing".into()),
-            to: Target::PrimaryContact
+            to: Target::PrimaryContact,
+            use_case: Some("pricing".into()),
         }]
     );
     assert!(

@@ -56,6 +56,8 @@ pub struct HeroicsParams {
     pub section: Option<String>,
     /// Suggestions: fewer interventions than this make no pattern (default 3).
     pub min_support: Option<u32>,
+    /// Assets: an advance or a reply this long after a send counts (default 14d).
+    pub within: Option<String>,
 }
 
 /// A parameter that does not read, with what was expected.
@@ -387,6 +389,127 @@ pub async fn suggestions(
         .map_or("revops", RecordId::as_str)
         .to_owned();
     Ok((found, owner))
+}
+
+/// Every asset an effect sent to a deal (delivered, or rendered in a dry run), with the use
+/// case the playbook sent it for.
+pub async fn asset_sends(store: &dyn Store) -> store::Result<Vec<heroics::assets::AssetSend>> {
+    let mut sends = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .outbox(&OutboxQuery {
+                after,
+                channel: Some("email".into()),
+                limit: 1000,
+                ..OutboxQuery::default()
+            })
+            .await?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = Some(last.seq);
+        for e in page {
+            if e.record.kind != RecordKind::Deal
+                || !["delivered", "dry_run"].contains(&e.status.as_str())
+            {
+                continue;
+            }
+            if let Ok(Action::SendAsset {
+                asset: playbook::AssetChoice::Named(asset),
+                use_case,
+                ..
+            }) = serde_json::from_value::<Action>(e.action.clone())
+            {
+                sends.push(heroics::assets::AssetSend {
+                    deal: e.record.id.clone(),
+                    asset,
+                    use_case,
+                    at: e.due,
+                });
+            }
+        }
+    }
+    Ok(sends)
+}
+
+/// Asset effectiveness from the store: the sends in the period against similar deals, over
+/// the pipeline's stages as the running playbooks declare them; and the window in days.
+pub async fn asset_report(
+    store: &dyn Store,
+    running: Option<Arc<PlaybookSet>>,
+    params: &HeroicsParams,
+    now: Timestamp,
+) -> Result<(Vec<heroics::assets::AssetRow>, i64), Failed> {
+    let (settings, options) = params.options(now)?;
+    let within = span("within", params.within.as_deref(), 14)?;
+    let history = history(store, settings, options.to).await?;
+    let sends = asset_sends(store).await?;
+    let stages = running
+        .iter()
+        .flat_map(|set| set.playbooks.iter().flat_map(|p| &p.stages))
+        .map(|s| s.as_str().to_owned())
+        .fold(Vec::new(), |mut all, s| {
+            if !all.contains(&s) {
+                all.push(s);
+            }
+            all
+        });
+    let rows = heroics::assets::effectiveness(
+        &history.deals,
+        &sends,
+        &heroics::assets::AssetOptions {
+            within,
+            from: options.from,
+            to: options.to,
+            stages,
+        },
+    );
+    Ok((rows, within / MILLIS_PER_DAY))
+}
+
+/// Asset effectiveness wanted as JSON or a text table.
+pub fn render_assets(
+    format: &str,
+    rows: &[heroics::assets::AssetRow],
+    days: i64,
+) -> Result<Rendered, BadParam> {
+    match format {
+        "json" => Ok(("application/json", json(&rows))),
+        "table" => Ok((
+            "text/plain; charset=utf-8",
+            heroics::assets::table(rows, days),
+        )),
+        other => Err(bad(
+            "format",
+            format!("expected json or table, got {other:?}"),
+        )),
+    }
+}
+
+/// Asset effectiveness: for each asset and the use case it was sent for, how often the deal
+/// advanced or the buyer replied within `within` of the send, beside similar deals not sent
+/// it. The definitions are in `docs/heroics.md`.
+#[utoipa::path(
+    get, path = "/api/v1/reports/assets", tag = "heroics", params(HeroicsParams),
+    responses((status = 200, description = "the report (JSON or a text table)"),
+              (status = 400, description = "invalid_query")),
+    security(("token" = []))
+)]
+pub async fn get_assets(
+    State(state): State<AppState>,
+    caller: Caller,
+    uri: axum::http::Uri,
+) -> Result<Response, AppError> {
+    caller.require(TokenRole::Reader)?;
+    let params: HeroicsParams = query(&uri)?;
+    let format = params.format.clone().unwrap_or_else(|| "json".into());
+    // The format is checked before the history is read.
+    render_assets(&format, &[], 0).map_err(Failed::from)?;
+    let running = state.store.engine().map(|e| Arc::clone(e.playbooks()));
+    let (rows, days) = asset_report(&*state.store, running, &params, state.clock.now()).await?;
+    let rendered = render_assets(&format, &rows, days).map_err(Failed::from)?;
+    Ok(respond(rendered))
 }
 
 /// Why a report or suggestions could not be made: a parameter, or the store.

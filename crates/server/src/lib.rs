@@ -88,7 +88,7 @@ pub struct AppState {
           sequences::list, sequences::control, sequences::pause_or_resume,
           sequences::pauses, sequences::results, sequences::suppressions, sequences::suppress,
           sequences::unsuppress, exceptions::list, exceptions::get, exceptions::act,
-          trees::list, trees::walk, trees::handbook, heroics::get_report, heroics::get_suggestions, health, ready, openapi_json),
+          trees::list, trees::walk, trees::handbook, heroics::get_report, heroics::get_assets, heroics::get_suggestions, health, ready, openapi_json),
     components(schemas(api::EventEnvelope, api::IngestResult, api::BatchResult, api::RecordView,
                         api::RecordWithTimeline, api::RecordPage, api::Collection)),
     modifiers(&Security),
@@ -257,6 +257,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/sequences/pauses", get(sequences::pauses))
         .route("/api/v1/reports/heroics", get(heroics::get_report))
+        .route("/api/v1/reports/assets", get(heroics::get_assets))
         .route("/api/v1/suggestions", get(heroics::get_suggestions))
         .route("/api/v1/sequences/{name}/results", get(sequences::results))
         .route(

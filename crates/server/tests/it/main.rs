@@ -1,6 +1,7 @@
 //! The HTTP API, exercised over real HTTP against a server on a free port with its own database.
 
 mod api;
+mod assets;
 mod exceptions;
 mod gates;
 mod heroics;
