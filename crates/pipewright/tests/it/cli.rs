@@ -176,7 +176,7 @@ fn check_passes_the_examples_and_lists_every_problem_of_a_broken_folder() {
     let out = run(&["check", examples]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(
-        stdout(&out).contains("4 playbooks, 8 rules, no problems"),
+        stdout(&out).contains("4 playbooks, 11 rules, no problems"),
         "{}",
         stdout(&out)
     );
