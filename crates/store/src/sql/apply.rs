@@ -523,21 +523,25 @@ fn route(
     team: &[domain::RecordId],
     route: &playbook::Route,
 ) -> Result<engine::routing::Routed> {
-    let record = match cx {
-        Some(cx) => cx.record(sql, &effect.record)?,
-        None => load(sql, &effect.record)?.record,
+    // As the transaction sees them: a person updated earlier in the same request counts.
+    let read = |sql: &mut dyn Sql, key: &RecordKey| match cx {
+        Some(cx) => cx.record(sql, key),
+        None => load(sql, key).map(|f| f.record),
     };
+    let record = read(sql, &effect.record)?;
     let at = effect.due;
     let turn = next_turn(sql, team)?;
     let since = at.as_millis() - route.recent.0;
     let mut people = Vec::new();
     let mut loads = Vec::new();
     for id in team.iter().chain(route.fallback.as_ref()) {
-        let folded = load(sql, &RecordKey::new(RecordKind::Person, id.clone()))?;
-        people.push(match folded.record {
-            Record::Person(p) if folded.last.is_some() => Some(p),
-            _ => None,
-        });
+        people.push(
+            match read(sql, &RecordKey::new(RecordKind::Person, id.clone()))? {
+                // A person no event has created is not known.
+                Record::Person(p) if p.created_at.is_some() => Some(p),
+                _ => None,
+            },
+        );
         let open = sql
             .query_opt(
                 "SELECT count(*) FROM records WHERE kind = 'deal' AND owner = ?1

@@ -287,7 +287,35 @@ pub async fn least_busy_counts_open_deals_or_recent_assignments(backend: Backend
     );
 }
 
+/// A person marked unavailable earlier in the same request is passed over by a decision later
+/// in it: routing reads members as the transaction holds them.
+pub async fn routing_sees_people_as_the_transaction_holds_them(backend: Backend) {
+    let h = routed_store(backend, "{ team: [cy@acme.example, ana@acme.example] }").await;
+    h.store
+        .ingest(vec![
+            ev(
+                "person.updated",
+                "cy-off",
+                "2026-11-05T09:59:00Z",
+                r#""person":"cy@acme.example""#,
+                r#"{"available":false}"#,
+            ),
+            lead(0, "2026-11-05T10:00:00Z"),
+        ])
+        .await
+        .unwrap();
+    let d = decisions(&*h.store).await;
+    assert_eq!(chosen(&d), ["ana@acme.example"]);
+    assert!(
+        d[0].1
+            .ends_with("passed over cy@acme.example (marked unavailable)"),
+        "{}",
+        d[0].1
+    );
+}
+
 suite!(
+    routing_sees_people_as_the_transaction_holds_them,
     round_robin_passes_over_whoever_cannot_take_work_now,
     without_a_fallback_an_unroutable_record_is_blocked_with_why,
     weighted_gives_each_member_their_share,
