@@ -100,7 +100,9 @@ impl Message {
             } => Some(NewException {
                 id: id.clone(),
                 record: effect.record.clone(),
+                playbook: effect.playbook.clone(),
                 rule: effect.rule.clone(),
+                version: effect.version.clone(),
                 reason: reason.clone(),
                 title: title.clone(),
                 context: context.clone(),

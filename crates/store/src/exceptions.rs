@@ -11,7 +11,11 @@ pub struct NewException {
     /// The key of the escalate effect.
     pub id: String,
     pub record: RecordKey,
+    /// The playbook, rule and playbook version of the escalation: the alerts telling each
+    /// holder are theirs.
+    pub playbook: String,
     pub rule: String,
+    pub version: String,
     pub reason: String,
     pub title: String,
     /// The record's facts and the why-trace when it was raised.

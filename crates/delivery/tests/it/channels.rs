@@ -244,7 +244,7 @@ async fn an_escalation_chain_is_resolved_to_people(backend: Backend) {
     let s = setup(
         backend,
         &rule("      - escalate: { to: deal.owner.manager, then: [role:vp, role:vp, role:founder, role:executive], reason: legal-stall, sla: 2h }\n"),
-        |_| {},
+        |c| c.dry_run = true,
     )
     .await;
     ingest(
@@ -276,6 +276,27 @@ async fn an_escalation_chain_is_resolved_to_people(backend: Backend) {
     assert_eq!(all[0].assignee, "omar@acme.example");
     assert_eq!(all[0].due_at, Some(ts("2026-11-20T14:00:00Z")));
     assert_eq!(all[0].context["facts"]["name"], "Globex rollout");
+    // Raising it told its first holder: an email, delivered like any alert.
+    s.dispatcher.run_once().await.unwrap();
+    let told = s
+        .store
+        .outbox(&store::OutboxQuery {
+            channel: Some("email".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(told.len(), 1);
+    let email = told[0].rendered.as_ref().unwrap();
+    assert_eq!(email["to"], serde_json::json!(["omar@acme.example"]));
+    assert_eq!(email["subject"], "[pipewright] Globex rollout: r");
+    let text = email["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("Globex rollout: legal-stall: an exception for you to acknowledge (to acknowledge by 2026-11-20T14:00:00.000Z)."),
+        "{text}"
+    );
+    assert!(text.contains("Why: Every note gets a follow-up."), "{text}");
 }
 
 async fn a_dry_run_renders_everything_and_sends_nothing(backend: Backend) {

@@ -484,7 +484,9 @@ fn exceptions_are_listed_shown_acknowledged_and_resolved_from_the_command_line()
                 exception: Some(store::NewException {
                     id: effect.key.clone(),
                     record: effect.record.clone(),
+                    playbook: effect.playbook.clone(),
                     rule: effect.rule.clone(),
+                    version: effect.version.clone(),
                     reason: "legal-stall".into(),
                     title: "Globex: legal-stall".into(),
                     context: serde_json::json!({"trace": effect.trace}),

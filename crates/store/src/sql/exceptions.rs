@@ -70,9 +70,10 @@ pub(crate) fn raise(sql: &mut dyn Sql, e: &NewException) -> Result<()> {
     };
     let due = e.raised_at.as_millis() + e.sla_ms;
     let inserted = sql.execute(
-        "INSERT INTO exceptions (id, record_kind, record_id, rule, reason, title, context, chain,
-                                 level, assignee, sla_ms, due_at, status, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11, 'open', ?12)
+        "INSERT INTO exceptions (id, record_kind, record_id, playbook, rule, version, reason,
+                                 title, context, chain, level, assignee, sla_ms, due_at, status,
+                                 created_at)
+         VALUES (?1, ?2, ?3, ?13, ?4, ?14, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11, 'open', ?12)
          ON CONFLICT (id) DO NOTHING",
         args![
             &e.id,
@@ -86,7 +87,9 @@ pub(crate) fn raise(sql: &mut dyn Sql, e: &NewException) -> Result<()> {
             first.as_str(),
             e.sla_ms,
             due,
-            e.raised_at.as_millis()
+            e.raised_at.as_millis(),
+            &e.playbook,
+            &e.version
         ],
     )?;
     if inserted == 1 {
@@ -100,8 +103,67 @@ pub(crate) fn raise(sql: &mut dyn Sql, e: &NewException) -> Result<()> {
             Some(first),
             Some(&note),
         )?;
+        let item = one(sql, &e.id, false)?;
+        tell(sql, &item, "raised", first, e.raised_at, &note)?;
     }
     Ok(())
+}
+
+/// Tells the person who now holds an exception: an alert (an email through the outbox, with
+/// the escalation's why) whose key names the exception, the step and the person, so it is
+/// written once.
+fn tell(
+    sql: &mut dyn Sql,
+    e: &ExceptionItem,
+    step: &str,
+    to: &str,
+    at: Timestamp,
+    why_now: &str,
+) -> Result<()> {
+    let person = RecordId::parse(to.to_owned())
+        .map_err(|err| Error::Invalid(format!("exception {}: {to}: {err}", e.id)))?;
+    let (playbook, version) = meta(sql, &e.id)?;
+    // Titles are data, not templates: the alert text is rendered as it is.
+    let text = format!(
+        "{{% raw %}}{}: an exception for you to acknowledge ({why_now}).{{% endraw %}}",
+        e.title
+    );
+    let why = e.context["trace"]["why"]
+        .as_str()
+        .unwrap_or(e.reason.as_str())
+        .to_owned();
+    let effect = engine::Effect {
+        key: engine::key(&["exception", &e.id, step, to, &at.as_millis().to_string()]),
+        playbook,
+        rule: e.rule.clone(),
+        version,
+        record: e.record.clone(),
+        action: playbook::Action::Alert {
+            to: playbook::Target::Person(person),
+            text,
+        },
+        due: at,
+        shadow: false,
+        trace: engine::Trace {
+            why,
+            trigger: format!("exception {} {step}: {why_now}", e.id),
+            condition: None,
+            saw: Default::default(),
+        },
+    };
+    super::apply::insert_effects(sql, None, std::slice::from_ref(&effect), at)?;
+    Ok(())
+}
+
+/// The playbook and version of the escalation that raised an exception.
+fn meta(sql: &mut dyn Sql, id: &str) -> Result<(String, String)> {
+    let mut row = sql
+        .query_opt(
+            "SELECT playbook, version FROM exceptions WHERE id = ?1",
+            args![id],
+        )?
+        .ok_or_else(|| Error::NotFound(format!("exception {id}")))?;
+    Ok((row.text(0)?, row.text(1)?))
 }
 
 pub(crate) fn list(sql: &mut dyn Sql, q: &ExceptionQuery) -> Result<Vec<ExceptionItem>> {
@@ -283,6 +345,14 @@ pub(crate) fn act(
                 Some(to),
                 note.as_deref(),
             )?;
+            tell(
+                sql,
+                &current,
+                "reassigned",
+                to,
+                now,
+                &format!("reassigned to you by {by}"),
+            )?;
         }
     }
     Ok((one(sql, id, false)?, event))
@@ -354,6 +424,7 @@ pub(crate) fn escalate_due(sql: &mut dyn Sql, now: Timestamp, limit: usize) -> R
                     Some(person),
                     Some(&note),
                 )?;
+                tell(sql, &e, "escalated", person, ran_out, &note)?;
                 out.escalated += 1;
             }
             None => {

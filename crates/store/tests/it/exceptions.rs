@@ -72,7 +72,9 @@ async fn raised(backend: Backend, at: &str) -> (crate::Harness, String) {
     f.exception = Some(NewException {
         id: key.clone(),
         record: deal(),
+        playbook: effect[0].playbook.clone(),
         rule: "stuck-in-legal".into(),
+        version: effect[0].version.clone(),
         reason: "legal-stall".into(),
         title: "Globex: legal-stall".into(),
         context: serde_json::json!({"facts": {"stage": "legal"}}),
@@ -82,6 +84,27 @@ async fn raised(backend: Backend, at: &str) -> (crate::Harness, String) {
     });
     assert!(h.store.finish_delivery(f.clone()).await.unwrap());
     (h, key)
+}
+
+/// The alerts the inbox sent its holders: (to, due, text), oldest first.
+async fn alerts(store: &dyn Store) -> Vec<(String, Timestamp, String)> {
+    store
+        .outbox(&store::OutboxQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action["kind"] == "alert")
+        .map(|e| {
+            (
+                e.action["to"]["person"].as_str().unwrap().to_owned(),
+                e.due,
+                e.action["text"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
 }
 
 async fn item(
@@ -176,6 +199,21 @@ pub async fn an_unacknowledged_exception_climbs_its_chain_and_ends_overdue(backe
             ),
         ]
     );
+    // Each holder was told, once, when it reached them, with why.
+    let told = alerts(store).await;
+    let who: Vec<(&str, Timestamp)> = told.iter().map(|(p, at, _)| (p.as_str(), *at)).collect();
+    assert_eq!(
+        who,
+        [
+            ("sam", ts("2026-11-10T09:00:00Z")),
+            ("omar", ts("2026-11-11T09:00:00Z")),
+            ("maya", ts("2026-11-12T09:00:00Z")),
+        ]
+    );
+    assert_eq!(
+        told[1].2,
+        "{% raw %}Globex: legal-stall: an exception for you to acknowledge (not acknowledged by sam within 1d).{% endraw %}"
+    );
     // Nothing further happens to an overdue one.
     let pass = store
         .escalate_exceptions(ts("2026-12-01T00:00:00Z"), 10)
@@ -260,6 +298,11 @@ pub async fn acknowledging_stops_the_climb_and_resolving_logs_the_intervention(b
         .await
         .unwrap();
     assert_eq!(e.assignee, "pia");
+    assert_eq!(
+        alerts(store).await.last().unwrap().0,
+        "pia",
+        "the new holder is told"
+    );
     // A blank resolution is refused.
     let blank = store
         .act_on_exception(
