@@ -196,6 +196,16 @@ async fn metrics_text(
             (state.clock.now().as_millis() - due.as_millis()).max(0) as f64 / 1000.0
         });
         metrics::gauge!("pipewright_outbox_oldest_pending_seconds").set(late);
+        // The exceptions inbox: what waits on people.
+        for status in ["open", "acknowledged", "resolved"] {
+            let n = backlog
+                .exceptions
+                .iter()
+                .find(|(s, _)| s == status)
+                .map_or(0, |(_, n)| *n);
+            metrics::gauge!("pipewright_exceptions", "status" => status).set(n as f64);
+        }
+        metrics::gauge!("pipewright_exceptions_overdue").set(backlog.exceptions_overdue as f64);
     }
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

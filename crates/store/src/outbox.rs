@@ -179,4 +179,8 @@ pub struct Backlog {
     pub by_status: Vec<(String, u64)>,
     /// The earliest time a pending effect was due (absent: nothing pending).
     pub oldest_pending_due: Option<Timestamp>,
+    /// How many exceptions are in each status (`open`, `acknowledged`, `resolved`).
+    pub exceptions: Vec<(String, u64)>,
+    /// Open exceptions whose last level's SLA ran out with nobody acknowledging.
+    pub exceptions_overdue: u64,
 }

@@ -216,6 +216,22 @@ async fn an_exception_climbs_to_the_founder_who_resolves_it_and_it_counts_as_her
     );
     assert!(report["waiting"].as_array().unwrap().is_empty());
     assert!(inbox(&app, "maya").await.is_empty());
+    // The inbox is in the metrics (values are the store's: see the store's tests).
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .bearer_auth(&app.reader)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("pipewright_exceptions{status=\"resolved\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("pipewright_exceptions_overdue"));
     let (_, missing) = app.get(&app.reader, "/api/v1/exceptions/nope").await;
     assert_eq!(missing["error"]["code"], "not_found");
 }

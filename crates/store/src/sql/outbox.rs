@@ -336,8 +336,26 @@ pub(crate) fn backlog(sql: &mut dyn Sql) -> Result<crate::Backlog> {
         .map(|r| r.opt_millis(0))
         .transpose()?
         .flatten();
+    let exceptions = sql
+        .query(
+            "SELECT status, count(*) FROM exceptions GROUP BY status ORDER BY status",
+            &[],
+        )?
+        .into_iter()
+        .map(|mut r| Ok((r.text(0)?, r.int(1)?.max(0) as u64)))
+        .collect::<Result<Vec<_>>>()?;
+    let overdue = sql
+        .query_opt(
+            "SELECT count(*) FROM exceptions WHERE status = 'open' AND overdue_at IS NOT NULL",
+            &[],
+        )?
+        .map(|r| r.int(0))
+        .transpose()?
+        .unwrap_or(0);
     Ok(crate::Backlog {
         by_status,
         oldest_pending_due: oldest,
+        exceptions,
+        exceptions_overdue: overdue.max(0) as u64,
     })
 }

@@ -214,6 +214,10 @@ pub async fn an_unacknowledged_exception_climbs_its_chain_and_ends_overdue(backe
         told[1].2,
         "{% raw %}Globex: legal-stall: an exception for you to acknowledge (not acknowledged by sam within 1d).{% endraw %}"
     );
+    // Monitoring sees it open and overdue.
+    let backlog = store.backlog().await.unwrap();
+    assert_eq!(backlog.exceptions, [("open".to_owned(), 1)]);
+    assert_eq!(backlog.exceptions_overdue, 1);
     // Nothing further happens to an overdue one.
     let pass = store
         .escalate_exceptions(ts("2026-12-01T00:00:00Z"), 10)
