@@ -8,6 +8,7 @@
 //! answer from the same inputs.
 
 pub mod facts;
+pub mod replay;
 pub mod routing;
 pub mod sequence;
 

@@ -6,94 +6,53 @@
 mod common;
 
 use common::deal_event;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
 use domain::{EventId, Record, RecordKey, RecordKind, Timestamp};
-use engine::{Effect, Engine, Memory, Timer, TimerChange};
+use engine::{Engine, Memory, TimerChange};
 
-struct Replay {
-    engine: Engine,
-    records: HashMap<RecordKey, Record>,
-    memory: HashMap<RecordKey, Memory>,
-    timers: BTreeMap<(String, RecordKey), Timer>,
-    transcript: Vec<String>,
-    keys: HashSet<String>,
+/// The transcript of a replay: each decided effect at the moment it was decided, then the
+/// timers still waiting. Every idempotency key must be new.
+fn transcript(r: &engine::replay::Replay<'_>) -> String {
+    let mut keys = HashSet::new();
+    let mut lines = Vec::new();
+    for (at, e) in r.decided() {
+        assert!(
+            keys.insert(e.key.clone()),
+            "idempotency key {} produced twice",
+            e.key
+        );
+        let shadow = if e.shadow { " [shadow]" } else { "" };
+        let due = if e.due == at {
+            String::new()
+        } else {
+            format!(" due {}", e.due)
+        };
+        let saw = if e.trace.saw.is_empty() {
+            String::new()
+        } else {
+            format!(" saw {}", serde_json::to_string(&e.trace.saw).unwrap())
+        };
+        lines.push(format!(
+            "{at} {} {} {:?}{due}{shadow} — {}{saw}",
+            e.record, e.rule, e.action, e.trace.trigger
+        ));
+    }
+    lines.extend(
+        r.waiting()
+            .map(|t| format!("waiting: {} {} due {}", t.record, t.rule, t.due)),
+    );
+    lines.join("\n") + "\n"
 }
 
-impl Replay {
-    fn effects(&mut self, at: Timestamp, effects: Vec<Effect>) {
-        for e in effects {
-            assert!(
-                self.keys.insert(e.key.clone()),
-                "idempotency key {} produced twice",
-                e.key
-            );
-            let shadow = if e.shadow { " [shadow]" } else { "" };
-            let due = if e.due == at {
-                String::new()
-            } else {
-                format!(" due {}", e.due)
-            };
-            let saw = if e.trace.saw.is_empty() {
-                String::new()
-            } else {
-                format!(" saw {}", serde_json::to_string(&e.trace.saw).unwrap())
-            };
-            self.transcript.push(format!(
-                "{at} {} {} {:?}{due}{shadow} — {}{saw}",
-                e.record, e.rule, e.action, e.trace.trigger
-            ));
-        }
-    }
-
-    fn timers(&mut self, changes: Vec<TimerChange>) {
-        for c in changes {
-            match c {
-                TimerChange::Set(t) => {
-                    self.timers.insert((t.rule.clone(), t.record.clone()), t);
-                }
-                TimerChange::Cancel { rule, record } => {
-                    self.timers.remove(&(rule, record));
-                }
-            }
-        }
-    }
-
-    /// Fires, in due order, every timer due at or before `until`.
-    fn run_until(&mut self, until: Timestamp) {
-        loop {
-            let next = self
-                .timers
-                .values()
-                .filter(|t| t.due <= until)
-                .min()
-                .cloned();
-            let Some(timer) = next else { break };
-            self.timers
-                .remove(&(timer.rule.clone(), timer.record.clone()));
-            let record = &self.records[&timer.record];
-            let memory = self.memory.entry(timer.record.clone()).or_default();
-            let effects = self.engine.on_timer(&timer, record, memory, timer.due);
-            let next = self.engine.follow_up(&timer, record, timer.due);
-            self.effects(timer.due, effects);
-            self.timers(next.into_iter().map(TimerChange::Set).collect());
-        }
-    }
-}
-
+/// Replays a fixture folder with the engine's own replay (virtual time: due timers fire at
+/// their due time, in order, before the next event).
 fn replay(dir: &Path) -> String {
     let loaded = playbook::load_dir(dir);
     assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
-    let mut r = Replay {
-        engine: Engine::new(Arc::new(loaded.set.unwrap())),
-        records: HashMap::new(),
-        memory: HashMap::new(),
-        timers: BTreeMap::new(),
-        transcript: Vec::new(),
-        keys: HashSet::new(),
-    };
+    let engine = Engine::new(Arc::new(loaded.set.unwrap()));
     let text = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
     let mut events = Vec::new();
     let mut seen = HashSet::new();
@@ -118,33 +77,12 @@ fn replay(dir: &Path) -> String {
         }
     }
     events.sort_by_key(|e| e.occurred_at);
+    let mut r = engine::replay::Replay::new(&engine);
     for event in &events {
-        r.run_until(event.occurred_at);
-        for key in event.refs.keys() {
-            let record = r
-                .records
-                .entry(key.clone())
-                .or_insert_with(|| Record::empty(&key));
-            record.apply(event);
-            if !matches!(key.kind, RecordKind::Deal | RecordKind::Lead) {
-                continue;
-            }
-            let record = &r.records[&key];
-            let memory = r.memory.entry(key.clone()).or_default();
-            let effects = r.engine.on_event(event, record, memory);
-            let armed = r.engine.arm(record, event.occurred_at);
-            r.effects(event.occurred_at, effects);
-            r.timers(armed);
-        }
+        r.event(event);
     }
-    r.run_until(until.expect("events.jsonl needs a `# until TIME` line"));
-    let waiting: Vec<String> = r
-        .timers
-        .values()
-        .map(|t| format!("waiting: {} {} due {}", t.record, t.rule, t.due))
-        .collect();
-    r.transcript.extend(waiting);
-    r.transcript.join("\n") + "\n"
+    r.advance(until.expect("events.jsonl needs a `# until TIME` line"));
+    transcript(&r)
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod exceptions;
 mod gates;
 mod heroics;
 mod outbox;
+mod replay;
 mod routing;
 mod rules;
 mod sequences;
