@@ -1,4 +1,4 @@
-//! pipewright benchmarks: `cargo run --release -p bench -- ingest|store|rules|timers|delivery|nodes|sequences|heroics`.
+//! pipewright benchmarks: `cargo run --release -p bench -- ingest|store|rules|timers|delivery|nodes|sequences|heroics|replay`.
 //!
 //! `ingest`: the real HTTP server on loopback with a fresh SQLite database, events acknowledged
 //! only after their durable commit; clients run in the same process, so they share the machine's
@@ -35,9 +35,10 @@ async fn main() -> anyhow::Result<()> {
         "nodes" => nodes().await,
         "sequences" => sequences().await,
         "heroics" => heroics_report().await,
+        "replay" => replay_history(),
         other => {
             anyhow::bail!(
-                "unknown benchmark {other:?}; available: ingest, store, rules, timers, delivery, nodes, sequences, heroics"
+                "unknown benchmark {other:?}; available: ingest, store, rules, timers, delivery, nodes, sequences, heroics, replay"
             )
         }
     }
@@ -350,6 +351,121 @@ fn example_engine() -> anyhow::Result<Arc<engine::Engine>> {
         .set
         .ok_or_else(|| anyhow::anyhow!("example playbooks: {:?}", loaded.diagnostics))?;
     Ok(Arc::new(engine::Engine::new(Arc::new(set))))
+}
+
+/// A playbook of 50 rules over the generated history's stages, of the kinds teams write:
+/// objections by kind and size, quiet stretches and long stays per stage, meetings and replies.
+fn fifty_rules() -> String {
+    const STAGES: [&str; 5] = ["discovery", "demo", "proposal", "negotiation", "legal"];
+    const KINDS: [&str; 5] = ["pricing", "implementation", "legal", "security", "timing"];
+    let mut text = String::from(
+        "playbook: fifty\nowner: bench\nstages: [discovery, demo, proposal, negotiation, legal]\nrules:\n",
+    );
+    for i in 0..50 {
+        let stage = STAGES[i % 5];
+        let (when, condition) = match i % 5 {
+            0 => (
+                "{ event: objection.raised }".to_owned(),
+                format!(
+                    "event.kind == \"{}\" && deal.amount >= {}",
+                    KINDS[(i / 5) % 5],
+                    1_000 * i
+                ),
+            ),
+            1 => (
+                format!("{{ quiet_for: {}d }}", 3 + i % 7),
+                format!("deal.stage == \"{stage}\""),
+            ),
+            2 => (
+                format!(
+                    "{{ in_stage_for: {{ stage: {stage}, longer_than: {}d }} }}",
+                    10 + i
+                ),
+                "deal.amount > 0".to_owned(),
+            ),
+            3 => (
+                "{ event: meeting.held }".to_owned(),
+                format!(
+                    "deal.meetings_held >= {} && deal.stage == \"{stage}\"",
+                    i % 4 + 1
+                ),
+            ),
+            _ => (
+                "{ event: email.received }".to_owned(),
+                format!(
+                    "deal.stage in [\"{stage}\", \"legal\"] && deal.days_in_stage > {}",
+                    i % 10
+                ),
+            ),
+        };
+        text.push_str(&format!(
+            "  - id: r{i}\n    why: Rule {i}.\n    when: {when}\n    if: '{condition}'\n    reentry: once_per_stage\n    then:\n      - alert: {{ to: deal.owner, text: \"r{i}\" }}\n"
+        ));
+    }
+    text
+}
+
+/// `replay`: the generated history (DEALS deals, ~100 events each) replayed through the pure
+/// engine in virtual time — the core of a backtest — with the example playbooks and with 50
+/// rules. Events are parsed and sorted first; only the replay is timed.
+fn replay_history() -> anyhow::Result<()> {
+    let deals = count_argument(10_000)?;
+    let company = testkit::history::Company {
+        deals,
+        events_per_deal: 100,
+        ..testkit::history::Company::default()
+    };
+    let (lines, _) = testkit::history::generate(&company);
+    let mut events: Vec<domain::Event> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let new = wire::parse_one(line).map_err(|p| anyhow::anyhow!("{p}"))?;
+            let at = new.occurred_at;
+            Ok(new.stamp(domain::EventId(uuid::Uuid::from_u128(i as u128 + 1)), at))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    drop(lines);
+    events.sort_by_key(|e| e.occurred_at);
+    let until = events.last().map(|e| e.occurred_at).unwrap_or_default();
+    println!(
+        "replay: {} events over {deals} deals, target >= 1,000,000 events/s with 50 rules",
+        events.len()
+    );
+    let fifty = playbook::load_files(&[(std::path::PathBuf::from("fifty.yaml"), fifty_rules())]);
+    let fifty = fifty
+        .set
+        .ok_or_else(|| anyhow::anyhow!("50 rules: {:?}", fifty.diagnostics))?;
+    let engines = [
+        ("example playbooks", example_engine()?),
+        ("50 rules", Arc::new(engine::Engine::new(Arc::new(fifty)))),
+    ];
+    for (name, engine) in engines {
+        let rules: usize = engine
+            .playbooks()
+            .playbooks
+            .iter()
+            .map(|p| p.rules.len())
+            .sum();
+        let started = Instant::now();
+        let mut r = engine::replay::Replay::new(&engine);
+        for e in &events {
+            r.event(e);
+        }
+        r.advance(until);
+        let took = started.elapsed().as_secs_f64();
+        let stats = r.stats();
+        let rate = stats.events as f64 / took;
+        println!(
+            "{name} ({rules} rules): {} events, {} timers fired, {} effects in {took:.2} s = {rate:.0} events/s = {:.3}x the target; RSS {:.0} MiB",
+            stats.events,
+            stats.timers,
+            stats.effects,
+            rate / 1_000_000.0,
+            rss_mib()
+        );
+    }
+    Ok(())
 }
 
 fn rss_mib() -> f64 {

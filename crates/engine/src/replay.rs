@@ -32,8 +32,8 @@ pub struct Replay<'e> {
     records: HashMap<RecordKey, Held>,
     /// Pending timers in firing order: due, then rule and record (as the store orders them).
     due: BTreeSet<(Timestamp, String, &'static str, String)>,
-    /// Each (rule, record)'s pending timer.
-    armed: HashMap<(String, RecordKey), Timer>,
+    /// Each record's pending timers, by rule.
+    armed: HashMap<RecordKey, HashMap<String, Timer>>,
     effects: Vec<Effect>,
     /// When each effect was decided (its due time may be later: a delayed escalation).
     decided: Vec<Timestamp>,
@@ -72,18 +72,35 @@ impl<'e> Replay<'e> {
     }
 
     fn set(&mut self, timer: Timer) {
-        let slot = (timer.rule.clone(), timer.record.clone());
-        if let Some(old) = self.armed.remove(&slot) {
+        // Most re-armings leave a timer where it was (the store rewrites only what moved).
+        if self
+            .armed
+            .get(&timer.record)
+            .and_then(|per| per.get(&timer.rule))
+            == Some(&timer)
+        {
+            return;
+        }
+        let per = self.armed.entry(timer.record.clone()).or_default();
+        if let Some(old) = per.remove(&timer.rule) {
             self.due.remove(&order(&old));
         }
         self.due.insert(order(&timer));
-        self.armed.insert(slot, timer);
+        per.insert(timer.rule.clone(), timer);
     }
 
     fn cancel(&mut self, rule: String, record: RecordKey) {
-        if let Some(old) = self.armed.remove(&(rule, record)) {
+        if let Some(old) = self
+            .armed
+            .get_mut(&record)
+            .and_then(|per| per.remove(&rule))
+        {
             self.due.remove(&order(&old));
         }
+    }
+
+    fn take(&mut self, rule: &str, record: &RecordKey) -> Option<Timer> {
+        self.armed.get_mut(record)?.remove(rule)
     }
 
     /// Fires, in order, every timer due at or before `until`.
@@ -101,7 +118,7 @@ impl<'e> Replay<'e> {
                 continue;
             };
             let key = RecordKey::new(kind, id);
-            let Some(timer) = self.armed.remove(&(rule, key.clone())) else {
+            let Some(timer) = self.take(&rule, &key) else {
                 continue;
             };
             self.fired += 1;
@@ -165,8 +182,8 @@ impl<'e> Replay<'e> {
         self.due.iter().filter_map(|(_, rule, kind, id)| {
             self.armed
                 .iter()
-                .find(|((r, k), _)| r == rule && k.kind.as_str() == *kind && k.id.as_str() == id)
-                .map(|(_, t)| t)
+                .find(|(k, _)| k.kind.as_str() == *kind && k.id.as_str() == id)
+                .and_then(|(_, per)| per.get(rule))
         })
     }
 
