@@ -142,6 +142,30 @@ enum Command {
         #[arg(long, default_value = "markdown", value_parser = ["markdown", "html"])]
         format: String,
     },
+    /// What the playbooks in a folder would have done on a history (the stored log, or a file),
+    /// replayed in virtual time with nothing delivered: per rule, its firings (per week, on
+    /// which records), how those deals ended against the others, the lead time to the close,
+    /// and the interventions it would have come before.
+    Backtest {
+        /// The playbooks to try.
+        #[arg(long, default_value = "playbooks")]
+        playbooks: PathBuf,
+        /// NDJSON events to replay instead of the stored log.
+        #[arg(long)]
+        events: Option<PathBuf>,
+        /// Count firings from this moment (RFC 3339 or a date).
+        #[arg(long)]
+        from: Option<String>,
+        /// The history's end (default: just after its last event, so a file gives the same
+        /// report every time).
+        #[arg(long)]
+        to: Option<String>,
+        /// A firing this long before an intervention came first.
+        #[arg(long, default_value = "14d")]
+        within: String,
+        #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
+        format: String,
+    },
     /// Decision trees: list them, or walk one for a deal.
     Tree {
         #[command(subcommand)]
@@ -550,6 +574,86 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 playbook::handbook::html(&set)
             } else {
                 playbook::handbook::markdown(&set)
+            };
+            out.write_all(text.as_bytes())?;
+        }
+        Command::Backtest {
+            playbooks,
+            events,
+            from,
+            to,
+            within,
+            format,
+        } => {
+            let loaded = playbook::load_dir(playbooks);
+            let Some(set) = loaded.set else {
+                for d in &loaded.diagnostics {
+                    writeln!(out, "{d}")?;
+                }
+                return Ok(ExitCode::from(EXIT_PLAYBOOK_PROBLEMS));
+            };
+            let mut history: Vec<(i64, domain::Event)> = match events {
+                Some(file) => {
+                    let text = std::fs::read_to_string(file)
+                        .with_context(|| format!("cannot read {}", file.display()))?;
+                    let mut found = Vec::new();
+                    for (i, line) in text
+                        .lines()
+                        .enumerate()
+                        .filter(|(_, l)| !l.trim().is_empty())
+                    {
+                        let new = wire::parse_one(line).map_err(|p| {
+                            anyhow::anyhow!("{}: line {}: {p}", file.display(), i + 1)
+                        })?;
+                        let at = new.occurred_at;
+                        let id = domain::EventId(uuid_for(i));
+                        found.push((i as i64, new.stamp(id, at)));
+                    }
+                    found
+                }
+                None => {
+                    let settings = settings(&cli, false)?;
+                    init_logging(&settings)?;
+                    runtime()?.block_on(async {
+                        let store = open_store(&settings)?;
+                        let mut all = Vec::new();
+                        let mut after = 0;
+                        loop {
+                            let page = store.events_after(after, 10_000).await?;
+                            let Some((last, _)) = page.last() else { break };
+                            after = *last;
+                            all.extend(page);
+                        }
+                        anyhow::Ok(all)
+                    })?
+                }
+            };
+            history.sort_by_key(|(seq, e)| (e.occurred_at, *seq));
+            let events: Vec<domain::Event> = history.into_iter().map(|(_, e)| e).collect();
+            let moment = |flag: &str, t: &str| {
+                server::heroics::moment("to", t)
+                    .map_err(|e| anyhow::anyhow!("--{flag}: {}", e.message))
+            };
+            let end = match to {
+                Some(t) => moment("to", t)?,
+                None => events
+                    .last()
+                    .map(|e| domain::Timestamp::from_millis(e.occurred_at.as_millis() + 1))
+                    .unwrap_or_default(),
+            };
+            let within = playbook::parse_span(within).ok_or_else(|| {
+                anyhow::anyhow!("--within: expected a length such as 14d, got {within:?}")
+            })?;
+            let options = backtest::Options {
+                from: from.as_deref().map(|f| moment("from", f)).transpose()?,
+                to: end,
+                within: within.0,
+            };
+            let report = backtest::run(Arc::new(set), &events, &options);
+            let text = match format.as_str() {
+                "json" => serde_json::to_string_pretty(&report)? + "\n",
+                "csv" => backtest::csv(&report),
+                _ => backtest::table(&report),
             };
             out.write_all(text.as_bytes())?;
         }
@@ -1056,6 +1160,11 @@ async fn tasks(
         }
     }
     Ok(())
+}
+
+/// The id of the `i`th event of a file: the same for the same file, run after run.
+fn uuid_for(i: usize) -> uuid::Uuid {
+    uuid::Uuid::from_u128(i as u128 + 1)
 }
 
 /// One question as the CLI asks it: the question, its help, and the choices numbered.

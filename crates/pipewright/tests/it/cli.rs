@@ -699,3 +699,89 @@ fn a_tree_is_walked_on_the_command_line_and_the_handbook_printed() {
     let bad = cli(&["handbook", playbooks, "--format", "pdf"], "");
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// Issue 9: a backtest of the example playbooks on the sample company's events from a file,
+/// the same report every time, as a table, JSON or CSV; mistakes named by flag.
+#[test]
+fn a_backtest_of_a_file_gives_the_same_report_every_time() {
+    let playbooks = concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks");
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/sample/events.ndjson");
+    let args = [
+        "backtest",
+        "--playbooks",
+        playbooks,
+        "--events",
+        sample,
+        "--format",
+        "json",
+    ];
+    let first = run(&args);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let again = run(&args);
+    assert_eq!(first.stdout, again.stdout, "byte-identical");
+    let report: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(report["events"], 63);
+    let rule = |id: &str| {
+        report["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["rule"] == id)
+            .unwrap()
+            .clone()
+    };
+    // The sample's pricing objection on D-1001, answered by maya two days later, who won it.
+    let pricing = rule("pricing-objection");
+    assert_eq!(pricing["records"], serde_json::json!(["deal:D-1001"]));
+    assert_eq!(
+        (
+            pricing["deals"]["won"].clone(),
+            pricing["preempted"].clone()
+        ),
+        (1.into(), 1.into())
+    );
+    // The legal stall on D-1003 fired before omar stepped in for it.
+    assert_eq!(rule("stuck-in-legal")["preempted"], 1);
+    let table = run(&["backtest", "--playbooks", playbooks, "--events", sample]);
+    assert!(
+        stdout(&table).contains("63 events replayed"),
+        "{}",
+        stdout(&table)
+    );
+    let csv = run(&[
+        "backtest",
+        "--playbooks",
+        playbooks,
+        "--events",
+        sample,
+        "--format",
+        "csv",
+    ]);
+    assert!(stdout(&csv).starts_with("playbook,rule,fired,records,"));
+    let bad = run(&[
+        "backtest",
+        "--playbooks",
+        playbooks,
+        "--events",
+        sample,
+        "--within",
+        "soon",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).contains("--within: expected a length"),
+        "{}",
+        stderr(&bad)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let broken = write(dir.path(), "e.ndjson", "{\"type\":\"deal.created\"}\n");
+    let bad = run(&[
+        "backtest",
+        "--playbooks",
+        playbooks,
+        "--events",
+        broken.to_str().unwrap(),
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("line 1"), "{}", stderr(&bad));
+}
