@@ -285,3 +285,73 @@ pub fn csv(report: &Report) -> String {
     }
     out
 }
+
+/// One rule in two playbook versions, on the same history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleChange {
+    pub rule: String,
+    /// Firings in the first version (`None`: the rule is not in it) and in the second.
+    pub fired_before: Option<u32>,
+    pub fired_after: Option<u32>,
+    /// Records only the second version fires on, and only the first.
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// What changes between two backtests of the same history: rule by rule (by id, across
+/// playbooks), the firings and the records fired on — the check to run on a playbook change
+/// before merging it. Rules that fire alike on the same records are left out.
+pub fn compare(before: &Report, after: &Report) -> Vec<RuleChange> {
+    let by_rule = |r: &Report| -> BTreeMap<String, RuleRow> {
+        r.rules
+            .iter()
+            .map(|row| (row.rule.clone(), row.clone()))
+            .collect()
+    };
+    let (a, b) = (by_rule(before), by_rule(after));
+    let ids: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    let mut out = Vec::new();
+    for id in ids {
+        let (x, y) = (a.get(id), b.get(id));
+        let records = |row: Option<&RuleRow>| -> BTreeSet<String> {
+            row.map(|r| r.records.iter().cloned().collect())
+                .unwrap_or_default()
+        };
+        let (rx, ry) = (records(x), records(y));
+        let change = RuleChange {
+            rule: id.clone(),
+            fired_before: x.map(|r| r.fired),
+            fired_after: y.map(|r| r.fired),
+            added: ry.difference(&rx).cloned().collect(),
+            removed: rx.difference(&ry).cloned().collect(),
+        };
+        if change.fired_before != change.fired_after
+            || !change.added.is_empty()
+            || !change.removed.is_empty()
+        {
+            out.push(change);
+        }
+    }
+    out
+}
+
+/// The changes as text, a rule a line, the records listed.
+pub fn compare_table(changes: &[RuleChange]) -> String {
+    if changes.is_empty() {
+        return "no rule fires differently\n".into();
+    }
+    let n = |v: Option<u32>| v.map_or("—".to_owned(), |n| n.to_string());
+    let mut out = format!("{:<36} {:>7} {:>7}  records\n", "rule", "before", "after");
+    for c in changes {
+        let mut records: Vec<String> = c.added.iter().map(|r| format!("+{r}")).collect();
+        records.extend(c.removed.iter().map(|r| format!("-{r}")));
+        out.push_str(&format!(
+            "{:<36} {:>7} {:>7}  {}\n",
+            c.rule,
+            n(c.fired_before),
+            n(c.fired_after),
+            records.join(" ")
+        ));
+    }
+    out
+}

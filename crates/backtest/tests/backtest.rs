@@ -189,3 +189,33 @@ fn the_same_inputs_give_a_byte_identical_report() {
         Some("p,pricing,2,2,1,1,0,0,0,1,15.00,20.00,1,1")
     );
 }
+
+/// `--compare`: the same history under a changed playbook — the quiet rule waits 10 days
+/// instead of 5 and a new rule is added — rule by rule and record by record.
+#[test]
+fn two_playbook_versions_are_compared_rule_by_rule_and_record_by_record() {
+    let changed = PLAYBOOK.replace("quiet_for: 5d", "quiet_for: 10d").replace(
+        "rules:\n",
+        "rules:\n  - id: won\n    why: A win is announced.\n    when: { event: deal.won }\n    then:\n      - alert: { to: channel:wins, text: \"won\" }\n",
+    );
+    let loaded = playbook::load_files(&[("p.yaml".into(), changed)]);
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    let before = backtest::run(set(), &history(), &options());
+    let after = backtest::run(Arc::new(loaded.set.unwrap()), &history(), &options());
+    let changes = backtest::compare(&before, &after);
+    // pricing fires alike and is left out. quiet at 10 days: D1 is won before, D2 goes quiet
+    // from 10 Nov to its loss on the 30th (fires on the 20th), D3 from its creation to maya's
+    // note on the 20th (the 12th), then after the note (the 30th).
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    let quiet = changes.iter().find(|c| c.rule == "quiet").unwrap();
+    assert_eq!((quiet.fired_before, quiet.fired_after), (Some(5), Some(3)));
+    assert_eq!(quiet.removed, ["deal:D1"]);
+    assert!(quiet.added.is_empty());
+    let won = changes.iter().find(|c| c.rule == "won").unwrap();
+    assert_eq!((won.fired_before, won.fired_after), (None, Some(1)));
+    assert_eq!(won.added, ["deal:D1"]);
+    let text = backtest::compare_table(&changes);
+    assert!(text.contains("-deal:D1"), "{text}");
+    assert_eq!(backtest::compare(&before, &before), []);
+    assert_eq!(backtest::compare_table(&[]), "no rule fires differently\n");
+}

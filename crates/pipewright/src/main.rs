@@ -153,6 +153,10 @@ enum Command {
         /// NDJSON events to replay instead of the stored log.
         #[arg(long)]
         events: Option<PathBuf>,
+        /// Another playbook folder (the change): show what fires differently, rule by rule
+        /// and record by record, from --playbooks to this one.
+        #[arg(long)]
+        compare: Option<PathBuf>,
         /// Count firings from this moment (RFC 3339 or a date).
         #[arg(long)]
         from: Option<String>,
@@ -580,18 +584,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backtest {
             playbooks,
             events,
+            compare,
             from,
             to,
             within,
             format,
         } => {
-            let loaded = playbook::load_dir(playbooks);
-            let Some(set) = loaded.set else {
-                for d in &loaded.diagnostics {
-                    writeln!(out, "{d}")?;
-                }
-                return Ok(ExitCode::from(EXIT_PLAYBOOK_PROBLEMS));
-            };
+            let mut sets = Vec::new();
+            for dir in std::iter::once(playbooks).chain(compare.as_ref()) {
+                let loaded = playbook::load_dir(dir);
+                let Some(set) = loaded.set else {
+                    for d in &loaded.diagnostics {
+                        writeln!(out, "{d}")?;
+                    }
+                    return Ok(ExitCode::from(EXIT_PLAYBOOK_PROBLEMS));
+                };
+                sets.push(Arc::new(set));
+            }
             let mut history: Vec<(i64, domain::Event)> = match events {
                 Some(file) => {
                     let text = std::fs::read_to_string(file)
@@ -649,11 +658,50 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 to: end,
                 within: within.0,
             };
-            let report = backtest::run(Arc::new(set), &events, &options);
-            let text = match format.as_str() {
-                "json" => serde_json::to_string_pretty(&report)? + "\n",
-                "csv" => backtest::csv(&report),
-                _ => backtest::table(&report),
+            let reports: Vec<backtest::Report> = sets
+                .into_iter()
+                .map(|set| backtest::run(set, &events, &options))
+                .collect();
+            let text = match (&reports[..], format.as_str()) {
+                ([before, after], format) => {
+                    let changes = backtest::compare(before, after);
+                    match format {
+                        "json" => {
+                            let v = serde_json::json!({
+                                "before": before.version,
+                                "after": after.version,
+                                "changes": changes,
+                            });
+                            serde_json::to_string_pretty(&v)? + "\n"
+                        }
+                        "csv" => {
+                            let mut t =
+                                String::from("rule,fired_before,fired_after,added,removed\n");
+                            for c in &changes {
+                                let n = |v: Option<u32>| v.map_or(String::new(), |n| n.to_string());
+                                t.push_str(&format!(
+                                    "{},{},{},{},{}\n",
+                                    c.rule,
+                                    n(c.fired_before),
+                                    n(c.fired_after),
+                                    c.added.join(" "),
+                                    c.removed.join(" ")
+                                ));
+                            }
+                            t
+                        }
+                        _ => format!(
+                            "playbooks {} → {}\n{}",
+                            before.version,
+                            after.version,
+                            backtest::compare_table(&changes)
+                        ),
+                    }
+                }
+                ([report, ..], "json") => serde_json::to_string_pretty(report)? + "\n",
+                ([report, ..], "csv") => backtest::csv(report),
+                ([report, ..], _) => backtest::table(report),
+                ([], _) => String::new(),
             };
             out.write_all(text.as_bytes())?;
         }

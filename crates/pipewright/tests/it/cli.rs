@@ -758,6 +758,38 @@ fn a_backtest_of_a_file_gives_the_same_report_every_time() {
         "csv",
     ]);
     assert!(stdout(&csv).starts_with("playbook,rule,fired,records,"));
+    // The check before merging a change: the stuck-in-legal rule now waits 20 days.
+    let changed = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(playbooks).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.replace(
+            "stage: legal, longer_than: 10d",
+            "stage: legal, longer_than: 20d",
+        );
+        std::fs::write(changed.path().join(path.file_name().unwrap()), text).unwrap();
+    }
+    let diff = run(&[
+        "backtest",
+        "--playbooks",
+        playbooks,
+        "--compare",
+        changed.path().to_str().unwrap(),
+        "--events",
+        sample,
+        "--to",
+        "2026-11-06",
+    ]);
+    assert!(diff.status.success(), "{}", stderr(&diff));
+    let text = stdout(&diff);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("stuck-in-legal"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains("-deal:D-1003"),
+        "D-1003 has been in legal since 20 Oct: {text}"
+    );
     let bad = run(&[
         "backtest",
         "--playbooks",
