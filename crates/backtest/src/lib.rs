@@ -111,11 +111,27 @@ fn p90(sorted: &[f64]) -> Option<f64> {
 
 /// Backtests `set` on `events` (in occurrence order).
 pub fn run(set: Arc<PlaybookSet>, events: &[Event], o: &Options) -> Report {
+    run_with(set, events, o, &mut |_| {})
+}
+
+/// [`run`], telling `progress` how many events have been replayed, every 10,000 and at the end.
+pub fn run_with(
+    set: Arc<PlaybookSet>,
+    events: &[Event],
+    o: &Options,
+    progress: &mut dyn FnMut(u64),
+) -> Report {
     let engine = engine::Engine::new(Arc::clone(&set));
     let mut replay = engine::replay::Replay::new(&engine);
+    let mut done = 0u64;
     for e in events.iter().take_while(|e| e.occurred_at < o.to) {
         replay.event(e);
+        done += 1;
+        if done.is_multiple_of(10_000) {
+            progress(done);
+        }
     }
+    progress(done);
     replay.advance(Timestamp::from_millis(o.to.as_millis() - 1));
     let stats = replay.stats();
     // One firing per rule, record and moment.

@@ -174,6 +174,11 @@ fn the_same_inputs_give_a_byte_identical_report() {
     let a = serde_json::to_string(&backtest::run(set(), &history(), &options())).unwrap();
     let b = serde_json::to_string(&backtest::run(set(), &history(), &options())).unwrap();
     assert_eq!(a, b);
+    // Progress is told as events are replayed, ending at all of them.
+    let mut told = Vec::new();
+    let with = backtest::run_with(set(), &history(), &options(), &mut |n| told.push(n));
+    assert_eq!(told, [11]);
+    assert_eq!(serde_json::to_string(&with).unwrap(), a);
     let report = backtest::run(set(), &history(), &options());
     let table = backtest::table(&report);
     assert!(

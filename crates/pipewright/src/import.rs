@@ -67,7 +67,7 @@ impl Summary {
 
 /// A progress bar on standard error (hidden when it is not a terminal), counting bytes of a
 /// file or rows of a parsed text.
-fn progress(total: u64, bytes: bool) -> indicatif::ProgressBar {
+pub fn progress(total: u64, bytes: bool) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::with_draw_target(
         Some(total),
         indicatif::ProgressDrawTarget::stderr(),
@@ -75,7 +75,7 @@ fn progress(total: u64, bytes: bool) -> indicatif::ProgressBar {
     let template = if bytes {
         "{bar:40} {bytes}/{total_bytes} {msg} ({eta} left)"
     } else {
-        "{bar:40} {pos}/{len} rows {msg} ({eta} left)"
+        "{bar:40} {pos}/{len} {msg} ({eta} left)"
     };
     if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
         bar.set_style(style);
@@ -154,6 +154,7 @@ pub async fn import_text(
             .collect()
     };
     let bar = progress(rows.len() as u64, false);
+    bar.set_message("rows");
     let mut summary = Summary::default();
     let mut pending = Vec::with_capacity(batch);
     for row in rows {

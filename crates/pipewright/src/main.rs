@@ -658,10 +658,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 to: end,
                 within: within.0,
             };
-            let reports: Vec<backtest::Report> = sets
-                .into_iter()
-                .map(|set| backtest::run(set, &events, &options))
-                .collect();
+            // Long replays show how far they are (on a terminal only).
+            let bar = import::progress((events.len() * sets.len()) as u64, false);
+            bar.set_message("events replayed");
+            let mut reports: Vec<backtest::Report> = Vec::new();
+            for (i, set) in sets.into_iter().enumerate() {
+                let offset = (i * events.len()) as u64;
+                let report = backtest::run_with(set, &events, &options, &mut |n| {
+                    bar.set_position(offset + n)
+                });
+                reports.push(report);
+            }
+            bar.finish_and_clear();
             let text = match (&reports[..], format.as_str()) {
                 ([before, after], format) => {
                     let changes = backtest::compare(before, after);
