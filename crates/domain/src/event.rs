@@ -72,6 +72,35 @@ pub enum ObjectionKind {
     Other,
 }
 
+impl ObjectionKind {
+    pub const ALL: [ObjectionKind; 7] = [
+        ObjectionKind::Pricing,
+        ObjectionKind::Implementation,
+        ObjectionKind::Legal,
+        ObjectionKind::Security,
+        ObjectionKind::Competitor,
+        ObjectionKind::Timing,
+        ObjectionKind::Other,
+    ];
+
+    /// The kind as events and playbooks write it (`pricing`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectionKind::Pricing => "pricing",
+            ObjectionKind::Implementation => "implementation",
+            ObjectionKind::Legal => "legal",
+            ObjectionKind::Security => "security",
+            ObjectionKind::Competitor => "competitor",
+            ObjectionKind::Timing => "timing",
+            ObjectionKind::Other => "other",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {

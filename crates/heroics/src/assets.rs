@@ -101,15 +101,6 @@ pub struct AssetRow {
     pub reply_lift: Option<f64>,
 }
 
-const OBJECTION_KINDS: [&str; 6] = [
-    "pricing",
-    "implementation",
-    "legal",
-    "security",
-    "competitor",
-    "timing",
-];
-
 /// The stage a deal was in at `at`.
 fn stage_at(run: &DealRun, at: Timestamp) -> Option<&Stage> {
     run.deal
@@ -177,9 +168,9 @@ pub fn effectiveness(deals: &[DealRun], sends: &[AssetSend], o: &AssetOptions) -
             sent.add(outcome(run, *at, o));
         }
         // A use case named like an objection kind is for buyers raising that objection.
-        let objection: Option<ObjectionKind> = use_case
-            .filter(|u| OBJECTION_KINDS.contains(u))
-            .and_then(|u| serde_json::from_value(serde_json::Value::from(u)).ok());
+        let objection = use_case
+            .and_then(ObjectionKind::parse)
+            .filter(|k| *k != ObjectionKind::Other);
         let excluded = &got[asset];
         let mut similar = Outcomes::default();
         for run in deals.iter().filter(|r| !excluded.contains(&r.deal.id)) {

@@ -443,24 +443,9 @@ fn document(set: &PlaybookSet) -> Vec<Block> {
     let assets: Vec<&crate::Asset> = set.playbooks.iter().flat_map(|p| &p.assets).collect();
     let scripts: Vec<&crate::ObjectionScript> =
         set.playbooks.iter().flat_map(|p| &p.objections).collect();
-    let kinds = [
-        "pricing",
-        "implementation",
-        "legal",
-        "security",
-        "competitor",
-        "timing",
-        "other",
-    ];
     let mut objection_blocks = Vec::new();
-    for kind in kinds {
-        let script = scripts.iter().find(|s| {
-            serde_json::to_value(s.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .as_deref()
-                == Some(kind)
-        });
+    for kind in domain::ObjectionKind::ALL.map(domain::ObjectionKind::as_str) {
+        let script = scripts.iter().find(|s| s.kind.as_str() == kind);
         let answering: Vec<Item> = all_rules
             .iter()
             .filter(|(_, r)| rule_objection(r, kind))

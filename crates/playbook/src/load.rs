@@ -1700,16 +1700,14 @@ impl Compiler {
         at: &Spanned<String>,
         names: &Names,
     ) -> Option<ObjectionScript> {
-        let parsed: Option<domain::ObjectionKind> =
-            serde::Deserialize::deserialize(serde::de::value::StrDeserializer::<
-                serde::de::value::Error,
-            >::new(kind))
-            .ok();
-        let Some(kind) = parsed else {
+        let Some(kind) = domain::ObjectionKind::parse(kind) else {
+            let kinds = domain::ObjectionKind::ALL.map(domain::ObjectionKind::as_str);
+            let (last, rest) = kinds.split_last().unwrap_or((&"", &[]));
             self.error(
                 at,
                 format!(
-                    "objections: unknown kind {kind:?}; expected pricing, implementation, legal, security, competitor, timing or other"
+                    "objections: unknown kind {kind:?}; expected {} or {last}",
+                    rest.join(", ")
                 ),
             );
             return None;
