@@ -277,18 +277,17 @@ pub fn render(
             body: cx.webhook_body(effect),
         }),
         Action::AssignOwner {
-            chosen, why, route, ..
+            chosen,
+            chosen_by,
+            why,
+            route,
+            ..
         } => {
             let Some(owner) = chosen else {
                 return fail("no team member was chosen");
             };
             let why = why.clone().unwrap_or_default();
-            // The chooser's words start with the strategy, or say nobody could take it.
-            let strategy = if why.starts_with("nobody") {
-                "fallback"
-            } else {
-                route.strategy.as_str()
-            };
+            let strategy = chosen_by.as_deref().unwrap_or(route.strategy.as_str());
             let mut data = json!({
                 "owner": owner,
                 "rule": effect.rule,

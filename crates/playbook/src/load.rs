@@ -1594,6 +1594,7 @@ impl Compiler {
             team,
             route,
             chosen: None,
+            chosen_by: None,
             why: None,
         };
         if let Some(ft) = &x.first_touch {

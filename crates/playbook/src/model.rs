@@ -607,6 +607,9 @@ pub enum Action {
         route: Route,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         chosen: Option<RecordId>,
+        /// What chose: the route's strategy, or `fallback`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        chosen_by: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         why: Option<String>,
     },

@@ -91,6 +91,7 @@ fn normal(
 ) -> (String, String, String, String) {
     if let Some(a) = action.as_object_mut() {
         a.remove("chosen");
+        a.remove("chosen_by");
         a.remove("why");
     }
     (

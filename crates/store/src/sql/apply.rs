@@ -629,6 +629,7 @@ pub(crate) fn insert_effects(
             team,
             route: how,
             chosen,
+            chosen_by,
             why,
         } = &mut action
         {
@@ -644,6 +645,7 @@ pub(crate) fn insert_effects(
                 unrouted = Some(routed.why.clone());
             }
             *chosen = routed.chosen;
+            *chosen_by = Some(routed.strategy.to_owned());
             *why = Some(routed.why);
         }
         let channel = action.channel();
