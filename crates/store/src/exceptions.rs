@@ -31,7 +31,10 @@ pub struct NewException {
 pub struct ExceptionItem {
     pub id: String,
     pub record: RecordKey,
+    /// The playbook, rule and playbook version of the escalation that raised it.
+    pub playbook: String,
     pub rule: String,
+    pub version: String,
     pub reason: String,
     pub title: String,
     pub context: serde_json::Value,

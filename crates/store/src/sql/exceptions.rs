@@ -13,7 +13,7 @@ use crate::{
 
 const COLUMNS: &str = "id, record_kind, record_id, rule, reason, title, context, chain, level,
     assignee, sla_ms, due_at, overdue_at, status, created_at, acknowledged_at, acknowledged_by,
-    resolved_at, resolved_by, resolution, note";
+    resolved_at, resolved_by, resolution, note, playbook, version";
 
 fn item(mut r: Row) -> Result<ExceptionItem> {
     Ok(ExceptionItem {
@@ -37,6 +37,8 @@ fn item(mut r: Row) -> Result<ExceptionItem> {
         resolved_by: r.opt_text(18)?,
         resolution: r.opt_text(19)?,
         note: r.opt_text(20)?,
+        playbook: r.text(21)?,
+        version: r.text(22)?,
     })
 }
 
@@ -122,7 +124,6 @@ fn tell(
 ) -> Result<()> {
     let person = RecordId::parse(to.to_owned())
         .map_err(|err| Error::Invalid(format!("exception {}: {to}: {err}", e.id)))?;
-    let (playbook, version) = meta(sql, &e.id)?;
     // Titles are data, not templates: the alert text is rendered as it is.
     let text = format!(
         "{{% raw %}}{}: an exception for you to acknowledge ({why_now}).{{% endraw %}}",
@@ -134,9 +135,9 @@ fn tell(
         .to_owned();
     let effect = engine::Effect {
         key: engine::key(&["exception", &e.id, step, to, &at.as_millis().to_string()]),
-        playbook,
+        playbook: e.playbook.clone(),
         rule: e.rule.clone(),
-        version,
+        version: e.version.clone(),
         record: e.record.clone(),
         action: playbook::Action::Alert {
             to: playbook::Target::Person(person),
@@ -153,17 +154,6 @@ fn tell(
     };
     super::apply::insert_effects(sql, None, std::slice::from_ref(&effect), at)?;
     Ok(())
-}
-
-/// The playbook and version of the escalation that raised an exception.
-fn meta(sql: &mut dyn Sql, id: &str) -> Result<(String, String)> {
-    let mut row = sql
-        .query_opt(
-            "SELECT playbook, version FROM exceptions WHERE id = ?1",
-            args![id],
-        )?
-        .ok_or_else(|| Error::NotFound(format!("exception {id}")))?;
-    Ok((row.text(0)?, row.text(1)?))
 }
 
 pub(crate) fn list(sql: &mut dyn Sql, q: &ExceptionQuery) -> Result<Vec<ExceptionItem>> {
