@@ -154,6 +154,16 @@ pub fn run_with(
             (id, run)
         })
         .collect();
+    // Each deal's record key as firings name it, built once for every rule.
+    let keyed: Vec<(String, &heroics::DealRun)> = runs
+        .iter()
+        .map(|(id, run)| {
+            (
+                format!("{}:{}", RecordKind::Deal.as_str(), id.as_str()),
+                run,
+            )
+        })
+        .collect();
     let mut rows = Vec::new();
     for p in &set.playbooks {
         for r in &p.rules {
@@ -170,14 +180,12 @@ pub fn run_with(
                     records.push(record.clone());
                 }
             }
-            let deal_key = |id: &RecordId| format!("{}:{}", RecordKind::Deal.as_str(), id.as_str());
             let mut deals = Ended::default();
             let mut other_deals = Ended::default();
             let mut leads = Vec::new();
             let mut preempted = 0;
             let mut covered = 0;
-            for (id, run) in &runs {
-                let key = deal_key(id);
+            for (key, run) in &keyed {
                 match first.get(key.as_str()) {
                     Some(at) => {
                         deals.add(run.deal.status);
@@ -204,7 +212,7 @@ pub fn run_with(
                     }
                     covered += 1;
                     let came_first = fired.iter().any(|(at, rec)| {
-                        *rec == key
+                        rec == key
                             && *at <= i.first_at
                             && i.first_at.as_millis() - at.as_millis() <= o.within
                     });
@@ -367,6 +375,23 @@ pub fn compare_table(changes: &[RuleChange]) -> String {
             n(c.fired_before),
             n(c.fired_after),
             records.join(" ")
+        ));
+    }
+    out
+}
+
+/// The changes as CSV, a rule a row, records separated by spaces.
+pub fn compare_csv(changes: &[RuleChange]) -> String {
+    let n = |v: Option<u32>| v.map_or(String::new(), |n| n.to_string());
+    let mut out = String::from("rule,fired_before,fired_after,added,removed\n");
+    for c in changes {
+        out.push_str(&format!(
+            "{},{},{},{},{}\n",
+            c.rule,
+            n(c.fired_before),
+            n(c.fired_after),
+            c.added.join(" "),
+            c.removed.join(" ")
         ));
     }
     out

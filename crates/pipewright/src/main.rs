@@ -682,22 +682,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             });
                             serde_json::to_string_pretty(&v)? + "\n"
                         }
-                        "csv" => {
-                            let mut t =
-                                String::from("rule,fired_before,fired_after,added,removed\n");
-                            for c in &changes {
-                                let n = |v: Option<u32>| v.map_or(String::new(), |n| n.to_string());
-                                t.push_str(&format!(
-                                    "{},{},{},{},{}\n",
-                                    c.rule,
-                                    n(c.fired_before),
-                                    n(c.fired_after),
-                                    c.added.join(" "),
-                                    c.removed.join(" ")
-                                ));
-                            }
-                            t
-                        }
+                        "csv" => backtest::compare_csv(&changes),
                         _ => format!(
                             "playbooks {} → {}\n{}",
                             before.version,
@@ -883,7 +868,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 within: Some(within.clone()),
                 ..Default::default()
             };
-            server::heroics::render_assets(format, &[], 0).map_err(flag)?;
+            let format = server::heroics::AssetFormat::parse(format).map_err(flag)?;
             let (rows, days) = runtime()?.block_on(async {
                 let store = open_store(&settings)?;
                 let running = running_playbooks(&*store).await?;
@@ -892,8 +877,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .await
                     .map_err(failed)
             })?;
-            let rendered = server::heroics::render_assets(format, &rows, days).map_err(flag)?;
-            out.write_all(rendered.1.as_bytes())?;
+            out.write_all(format.render(&rows, days).1.as_bytes())?;
         }
         Command::Suggest {
             window,

@@ -468,22 +468,34 @@ pub async fn asset_report(
     Ok((rows, within / MILLIS_PER_DAY))
 }
 
-/// Asset effectiveness wanted as JSON or a text table.
-pub fn render_assets(
-    format: &str,
-    rows: &[heroics::assets::AssetRow],
-    days: i64,
-) -> Result<Rendered, BadParam> {
-    match format {
-        "json" => Ok(("application/json", json(&rows))),
-        "table" => Ok((
-            "text/plain; charset=utf-8",
-            heroics::assets::table(rows, days),
-        )),
-        other => Err(bad(
-            "format",
-            format!("expected json or table, got {other:?}"),
-        )),
+/// How asset effectiveness is wanted: JSON or a text table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssetFormat {
+    Json,
+    Table,
+}
+
+impl AssetFormat {
+    pub fn parse(format: &str) -> Result<Self, BadParam> {
+        match format {
+            "json" => Ok(Self::Json),
+            "table" => Ok(Self::Table),
+            other => Err(bad(
+                "format",
+                format!("expected json or table, got {other:?}"),
+            )),
+        }
+    }
+
+    /// The rows, with the window (in days) the table's footnote names.
+    pub fn render(self, rows: &[heroics::assets::AssetRow], days: i64) -> Rendered {
+        match self {
+            Self::Json => ("application/json", json(&rows)),
+            Self::Table => (
+                "text/plain; charset=utf-8",
+                heroics::assets::table(rows, days),
+            ),
+        }
     }
 }
 
@@ -503,13 +515,11 @@ pub async fn get_assets(
 ) -> Result<Response, AppError> {
     caller.require(TokenRole::Reader)?;
     let params: HeroicsParams = query(&uri)?;
-    let format = params.format.clone().unwrap_or_else(|| "json".into());
-    // The format is checked before the history is read.
-    render_assets(&format, &[], 0).map_err(Failed::from)?;
+    let format =
+        AssetFormat::parse(params.format.as_deref().unwrap_or("json")).map_err(Failed::from)?;
     let running = state.store.engine().map(|e| Arc::clone(e.playbooks()));
     let (rows, days) = asset_report(&*state.store, running, &params, state.clock.now()).await?;
-    let rendered = render_assets(&format, &rows, days).map_err(Failed::from)?;
-    Ok(respond(rendered))
+    Ok(respond(format.render(&rows, days)))
 }
 
 /// Why a report or suggestions could not be made: a parameter, or the store.
