@@ -178,13 +178,10 @@ impl<'e> Replay<'e> {
     }
 
     /// The timers still waiting, in firing order.
-    pub fn waiting(&self) -> impl Iterator<Item = &Timer> {
-        self.due.iter().filter_map(|(_, rule, kind, id)| {
-            self.armed
-                .iter()
-                .find(|(k, _)| k.kind.as_str() == *kind && k.id.as_str() == id)
-                .and_then(|(_, per)| per.get(rule))
-        })
+    pub fn waiting(&self) -> Vec<&Timer> {
+        let mut all: Vec<&Timer> = self.armed.values().flat_map(|per| per.values()).collect();
+        all.sort_by_key(|t| order(t));
+        all
     }
 
     /// A record's state as the replay holds it.

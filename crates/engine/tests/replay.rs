@@ -42,6 +42,7 @@ fn transcript(r: &engine::replay::Replay<'_>) -> String {
     }
     lines.extend(
         r.waiting()
+            .into_iter()
             .map(|t| format!("waiting: {} {} due {}", t.record, t.rule, t.due)),
     );
     lines.join("\n") + "\n"
