@@ -1,4 +1,4 @@
-//! pipewright benchmarks: `cargo run --release -p bench -- ingest|store|rules|timers|delivery|nodes|sequences|heroics|replay`.
+//! pipewright benchmarks: `cargo run --release -p bench -- ingest|store|rules|timers|delivery|nodes|sequences|heroics|replay|company`.
 //!
 //! `ingest`: the real HTTP server on loopback with a fresh SQLite database, events acknowledged
 //! only after their durable commit; clients run in the same process, so they share the machine's
@@ -36,9 +36,10 @@ async fn main() -> anyhow::Result<()> {
         "sequences" => sequences().await,
         "heroics" => heroics_report().await,
         "replay" => replay_history(),
+        "company" => demo_company().await,
         other => {
             anyhow::bail!(
-                "unknown benchmark {other:?}; available: ingest, store, rules, timers, delivery, nodes, sequences, heroics, replay"
+                "unknown benchmark {other:?}; available: ingest, store, rules, timers, delivery, nodes, sequences, heroics, replay, company"
             )
         }
     }
@@ -465,6 +466,85 @@ fn replay_history() -> anyhow::Result<()> {
             rss_mib()
         );
     }
+    Ok(())
+}
+
+/// The demo company: generating its year, loading it into a fresh SQLite store as
+/// `pipewright demo` does (batches of 1,000, no playbooks yet), and a simulation's two runs.
+async fn demo_company() -> anyhow::Result<()> {
+    let model = company::Model::default();
+    let to = domain::Timestamp::from_millis(1_796_083_200_000); // 2026-12-01
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut generate = Vec::new();
+    let mut history = None;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let h = company::history(&model, to, 365);
+        generate.push(started.elapsed().as_secs_f64());
+        history = Some(h);
+    }
+    let history = history.context("no run")?;
+    let text = history.ndjson();
+    let events = history.lines.len();
+    println!(
+        "company: seed {}, 365 days: {events} events, {} leads, {} deals; founder on {:.0}% of the closed",
+        model.seed,
+        history.outcome.leads,
+        history.outcome.deals,
+        history.outcome.founder_share().unwrap_or_default() * 100.0
+    );
+    let generate = median(generate);
+    println!("generate (median of 5): {generate:.3} s");
+    let mut load = Vec::new();
+    for _ in 0..3 {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite:{}", dir.path().join("demo.db").display());
+        let store = store::connect(
+            &url,
+            &store::ConnectOptions::default(),
+            Arc::new(clock::SystemClock),
+        )?;
+        let started = Instant::now();
+        let parsed = wire::parse_ndjson(&text).map_err(|p| anyhow::anyhow!("{p:?}"))?;
+        let mut parsed = parsed.into_iter();
+        loop {
+            let batch: Vec<domain::NewEvent> = parsed.by_ref().take(1000).collect();
+            if batch.is_empty() {
+                break;
+            }
+            store.ingest(batch).await?;
+        }
+        load.push(started.elapsed().as_secs_f64());
+    }
+    let load = median(load);
+    println!(
+        "load into SQLite, synchronous=full (median of 3): {load:.3} s = {:.0} events/s",
+        events as f64 / load
+    );
+    println!(
+        "generate + load (what `pipewright demo` waits for): {:.2} s",
+        generate + load
+    );
+    let engine = example_engine()?;
+    let started = Instant::now();
+    let s = company::simulate(
+        &model,
+        &engine,
+        domain::Timestamp::from_millis(1_767_225_600_000),
+        90,
+        180,
+    );
+    println!(
+        "simulate, 90 + 180 days, both runs: {:.2} s; founder {:.0}% -> {:.0}% of the closed, first follow-up median {:.1} h -> {:.1} h",
+        started.elapsed().as_secs_f64(),
+        s.off.founder_share().unwrap_or_default() * 100.0,
+        s.on.founder_share().unwrap_or_default() * 100.0,
+        s.off.first_follow_up_median_hours.unwrap_or_default(),
+        s.on.first_follow_up_median_hours.unwrap_or_default(),
+    );
     Ok(())
 }
 

@@ -132,7 +132,7 @@ pub async fn import_file(
     Ok(summary)
 }
 
-/// Imports events held in memory (the demo's sample, or a CSV file).
+/// Imports events held in memory (the demo company's history, or a CSV file).
 pub async fn import_text(
     store: &dyn Store,
     text: &str,

@@ -21,9 +21,6 @@ use clock::SystemClock;
 use server::{Application, LogFormat, Settings};
 use store::{Store, TokenRole};
 
-/// The events of a small sample company, loaded by `pipewright demo`.
-const SAMPLE_EVENTS: &str = include_str!("../sample/events.ndjson");
-
 #[derive(Debug, Parser)]
 #[command(
     name = "pipewright",
@@ -50,10 +47,59 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
-    /// Load a small sample company, print an admin token, and serve.
+    /// Load the demo company's year (a founder, a sales manager, four AEs, two SDRs and
+    /// their leads and deals), switch the example playbooks on in dry run, print an admin
+    /// token, and serve. The company is generated into an empty database only.
     Demo {
         #[arg(long)]
         listen: Option<String>,
+        /// The demo company's seed: the same seed and day give the same company.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// How many days of history, ending now.
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+    },
+    /// Write the demo company's history as NDJSON events (to import, or to backtest on).
+    #[command(after_help = COMPANY_HELP)]
+    Company {
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+        /// The history's last moment (RFC 3339 or a date); now by default.
+        #[arg(long)]
+        to: Option<String>,
+        /// A model parameter, as name=value (see `pipewright simulate --help`); repeatable.
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+    },
+    /// Run the demo company forward twice from the same seed, playbooks off and on, and
+    /// compare founder involvement, time to first follow-up, stalls and revenue.
+    #[command(after_help = COMPANY_HELP)]
+    Simulate {
+        /// The playbooks switched on in the second run.
+        #[arg(long, default_value = "playbooks")]
+        playbooks: PathBuf,
+        /// Days compared, after the warm-up.
+        #[arg(long, default_value_t = 180)]
+        days: i64,
+        /// Days both runs share with the playbooks off, so the pipeline is full when they
+        /// are switched on.
+        #[arg(long, default_value_t = 90)]
+        warmup: i64,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// When the warm-up starts (RFC 3339 or a date); 2026-01-01 by default.
+        #[arg(long, default_value = "2026-01-01")]
+        from: String,
+        /// A model parameter, as name=value; repeatable. The parameters and their defaults
+        /// are printed with the results.
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+        /// table or json.
+        #[arg(long, default_value = "table")]
+        format: String,
     },
     /// Import events from an NDJSON or CSV file. Bad lines are reported and skipped.
     #[command(after_help = wire::CSV_COLUMNS_DOC)]
@@ -455,6 +501,27 @@ enum ConfigCommand {
 /// Exit codes: 0 success, 1 failure, 2 usage error (from clap), 3 import finished with
 /// rejected lines, 4 the playbooks have problems.
 const EXIT_REJECTED: u8 = 3;
+
+/// What `company` and `simulate` print after their options.
+const COMPANY_HELP: &str = "The demo company's model and every assumption in it: docs/company.md. \
+Its parameters are printed with the simulation's results and changed with --set name=value.";
+
+/// The demo company's model with a seed and `--set name=value` changes.
+fn model_with(seed: u64, set: &[String]) -> anyhow::Result<company::Model> {
+    let mut model = company::Model {
+        seed,
+        ..company::Model::default()
+    };
+    for change in set {
+        let (name, value) = change
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--set: expected name=value, got {change:?}"))?;
+        model
+            .set(name.trim(), value)
+            .map_err(|e| anyhow::anyhow!("--set: {e}"))?;
+    }
+    Ok(model)
+}
 const EXIT_PLAYBOOK_PROBLEMS: u8 = 4;
 
 fn main() -> ExitCode {
@@ -727,14 +794,67 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             link_to_listen(&mut settings);
             runtime()?.block_on(serve(settings, None))?;
         }
-        Command::Demo { listen } => {
+        Command::Demo { listen, seed, days } => {
             let mut settings = settings(&cli, true)?;
             if let Some(listen) = listen {
                 settings.server.listen = listen.clone();
             }
             init_logging(&settings)?;
             link_to_listen(&mut settings);
-            runtime()?.block_on(serve(settings, Some(SAMPLE_EVENTS)))?;
+            let model = company::Model {
+                seed: *seed,
+                ..company::Model::default()
+            };
+            runtime()?.block_on(serve(settings, Some((model, *days))))?;
+        }
+        Command::Company {
+            seed,
+            days,
+            to,
+            set,
+        } => {
+            let model = model_with(*seed, set)?;
+            let to = match to {
+                Some(t) => server::heroics::moment("to", t)
+                    .map_err(|e| anyhow::anyhow!("--to: {}", e.message))?,
+                None => clock::Clock::now(&SystemClock),
+            };
+            let history = company::history(&model, to, *days);
+            out.write_all(history.ndjson().as_bytes())?;
+        }
+        Command::Simulate {
+            playbooks,
+            days,
+            warmup,
+            seed,
+            from,
+            set,
+            format,
+        } => {
+            if !matches!(format.as_str(), "table" | "json") {
+                anyhow::bail!("--format: expected table or json, got {format:?}");
+            }
+            let model = model_with(*seed, set)?;
+            let from = server::heroics::moment("from", from)
+                .map_err(|e| anyhow::anyhow!("--from: {}", e.message))?;
+            if *days <= 0 || *warmup < 0 {
+                anyhow::bail!("--days must be more than 0 and --warmup 0 or more");
+            }
+            let loaded = playbook::load_dir(playbooks);
+            let Some(set) = loaded.set else {
+                for d in &loaded.diagnostics {
+                    writeln!(out, "{d}")?;
+                }
+                return Ok(ExitCode::from(EXIT_PLAYBOOK_PROBLEMS));
+            };
+            let engine = engine::Engine::new(Arc::new(set));
+            let simulation = company::simulate(&model, &engine, from, *warmup, *days);
+            if format == "json" {
+                serde_json::to_writer_pretty(&mut out, &simulation)?;
+                writeln!(out)?;
+            } else {
+                out.write_all(company::table(&simulation).as_bytes())?;
+            }
         }
         Command::Import {
             file,
@@ -1555,20 +1675,32 @@ async fn explain(
     Ok(())
 }
 
-async fn serve(settings: Settings, sample: Option<&str>) -> anyhow::Result<()> {
+async fn serve(settings: Settings, demo: Option<(company::Model, i64)>) -> anyhow::Result<()> {
     let clock = Arc::new(SystemClock);
     let store = open_store(&settings)?;
-    // Built first so the playbooks are loaded before the sample arrives: its events run
-    // through the rules like any others.
+    // The demo company's history is imported before the playbooks are loaded, as a team
+    // would import its CRM's history before switching them on: the rules act on the
+    // pipeline as it stands now (its due timers fire once serving starts), not on every
+    // event of the past year.
+    let loaded = match &demo {
+        Some((model, days)) if store.events_after(0, 1).await?.is_empty() => {
+            let started = std::time::Instant::now();
+            let history = company::history(model, clock::Clock::now(&*clock), *days);
+            let summary = import::import_text(&*store, &history.ndjson(), false, 1000).await?;
+            Some((history, summary, started.elapsed()))
+        }
+        _ => None,
+    };
     let app = Application::with_store(&settings, store, clock).await?;
-    let demo = match sample {
-        Some(sample) => {
-            let store = &*app.state().store;
-            let summary = import::import_text(store, sample, false, 1000).await?;
+    let showcase = loaded
+        .as_ref()
+        .and_then(|(h, _, _)| h.quiet.first().cloned());
+    let demo = match demo {
+        Some(_) => {
             let token = server::generate_token("demo", TokenRole::Admin)
                 .context("no randomness available")?;
-            store.create_token(token.stored).await?;
-            Some((summary, token.secret))
+            app.state().store.create_token(token.stored).await?;
+            Some(token.secret)
         }
         None => None,
     };
@@ -1578,30 +1710,55 @@ async fn serve(settings: Settings, sample: Option<&str>) -> anyhow::Result<()> {
         .rsplit_once(':')
         .map_or("127.0.0.1", |(h, _)| h);
     let base = format!("http://{host}:{}", app.port());
-    if let Some((summary, secret)) = demo {
-        println!(
-            "Sample company loaded into {}: {} new events, {} already there.",
-            settings.database.url, summary.imported, summary.duplicates
-        );
-        match app.state().store.engine() {
-            Some(engine) => {
-                let decided = app.state().store.effects(None, 10_000).await?.len();
+    if let Some(secret) = demo {
+        match loaded {
+            Some((history, summary, took)) => {
+                let o = &history.outcome;
+                let pct = |s: Option<f64>| s.map_or("-".into(), |s| format!("{:.0}%", s * 100.0));
                 println!(
-                    "Playbooks {} (version {}) ran on it: {decided} effects decided so far; due timers fire once serving starts.",
-                    settings.engine.playbooks.display(),
-                    engine.version()
+                    "Demo company loaded into {} in {:.1} s: {} events from {} to {}.",
+                    settings.database.url,
+                    took.as_secs_f64(),
+                    summary.imported,
+                    &history.from.to_string()[..10],
+                    &history.to.to_string()[..10],
+                );
+                println!(
+                    "  {} leads, {} deals ({} closed, {} won); the founder stepped in on {} of the closed deals, a key person on {}.",
+                    o.leads,
+                    o.deals,
+                    o.closed,
+                    o.won,
+                    pct(o.founder_share()),
+                    pct(o.key_person_share()),
                 );
             }
+            None => println!(
+                "{} already holds events: serving it as it is (delete it for a fresh demo company).",
+                settings.database.url
+            ),
+        }
+        match app.state().store.engine() {
+            Some(engine) => println!(
+                "Playbooks {} (version {}) are on, delivering in dry run: the open pipeline's due timers fire now; see the outbox and the exceptions inbox.",
+                settings.engine.playbooks.display(),
+                engine.version()
+            ),
             None => println!(
                 "No playbooks at {}: no rules run.",
                 settings.engine.playbooks.display()
             ),
         }
         println!("Admin token for this demo: {secret}");
+        let auth = format!("curl -H 'Authorization: Bearer {secret}'");
         println!("Try:");
-        println!("  curl -H 'Authorization: Bearer {secret}' {base}/api/v1/deals");
-        println!("  curl -H 'Authorization: Bearer {secret}' {base}/api/v1/deals/D-1003");
-        println!("  curl -H 'Authorization: Bearer {secret}' {base}/api/v1/deals/D-1003/explain");
+        println!("  {auth} '{base}/api/v1/reports/heroics?format=table'");
+        println!("  {auth} {base}/api/v1/outbox");
+        println!("  {auth} {base}/api/v1/exceptions");
+        if let Some(deal) = showcase {
+            println!("  {auth} {base}/api/v1/deals/{deal}/explain   # quiet since its demo");
+        }
+        println!("  {auth} {base}/api/v1/deals");
         println!("  curl {base}/api/v1/openapi.json");
     }
     println!("listening on {base}");

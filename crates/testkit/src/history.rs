@@ -14,37 +14,7 @@
 
 use domain::{MILLIS_PER_DAY, Timestamp};
 
-/// A small, fast, seeded generator (SplitMix64): the same seed gives the same history.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    pub fn chance(&mut self, p: f64) -> bool {
-        self.unit() < p
-    }
-
-    /// Uniform in `[lo, hi)`.
-    pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + (self.unit() * (hi - lo) as f64) as i64
-    }
-}
+pub use company::Rng;
 
 /// The company's parameters.
 #[derive(Debug, Clone)]

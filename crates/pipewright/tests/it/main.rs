@@ -74,8 +74,14 @@ impl Server {
 
     /// Runs `pipewright ARGS` and waits until it prints the address it listens on.
     pub fn run(args: &[&str]) -> Server {
-        let mut child = bin()
-            .args(args)
+        let mut cmd = bin();
+        cmd.args(args);
+        Self::spawn(cmd)
+    }
+
+    /// Runs the command and waits until it prints the address it listens on.
+    pub fn spawn(mut cmd: Command) -> Server {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
