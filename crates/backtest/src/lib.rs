@@ -122,21 +122,24 @@ pub fn run_with(
     progress: &mut dyn FnMut(u64),
 ) -> Report {
     let engine = engine::Engine::new(Arc::clone(&set));
-    let mut replay = engine::replay::Replay::new(&engine);
-    let mut done = 0u64;
-    for e in events.iter().take_while(|e| e.occurred_at < o.to) {
-        replay.event(e);
-        done += 1;
-        if done.is_multiple_of(10_000) {
-            progress(done);
-        }
-    }
-    progress(done);
-    replay.advance(Timestamp::from_millis(o.to.as_millis() - 1));
-    let stats = replay.stats();
+    let history: &[Event] = {
+        let end = events.partition_point(|e| e.occurred_at < o.to);
+        &events[..end]
+    };
+    // One replay per core, each holding its share of the records (`engine::replay::parallel`).
+    let shards = std::thread::available_parallelism().map_or(1, usize::from);
+    let (decided, stats) = engine::replay::parallel(
+        &engine,
+        history,
+        Timestamp::from_millis(o.to.as_millis() - 1),
+        shards,
+        progress,
+    );
+    progress(history.len() as u64);
     // One firing per rule, record and moment.
     let mut firings: BTreeMap<(&str, &str), BTreeSet<(Timestamp, String)>> = BTreeMap::new();
-    for (at, e) in replay.decided() {
+    for (at, e) in &decided {
+        let at = *at;
         if o.from.is_some_and(|f| at < f) || at >= o.to {
             continue;
         }

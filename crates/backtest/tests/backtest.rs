@@ -224,3 +224,44 @@ fn two_playbook_versions_are_compared_rule_by_rule_and_record_by_record() {
     assert_eq!(backtest::compare(&before, &before), []);
     assert_eq!(backtest::compare_table(&[]), "no rule fires differently\n");
 }
+
+/// The replay shards a backtest runs on (one per core) decide exactly what one replay decides,
+/// in the same order: the demo company's year with the example playbooks, in 1, 2 and 3
+/// shards.
+#[test]
+fn sharded_replays_decide_what_one_replay_decides_in_its_order() {
+    let to = Timestamp::from_millis(1_796_083_200_000);
+    let history = company::history(&company::Model::default(), to, 365);
+    let events: Vec<Event> = history
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let new = wire::parse_one(l).unwrap();
+            let at = new.occurred_at;
+            new.stamp(EventId(uuid::Uuid::from_u128(i as u128 + 1)), at)
+        })
+        .collect();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../playbooks");
+    let engine = engine::Engine::new(Arc::new(playbook::load_dir(&dir).set.unwrap()));
+    let mut one = engine::replay::Replay::new(&engine);
+    for e in &events {
+        one.event(e);
+    }
+    one.advance(to);
+    let expected: Vec<(Timestamp, engine::Effect)> =
+        one.decided().map(|(at, e)| (at, e.clone())).collect();
+    assert!(expected.len() > 200, "{} effects", expected.len());
+    let rules: std::collections::BTreeSet<&str> =
+        expected.iter().map(|(_, e)| e.rule.as_str()).collect();
+    assert!(rules.len() >= 5, "{rules:?}");
+    for shards in [1, 2, 3] {
+        let mut told = Vec::new();
+        let (decided, stats) =
+            engine::replay::parallel(&engine, &events, to, shards, &mut |n| told.push(n));
+        assert_eq!(decided, expected, "{shards} shards");
+        assert_eq!(stats.events, one.stats().events);
+        assert_eq!(stats.timers, one.stats().timers, "{shards} shards");
+        assert!(told.windows(2).all(|w| w[0] < w[1]) && !told.is_empty());
+    }
+}

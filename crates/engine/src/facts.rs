@@ -1,6 +1,7 @@
 //! The facts conditions read, as CEL values. Times are epoch milliseconds (integers), so `now`
 //! and every `*_at` fact compare directly; durations are in days (`days_in_stage`, …).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -34,14 +35,6 @@ fn text(s: Option<&str>) -> Value {
     s.map_or(Value::Null, |s| Value::String(Arc::new(s.to_owned())))
 }
 
-fn time(t: Option<Timestamp>) -> Value {
-    t.map_or(Value::Null, |t| Value::Int(t.as_millis()))
-}
-
-fn int(n: Option<i64>) -> Value {
-    n.map_or(Value::Null, Value::Int)
-}
-
 fn fields(f: &FieldMap) -> Value {
     map(f.iter().map(|(k, v)| (k.as_str(), json(v))))
 }
@@ -55,132 +48,177 @@ fn strings<'a>(items: impl IntoIterator<Item = &'a str>) -> Value {
     ))
 }
 
-/// `assigned_at`, `assigned_by` (the routing rule) and `first_touch_at` of the current owner.
-fn assignment(a: Option<&domain::Assignment>) -> [(&'static str, Value); 3] {
-    [
-        ("assigned_at", time(a.map(|a| a.at))),
-        ("assigned_by", text(a.and_then(|a| a.by.as_deref()))),
-        ("first_touch_at", time(a.and_then(|a| a.first_touch_at))),
-    ]
+/// One fact as the rules see it: a scalar, read without building anything, or a list or map.
+#[derive(Debug)]
+pub(crate) enum Fact<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(Cow<'a, str>),
+    /// A list or a map, as CEL holds it.
+    Value(Value),
 }
 
-fn engagement(e: &Engagement) -> Vec<(&'static str, Value)> {
-    let objections = e
-        .objections
-        .iter()
-        .map(|o| {
-            let kind = serde_json::to_value(o.kind).unwrap_or_default();
-            map([("kind", json(&kind)), ("at", Value::Int(o.at.as_millis()))])
-        })
-        .collect();
-    vec![
-        ("last_activity_at", time(e.last_activity_at)),
-        ("last_inbound_at", time(e.last_inbound_at)),
-        ("last_outbound_at", time(e.last_outbound_at)),
-        ("emails_sent", Value::Int(e.emails_sent.into())),
-        ("emails_received", Value::Int(e.emails_received.into())),
-        ("meetings_booked", Value::Int(e.meetings_booked.into())),
-        ("meetings_held", Value::Int(e.meetings_held.into())),
-        ("calls", Value::Int(e.calls.into())),
-        ("notes", Value::Int(e.notes.into())),
-        ("content_views", Value::Int(e.content_views.into())),
-        ("objections", Value::List(Arc::new(objections))),
-    ]
+impl Fact<'_> {
+    pub(crate) fn cel(self) -> Value {
+        match self {
+            Fact::Null => Value::Null,
+            Fact::Bool(b) => Value::Bool(b),
+            Fact::Int(i) => Value::Int(i),
+            Fact::Float(f) => Value::Float(f),
+            Fact::Str(s) => Value::String(Arc::new(s.into_owned())),
+            Fact::Value(v) => v,
+        }
+    }
+}
+
+fn s(t: Option<&str>) -> Fact<'_> {
+    t.map_or(Fact::Null, |t| Fact::Str(Cow::Borrowed(t)))
+}
+
+fn t(at: Option<Timestamp>) -> Fact<'static> {
+    at.map_or(Fact::Null, |at| Fact::Int(at.as_millis()))
+}
+
+fn n(v: Option<i64>) -> Fact<'static> {
+    v.map_or(Fact::Null, Fact::Int)
+}
+
+/// A fact of the engagement both deals and leads have.
+fn engagement<'a>(e: &'a Engagement, name: &str) -> Option<Fact<'a>> {
+    Some(match name {
+        "last_activity_at" => t(e.last_activity_at),
+        "last_inbound_at" => t(e.last_inbound_at),
+        "last_outbound_at" => t(e.last_outbound_at),
+        "emails_sent" => Fact::Int(e.emails_sent.into()),
+        "emails_received" => Fact::Int(e.emails_received.into()),
+        "meetings_booked" => Fact::Int(e.meetings_booked.into()),
+        "meetings_held" => Fact::Int(e.meetings_held.into()),
+        "calls" => Fact::Int(e.calls.into()),
+        "notes" => Fact::Int(e.notes.into()),
+        "content_views" => Fact::Int(e.content_views.into()),
+        "objections" => Fact::Value(Value::List(Arc::new(
+            e.objections
+                .iter()
+                .map(|o| {
+                    let kind = serde_json::to_value(o.kind).unwrap_or_default();
+                    map([("kind", json(&kind)), ("at", Value::Int(o.at.as_millis()))])
+                })
+                .collect(),
+        ))),
+        _ => return None,
+    })
+}
+
+/// `assigned_at`, `assigned_by` (the routing rule) and `first_touch_at` of the current owner.
+fn assignment<'a>(a: Option<&'a domain::Assignment>, name: &str) -> Option<Fact<'a>> {
+    Some(match name {
+        "assigned_at" => t(a.map(|a| a.at)),
+        "assigned_by" => s(a.and_then(|a| a.by.as_deref())),
+        "first_touch_at" => t(a.and_then(|a| a.first_touch_at)),
+        _ => return None,
+    })
+}
+
+/// One fact of `playbook::DEAL_FACTS` for a deal; `f` its facts at the moment asked about.
+pub(crate) fn deal_fact<'a>(d: &'a Deal, f: &DealFacts, name: &str) -> Option<Fact<'a>> {
+    Some(match name {
+        "id" => s(Some(d.id.as_str())),
+        "name" => s(d.name.as_deref()),
+        "pipeline" => s(d.pipeline.as_deref()),
+        "stage" => s(d.stage.as_ref().map(|s| s.as_str())),
+        "status" => Fact::Str(Cow::Borrowed(match d.status {
+            domain::DealStatus::Open => "open",
+            domain::DealStatus::Won => "won",
+            domain::DealStatus::Lost => "lost",
+        })),
+        "owner" => s(d.owner.as_ref().map(|o| o.as_str())),
+        "amount" => d.amount.map_or(Fact::Null, |m| Fact::Float(m.major())),
+        "currency" => d.amount.map_or(Fact::Null, |m| {
+            Fact::Str(Cow::Owned(m.currency.as_str().to_owned()))
+        }),
+        "close_date" => d
+            .close_date
+            .map_or(Fact::Null, |c| Fact::Str(Cow::Owned(c.to_string()))),
+        "close_date_pushes" => Fact::Int(d.close_date_pushes.into()),
+        "account" => s(d.account.as_ref().map(|a| a.as_str())),
+        "lead" => s(d.lead.as_ref().map(|l| l.as_str())),
+        "contacts" => Fact::Value(strings(d.contacts.iter().map(|c| c.as_str()))),
+        "stakeholders" => Fact::Value(strings(d.stakeholders.iter().map(|c| c.as_str()))),
+        "fields" => Fact::Value(fields(&d.fields)),
+        "created_at" => t(d.created_at),
+        "closed_at" => t(d.closed_at),
+        "days_in_stage" => n(f.days_in_stage),
+        "days_since_activity" => n(f.days_since_activity),
+        "days_open" => n(f.days_open),
+        "interventions" => Fact::Value(Value::List(Arc::new(
+            d.interventions
+                .iter()
+                .map(|i| {
+                    map([
+                        ("person", text(Some(i.person.as_str()))),
+                        ("reason", text(Some(&i.reason))),
+                        ("at", Value::Int(i.at.as_millis())),
+                    ])
+                })
+                .collect(),
+        ))),
+        // The latest move a gate refused: {stage, unmet, at}.
+        "blocked" => Fact::Value(d.blocked_moves.last().map_or(Value::Null, |b| {
+            map([
+                ("stage", text(Some(b.stage.as_str()))),
+                ("unmet", strings(b.unmet.iter().map(String::as_str))),
+                ("at", Value::Int(b.at.as_millis())),
+            ])
+        })),
+        other => {
+            return engagement(&d.engagement, other)
+                .or_else(|| assignment(d.assignment.as_ref(), other));
+        }
+    })
+}
+
+/// One fact of `playbook::LEAD_FACTS` for a lead at `now`.
+pub(crate) fn lead_fact<'a>(l: &'a Lead, now: Timestamp, name: &str) -> Option<Fact<'a>> {
+    Some(match name {
+        "id" => s(Some(l.id.as_str())),
+        "name" => s(l.name.as_deref()),
+        "email" => s(l.email.as_deref()),
+        "company" => s(l.company.as_deref()),
+        "title" => s(l.title.as_deref()),
+        "origin" => s(l.origin.as_deref()),
+        "owner" => s(l.owner.as_ref().map(|o| o.as_str())),
+        "status" => s(l.status.as_deref()),
+        "converted_to" => s(l.converted_to.as_ref().map(|d| d.as_str())),
+        "fields" => Fact::Value(fields(&l.fields)),
+        "created_at" => t(l.created_at),
+        "days_since_activity" => n(l
+            .engagement
+            .last_activity_at
+            .or(l.created_at)
+            .map(|t| t.days_until(now))),
+        "days_since_created" => n(l.created_at.map(|t| t.days_until(now))),
+        other => {
+            return engagement(&l.engagement, other)
+                .or_else(|| assignment(l.assignment.as_ref(), other));
+        }
+    })
 }
 
 /// Every fact in `playbook::DEAL_FACTS`, for one deal at `now`.
 pub fn deal(d: &Deal, now: Timestamp) -> Value {
     let f = DealFacts::at(d, now);
-    let status = serde_json::to_value(d.status).unwrap_or_default();
-    let interventions = d
-        .interventions
+    map(playbook::DEAL_FACTS
         .iter()
-        .map(|i| {
-            map([
-                ("person", text(Some(i.person.as_str()))),
-                ("reason", text(Some(&i.reason))),
-                ("at", Value::Int(i.at.as_millis())),
-            ])
-        })
-        .collect();
-    let mut entries = vec![
-        ("id", text(Some(d.id.as_str()))),
-        ("name", text(d.name.as_deref())),
-        ("pipeline", text(d.pipeline.as_deref())),
-        ("stage", text(d.stage.as_ref().map(|s| s.as_str()))),
-        ("status", json(&status)),
-        ("owner", text(d.owner.as_ref().map(|o| o.as_str()))),
-        (
-            "amount",
-            d.amount.map_or(Value::Null, |m| Value::Float(m.major())),
-        ),
-        (
-            "currency",
-            text(d.amount.map(|m| m.currency).as_ref().map(|c| c.as_str())),
-        ),
-        (
-            "close_date",
-            text(d.close_date.map(|c| c.to_string()).as_deref()),
-        ),
-        ("close_date_pushes", Value::Int(d.close_date_pushes.into())),
-        ("account", text(d.account.as_ref().map(|a| a.as_str()))),
-        ("lead", text(d.lead.as_ref().map(|l| l.as_str()))),
-        ("contacts", strings(d.contacts.iter().map(|c| c.as_str()))),
-        (
-            "stakeholders",
-            strings(d.stakeholders.iter().map(|c| c.as_str())),
-        ),
-        ("fields", fields(&d.fields)),
-        ("created_at", time(d.created_at)),
-        ("closed_at", time(d.closed_at)),
-        ("days_in_stage", int(f.days_in_stage)),
-        ("days_since_activity", int(f.days_since_activity)),
-        ("days_open", int(f.days_open)),
-        ("interventions", Value::List(Arc::new(interventions))),
-        // The latest move a gate refused: {stage, unmet, at}.
-        (
-            "blocked",
-            d.blocked_moves.last().map_or(Value::Null, |b| {
-                map([
-                    ("stage", text(Some(b.stage.as_str()))),
-                    ("unmet", strings(b.unmet.iter().map(String::as_str))),
-                    ("at", Value::Int(b.at.as_millis())),
-                ])
-            }),
-        ),
-    ];
-    entries.extend(engagement(&d.engagement));
-    entries.extend(assignment(d.assignment.as_ref()));
-    map(entries)
+        .filter_map(|name| Some((*name, deal_fact(d, &f, name)?.cel()))))
 }
 
 /// Every fact in `playbook::LEAD_FACTS`, for one lead at `now`.
 pub fn lead(l: &Lead, now: Timestamp) -> Value {
-    let last = l.engagement.last_activity_at.or(l.created_at);
-    let mut entries = vec![
-        ("id", text(Some(l.id.as_str()))),
-        ("name", text(l.name.as_deref())),
-        ("email", text(l.email.as_deref())),
-        ("company", text(l.company.as_deref())),
-        ("title", text(l.title.as_deref())),
-        ("origin", text(l.origin.as_deref())),
-        ("owner", text(l.owner.as_ref().map(|o| o.as_str()))),
-        ("status", text(l.status.as_deref())),
-        (
-            "converted_to",
-            text(l.converted_to.as_ref().map(|d| d.as_str())),
-        ),
-        ("fields", fields(&l.fields)),
-        ("created_at", time(l.created_at)),
-        ("days_since_activity", int(last.map(|t| t.days_until(now)))),
-        (
-            "days_since_created",
-            int(l.created_at.map(|t| t.days_until(now))),
-        ),
-    ];
-    entries.extend(engagement(&l.engagement));
-    entries.extend(assignment(l.assignment.as_ref()));
-    map(entries)
+    map(playbook::LEAD_FACTS
+        .iter()
+        .filter_map(|name| Some((*name, lead_fact(l, now, name)?.cel()))))
 }
 
 /// The record's facts, for deals and leads (the records rules act on).

@@ -8,6 +8,7 @@
 //! answer from the same inputs.
 
 pub mod facts;
+mod native;
 pub mod replay;
 pub mod routing;
 pub mod sequence;
@@ -20,6 +21,8 @@ use sha2::{Digest, Sha256};
 
 use domain::{DealStatus, Event, EventType, Record, RecordKey, Role, Stage, Timestamp};
 use playbook::{Action, AssetChoice, PlaybookSet, Reentry, Rule, Trigger};
+
+pub use native::Native;
 
 /// A rule's memory of one record: what the re-entry policies need.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,6 +187,8 @@ pub struct Engine {
     by_event: HashMap<EventType, Vec<RuleRef>>,
     timed: Vec<RuleRef>,
     by_id: HashMap<String, RuleRef>,
+    /// Each rule's condition compiled for the first look, where it compiles.
+    natives: Vec<Vec<Option<Native>>>,
 }
 
 impl Engine {
@@ -204,11 +209,25 @@ impl Engine {
                 }
             }
         }
+        let natives = set
+            .playbooks
+            .iter()
+            .map(|p| {
+                p.rules
+                    .iter()
+                    .map(|r| {
+                        let c = r.condition.as_ref()?;
+                        Native::compile(&c.program, r.record.as_str())
+                    })
+                    .collect()
+            })
+            .collect();
         Self {
             set,
             by_event,
             timed,
             by_id,
+            natives,
         }
     }
 
@@ -219,6 +238,10 @@ impl Engine {
     /// The playbooks the engine runs: their assets and templates render its effects.
     pub fn playbooks(&self) -> &Arc<PlaybookSet> {
         &self.set
+    }
+
+    fn native(&self, at: RuleRef) -> Option<&Native> {
+        self.natives[at.playbook][at.rule].as_ref()
     }
 
     fn rule(&self, at: RuleRef) -> (&str, &Rule) {
@@ -232,30 +255,31 @@ impl Engine {
     pub fn on_event(&self, event: &Event, record: &Record, memory: &mut Memory) -> Vec<Effect> {
         let now = event.occurred_at;
         let mut out = Vec::new();
-        let key = record.key();
-        // The record's and the event's facts are built once, for every rule that reads them.
+        let kind = record.kind();
+        let rules = self
+            .by_event
+            .get(&event.event_type())
+            .map_or(&[][..], Vec::as_slice);
+        if !rules.iter().any(|at| self.rule(*at).1.record == kind) {
+            return out;
+        }
+        // The record's and the event's facts are made once, for every rule that reads them.
+        let instance = Instance::Event(event);
         let mut seen = Seen::default();
-        for at in self.by_event.get(&event.event_type()).into_iter().flatten() {
+        for at in rules {
             let (playbook, rule) = self.rule(*at);
-            if rule.record != key.kind {
+            if rule.record != kind {
                 continue;
             }
-            let instance = format!("event {}", event.id);
-            let trigger = format!(
-                "event {} ({}:{})",
-                event.event_type(),
-                event.source,
-                event.source_id
-            );
             self.decide(
                 playbook,
                 rule,
+                self.native(*at),
                 record,
                 Some(event),
                 memory,
                 now,
                 &instance,
-                trigger,
                 &mut out,
                 &mut seen,
             );
@@ -319,23 +343,49 @@ impl Engine {
     /// these.
     pub fn arm(&self, record: &Record, now: Timestamp) -> Vec<TimerChange> {
         let key = record.key();
-        self.timed
-            .iter()
-            .map(|at| self.rule(*at).1)
-            .filter(|rule| rule.record == key.kind)
-            .map(|rule| match expected(rule, record, now) {
-                Some((anchor, due)) => TimerChange::Set(Timer {
-                    due,
-                    rule: rule.id.clone(),
-                    record: key.clone(),
-                    anchor,
-                }),
-                None => TimerChange::Cancel {
-                    rule: rule.id.clone(),
-                    record: key.clone(),
-                },
+        self.timers_of(record, now)
+            .map(|(i, expected)| {
+                let rule = self.timed_rule(i).to_owned();
+                match expected {
+                    Some((anchor, due)) => TimerChange::Set(Timer {
+                        due,
+                        rule,
+                        record: key.clone(),
+                        anchor,
+                    }),
+                    None => TimerChange::Cancel {
+                        rule,
+                        record: key.clone(),
+                    },
+                }
             })
             .collect()
+    }
+
+    /// How many timed rules there are: a record's timers can be held by their position.
+    pub fn timed_rules(&self) -> usize {
+        self.timed.len()
+    }
+
+    /// The id of the timed rule at position `i`.
+    pub fn timed_rule(&self, i: usize) -> &str {
+        &self.rule(self.timed[i]).1.id
+    }
+
+    /// [`Engine::arm`] without the allocations: for every timed rule of the record's kind, its
+    /// position and where its timer should be, `(anchor, due)`, or `None` for no timer.
+    pub fn timers_of<'s>(
+        &'s self,
+        record: &'s Record,
+        now: Timestamp,
+    ) -> impl Iterator<Item = (usize, Option<(Timestamp, Timestamp)>)> + 's {
+        let kind = record.kind();
+        self.timed
+            .iter()
+            .enumerate()
+            .map(|(i, at)| (i, self.rule(*at).1))
+            .filter(move |(_, rule)| rule.record == kind)
+            .map(move |(i, rule)| (i, expected(rule, record, now)))
     }
 
     /// A timer came due at `now`. A timer whose anchor no longer matches the record (activity
@@ -347,11 +397,34 @@ impl Engine {
         memory: &mut Memory,
         now: Timestamp,
     ) -> Vec<Effect> {
+        match self.by_id.get(&timer.rule) {
+            Some(at) => self.fire(*at, timer, record, memory, now),
+            None => Vec::new(),
+        }
+    }
+
+    /// [`Engine::on_timer`] for the timed rule at position `i` (see [`Engine::timers_of`]).
+    pub fn on_timed(
+        &self,
+        i: usize,
+        timer: &Timer,
+        record: &Record,
+        memory: &mut Memory,
+        now: Timestamp,
+    ) -> Vec<Effect> {
+        self.fire(self.timed[i], timer, record, memory, now)
+    }
+
+    fn fire(
+        &self,
+        at: RuleRef,
+        timer: &Timer,
+        record: &Record,
+        memory: &mut Memory,
+        now: Timestamp,
+    ) -> Vec<Effect> {
         let mut out = Vec::new();
-        let Some(at) = self.by_id.get(&timer.rule) else {
-            return out;
-        };
-        let (playbook, rule) = self.rule(*at);
+        let (playbook, rule) = self.rule(at);
         let current = match &rule.trigger {
             // Any occurrence of the schedule is current while the record is open; one the
             // schedule no longer has (the playbook changed it) is not.
@@ -365,17 +438,16 @@ impl Engine {
         if !current {
             return out;
         }
-        let instance = format!("timer {}", timer.anchor.as_millis());
-        let trigger = describe(&rule.trigger, timer.anchor);
+        let instance = Instance::Timer(&rule.trigger, timer.anchor);
         self.decide(
             playbook,
             rule,
+            self.native(at),
             record,
             None,
             memory,
             now,
             &instance,
-            trigger,
             &mut out,
             &mut Seen::default(),
         );
@@ -387,7 +459,22 @@ impl Engine {
     /// ran are not made up one by one. The other triggers start a new instance only when the
     /// record changes.
     pub fn follow_up(&self, fired: &Timer, record: &Record, now: Timestamp) -> Option<Timer> {
-        let (_, rule) = self.rule(*self.by_id.get(&fired.rule)?);
+        self.follow(*self.by_id.get(&fired.rule)?, fired, record, now)
+    }
+
+    /// [`Engine::follow_up`] for the timed rule at position `i`.
+    pub fn follow_timed(
+        &self,
+        i: usize,
+        fired: &Timer,
+        record: &Record,
+        now: Timestamp,
+    ) -> Option<Timer> {
+        self.follow(self.timed[i], fired, record, now)
+    }
+
+    fn follow(&self, at: RuleRef, fired: &Timer, record: &Record, now: Timestamp) -> Option<Timer> {
+        let (_, rule) = self.rule(at);
         let Trigger::Schedule(schedule) = &rule.trigger else {
             return None;
         };
@@ -475,12 +562,12 @@ impl Engine {
         &self,
         playbook: &str,
         rule: &Rule,
+        native: Option<&Native>,
         record: &Record,
         event: Option<&Event>,
         memory: &mut Memory,
         now: Timestamp,
-        instance: &str,
-        trigger: String,
+        instance: &Instance<'_>,
         out: &mut Vec<Effect>,
         seen: &mut Seen,
     ) {
@@ -501,12 +588,42 @@ impl Engine {
         }
         let mut saw = BTreeMap::new();
         if let Some(condition) = &rule.condition {
-            let (result, read) = evaluate(condition, record, event, now, seen);
-            saw = read;
-            match result {
-                Ok(true) => {}
-                // A condition that cannot be evaluated does not fire; `explain` shows why.
-                Ok(false) | Err(_) => return,
+            // The first look decides most conditions without CEL; CEL decides the rest.
+            let first = native.and_then(|native| {
+                let event_facts = if native.reads_event() {
+                    seen.event
+                        .get_or_insert_with(|| event.map(facts::event))
+                        .as_ref()
+                } else {
+                    None
+                };
+                let mut look = native::Look {
+                    record,
+                    event: event_facts,
+                    now,
+                    deal_facts: None,
+                };
+                native.look(&mut look)
+            });
+            match first {
+                Some(false) => return,
+                Some(true) => {
+                    saw = native::saw(
+                        condition,
+                        record,
+                        seen.event.as_ref().and_then(Option::as_ref),
+                        now,
+                    )
+                }
+                None => {
+                    let (result, read) = evaluate(condition, record, event, now, seen);
+                    saw = read;
+                    match result {
+                        Ok(true) => {}
+                        // A condition that cannot be evaluated does not fire; `explain` shows why.
+                        Ok(false) | Err(_) => return,
+                    }
+                }
             }
         }
         memory.insert(
@@ -517,6 +634,7 @@ impl Engine {
                 stage_entered_at: entered,
             },
         );
+        let (instance, trigger) = (instance.key(), instance.trigger());
         let trace = Trace {
             why: rule.why.clone(),
             trigger,
@@ -531,7 +649,7 @@ impl Engine {
                 _ => now,
             };
             out.push(Effect {
-                key: idempotency_key(&rule.id, &key, instance, index, &self.set.version),
+                key: idempotency_key(&rule.id, &key, &instance, index, &self.set.version),
                 playbook: playbook.to_owned(),
                 rule: rule.id.clone(),
                 version: self.set.version.clone(),
@@ -618,7 +736,10 @@ impl cel::context::VariableResolver for Bound {
 /// reports) and bound for CEL.
 #[derive(Default)]
 struct Seen {
-    facts: Option<(Option<cel::Value>, Option<cel::Value>, Bound)>,
+    /// The event's facts, made once per event.
+    event: Option<Option<cel::Value>>,
+    /// The record's facts and their binding for CEL.
+    record: Option<(Option<cel::Value>, Bound)>,
 }
 
 fn bind(value: Option<&cel::Value>) -> Option<Val> {
@@ -635,16 +756,16 @@ fn evaluate(
     seen: &mut Seen,
 ) -> (Result<bool, String>, BTreeMap<String, serde_json::Value>) {
     let mut saw = BTreeMap::new();
-    let (facts, event_facts, bound) = seen.facts.get_or_insert_with(|| {
+    let event_facts = seen.event.get_or_insert_with(|| event.map(facts::event));
+    let (facts, bound) = seen.record.get_or_insert_with(|| {
         let facts = facts::record(record, now);
-        let event_facts = event.map(facts::event);
         let bound = Bound {
             kind: record.kind().as_str(),
             record: bind(facts.as_ref()),
             event: bind(event_facts.as_ref()),
             now: bind(Some(&cel::Value::Int(now.as_millis()))).expect("an integer binds"),
         };
-        (facts, event_facts, bound)
+        (facts, bound)
     });
     let Some(facts) = facts.as_ref() else {
         return (Err("rules read deals and leads only".into()), saw);
@@ -672,6 +793,17 @@ fn evaluate(
         Err(e) => Err(e.to_string()),
     };
     (result, saw)
+}
+
+/// What CEL gives for a condition over a record (and the event that triggered it) at `now`:
+/// the answer every effect is decided by.
+pub fn evaluate_condition(
+    condition: &playbook::Condition,
+    record: &Record,
+    event: Option<&Event>,
+    now: Timestamp,
+) -> Result<bool, String> {
+    evaluate(condition, record, event, now, &mut Seen::default()).0
 }
 
 /// Whether a condition (a sequence's goal) holds for a record at `now`; one that cannot be
@@ -756,6 +888,31 @@ fn expected(rule: &Rule, record: &Record, now: Timestamp) -> Option<(Timestamp, 
 }
 
 /// A trigger instance, for why-traces: the trigger and the moment it counts from.
+/// What triggered a decision: its part of the effect's key and its words in the trace, made
+/// only for a rule that acts.
+enum Instance<'a> {
+    Event(&'a Event),
+    Timer(&'a Trigger, Timestamp),
+}
+
+impl Instance<'_> {
+    fn key(&self) -> String {
+        match self {
+            Instance::Event(e) => format!("event {}", e.id),
+            Instance::Timer(_, anchor) => format!("timer {}", anchor.as_millis()),
+        }
+    }
+
+    fn trigger(&self) -> String {
+        match self {
+            Instance::Event(e) => {
+                format!("event {} ({}:{})", e.event_type(), e.source, e.source_id)
+            }
+            Instance::Timer(trigger, anchor) => describe(trigger, *anchor),
+        }
+    }
+}
+
 fn describe(trigger: &Trigger, anchor: Timestamp) -> String {
     match trigger {
         Trigger::Event(_) => trigger.to_string(),

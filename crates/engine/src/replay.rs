@@ -11,32 +11,68 @@
 //! sequence engine (a `start_sequence` is an effect, its steps are not run), routing choices
 //! (an `assign_owner` is decided without a member chosen) and delivery — the changes that
 //! deliveries make to records are events in a stored log, and replayed as such.
+//!
+//! What is decided for a record depends on its own events only, so [`parallel`] replays
+//! shards of the records on threads of their own and merges what they decided into the order
+//! one replay decides it in. A record's timers are held by timed rule position, with one lazy
+//! entry per record in the queue (see [`Replay`]); conditions get the engine's first look
+//! (`native.rs`) before CEL.
 
-use std::collections::{BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
 
-use domain::{Event, Record, RecordKey, RecordKind, Timestamp};
+use domain::{Event, Record, RecordId, RecordKey, RecordKind, Timestamp};
 
-use crate::{Effect, Engine, Memory, Timer, TimerChange};
+use crate::{Effect, Engine, Memory, Timer};
 
-/// A record as the replay holds it.
+/// A record as the replay holds it, with its pending timers by timed rule position:
+/// `(anchor, due)`, and the key (due, rule rank) of its entry in the queue.
 #[derive(Debug)]
 struct Held {
     record: Record,
     memory: Memory,
+    key: RecordKey,
+    /// The record's id, shared by its entries in the firing order.
+    id: Arc<str>,
+    timers: Vec<Option<(Timestamp, Timestamp)>>,
+    queued: Option<(Timestamp, u32)>,
 }
+
+/// An entry of the queue in firing order — due, then rule and record, as the store orders
+/// timers (`ORDER BY due, rule, record_kind, record_id`) — and the record's position.
+///
+/// A record has one live entry: its earliest timer, or earlier. The queue is lazy. A timer
+/// that moves later (a quiet stretch that activity restarted, the common case) leaves the
+/// entry where it was; when it comes up, the record is queued again at its earliest timer
+/// then. A timer that moves earlier than the entry adds one, and the older entry is dropped
+/// when it comes up. So every pending timer fires at its due time, in the same order as when
+/// every move is applied at once.
+type Due = (Timestamp, u32, &'static str, Arc<str>, u32);
 
 /// The replay's state between inputs.
 #[derive(Debug)]
 pub struct Replay<'e> {
     engine: &'e Engine,
-    records: HashMap<RecordKey, Held>,
-    /// Pending timers in firing order: due, then rule and record (as the store orders them).
-    due: BTreeSet<(Timestamp, String, &'static str, String)>,
-    /// Each record's pending timers, by rule.
-    armed: HashMap<RecordKey, HashMap<String, Timer>>,
+    /// Deals' and leads' positions, by id.
+    deals: HashMap<RecordId, u32, Ids>,
+    leads: HashMap<RecordId, u32, Ids>,
+    held: Vec<Held>,
+    /// The queue of timers, earliest first.
+    due: BinaryHeap<Reverse<Due>>,
+    /// Reused for a record's timer changes.
+    scratch: Vec<(usize, Option<(Timestamp, Timestamp)>)>,
+    /// Each timed rule's rank in the order of rule ids.
+    rank: Vec<u32>,
     effects: Vec<Effect>,
     /// When each effect was decided (its due time may be later: a delayed escalation).
     decided: Vec<Timestamp>,
+    /// Each effect's place in the order of decisions, for merging shards.
+    order: Vec<Order>,
+    /// With shards, the one this replay holds: `(shard, of)`.
+    shard: Option<(u64, u64)>,
+    /// The id in the order of an event's effects (events are ordered by their place).
+    no_id: Arc<str>,
     /// The time of the latest input: the replay never goes back.
     now: Option<Timestamp>,
     events: u64,
@@ -56,114 +92,247 @@ fn rules_apply(kind: RecordKind) -> bool {
     matches!(kind, RecordKind::Deal | RecordKind::Lead)
 }
 
+/// Hashing for the maps of record ids, which only this process reads: a multiply-rotate
+/// over the id's bytes, eight at a time, instead of the default keyed SipHash, which took a
+/// tenth of a replay.
+#[derive(Debug, Default, Clone, Copy)]
+struct Ids;
+
+impl std::hash::BuildHasher for Ids {
+    type Hasher = IdHasher;
+
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(0)
+    }
+}
+
+#[derive(Debug)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The shard a record belongs to, of `of`.
+fn shard_of(kind: RecordKind, id: &RecordId, of: u64) -> u64 {
+    domain::stable_hash(&[kind.as_str(), id.as_str()]) % of
+}
+
 impl<'e> Replay<'e> {
     pub fn new(engine: &'e Engine) -> Self {
+        let n = engine.timed_rules();
+        let mut by_id: Vec<usize> = (0..n).collect();
+        by_id.sort_by(|a, b| engine.timed_rule(*a).cmp(engine.timed_rule(*b)));
+        let mut rank = vec![0; n];
+        for (r, i) in by_id.into_iter().enumerate() {
+            rank[i] = r as u32;
+        }
         Self {
             engine,
-            records: HashMap::new(),
-            due: BTreeSet::new(),
-            armed: HashMap::new(),
+            deals: HashMap::default(),
+            leads: HashMap::default(),
+            held: Vec::new(),
+            due: BinaryHeap::new(),
+            scratch: Vec::new(),
+            rank,
             effects: Vec::new(),
             decided: Vec::new(),
+            order: Vec::new(),
+            shard: None,
+            no_id: Arc::from(""),
             now: None,
             events: 0,
             fired: 0,
         }
     }
 
-    fn set(&mut self, timer: Timer) {
-        // Most re-armings leave a timer where it was (the store rewrites only what moved).
-        if self
-            .armed
-            .get(&timer.record)
-            .and_then(|per| per.get(&timer.rule))
-            == Some(&timer)
-        {
-            return;
-        }
-        let per = self.armed.entry(timer.record.clone()).or_default();
-        if let Some(old) = per.remove(&timer.rule) {
-            self.due.remove(&order(&old));
-        }
-        self.due.insert(order(&timer));
-        per.insert(timer.rule.clone(), timer);
+    fn entry(&self, h: u32, (due, rank): (Timestamp, u32)) -> Due {
+        let held = &self.held[h as usize];
+        (due, rank, held.key.kind.as_str(), Arc::clone(&held.id), h)
     }
 
-    fn cancel(&mut self, rule: String, record: RecordKey) {
-        if let Some(old) = self
-            .armed
-            .get_mut(&record)
-            .and_then(|per| per.remove(&rule))
-        {
-            self.due.remove(&order(&old));
+    fn queue(&mut self, h: u32, at: (Timestamp, u32)) {
+        self.held[h as usize].queued = Some(at);
+        let entry = self.entry(h, at);
+        self.due.push(Reverse(entry));
+    }
+
+    /// A record's earliest timer: its key in firing order and its timed rule.
+    fn earliest(&self, h: u32) -> Option<((Timestamp, u32), usize)> {
+        self.held[h as usize]
+            .timers
+            .iter()
+            .enumerate()
+            .filter_map(|(rule, t)| t.map(|(_, due)| ((due, self.rank[rule]), rule)))
+            .min()
+    }
+
+    /// Sets (or, with `None`, cancels) a record's timer for one timed rule.
+    fn set(&mut self, h: u32, rule: usize, timer: Option<(Timestamp, Timestamp)>) {
+        let held = &mut self.held[h as usize];
+        held.timers[rule] = timer;
+        if let Some((_, due)) = timer {
+            let at = (due, self.rank[rule]);
+            if held.queued.is_none_or(|q| at < q) {
+                self.queue(h, at);
+            }
         }
     }
 
-    fn take(&mut self, rule: &str, record: &RecordKey) -> Option<Timer> {
-        self.armed.get_mut(record)?.remove(rule)
+    fn timer(&self, h: u32, rule: usize) -> Option<Timer> {
+        let held = &self.held[h as usize];
+        let (anchor, due) = held.timers[rule]?;
+        Some(Timer {
+            due,
+            rule: self.engine.timed_rule(rule).to_owned(),
+            record: held.key.clone(),
+            anchor,
+        })
     }
 
     /// Fires, in order, every timer due at or before `until`.
     pub fn advance(&mut self, until: Timestamp) {
-        while let Some(first) = self.due.first().cloned() {
+        while let Some(Reverse(first)) = self.due.peek() {
             if first.0 > until {
                 break;
             }
-            self.due.remove(&first);
-            let (_, rule, kind, id) = first;
-            let (Some(kind), Ok(id)) = (
-                RecordKind::ALL.into_iter().find(|k| k.as_str() == kind),
-                domain::RecordId::parse(id),
-            ) else {
+            let (at, h) = ((first.0, first.1), first.4);
+            self.due.pop();
+            if self.held[h as usize].queued != Some(at) {
+                // Left behind by an entry queued earlier since.
+                continue;
+            }
+            self.held[h as usize].queued = None;
+            let Some((earliest, rule)) = self.earliest(h) else {
                 continue;
             };
-            let key = RecordKey::new(kind, id);
-            let Some(timer) = self.take(&rule, &key) else {
+            if earliest > at {
+                // Its timers moved later since it was queued.
+                self.queue(h, earliest);
+                continue;
+            }
+            let Some(timer) = self.timer(h, rule) else {
                 continue;
             };
+            self.held[h as usize].timers[rule] = None;
             self.fired += 1;
-            let Some(held) = self.records.get_mut(&key) else {
-                continue;
-            };
-            let decided = self
-                .engine
-                .on_timer(&timer, &held.record, &mut held.memory, timer.due);
+            let held = &mut self.held[h as usize];
+            let decided =
+                self.engine
+                    .on_timed(rule, &timer, &held.record, &mut held.memory, timer.due);
+            let held = &self.held[h as usize];
+            let (kind, id) = (held.key.kind.as_str(), &held.id);
+            self.order
+                .extend((0..decided.len() as u32).map(|index| Order {
+                    at: timer.due,
+                    phase: 0,
+                    rank: self.rank[rule],
+                    kind,
+                    id: Arc::clone(id),
+                    event: 0,
+                    index,
+                }));
             self.decided.extend(decided.iter().map(|_| timer.due));
             self.effects.extend(decided);
-            if let Some(next) = self.engine.follow_up(&timer, &held.record, timer.due) {
-                self.set(next);
+            let held = &self.held[h as usize];
+            if let Some(next) = self
+                .engine
+                .follow_timed(rule, &timer, &held.record, timer.due)
+            {
+                self.held[h as usize].timers[rule] = Some((next.anchor, next.due));
+            }
+            if let Some((next, _)) = self.earliest(h) {
+                self.queue(h, next);
             }
         }
         self.now = Some(self.now.map_or(until, |n| n.max(until)));
     }
 
+    /// The position of a record, held from its first event.
+    fn hold(&mut self, kind: RecordKind, id: &RecordId) -> u32 {
+        let at = if kind == RecordKind::Deal {
+            &mut self.deals
+        } else {
+            &mut self.leads
+        };
+        if let Some(&h) = at.get(id) {
+            return h;
+        }
+        let h = self.held.len() as u32;
+        at.insert(id.clone(), h);
+        let key = RecordKey::new(kind, id.clone());
+        let n = self.engine.timed_rules();
+        self.held.push(Held {
+            record: Record::empty(&key),
+            memory: Memory::new(),
+            id: Arc::from(id.as_str()),
+            key,
+            timers: vec![None; n],
+            queued: None,
+        });
+        h
+    }
+
     /// Applies one event, after firing what came due before it. Events must come in
     /// occurrence order; one earlier than an input before it is applied at the later time.
     pub fn event(&mut self, event: &Event) {
+        let seq = self.events;
+        self.events += 1;
+        self.apply(event, seq);
+    }
+
+    /// The event at place `seq` of the input: applied to the records this replay holds.
+    fn apply(&mut self, event: &Event, seq: u64) {
         let at = self
             .now
             .map_or(event.occurred_at, |n| n.max(event.occurred_at));
         self.advance(at);
-        self.events += 1;
-        for key in event.refs.keys() {
-            if !rules_apply(key.kind) {
+        for kind in RecordKind::ALL {
+            let Some(id) = event.refs.get(kind).filter(|_| rules_apply(kind)) else {
+                continue;
+            };
+            if let Some((shard, of)) = self.shard
+                && shard_of(kind, id, of) != shard
+            {
                 continue;
             }
-            let held = self.records.entry(key.clone()).or_insert_with(|| Held {
-                record: Record::empty(&key),
-                memory: Memory::new(),
-            });
+            let h = self.hold(kind, id);
+            let held = &mut self.held[h as usize];
             held.record.apply(event);
             let decided = self.engine.on_event(event, &held.record, &mut held.memory);
+            // By the record's place among the event's references, then as decided.
+            let first = (kind as u32) << 16;
+            for index in 0..decided.len() as u32 {
+                self.order.push(Order {
+                    at,
+                    phase: 1,
+                    rank: 0,
+                    kind: "",
+                    id: Arc::clone(&self.no_id),
+                    event: seq,
+                    index: first | index,
+                });
+            }
             self.decided.extend(decided.iter().map(|_| at));
             self.effects.extend(decided);
-            let changes = self.engine.arm(&held.record, at);
-            for change in changes {
-                match change {
-                    TimerChange::Set(timer) => self.set(timer),
-                    TimerChange::Cancel { rule, record } => self.cancel(rule, record),
-                }
+            let mut changes = std::mem::take(&mut self.scratch);
+            changes.clear();
+            changes.extend(self.engine.timers_of(&self.held[h as usize].record, at));
+            for (rule, timer) in changes.drain(..) {
+                self.set(h, rule, timer);
             }
+            self.scratch = changes;
         }
     }
 
@@ -178,15 +347,26 @@ impl<'e> Replay<'e> {
     }
 
     /// The timers still waiting, in firing order.
-    pub fn waiting(&self) -> Vec<&Timer> {
-        let mut all: Vec<&Timer> = self.armed.values().flat_map(|per| per.values()).collect();
-        all.sort_by_key(|t| order(t));
-        all
+    pub fn waiting(&self) -> Vec<Timer> {
+        let mut all: Vec<(Due, Timer)> = (0..self.held.len() as u32)
+            .flat_map(|h| (0..self.engine.timed_rules()).map(move |rule| (h, rule)))
+            .filter_map(|(h, rule)| {
+                let timer = self.timer(h, rule)?;
+                Some((self.entry(h, (timer.due, self.rank[rule])), timer))
+            })
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all.into_iter().map(|(_, t)| t).collect()
     }
 
     /// A record's state as the replay holds it.
     pub fn record(&self, key: &RecordKey) -> Option<&Record> {
-        self.records.get(key).map(|h| &h.record)
+        let at = match key.kind {
+            RecordKind::Deal => &self.deals,
+            RecordKind::Lead => &self.leads,
+            _ => return None,
+        };
+        at.get(&key.id).map(|&h| &self.held[h as usize].record)
     }
 
     pub fn stats(&self) -> ReplayStats {
@@ -203,15 +383,74 @@ impl<'e> Replay<'e> {
     }
 }
 
-/// A timer's place in firing order, as the store orders due timers (`ORDER BY due, rule,
-/// record_kind, record_id`).
-fn order(t: &Timer) -> (Timestamp, String, &'static str, String) {
-    (
-        t.due,
-        t.rule.clone(),
-        t.record.kind.as_str(),
-        t.record.id.as_str().to_owned(),
-    )
+/// An effect's place in the order a replay decides: by time; at one moment the timers due
+/// then (by rule, then record, as they fire) before the events; events in input order, their
+/// effects in the order decided.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Order {
+    at: Timestamp,
+    phase: u8,
+    rank: u32,
+    kind: &'static str,
+    id: Arc<str>,
+    event: u64,
+    index: u32,
+}
+
+/// Replays `events` (in occurrence order) through `engine` in `shards` replays on threads of
+/// their own, each holding the deals and leads whose stable hash falls to it, then fires the
+/// timers due by `until`. A record's history depends on its own events only, so the shards
+/// decide what one replay would; their effects are merged into the order one replay decides
+/// them in. `progress` is told how many events the first shard (on the calling thread) has
+/// replayed, every 10,000.
+pub fn parallel(
+    engine: &Engine,
+    events: &[Event],
+    until: Timestamp,
+    shards: usize,
+    progress: &mut dyn FnMut(u64),
+) -> (Vec<(Timestamp, Effect)>, ReplayStats) {
+    type Decided = (Vec<(Order, Timestamp, Effect)>, ReplayStats);
+    let of = (shards.max(1) as u64).min(64);
+    let events = &events[..events.partition_point(|e| e.occurred_at <= until)];
+    let run = |shard: u64, progress: &mut dyn FnMut(u64)| -> Decided {
+        let mut r = Replay::new(engine);
+        r.shard = Some((shard, of));
+        for (n, e) in events.iter().enumerate() {
+            r.apply(e, n as u64);
+            if (n + 1) % 10_000 == 0 {
+                progress(n as u64 + 1);
+            }
+        }
+        r.events = events.len() as u64;
+        r.advance(until);
+        let stats = r.stats();
+        let decided = r.order.into_iter().zip(r.decided).zip(r.effects);
+        (decided.map(|((o, at), e)| (o, at, e)).collect(), stats)
+    };
+    // The first shard runs here, telling `progress`; the others on threads of their own.
+    let results: Vec<Decided> = std::thread::scope(|s| {
+        let others: Vec<_> = (1..of)
+            .map(|shard| s.spawn(move || run(shard, &mut |_| {})))
+            .collect();
+        let mut all = vec![run(0, progress)];
+        all.extend(
+            others
+                .into_iter()
+                .map(|h| h.join().expect("a replay shard does not panic")),
+        );
+        all
+    });
+    let mut stats = ReplayStats::default();
+    let mut all = Vec::new();
+    for (decided, s) in results {
+        stats.events = s.events;
+        stats.timers += s.timers;
+        stats.effects += s.effects;
+        all.extend(decided);
+    }
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    (all.into_iter().map(|(_, at, e)| (at, e)).collect(), stats)
 }
 
 /// Replays `events` (in occurrence order) through `engine`, then fires the timers due by
