@@ -123,8 +123,23 @@ pub fn table(s: &Simulation) -> String {
     let pct = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{:.0}%", v * 100.0));
     let hours = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1} h"));
     let points = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) => format!("{:+.0} pts", (b - a) * 100.0),
+        (Some(a), Some(b)) => match ((b - a) * 100.0).round() {
+            0.0 => "0 pts".to_owned(),
+            d => format!("{d:+.0} pts"),
+        },
         _ => String::new(),
+    };
+    let money = |euros: i64| {
+        let currency = domain::Currency::try_from("EUR".to_owned()).ok();
+        currency.map_or_else(
+            || euros.to_string(),
+            |currency| {
+                heroics::render::money(&domain::Money {
+                    minor: euros * 100,
+                    currency,
+                })
+            },
+        )
     };
     let ratio = |a: f64, b: f64| {
         if a > 0.0 {
@@ -194,14 +209,14 @@ pub fn table(s: &Simulation) -> String {
         ],
         [
             "Revenue won in the window".into(),
-            off.revenue.to_string(),
-            on.revenue.to_string(),
+            money(off.revenue),
+            money(on.revenue),
             ratio(off.revenue as f64, on.revenue as f64),
         ],
     ];
-    let _ = writeln!(out, "{:<46} {:>12} {:>12} {:>9}", "", "off", "on", "change");
+    let _ = writeln!(out, "{:<46} {:>14} {:>14} {:>9}", "", "off", "on", "change");
     for [name, a, b, c] in rows {
-        let _ = writeln!(out, "{name:<46} {a:>12} {b:>12} {c:>9}");
+        let _ = writeln!(out, "{name:<46} {a:>14} {b:>14} {c:>9}");
     }
     let _ = writeln!(
         out,
