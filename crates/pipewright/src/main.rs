@@ -63,8 +63,11 @@ enum Command {
     /// Write the demo company's history as NDJSON events (to import, or to backtest on).
     #[command(after_help = COMPANY_HELP)]
     Company {
+        /// The demo company's seed: the same seed, parameters and last moment give the same
+        /// events.
         #[arg(long, default_value_t = 7)]
         seed: u64,
+        /// How many days of history.
         #[arg(long, default_value_t = 365)]
         days: i64,
         /// The history's last moment (RFC 3339 or a date); now by default.
@@ -88,9 +91,10 @@ enum Command {
         /// are switched on.
         #[arg(long, default_value_t = 90)]
         warmup: i64,
+        /// The demo company's seed, the same in both runs.
         #[arg(long, default_value_t = 7)]
         seed: u64,
-        /// When the warm-up starts (RFC 3339 or a date); 2026-01-01 by default.
+        /// When the warm-up starts (RFC 3339 or a date).
         #[arg(long, default_value = "2026-01-01")]
         from: String,
         /// A model parameter, as name=value; repeatable. The parameters and their defaults
