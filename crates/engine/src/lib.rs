@@ -887,7 +887,6 @@ fn expected(rule: &Rule, record: &Record, now: Timestamp) -> Option<(Timestamp, 
     }
 }
 
-/// A trigger instance, for why-traces: the trigger and the moment it counts from.
 /// What triggered a decision: its part of the effect's key and its words in the trace, made
 /// only for a rule that acts.
 enum Instance<'a> {
@@ -913,6 +912,7 @@ impl Instance<'_> {
     }
 }
 
+/// A trigger instance, for why-traces: the trigger and the moment it counts from.
 fn describe(trigger: &Trigger, anchor: Timestamp) -> String {
     match trigger {
         Trigger::Event(_) => trigger.to_string(),

@@ -69,6 +69,9 @@ pub struct Replay<'e> {
     decided: Vec<Timestamp>,
     /// Each effect's place in the order of decisions, for merging shards.
     order: Vec<Order>,
+    /// The keys of the effects decided: one decided again is not kept, as the outbox keeps one
+    /// effect per key.
+    keys: std::collections::HashSet<String>,
     /// With shards, the one this replay holds: `(shard, of)`.
     shard: Option<(u64, u64)>,
     /// The id in the order of an event's effects (events are ordered by their place).
@@ -149,6 +152,7 @@ impl<'e> Replay<'e> {
             effects: Vec::new(),
             decided: Vec::new(),
             order: Vec::new(),
+            keys: std::collections::HashSet::new(),
             shard: None,
             no_id: Arc::from(""),
             now: None,
@@ -228,9 +232,10 @@ impl<'e> Replay<'e> {
             self.held[h as usize].timers[rule] = None;
             self.fired += 1;
             let held = &mut self.held[h as usize];
-            let decided =
+            let mut decided =
                 self.engine
                     .on_timed(rule, &timer, &held.record, &mut held.memory, timer.due);
+            decided.retain(|e| self.keys.insert(e.key.clone()));
             let held = &self.held[h as usize];
             let (kind, id) = (held.key.kind.as_str(), &held.id);
             self.order
@@ -310,7 +315,8 @@ impl<'e> Replay<'e> {
             let h = self.hold(kind, id);
             let held = &mut self.held[h as usize];
             held.record.apply(event);
-            let decided = self.engine.on_event(event, &held.record, &mut held.memory);
+            let mut decided = self.engine.on_event(event, &held.record, &mut held.memory);
+            decided.retain(|e| self.keys.insert(e.key.clone()));
             // By the record's place among the event's references, then as decided.
             let first = (kind as u32) << 16;
             for index in 0..decided.len() as u32 {

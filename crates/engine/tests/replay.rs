@@ -201,3 +201,44 @@ fn replays_are_deterministic() {
     assert_ne!(first[0], first[1]);
     assert_eq!(first, run());
 }
+
+/// A quiet deal's timer fires; an open (not activity) re-arms the same instance, which comes
+/// due again at once and decides the same effect, key and all. The outbox keeps one effect per
+/// key, and so does the replay.
+#[test]
+fn an_instance_that_fires_again_is_decided_once() {
+    let yaml = r#"
+playbook: p
+owner: o
+rules:
+  - id: quiet
+    why: Quiet deals need a nudge.
+    when: { quiet_for: 2d }
+    then:
+      - alert: { to: deal.owner, text: "quiet" }
+"#;
+    let loaded = playbook::load_files(&[(std::path::PathBuf::from("p.yaml"), yaml.to_owned())]);
+    let engine = Engine::new(Arc::new(loaded.set.expect("loads")));
+    let events = [
+        deal_event(
+            1,
+            "deal.created",
+            "2026-11-02T09:00:00Z",
+            r#"{"owner":"sam"}"#,
+        ),
+        deal_event(2, "email.opened", "2026-11-05T09:00:00Z", "{}"),
+        deal_event(3, "email.opened", "2026-11-06T09:00:00Z", "{}"),
+    ];
+    let mut r = engine::replay::Replay::new(&engine);
+    for e in &events {
+        r.event(e);
+    }
+    r.advance(Timestamp::from_millis(1_794_700_000_000));
+    let fired: Vec<&str> = r.decided().map(|(_, e)| e.key.as_str()).collect();
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert!(
+        r.stats().timers >= 2,
+        "the instance came due again: {:?}",
+        r.stats()
+    );
+}
