@@ -122,20 +122,16 @@ pub fn run_with(
     progress: &mut dyn FnMut(u64),
 ) -> Report {
     let engine = engine::Engine::new(Arc::clone(&set));
-    let history: &[Event] = {
-        let end = events.partition_point(|e| e.occurred_at < o.to);
-        &events[..end]
-    };
     // One replay per core, each holding its share of the records (`engine::replay::parallel`).
     let shards = std::thread::available_parallelism().map_or(1, usize::from);
     let (decided, stats) = engine::replay::parallel(
         &engine,
-        history,
+        events,
         Timestamp::from_millis(o.to.as_millis() - 1),
         shards,
         progress,
     );
-    progress(history.len() as u64);
+    progress(stats.events);
     // One firing per rule, record and moment.
     let mut firings: BTreeMap<(&str, &str), BTreeSet<(Timestamp, String)>> = BTreeMap::new();
     for (at, e) in &decided {

@@ -322,17 +322,8 @@ fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
 fn measure(sim: &Sim<'_>, from: i64, to: i64) -> Outcome {
     use std::collections::{HashMap, HashSet};
     let within = |t: i64| t >= from && t < to;
-    let events: Vec<domain::Event> = sim
-        .lines
-        .iter()
-        .enumerate()
-        .map(|(n, (at, line))| {
-            let new = wire::parse_one(line).expect("the model writes valid events");
-            let id = domain::EventId(uuid::Uuid::from_u64_pair(1, n as u64));
-            new.stamp(id, Timestamp::from_millis(*at))
-        })
-        .collect();
-    let interventions = heroics::detect(&events, heroics::Settings::default());
+    let events = &sim.events;
+    let interventions = heroics::detect(events, heroics::Settings::default());
     let founder = team::TEAM[team::FOUNDER].id;
     let mut by_deal: HashMap<&str, (bool, bool)> = HashMap::new();
     let mut founder_interventions = 0;
@@ -389,7 +380,7 @@ fn measure(sim: &Sim<'_>, from: i64, to: i64) -> Outcome {
     let stall = 14 * MILLIS_PER_DAY;
     let mut touches: HashMap<&str, Vec<i64>> = HashMap::new();
     let mut dark = HashSet::new();
-    for e in &events {
+    for e in events {
         let Some(deal) = &e.refs.deal else { continue };
         use domain::EventBody as B;
         match &e.body {

@@ -317,6 +317,8 @@ pub(crate) struct Sim<'e> {
     queue: BinaryHeap<Reverse<(i64, u64, Due)>>,
     seq: u64,
     pub(crate) lines: Vec<(i64, String)>,
+    /// The same events, parsed.
+    pub(crate) events: Vec<domain::Event>,
     pub(crate) deals: Vec<Deal>,
     pub(crate) leads: Vec<Lead>,
     deal_at: HashMap<String, usize>,
@@ -351,6 +353,7 @@ impl<'e> Sim<'e> {
             queue: BinaryHeap::new(),
             seq: 0,
             lines: Vec::new(),
+            events: Vec::new(),
             deals: Vec::new(),
             leads: Vec::new(),
             deal_at: HashMap::new(),
@@ -463,12 +466,15 @@ impl<'e> Sim<'e> {
             };
             match due {
                 Due::Line(line) => {
+                    // Parsed once: for the engine, and for measuring the run.
+                    let new = wire::parse_one(&line).expect("the model writes valid events");
+                    let id = domain::EventId(stable_id(self.lines.len() as u64));
+                    let event = new.stamp(id, Timestamp::from_millis(at));
                     if let Some(replay) = &mut self.replay {
-                        let new = wire::parse_one(&line).expect("the model writes valid events");
-                        let id = domain::EventId(stable_id(self.lines.len() as u64));
-                        replay.event(&new.stamp(id, Timestamp::from_millis(at)));
+                        replay.event(&event);
                     }
                     self.lines.push((at, line));
+                    self.events.push(event);
                 }
                 Due::Wake(lead, wake) => self.wake(lead, wake, at),
             }

@@ -101,8 +101,7 @@ enum Command {
         /// are printed with the results.
         #[arg(long = "set", value_name = "NAME=VALUE")]
         set: Vec<String>,
-        /// table or json.
-        #[arg(long, default_value = "table")]
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         format: String,
     },
     /// Import events from an NDJSON or CSV file. Bad lines are reported and skipped.
@@ -510,6 +509,19 @@ const EXIT_REJECTED: u8 = 3;
 const COMPANY_HELP: &str = "The demo company's model and every assumption in it: docs/company.md. \
 Its parameters are printed with the simulation's results and changed with --set name=value.";
 
+/// A moment given with `--FLAG` (RFC 3339 or a date), its error naming the flag.
+fn flag_moment(flag: &'static str, text: &str) -> anyhow::Result<domain::Timestamp> {
+    server::heroics::moment(flag, text).map_err(|e| anyhow::anyhow!("--{flag}: {}", e.message))
+}
+
+/// How many days of the demo company's history: at least one.
+fn history_days(days: i64) -> anyhow::Result<i64> {
+    if days < 1 {
+        anyhow::bail!("--days: expected a number of days of 1 or more, got {days}");
+    }
+    Ok(days)
+}
+
 /// The demo company's model with a seed and `--set name=value` changes.
 fn model_with(seed: u64, set: &[String]) -> anyhow::Result<company::Model> {
     let mut model = company::Model {
@@ -710,10 +722,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             history.sort_by_key(|(seq, e)| (e.occurred_at, *seq));
             let events: Vec<domain::Event> = history.into_iter().map(|(_, e)| e).collect();
-            let moment = |flag: &str, t: &str| {
-                server::heroics::moment("to", t)
-                    .map_err(|e| anyhow::anyhow!("--{flag}: {}", e.message))
-            };
+            let moment = flag_moment;
             let end = match to {
                 Some(t) => moment("to", t)?,
                 None => events
@@ -809,7 +818,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 seed: *seed,
                 ..company::Model::default()
             };
-            runtime()?.block_on(serve(settings, Some((model, *days))))?;
+            let days = history_days(*days)?;
+            runtime()?.block_on(serve(settings, Some((model, days))))?;
         }
         Command::Company {
             seed,
@@ -819,11 +829,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let model = model_with(*seed, set)?;
             let to = match to {
-                Some(t) => server::heroics::moment("to", t)
-                    .map_err(|e| anyhow::anyhow!("--to: {}", e.message))?,
+                Some(t) => flag_moment("to", t)?,
                 None => clock::Clock::now(&SystemClock),
             };
-            let history = company::history(&model, to, *days);
+            let history = company::history(&model, to, history_days(*days)?);
             out.write_all(history.ndjson().as_bytes())?;
         }
         Command::Simulate {
@@ -835,12 +844,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             set,
             format,
         } => {
-            if !matches!(format.as_str(), "table" | "json") {
-                anyhow::bail!("--format: expected table or json, got {format:?}");
-            }
             let model = model_with(*seed, set)?;
-            let from = server::heroics::moment("from", from)
-                .map_err(|e| anyhow::anyhow!("--from: {}", e.message))?;
+            let from = flag_moment("from", from)?;
             if *days <= 0 || *warmup < 0 {
                 anyhow::bail!("--days must be more than 0 and --warmup 0 or more");
             }

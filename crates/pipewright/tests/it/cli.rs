@@ -267,6 +267,13 @@ fn the_demo_company_is_written_imported_and_backtested() {
     ] {
         assert!(fired(rule) > 0, "{rule} never fired: {report}");
     }
+    let none = run(&["company", "--days", "0"]);
+    assert_eq!(none.status.code(), Some(1));
+    assert!(
+        stderr(&none).contains("--days: expected a number of days of 1 or more, got 0"),
+        "{}",
+        stderr(&none)
+    );
     let bad = run(&["company", "--set", "p_pricing=2"]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(
