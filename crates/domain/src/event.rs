@@ -165,6 +165,10 @@ pub struct DealFields {
     /// Contacts involved in the deal (stakeholders).
     #[serde(default)]
     pub contacts: Vec<RecordId>,
+    /// The buying role of contacts on this deal (`{"C-1": "economic_buyer"}`): champion,
+    /// economic_buyer, decision_maker, influencer, user, … A contact named here is on the deal.
+    #[serde(default)]
+    pub roles: BTreeMap<RecordId, String>,
     #[serde(default)]
     pub fields: FieldMap,
 }
@@ -507,6 +511,7 @@ event_types! {
     CallLogged(CallFields) = "call.logged",
     NoteAdded(NoteFields) = "note.added",
     ObjectionRaised(ObjectionFields) = "objection.raised",
+    ObjectionResolved(ObjectionFields) = "objection.resolved",
     ContentViewed(ContentViewed) = "content.viewed",
     FormSubmitted(FormSubmitted) = "form.submitted",
     InterventionLogged(InterventionFields) = "intervention.logged",
@@ -586,7 +591,7 @@ impl Refs {
             DealCreated | DealUpdated | DealStageChanged | DealWon | DealLost
             | InterventionLogged | GateBlocked => Some(RecordKind::Deal),
             PersonCreated | PersonUpdated => Some(RecordKind::Person),
-            ObjectionRaised | OwnerAssigned => {
+            ObjectionRaised | ObjectionResolved | OwnerAssigned => {
                 return if self.deal.is_some() || self.lead.is_some() {
                     Ok(())
                 } else {

@@ -25,7 +25,7 @@ pub use money::{Currency, Money, MoneyError};
 pub use state::{
     Account, ActivityFacts, Assignment, BlockedMove, Contact, Deal, DealFacts, DealStatus,
     Engagement, Facts, Intervention, LOST_STAGE, Lead, Objection, Person, Record, StageVisit,
-    WON_STAGE,
+    UNANSWERED_KEPT, WON_STAGE, about_pricing,
 };
 pub use time::{Date, MILLIS_PER_DAY, Timestamp, TimestampError};
 

@@ -4,13 +4,13 @@
 //! at the end. The store applies in-order events incrementally and refolds a record when an
 //! event arrives out of order, so derived facts are always correct by occurrence time.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::event::{
-    AccountFields, Actor, ContactFields, DealFields, Direction, Event, EventBody, FieldMap,
-    LeadFields, ObjectionKind, PersonFields,
+    AccountFields, Actor, ContactFields, DealFields, Direction, EmailFields, Event, EventBody,
+    FieldMap, LeadFields, ObjectionKind, PersonFields,
 };
 use crate::ids::{RecordId, RecordKey, RecordKind, Role, Stage};
 use crate::money::Money;
@@ -56,7 +56,19 @@ pub struct Engagement {
     pub forms_submitted: u32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub objections: Vec<Objection>,
+    /// Our messages since the buyer's side last answered (an email, click, form, call or
+    /// meeting of theirs): when each was sent, the first [`UNANSWERED_KEPT`] of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unanswered: Vec<Timestamp>,
+    /// When pricing first came up: a pricing objection, or an email, meeting, call or content
+    /// view about pricing, a quote or a proposal (see [`about_pricing`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing_discussed_at: Option<Timestamp>,
 }
+
+/// How many unanswered messages [`Engagement::unanswered`] keeps: the ghosting warning's
+/// threshold cannot be higher.
+pub const UNANSWERED_KEPT: usize = 10;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Objection {
@@ -64,6 +76,19 @@ pub struct Objection {
     pub at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// When an `objection.resolved` of its kind answered it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<Timestamp>,
+}
+
+/// Words that say a message, meeting or asset is about money: what makes pricing "discussed".
+const PRICING_WORDS: [&str; 6] = ["pric", "quote", "proposal", "discount", "cost", "roi"];
+
+/// Whether a subject, title, asset name or URL is about pricing: it contains one of `pric`
+/// (price, pricing), `quote`, `proposal`, `discount`, `cost` or `roi`, in any case.
+pub fn about_pricing(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    PRICING_WORDS.iter().any(|w| lower.contains(w))
 }
 
 impl Engagement {
@@ -75,10 +100,29 @@ impl Engagement {
     fn touch(&mut self, at: Timestamp, direction: Option<Direction>) {
         bump(&mut self.last_activity_at, at);
         match direction {
-            Some(Direction::Inbound) => bump(&mut self.last_inbound_at, at),
+            Some(Direction::Inbound) => {
+                bump(&mut self.last_inbound_at, at);
+                self.answered();
+            }
             Some(Direction::Outbound) => bump(&mut self.last_outbound_at, at),
             None => {}
         }
+    }
+
+    /// The buyer's side spoke: every message before is answered.
+    fn answered(&mut self) {
+        self.unanswered.clear();
+    }
+
+    fn pricing(&mut self, at: Timestamp, about: Option<&str>) {
+        if about.is_some_and(about_pricing) && self.pricing_discussed_at.is_none_or(|t| at < t) {
+            self.pricing_discussed_at = Some(at);
+        }
+    }
+
+    /// Whether the email is about pricing, by its subject.
+    fn email_pricing(&mut self, at: Timestamp, e: &EmailFields) {
+        self.pricing(at, e.subject.as_deref());
     }
 
     fn apply(&mut self, event: &Event) {
@@ -90,14 +134,19 @@ impl Engagement {
             Direction::Outbound
         };
         match &event.body {
-            EventBody::EmailSent(_) => {
+            EventBody::EmailSent(e) => {
                 self.emails_sent += 1;
                 self.touch(at, Some(Direction::Outbound));
+                if self.unanswered.len() < UNANSWERED_KEPT {
+                    self.unanswered.push(at);
+                }
+                self.email_pricing(at, e);
             }
             EventBody::EmailReceived(e) if e.is_automatic() => self.auto_replies += 1,
-            EventBody::EmailReceived(_) => {
+            EventBody::EmailReceived(e) => {
                 self.emails_received += 1;
                 self.touch(at, Some(Direction::Inbound));
+                self.email_pricing(at, e);
             }
             EventBody::EmailOpened(_) => self.emails_opened += 1,
             EventBody::LinkClicked(_) => {
@@ -108,21 +157,38 @@ impl Engagement {
                 self.meetings_booked += 1;
                 self.touch(at, Some(side));
             }
-            EventBody::MeetingHeld(_) => {
+            EventBody::MeetingHeld(m) => {
                 self.meetings_held += 1;
                 self.touch(at, None);
+                self.answered();
+                self.pricing(at, m.title.as_deref());
             }
             EventBody::CallLogged(c) => {
                 self.calls += 1;
                 self.touch(at, Some(c.direction.unwrap_or(side)));
+                // A call that reached someone is a conversation; one that did not is ours
+                // unanswered.
+                let missed = c.outcome.as_deref().is_some_and(|o| {
+                    matches!(o, "no_answer" | "voicemail" | "left_voicemail" | "busy")
+                });
+                if missed {
+                    if self.unanswered.len() < UNANSWERED_KEPT {
+                        self.unanswered.push(at);
+                    }
+                } else {
+                    self.answered();
+                }
             }
             EventBody::NoteAdded(_) => {
                 self.notes += 1;
                 self.touch(at, None);
             }
-            EventBody::ContentViewed(_) => {
+            EventBody::ContentViewed(c) => {
                 self.content_views += 1;
                 self.touch(at, Some(Direction::Inbound));
+                for about in [&c.asset, &c.title, &c.url] {
+                    self.pricing(at, about.as_deref());
+                }
             }
             EventBody::FormSubmitted(_) => {
                 self.forms_submitted += 1;
@@ -133,8 +199,20 @@ impl Engagement {
                     kind: o.kind,
                     at,
                     text: o.text.clone(),
+                    resolved_at: None,
                 });
                 self.touch(at, Some(Direction::Inbound));
+                if o.kind == ObjectionKind::Pricing {
+                    self.pricing(at, Some("pricing"));
+                }
+            }
+            EventBody::ObjectionResolved(o) => {
+                for open in &mut self.objections {
+                    if open.kind == o.kind && open.resolved_at.is_none() && open.at <= at {
+                        open.resolved_at = Some(at);
+                    }
+                }
+                self.touch(at, None);
             }
             EventBody::InterventionLogged(_)
             | EventBody::DealStageChanged(_)
@@ -293,6 +371,9 @@ pub struct Deal {
     /// How many times the close date moved later: a leading indicator of slippage.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub close_date_pushes: u32,
+    /// When each of those pushes happened, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pushed_at: Vec<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<RecordId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -302,6 +383,13 @@ pub struct Deal {
     /// Contacts on the deal plus every contact seen acting on it or attending its meetings.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub stakeholders: BTreeSet<RecordId>,
+    /// The buying role of contacts on this deal (champion, economic_buyer, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub roles: BTreeMap<RecordId, String>,
+    /// Contacts who took part — acted on the deal or attended a held meeting — and when each
+    /// last did.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub engaged: BTreeMap<RecordId, Timestamp>,
     #[serde(default, skip_serializing_if = "FieldMap::is_empty")]
     pub fields: FieldMap,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -347,10 +435,13 @@ impl Deal {
             amount: None,
             close_date: None,
             close_date_pushes: 0,
+            pushed_at: Vec::new(),
             account: None,
             lead: None,
             contacts: BTreeSet::new(),
             stakeholders: BTreeSet::new(),
+            roles: BTreeMap::new(),
+            engaged: BTreeMap::new(),
             fields: FieldMap::new(),
             stage_history: Vec::new(),
             created_at: None,
@@ -389,18 +480,27 @@ impl Deal {
         if let Some(date) = f.close_date {
             if self.close_date.is_some_and(|old| date > old) {
                 self.close_date_pushes += 1;
+                self.pushed_at.push(at);
             }
             self.close_date = Some(date);
         }
-        for c in &f.contacts {
+        for c in f.contacts.iter().chain(f.roles.keys()) {
             self.contacts.insert(c.clone());
             self.stakeholders.insert(c.clone());
+        }
+        for (c, role) in &f.roles {
+            self.roles.insert(c.clone(), role.clone());
         }
         merge_fields(&mut self.fields, &f.fields);
         if let Some(stage) = &f.stage {
             self.reopen();
             self.enter_stage(stage, at);
         }
+    }
+
+    fn engage(&mut self, contact: &RecordId, at: Timestamp) {
+        let last = self.engaged.entry(contact.clone()).or_insert(at);
+        *last = (*last).max(at);
     }
 
     fn reopen(&mut self) {
@@ -441,6 +541,7 @@ impl Deal {
         }
         if let Some(Actor::Contact(contact)) = &event.actor {
             self.stakeholders.insert(contact.clone());
+            self.engage(contact, at);
         }
         self.engagement.apply(event);
         match &event.body {
@@ -451,8 +552,12 @@ impl Deal {
             }
             EventBody::DealWon(f) => self.close(DealStatus::Won, WON_STAGE, f, at),
             EventBody::DealLost(f) => self.close(DealStatus::Lost, LOST_STAGE, f, at),
-            EventBody::MeetingBooked(m) | EventBody::MeetingHeld(m) => {
+            EventBody::MeetingBooked(m) => self.stakeholders.extend(m.attendees.iter().cloned()),
+            EventBody::MeetingHeld(m) => {
                 self.stakeholders.extend(m.attendees.iter().cloned());
+                for a in &m.attendees {
+                    self.engage(a, at);
+                }
             }
             EventBody::InterventionLogged(i) => self.interventions.push(Intervention {
                 person: i.person.clone(),
@@ -692,6 +797,10 @@ impl Person {
 }
 
 /// The derived state of one record.
+///
+/// Deals are the largest and the most common records the engine and the store handle, so
+/// they are held inline rather than boxed.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Record {
