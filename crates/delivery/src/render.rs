@@ -372,7 +372,7 @@ impl<'a> Context<'a> {
         let facts = lookup
             .record
             .as_ref()
-            .and_then(|r| engine::facts::record(r, now))
+            .and_then(|r| engine::facts::record(r, now, None))
             .map_or(Value::Null, |v| engine::facts::to_json(&v));
         let title = facts["name"]
             .as_str()

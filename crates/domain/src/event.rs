@@ -888,7 +888,7 @@ mod tests {
         for ty in EventType::ALL {
             assert_eq!(EventType::parse(ty.as_str()), Some(*ty));
         }
-        assert_eq!(EventType::ALL.len(), 28);
+        assert_eq!(EventType::ALL.len(), 29);
     }
 
     #[test]

@@ -9,6 +9,53 @@ use cel::Value;
 
 use domain::{Deal, DealFacts, Engagement, Event, FieldMap, Lead, Record, Timestamp};
 
+/// A deal's facts at a moment: those the domain derives, and its risk by the engine's model
+/// (absent where no model is given: templates).
+pub(crate) struct DealNow<'m> {
+    pub facts: DealFacts,
+    pub now: Timestamp,
+    pub risk: Option<&'m risk::Model>,
+}
+
+impl<'m> DealNow<'m> {
+    pub(crate) fn at(d: &Deal, now: Timestamp, risk: Option<&'m risk::Model>) -> Self {
+        Self {
+            facts: DealFacts::at(d, now),
+            now,
+            risk,
+        }
+    }
+}
+
+/// `deal.risk`: `{score, at_risk, warnings: [kind…], reasons: [{warning, says, weight, since}]}`.
+fn risk_fact(model: &risk::Model, d: &Deal, now: Timestamp) -> Value {
+    let a = model.assess(d, now);
+    map([
+        ("score", Value::Float(a.score)),
+        ("at_risk", Value::Bool(a.at_risk)),
+        (
+            "warnings",
+            strings(a.warnings.iter().map(|c| c.warning.kind.as_str())),
+        ),
+        (
+            "reasons",
+            Value::List(Arc::new(
+                a.warnings
+                    .iter()
+                    .map(|c| {
+                        map([
+                            ("warning", text(Some(c.warning.kind.as_str()))),
+                            ("says", text(Some(&c.warning.says))),
+                            ("weight", Value::Float(c.weight)),
+                            ("since", Value::Int(c.warning.since.as_millis())),
+                        ])
+                    })
+                    .collect(),
+            )),
+        ),
+    ])
+}
+
 fn json(v: &serde_json::Value) -> Value {
     match v {
         serde_json::Value::Null => Value::Null,
@@ -121,8 +168,9 @@ fn assignment<'a>(a: Option<&'a domain::Assignment>, name: &str) -> Option<Fact<
     })
 }
 
-/// One fact of `playbook::DEAL_FACTS` for a deal; `f` its facts at the moment asked about.
-pub(crate) fn deal_fact<'a>(d: &'a Deal, f: &DealFacts, name: &str) -> Option<Fact<'a>> {
+/// One fact of `playbook::DEAL_FACTS` for a deal; `at` its facts at the moment asked about.
+pub(crate) fn deal_fact<'a>(d: &'a Deal, at: &DealNow<'_>, name: &str) -> Option<Fact<'a>> {
+    let f = &at.facts;
     Some(match name {
         "id" => s(Some(d.id.as_str())),
         "name" => s(d.name.as_deref()),
@@ -172,6 +220,7 @@ pub(crate) fn deal_fact<'a>(d: &'a Deal, f: &DealFacts, name: &str) -> Option<Fa
                 ("at", Value::Int(b.at.as_millis())),
             ])
         })),
+        "risk" => Fact::Value(at.risk.map_or(Value::Null, |m| risk_fact(m, d, at.now))),
         other => {
             return engagement(&d.engagement, other)
                 .or_else(|| assignment(d.assignment.as_ref(), other));
@@ -206,9 +255,10 @@ pub(crate) fn lead_fact<'a>(l: &'a Lead, now: Timestamp, name: &str) -> Option<F
     })
 }
 
-/// Every fact in `playbook::DEAL_FACTS`, for one deal at `now`.
-pub fn deal(d: &Deal, now: Timestamp) -> Value {
-    let f = DealFacts::at(d, now);
+/// Every fact in `playbook::DEAL_FACTS`, for one deal at `now`; `deal.risk` by `risk` (null
+/// without a model).
+pub fn deal(d: &Deal, now: Timestamp, risk: Option<&risk::Model>) -> Value {
+    let f = DealNow::at(d, now, risk);
     map(playbook::DEAL_FACTS
         .iter()
         .filter_map(|name| Some((*name, deal_fact(d, &f, name)?.cel()))))
@@ -222,9 +272,9 @@ pub fn lead(l: &Lead, now: Timestamp) -> Value {
 }
 
 /// The record's facts, for deals and leads (the records rules act on).
-pub fn record(r: &Record, now: Timestamp) -> Option<Value> {
+pub fn record(r: &Record, now: Timestamp, risk: Option<&risk::Model>) -> Option<Value> {
     match r {
-        Record::Deal(d) => Some(deal(d, now)),
+        Record::Deal(d) => Some(deal(d, now, risk)),
         Record::Lead(l) => Some(lead(l, now)),
         _ => None,
     }

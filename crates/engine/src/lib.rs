@@ -131,12 +131,17 @@ pub struct CriterionNow {
 
 /// Each of a gate's criteria against the record at `now`; one that cannot be evaluated does
 /// not hold.
-fn assess(gate: &playbook::Gate, record: &Record, now: Timestamp) -> Vec<CriterionNow> {
+fn assess(
+    gate: &playbook::Gate,
+    record: &Record,
+    now: Timestamp,
+    risk: &risk::Model,
+) -> Vec<CriterionNow> {
     let mut seen = Seen::default();
     gate.criteria
         .iter()
         .map(|c| {
-            let (result, saw) = evaluate(&c.condition, record, None, now, &mut seen);
+            let (result, saw) = evaluate(&c.condition, record, None, now, risk, &mut seen);
             CriterionNow {
                 name: c.name.clone(),
                 condition: c.condition.source.clone(),
@@ -189,6 +194,9 @@ pub struct Engine {
     by_id: HashMap<String, RuleRef>,
     /// Each rule's condition compiled for the first look, where it compiles.
     natives: Vec<Vec<Option<Native>>>,
+    /// How deals at risk are recognised: the playbooks' thresholds and what has been learned
+    /// from closed deals (`deal.risk`, `warning` triggers).
+    risk: Arc<risk::Model>,
 }
 
 impl Engine {
@@ -222,13 +230,33 @@ impl Engine {
                     .collect()
             })
             .collect();
+        let risk = Arc::new(risk::Model::new(
+            set.risk.clone(),
+            &set.stages(),
+            risk::Learned::default(),
+        ));
         Self {
             set,
             by_event,
             timed,
             by_id,
             natives,
+            risk,
         }
+    }
+
+    /// The same playbooks, with risk learned from a history of closed deals (stage times of
+    /// won deals, fitted weights).
+    pub fn with_learned(&self, learned: risk::Learned) -> Self {
+        Self {
+            risk: Arc::new(self.risk.with_learned(learned)),
+            ..self.clone()
+        }
+    }
+
+    /// How this engine recognises deals at risk.
+    pub fn risk(&self) -> &risk::Model {
+        &self.risk
     }
 
     pub fn version(&self) -> &str {
@@ -292,7 +320,7 @@ impl Engine {
     /// order the gate lists them. A criterion that cannot be evaluated does not hold.
     pub fn check_gate(&self, record: &Record, stage: &Stage, now: Timestamp) -> Option<Refusal> {
         let (playbook, gate) = self.set.gate(stage)?;
-        let unmet: Vec<Unmet> = assess(gate, record, now)
+        let unmet: Vec<Unmet> = assess(gate, record, now, &self.risk)
             .into_iter()
             .filter(|c| !c.met)
             .map(|c| Unmet {
@@ -321,7 +349,7 @@ impl Engine {
             .iter()
             .flat_map(|p| p.gates.iter().map(move |g| (p, g)))
             .map(|(playbook, gate)| {
-                let criteria = assess(gate, record, now);
+                let criteria = assess(gate, record, now, &self.risk);
                 GateExplanation {
                     stage: gate.stage.as_str().to_owned(),
                     playbook: playbook.name.clone(),
@@ -385,7 +413,7 @@ impl Engine {
             .enumerate()
             .map(|(i, at)| (i, self.rule(*at).1))
             .filter(move |(_, rule)| rule.record == kind)
-            .map(move |(i, rule)| (i, expected(rule, record, now)))
+            .map(move |(i, rule)| (i, expected(rule, record, now, &self.risk)))
     }
 
     /// A timer came due at `now`. A timer whose anchor no longer matches the record (activity
@@ -433,7 +461,10 @@ impl Engine {
                     && s.next_after(Timestamp::from_millis(timer.anchor.as_millis() - 1))
                         == Some(timer.anchor)
             }
-            _ => expected(rule, record, now).map(|(anchor, _)| anchor) == Some(timer.anchor),
+            _ => {
+                expected(rule, record, now, &self.risk).map(|(anchor, _)| anchor)
+                    == Some(timer.anchor)
+            }
         };
         if !current {
             return out;
@@ -503,10 +534,11 @@ impl Engine {
         for playbook in &self.set.playbooks {
             for rule in playbook.rules.iter().filter(|r| r.record == kind) {
                 let fired = memory.get(&rule.id).cloned().unwrap_or_default();
-                let fires_at = expected(rule, record, now).map(|(_, due)| due);
+                let fires_at = expected(rule, record, now, &self.risk).map(|(_, due)| due);
                 let (condition_now, saw) = match &rule.condition {
                     Some(c) => {
-                        let (result, saw) = evaluate(c, record, None, now, &mut Seen::default());
+                        let (result, saw) =
+                            evaluate(c, record, None, now, &self.risk, &mut Seen::default());
                         let text = match result {
                             Ok(true) => "true".to_owned(),
                             Ok(false) => "false".to_owned(),
@@ -537,6 +569,9 @@ impl Engine {
                     (Trigger::Untouched(_), None, _) => {
                         "not armed: no assignment is waiting for its first touch".to_owned()
                     }
+                    (Trigger::Warning(k), None, _) => format!(
+                        "not armed: the deal is closed, or only an event can bring the warning {k}"
+                    ),
                     (_, None, _) => "not armed: the record is closed or lacks the date".to_owned(),
                 };
                 out.push(RuleExplanation {
@@ -601,6 +636,7 @@ impl Engine {
                     record,
                     event: event_facts,
                     now,
+                    risk: &self.risk,
                     deal_facts: None,
                 };
                 native.look(&mut look)
@@ -613,10 +649,11 @@ impl Engine {
                         record,
                         seen.event.as_ref().and_then(Option::as_ref),
                         now,
+                        &self.risk,
                     )
                 }
                 None => {
-                    let (result, read) = evaluate(condition, record, event, now, seen);
+                    let (result, read) = evaluate(condition, record, event, now, &self.risk, seen);
                     saw = read;
                     match result {
                         Ok(true) => {}
@@ -753,12 +790,13 @@ fn evaluate(
     record: &Record,
     event: Option<&Event>,
     now: Timestamp,
+    risk: &risk::Model,
     seen: &mut Seen,
 ) -> (Result<bool, String>, BTreeMap<String, serde_json::Value>) {
     let mut saw = BTreeMap::new();
     let event_facts = seen.event.get_or_insert_with(|| event.map(facts::event));
     let (facts, bound) = seen.record.get_or_insert_with(|| {
-        let facts = facts::record(record, now);
+        let facts = facts::record(record, now, Some(risk));
         let bound = Bound {
             kind: record.kind().as_str(),
             record: bind(facts.as_ref()),
@@ -795,22 +833,28 @@ fn evaluate(
     (result, saw)
 }
 
-/// What CEL gives for a condition over a record (and the event that triggered it) at `now`:
-/// the answer every effect is decided by.
+/// What CEL gives for a condition over a record (and the event that triggered it) at `now`,
+/// `deal.risk` by `risk`: the answer every effect is decided by.
 pub fn evaluate_condition(
     condition: &playbook::Condition,
     record: &Record,
     event: Option<&Event>,
     now: Timestamp,
+    risk: &risk::Model,
 ) -> Result<bool, String> {
-    evaluate(condition, record, event, now, &mut Seen::default()).0
+    evaluate(condition, record, event, now, risk, &mut Seen::default()).0
 }
 
 /// Whether a condition (a sequence's goal) holds for a record at `now`; one that cannot be
 /// evaluated does not.
-pub fn holds(condition: &playbook::Condition, record: &Record, now: Timestamp) -> bool {
+pub fn holds(
+    condition: &playbook::Condition,
+    record: &Record,
+    now: Timestamp,
+    risk: &risk::Model,
+) -> bool {
     matches!(
-        evaluate(condition, record, None, now, &mut Seen::default()).0,
+        evaluate(condition, record, None, now, risk, &mut Seen::default()).0,
         Ok(true)
     )
 }
@@ -831,7 +875,12 @@ fn closed(record: &Record) -> bool {
 }
 
 /// The (anchor, due time) a timed rule should wait on for this record at `now`, if any.
-fn expected(rule: &Rule, record: &Record, now: Timestamp) -> Option<(Timestamp, Timestamp)> {
+fn expected(
+    rule: &Rule,
+    record: &Record,
+    now: Timestamp,
+    risk: &risk::Model,
+) -> Option<(Timestamp, Timestamp)> {
     if closed(record) {
         return None;
     }
@@ -884,6 +933,12 @@ fn expected(rule: &Rule, record: &Record, now: Timestamp) -> Option<(Timestamp, 
             }
             Some((assignment.at, plus(assignment.at, span.0)))
         }
+        // Due when the warning appears (at once if it is there already); the anchor names
+        // this instance of it.
+        Trigger::Warning(kind) => match record {
+            Record::Deal(d) => risk.window(*kind, d, now),
+            _ => None,
+        },
     }
 }
 
@@ -921,6 +976,7 @@ fn describe(trigger: &Trigger, anchor: Timestamp) -> String {
         Trigger::DateField { .. } => format!("{trigger} ({anchor})"),
         Trigger::Schedule(_) => format!("{trigger} at {anchor}"),
         Trigger::Untouched(_) => format!("{trigger} at {anchor}"),
+        Trigger::Warning(_) => format!("{trigger} (counted from {anchor})"),
     }
 }
 

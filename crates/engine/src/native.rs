@@ -17,9 +17,9 @@ use cel::IdedExpr;
 use cel::common::ast::operators as op;
 use cel::common::ast::{Expr, LiteralValue};
 
-use domain::{DealFacts, Event, Record, Timestamp};
+use domain::{Event, Record, Timestamp};
 
-use crate::facts::{self, Fact};
+use crate::facts::{self, DealNow, Fact};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Cmp {
@@ -72,7 +72,8 @@ pub(crate) struct Look<'a> {
     pub record: &'a Record,
     pub event: Option<&'a cel::Value>,
     pub now: Timestamp,
-    pub deal_facts: Option<DealFacts>,
+    pub risk: &'a risk::Model,
+    pub deal_facts: Option<DealNow<'a>>,
 }
 
 impl Native {
@@ -102,12 +103,14 @@ impl Native {
         record: &Record,
         event: Option<&Event>,
         now: Timestamp,
+        risk: &risk::Model,
     ) -> Option<bool> {
         let event = event.map(facts::event);
         let mut look = Look {
             record,
             event: event.as_ref(),
             now,
+            risk,
             deal_facts: None,
         };
         self.look(&mut look)
@@ -121,9 +124,10 @@ pub(crate) fn saw(
     record: &Record,
     event: Option<&cel::Value>,
     now: Timestamp,
+    risk: &risk::Model,
 ) -> BTreeMap<String, serde_json::Value> {
     let deal_facts = match record {
-        Record::Deal(d) => Some(DealFacts::at(d, now)),
+        Record::Deal(d) => Some(DealNow::at(d, now, Some(risk))),
         _ => None,
     };
     let mut saw = BTreeMap::new();
@@ -319,8 +323,10 @@ fn value<'x, 'r: 'x>(t: &'x Term, look: &mut Look<'r>) -> Option<Fact<'x>> {
         Term::Now => Fact::Int(look.now.as_millis()),
         Term::Record(name) => match look.record {
             Record::Deal(d) => {
-                let now = look.now;
-                let f = look.deal_facts.get_or_insert_with(|| DealFacts::at(d, now));
+                let (now, risk) = (look.now, look.risk);
+                let f = look
+                    .deal_facts
+                    .get_or_insert_with(|| DealNow::at(d, now, Some(risk)));
                 facts::deal_fact(d, f, name)?
             }
             Record::Lead(l) => facts::lead_fact(l, look.now, name)?,

@@ -216,16 +216,17 @@ fn the_first_look_gives_cels_answer_wherever_it_answers() {
         Timestamp::from_millis(1_796_000_000_000),
     ];
     let (mut answered, mut asked) = (0u32, 0u32);
+    let risk = risk::Model::default();
     for (source, condition, kind) in &conditions {
         let native = Native::compile(&condition.program, kind);
         let records = if *kind == "deal" { &deals } else { &leads };
         for record in records {
             for event in &events {
                 for now in moments {
-                    let cel = evaluate_condition(condition, record, event.as_ref(), now);
+                    let cel = evaluate_condition(condition, record, event.as_ref(), now, &risk);
                     let Some(native) = &native else { continue };
                     asked += 1;
-                    if let Some(answer) = native.first_look(record, event.as_ref(), now) {
+                    if let Some(answer) = native.first_look(record, event.as_ref(), now, &risk) {
                         answered += 1;
                         assert_eq!(
                             cel,

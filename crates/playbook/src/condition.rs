@@ -49,6 +49,7 @@ pub const DEAL_FACTS: &[&str] = &[
     "assigned_at",
     "assigned_by",
     "first_touch_at",
+    "risk",
 ];
 pub const LEAD_FACTS: &[&str] = &[
     "id",
@@ -329,7 +330,7 @@ fn fact_type(field: &str) -> Ty {
         f if f.starts_with("days_") || (f.starts_with("last_") && f.ends_with("_at")) => Ty::Num,
         "contacts" | "stakeholders" | "objections" | "interventions" | "attendees" | "roles"
         | "unmet" => Ty::List,
-        "fields" | "data" => Ty::Map,
+        "fields" | "data" | "risk" => Ty::Map,
         "key_person" | "auto_reply" | "available" => Ty::Bool,
         _ => Ty::Unknown,
     }

@@ -137,6 +137,7 @@ pub fn load_files(files: &[(PathBuf, String)]) -> Loaded {
     let names = Names::collect(&mut cx, &parsed);
     cx.assets = names.assets.keys().cloned().collect();
     let sending = cx.sending(&parsed);
+    let risk = cx.risk(&parsed, &names);
     let mut playbooks = Vec::new();
     for (path, file) in parsed {
         cx.file = path.clone();
@@ -147,6 +148,7 @@ pub fn load_files(files: &[(PathBuf, String)]) -> Loaded {
         playbooks,
         version: version(files),
         sending,
+        risk,
     });
     Loaded {
         set,
@@ -407,6 +409,191 @@ impl Compiler {
                     ),
                 ),
                 None => first = Some((path.clone(), sending)),
+            }
+        }
+        first.map(|(_, s)| s).unwrap_or_default()
+    }
+
+    fn warning_kind(&mut self, k: &Spanned<String>) -> Option<risk::Kind> {
+        let kind = risk::Kind::parse(&k.value);
+        if kind.is_none() {
+            let all: Vec<&str> = risk::Kind::ALL.iter().map(|k| k.as_str()).collect();
+            self.error(
+                k,
+                format!(
+                    "unknown warning {:?}; expected one of: {}",
+                    k.value,
+                    all.join(", ")
+                ),
+            );
+        }
+        kind
+    }
+
+    /// A weight or threshold between 0 and 1.
+    fn unit(&mut self, v: &Spanned<f64>, what: &str) -> Option<f64> {
+        if (0.0..=1.0).contains(&v.value) {
+            Some(v.value)
+        } else {
+            self.error(v, format!("{what} is between 0 and 1, not {}", v.value));
+            None
+        }
+    }
+
+    fn millis(&mut self, s: &Option<Spanned<String>>, into: &mut i64) {
+        if let Some(Some(span)) = self.optional_span(s) {
+            *into = span.0;
+        }
+    }
+
+    /// The set's risk settings: the one `risk:` block (defaults for what it leaves out and
+    /// without one); a second block is an error.
+    fn risk(&mut self, files: &[(PathBuf, raw::File)], names: &Names) -> risk::Settings {
+        use risk::Kind;
+        let mut first: Option<(PathBuf, risk::Settings)> = None;
+        for (path, file) in files {
+            let Some(raw) = &file.risk else { continue };
+            self.file = path.clone();
+            let mut s = risk::Settings::default();
+            if let Some(t) = &raw.threshold
+                && let Some(t) = self.unit(t, "the threshold")
+            {
+                s.threshold = t;
+            }
+            if let Some(late) = &raw.late_stages {
+                s.late_stages = Some(
+                    late.iter()
+                        .filter_map(|st| self.stage(st, Some(&names.stages)))
+                        .collect(),
+                );
+            }
+            if let Some(fit) = &raw.fit {
+                s.fit_min_closed = fit.min_closed.unwrap_or(s.fit_min_closed);
+                s.fit_min_each = fit.min_each.unwrap_or(s.fit_min_each);
+            }
+            let w = &raw.warnings;
+            let mut common =
+                |cx: &mut Self, kind: Kind, off: bool, weight: &Option<Spanned<f64>>| {
+                    if off {
+                        s.off.push(kind);
+                    }
+                    if let Some(v) = weight
+                        && let Some(v) = cx.unit(v, "a weight")
+                    {
+                        s.weights.push((kind, v));
+                    }
+                };
+            for (kind, a) in [
+                (Kind::NoActivity, &w.no_activity),
+                (Kind::CloseDateOverdue, &w.close_date_overdue),
+                (Kind::PricingNotDiscussed, &w.pricing_not_discussed),
+                (Kind::UnresolvedObjection, &w.unresolved_objection),
+            ] {
+                if let Some(a) = a {
+                    common(self, kind, a.off, &a.weight);
+                }
+            }
+            if let Some(g) = &w.ghosted {
+                common(self, Kind::Ghosted, g.off, &g.weight);
+            }
+            if let Some(p) = &w.close_date_pushed {
+                common(self, Kind::CloseDatePushed, p.off, &p.weight);
+            }
+            if let Some(t) = &w.single_threaded {
+                common(self, Kind::SingleThreaded, t.off, &t.weight);
+            }
+            if let Some(b) = &w.no_economic_buyer {
+                common(self, Kind::NoEconomicBuyer, b.off, &b.weight);
+            }
+            if let Some(st) = &w.stalled {
+                common(self, Kind::Stalled, st.off, &st.weight);
+            }
+            // The thresholds, each where its warning is configured.
+            if let Some(a) = &w.no_activity {
+                self.millis(&a.after, &mut s.no_activity_after);
+            }
+            if let Some(a) = &w.close_date_overdue {
+                self.millis(&a.after, &mut s.overdue_after);
+            }
+            if let Some(a) = &w.pricing_not_discussed {
+                self.millis(&a.after, &mut s.pricing_after);
+            }
+            if let Some(a) = &w.unresolved_objection {
+                self.millis(&a.after, &mut s.objection_after);
+            }
+            if let Some(g) = &w.ghosted {
+                self.millis(&g.after, &mut s.ghosted_after);
+                if let Some(m) = &g.messages {
+                    if (1..=domain::UNANSWERED_KEPT).contains(&m.value) {
+                        s.ghosted_messages = m.value;
+                    } else {
+                        self.error(
+                            m,
+                            format!(
+                                "`messages` is between 1 and {}, not {}",
+                                domain::UNANSWERED_KEPT,
+                                m.value
+                            ),
+                        );
+                    }
+                }
+            }
+            if let Some(p) = &w.close_date_pushed
+                && let Some(t) = &p.times
+            {
+                if t.value >= 1 {
+                    s.pushed_times = t.value;
+                } else {
+                    self.error(t, "`times` must be at least 1".into());
+                }
+            }
+            if let Some(t) = &w.single_threaded {
+                self.millis(&t.within, &mut s.single_within);
+                self.millis(&t.after, &mut s.single_after);
+                if let Some(c) = &t.contacts {
+                    if (1..=risk::MAX_CONTACTS).contains(&c.value) {
+                        s.single_contacts = c.value;
+                    } else {
+                        self.error(
+                            c,
+                            format!(
+                                "`contacts` is between 1 and {}, not {}",
+                                risk::MAX_CONTACTS,
+                                c.value
+                            ),
+                        );
+                    }
+                }
+            }
+            if let Some(b) = &w.no_economic_buyer {
+                self.millis(&b.after, &mut s.buyer_after);
+                if let Some(roles) = &b.roles {
+                    s.buyer_roles = roles.clone();
+                }
+            }
+            if let Some(st) = &w.stalled {
+                self.millis(&st.default, &mut s.stalled_default);
+                s.stalled_min_won = st.min_won.unwrap_or(s.stalled_min_won);
+                if let Some(p) = &st.percentile {
+                    if p.value > 0.0 && p.value < 100.0 {
+                        s.stalled_percentile = p.value;
+                    } else {
+                        self.error(
+                            p,
+                            format!("`percentile` is between 0 and 100, not {}", p.value),
+                        );
+                    }
+                }
+            }
+            match &first {
+                Some((declared, _)) => self.error(
+                    &file.playbook,
+                    format!(
+                        "`risk:` is also declared in {}: one playbook declares it",
+                        declared.display()
+                    ),
+                ),
+                None => first = Some((path.clone(), s)),
             }
         }
         first.map(|(_, s)| s).unwrap_or_default()
@@ -1119,14 +1306,27 @@ impl Compiler {
             w.date_field.is_some(),
             w.schedule.is_some(),
             w.untouched_for.is_some(),
+            w.warning.is_some(),
         ];
         if given.iter().filter(|g| **g).count() != 1 {
             self.error(
                 &r.id,
-                "`when` needs exactly one of: event, quiet_for, in_stage_for, date_field, schedule, untouched_for"
+                "`when` needs exactly one of: event, quiet_for, in_stage_for, date_field, schedule, untouched_for, warning"
                     .into(),
             );
             return None;
+        }
+        if let Some(k) = &w.warning {
+            let kind = self.warning_kind(k)?;
+            if let Some(rec) = &r.record
+                && rec.value != "deal"
+            {
+                self.error(
+                    rec,
+                    "risk warnings are about deals: a `warning` rule acts on deals".into(),
+                );
+            }
+            return Some(Trigger::Warning(kind));
         }
         if let Some(u) = &w.untouched_for {
             return self.span(u).map(Trigger::Untouched);

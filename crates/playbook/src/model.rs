@@ -46,6 +46,23 @@ pub struct PlaybookSet {
     pub version: String,
     /// The sending etiquette (see [`Sending`]).
     pub sending: Sending,
+    /// How deals at risk are recognised (`risk:`; defaults without it).
+    pub risk: risk::Settings,
+}
+
+impl PlaybookSet {
+    /// Every stage the playbooks declare, in the order they declare them.
+    pub fn stages(&self) -> Vec<Stage> {
+        let mut out: Vec<Stage> = Vec::new();
+        for p in &self.playbooks {
+            for s in &p.stages {
+                if !out.contains(s) {
+                    out.push(s.clone());
+                }
+            }
+        }
+        out
+    }
 }
 
 /// A stage's entry criteria (see `raw::Gate`). Its alerts are the rule `gate-STAGE` of the
@@ -511,6 +528,8 @@ pub enum Trigger {
     Schedule(Schedule),
     /// The owner has not touched the record this long after it was assigned to them.
     Untouched(Span),
+    /// A risk warning appears on the deal.
+    Warning(risk::Kind),
 }
 
 impl std::fmt::Display for Trigger {
@@ -527,6 +546,7 @@ impl std::fmt::Display for Trigger {
             }
             Trigger::Schedule(s) => write!(f, "schedule {s}"),
             Trigger::Untouched(s) => write!(f, "untouched for {s} after assignment"),
+            Trigger::Warning(k) => write!(f, "warning {k}"),
         }
     }
 }

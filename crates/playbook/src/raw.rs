@@ -45,6 +45,10 @@ pub struct File {
     /// The sending etiquette every automated email to a contact follows; declared by at most
     /// one playbook of the set (defaults apply otherwise).
     pub sending: Option<Sending>,
+    /// How deals at risk are recognised: each warning's threshold, the late stages, the
+    /// score's threshold; declared by at most one playbook of the set (defaults apply
+    /// otherwise).
+    pub risk: Option<Risk>,
     /// Decision trees for calls a person makes (qualification, discovery): questions,
     /// answers, the next question or a recommendation. Walking one for a deal records the
     /// answers as the deal's fields, which gates and rules read.
@@ -119,6 +123,132 @@ pub struct Objection {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub assets: Vec<S<String>>,
+}
+
+/// The risk warnings' settings (every key optional; see `docs/risk.md`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Risk {
+    /// The score from which a deal counts as at risk, between 0 and 1 (0.5).
+    #[schemars(with = "Option<f64>")]
+    pub threshold: Option<S<f64>>,
+    /// The stages by which pricing should have been discussed and an economic buyer engaged
+    /// (the second half of the declared stages).
+    #[schemars(with = "Option<Vec<String>>")]
+    pub late_stages: Option<Vec<S<String>>>,
+    /// When weights are fitted to the company's closed deals.
+    pub fit: Option<RiskFit>,
+    #[serde(default)]
+    pub warnings: RiskWarnings,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RiskFit {
+    /// Closed deals needed (40) …
+    pub min_closed: Option<usize>,
+    /// … at least this many of them won and as many lost (10).
+    pub min_each: Option<usize>,
+}
+
+/// Each warning's threshold; `off: true` switches one off, `weight` (0 to 1) sets its part in
+/// the rule-based score.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RiskWarnings {
+    pub no_activity: Option<AfterWarning>,
+    pub ghosted: Option<GhostedWarning>,
+    pub close_date_overdue: Option<AfterWarning>,
+    pub close_date_pushed: Option<PushedWarning>,
+    pub single_threaded: Option<SingleThreadedWarning>,
+    pub no_economic_buyer: Option<BuyerWarning>,
+    pub pricing_not_discussed: Option<AfterWarning>,
+    pub unresolved_objection: Option<AfterWarning>,
+    pub stalled: Option<StalledWarning>,
+}
+
+/// A warning that holds after a length of time (`after: 14d`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AfterWarning {
+    #[serde(default)]
+    pub off: bool,
+    #[schemars(with = "Option<f64>")]
+    pub weight: Option<S<f64>>,
+    #[schemars(with = "Option<String>")]
+    pub after: Option<S<String>>,
+}
+
+/// This many of our messages unanswered (2), the first at least `after` old (5d).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GhostedWarning {
+    #[serde(default)]
+    pub off: bool,
+    #[schemars(with = "Option<f64>")]
+    pub weight: Option<S<f64>>,
+    #[schemars(with = "Option<usize>")]
+    pub messages: Option<S<usize>>,
+    #[schemars(with = "Option<String>")]
+    pub after: Option<S<String>>,
+}
+
+/// The close date moved later this many times (2).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PushedWarning {
+    #[serde(default)]
+    pub off: bool,
+    #[schemars(with = "Option<f64>")]
+    pub weight: Option<S<f64>>,
+    #[schemars(with = "Option<u32>")]
+    pub times: Option<S<u32>>,
+}
+
+/// Fewer than `contacts` (2) engaged `within` (30d), on a deal open `after` (14d).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SingleThreadedWarning {
+    #[serde(default)]
+    pub off: bool,
+    #[schemars(with = "Option<f64>")]
+    pub weight: Option<S<f64>>,
+    #[schemars(with = "Option<usize>")]
+    pub contacts: Option<S<usize>>,
+    #[schemars(with = "Option<String>")]
+    pub within: Option<S<String>>,
+    #[schemars(with = "Option<String>")]
+    pub after: Option<S<String>>,
+}
+
+/// No contact with one of these buying roles on the deal (economic_buyer, decision_maker)
+/// engaged, `after` (0d) into the late stages.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BuyerWarning {
+    #[serde(default)]
+    pub off: bool,
+    #[schemars(with = "Option<f64>")]
+    pub weight: Option<S<f64>>,
+    pub roles: Option<Vec<String>>,
+    #[schemars(with = "Option<String>")]
+    pub after: Option<S<String>>,
+}
+
+/// Longer in the stage than `percentile` (75) of the won deals that went through it, once
+/// `min_won` (10) have; `default` (21d) until then.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StalledWarning {
+    #[serde(default)]
+    pub off: bool,
+    #[schemars(with = "Option<f64>")]
+    pub weight: Option<S<f64>>,
+    #[schemars(with = "Option<f64>")]
+    pub percentile: Option<S<f64>>,
+    pub min_won: Option<usize>,
+    #[schemars(with = "Option<String>")]
+    pub default: Option<S<String>>,
 }
 
 /// Limits on automated email to contacts.
@@ -346,6 +476,10 @@ pub struct When {
     /// long after it was assigned to them (`4h`): a first-touch SLA.
     #[schemars(with = "Option<String>")]
     pub untouched_for: Option<S<String>>,
+    /// A risk warning appears on the deal (`stalled`, `ghosted`, …): on an event or with time
+    /// alone; once per instance of the warning.
+    #[schemars(with = "Option<String>")]
+    pub warning: Option<S<String>>,
 }
 
 /// A cron schedule over every open record of the rule's kind; the rule's `if` picks the ones

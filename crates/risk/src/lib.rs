@@ -17,7 +17,7 @@ mod warnings;
 pub use fit::{Fitted, Sample, auc, fit};
 pub use learn::{DealHistory, Learned, StageStat, learn, samples, stage_stats};
 pub use report::{Evaluation, ModelScore, Outcome, WarningScore, evaluate};
-pub use warnings::{Assessment, Contribution, Warning};
+pub use warnings::{Assessment, Contribution, MAX_CONTACTS, Warning};
 
 use serde::{Deserialize, Serialize};
 

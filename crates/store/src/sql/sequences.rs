@@ -76,7 +76,12 @@ pub(crate) struct Cx<'a> {
     known: &'a Known,
     /// Records written earlier in the transaction.
     written: &'a Known,
+    /// The running engine's risk model, for goals that read `deal.risk`.
+    risk: &'a risk::Model,
 }
+
+/// The risk model of a store running no playbooks.
+static NO_RISK: std::sync::LazyLock<risk::Model> = std::sync::LazyLock::new(risk::Model::default);
 
 impl<'a> Cx<'a> {
     pub(crate) fn new(
@@ -90,6 +95,7 @@ impl<'a> Cx<'a> {
             current: engine.map(Engine::playbooks),
             known,
             written,
+            risk: engine.map_or(&*NO_RISK, Engine::risk),
         }
     }
 
@@ -857,7 +863,7 @@ pub(crate) fn on_events(
         if let Some(goal) = &sequence.goal
             && !matches!(s.enrolment.status, Status::Ended { .. })
             && let Some(f) = cx.written.get(&s.record)
-            && engine::holds(goal, &f.record, now)
+            && engine::holds(goal, &f.record, now, cx.risk)
         {
             s.enrolment.end(Ended::Goal, now);
         }
@@ -920,7 +926,7 @@ pub(crate) fn advance(sql: &mut dyn Sql, cx: &Cx<'_>, now: Timestamp, limit: usi
         let goal = sequence
             .goal
             .as_ref()
-            .is_some_and(|g| engine::holds(g, &record, now));
+            .is_some_and(|g| engine::holds(g, &record, now, cx.risk));
         let mut etiquette = Etiquette::load(
             sql,
             cx.sending(),
