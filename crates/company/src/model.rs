@@ -116,6 +116,9 @@ model! {
     /// The chance of a touch (an email either way, a call, a meeting, a note) on a working
     /// day of a deal that is moving.
     p_activity = 0.5,
+    /// The share of its last stage during which a deal that will be lost for ordinary
+    /// reasons fades: the buyer stops answering and only the owner still writes and calls.
+    fading_share = 0.5,
     /// The chance a deal goes quiet after an enthusiastic demo (the article's first case).
     p_quiet_after_demo = 0.45,
     /// The chance a quiet deal comes back by itself, 7 to 25 days in.
@@ -158,6 +161,12 @@ model! {
     founder_discount = 0.1,
     /// The chance a buyer opens an asset sent to them.
     p_asset_viewed = 0.7,
+    /// The chance a deal stays single-threaded: only the champion takes part (the economic
+    /// buyer skips the demo and never writes), a known risk factor for `pipewright risk`.
+    p_single_threaded = 0.3,
+    /// How many times likelier a single-threaded deal is lost at the end of proposal,
+    /// negotiation and legal.
+    single_threaded_loss = 2.5,
     /// The chance legal review stalls.
     p_legal_stall = 0.45,
     /// How many days a stalled review sits, typically (drawn between half and twice this).

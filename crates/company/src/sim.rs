@@ -112,6 +112,8 @@ struct DealFate {
     u_view: f64,
     stall: bool,
     stall_len: i64,
+    /// Only the champion takes part.
+    single: bool,
     u_chase: f64,
     chase_day: i64,
     u_unstick: f64,
@@ -184,6 +186,7 @@ impl DealFate {
             u_unstick: rng.unit(),
             u_stall_loss: rng.unit(),
             executive: amount >= 60_000 && rng.chance(m.p_executive_sponsor),
+            single: rng.chance(m.p_single_threaded),
         }
     }
 }
@@ -244,6 +247,8 @@ pub(crate) struct Deal {
     stall_done: bool,
     executive_done: bool,
     discounted: bool,
+    /// The day the close date falls on.
+    close_day: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -890,6 +895,7 @@ impl<'e> Sim<'e> {
             "currency": "EUR",
             "close_date": &close[..10],
             "contacts": contacts.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(),
+            "roles": contacts.iter().map(|(c, r)| (c.clone(), json!(r))).collect::<serde_json::Map<_, _>>(),
         });
         self.emit(at, "deal.created", &refs, None, data);
         let created_day = day_of(at);
@@ -918,6 +924,7 @@ impl<'e> Sim<'e> {
             stall_done: false,
             executive_done: false,
             discounted: false,
+            close_day: day_of(at + 75 * DAY),
         });
         // The discovery call, booked by the buyer.
         let d = &mut self.deals[index];
@@ -1018,6 +1025,23 @@ impl<'e> Sim<'e> {
         }
     }
 
+    /// The owner moves the deal's close date `days` past the later of today and the current
+    /// one.
+    fn push_close_date(&mut self, i: usize, day: i64, days: i64) {
+        let d = &mut self.deals[i];
+        d.close_day = d.close_day.max(day) + days;
+        let at = during(&mut d.noise, day);
+        let (id, owner) = (d.id.clone(), TEAM[d.owner].id);
+        let date = Timestamp::from_millis(d.close_day * DAY).to_string();
+        self.emit(
+            at,
+            "deal.updated",
+            &[("deal", &id)],
+            Some(("person", owner)),
+            json!({ "close_date": &date[..10] }),
+        );
+    }
+
     /// The champion's email on `day`.
     fn champion_writes(&mut self, i: usize, day: i64, subject: &str) {
         let d = &mut self.deals[i];
@@ -1034,17 +1058,39 @@ impl<'e> Sim<'e> {
         );
     }
 
-    /// An ordinary touch: the owner's email or call, the buyer's reply, a meeting, a note.
-    fn activity(&mut self, i: usize, day: i64) {
+    /// An ordinary touch: the owner's email or call, the buyer's reply, a meeting, a note;
+    /// on a deal that is `fading`, only the owner's emails and calls nobody picks up.
+    fn activity(&mut self, i: usize, day: i64, fading: bool) {
         let d = &mut self.deals[i];
         let at = during(&mut d.noise, day);
         let id = d.id.clone();
-        let contact = d.contacts[d.noise.range(0, d.contacts.len() as i64) as usize]
+        let reachable: Vec<&(String, &str)> = d
+            .contacts
+            .iter()
+            .filter(|(_, role)| !d.fate.single || *role != "economic_buyer")
+            .collect();
+        let contact = reachable[d.noise.range(0, reachable.len() as i64) as usize]
             .0
             .clone();
         let owner = TEAM[d.owner].id;
         let refs = [("deal", id.as_str()), ("contact", contact.as_str())];
         let stage = STAGES[d.stage];
+        if fading {
+            if d.noise.chance(0.6) {
+                let subject = format!("Checking in on the {stage}");
+                self.emit(
+                    at,
+                    "email.sent",
+                    &refs,
+                    Some(("person", owner)),
+                    json!({ "subject": subject }),
+                );
+            } else {
+                let data = json!({ "direction": "outbound", "outcome": "no_answer" });
+                self.emit(at, "call.logged", &refs, Some(("person", owner)), data);
+            }
+            return;
+        }
         match d.noise.range(0, 10) {
             0..3 => {
                 let subject = format!("Next steps for the {stage}");
@@ -1190,6 +1236,8 @@ impl<'e> Sim<'e> {
                     if ran_its_course && d.fate.u_stall_loss < m.p_loss_stall {
                         self.close(i, day, false, "legal review stalled");
                     }
+                } else if in_legal == 21 {
+                    self.push_close_date(i, day, 21);
                 } else if on_weekday && d.noise.chance(0.35) {
                     let at = during(&mut d.noise, day);
                     let legal = d.contacts.last().map(|c| c.0.clone()).unwrap_or_default();
@@ -1251,6 +1299,17 @@ impl<'e> Sim<'e> {
                     self.close(i, day + 2, false, reason);
                     return;
                 }
+                // The buyer accepted the answer: the owner marks the objection resolved.
+                let d = &mut self.deals[i];
+                let at = during(&mut d.noise, day);
+                let (id, owner) = (d.id.clone(), TEAM[d.owner].id);
+                self.emit(
+                    at,
+                    "objection.resolved",
+                    &[("deal", &id)],
+                    Some(("person", owner)),
+                    json!({ "kind": o.kind.as_str() }),
+                );
             }
         }
         let d = &mut self.deals[i];
@@ -1272,7 +1331,7 @@ impl<'e> Sim<'e> {
                 founder: None,
             });
             let at = during(&mut d.noise, day);
-            let contact = if kind == Kind::Pricing {
+            let contact = if kind == Kind::Pricing && !d.fate.single {
                 d.contacts[1].0.clone()
             } else {
                 d.contacts[0].0.clone()
@@ -1345,13 +1404,6 @@ impl<'e> Sim<'e> {
             }
             return;
         }
-        if on_weekday && self.deals[i].noise.chance(m.p_activity) {
-            self.activity(i, day);
-        }
-        let d = &self.deals[i];
-        if in_stage < d.stage_len || d.objection.is_some() || !on_weekday {
-            return;
-        }
         let lost = [
             m.p_lost_discovery,
             m.p_lost_demo,
@@ -1359,7 +1411,23 @@ impl<'e> Sim<'e> {
             m.p_lost_negotiation,
             m.p_lost_legal,
         ];
-        if d.fate.u_lost[stage] < lost[stage] {
+        let d = &self.deals[i];
+        let factor = if d.fate.single && stage >= PROPOSAL {
+            m.single_threaded_loss
+        } else {
+            1.0
+        };
+        let doomed = d.fate.u_lost[stage] < lost[stage] * factor;
+        // A deal that will be lost here fades first: the buyer stops answering.
+        let fading = doomed && in_stage as f64 >= d.stage_len as f64 * (1.0 - m.fading_share);
+        if on_weekday && self.deals[i].noise.chance(m.p_activity) {
+            self.activity(i, day, fading);
+        }
+        let d = &self.deals[i];
+        if in_stage < d.stage_len || d.objection.is_some() || !on_weekday {
+            return;
+        }
+        if doomed {
             let reason = [
                 "no fit",
                 "no budget",
@@ -1404,7 +1472,12 @@ impl<'e> Sim<'e> {
             DEMO => {
                 let held = in_hours(at + d.noise.range(HOUR, DAY));
                 let owner = TEAM[d.owner].id;
-                let attendees: Vec<String> = d.contacts.iter().map(|c| c.0.clone()).collect();
+                let attendees: Vec<String> = d
+                    .contacts
+                    .iter()
+                    .filter(|(_, role)| !d.fate.single || *role != "economic_buyer")
+                    .map(|c| c.0.clone())
+                    .collect();
                 let data =
                     json!({ "title": "Demo", "duration_minutes": 60, "attendees": attendees });
                 self.emit(held, "meeting.held", &refs, Some(("person", owner)), data);
@@ -1432,6 +1505,8 @@ impl<'e> Sim<'e> {
                         system: false,
                         escalated_on: None,
                     };
+                    // Legal will take a while: the owner moves the close date out.
+                    self.push_close_date(i, day, 21);
                 }
             }
             _ => {}

@@ -197,6 +197,8 @@ pub struct Engine {
     /// How deals at risk are recognised: the playbooks' thresholds and what has been learned
     /// from closed deals (`deal.risk`, `warning` triggers).
     risk: Arc<risk::Model>,
+    /// What a record's timers depend on (see [`Engine::arming`]).
+    arming: String,
 }
 
 impl Engine {
@@ -235,23 +237,47 @@ impl Engine {
             &set.stages(),
             risk::Learned::default(),
         ));
-        Self {
+        let mut engine = Self {
+            arming: set.version.clone(),
             set,
             by_event,
             timed,
             by_id,
             natives,
             risk,
-        }
+        };
+        engine.arming = engine.arming_of();
+        engine
     }
 
     /// The same playbooks, with risk learned from a history of closed deals (stage times of
     /// won deals, fitted weights).
     pub fn with_learned(&self, learned: risk::Learned) -> Self {
-        Self {
+        let mut engine = Self {
             risk: Arc::new(self.risk.with_learned(learned)),
             ..self.clone()
+        };
+        engine.arming = engine.arming_of();
+        engine
+    }
+
+    /// What a record's timers depend on: the playbook version, and — when a rule waits for a
+    /// risk warning, whose timing depends on what was learned (won deals' time in stage) —
+    /// what was learned too. Records armed under another value are re-armed.
+    pub fn arming(&self) -> &str {
+        &self.arming
+    }
+
+    fn arming_of(&self) -> String {
+        let waits_for_warnings = self
+            .timed
+            .iter()
+            .any(|at| matches!(self.rule(*at).1.trigger, Trigger::Warning(_)));
+        if !waits_for_warnings {
+            return self.set.version.clone();
         }
+        let learned = serde_json::to_string(&self.risk.learned).unwrap_or_default();
+        format!("{}+risk-{}", self.set.version, &key(&[&learned])[..12])
     }
 
     /// How this engine recognises deals at risk.

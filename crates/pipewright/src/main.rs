@@ -172,6 +172,12 @@ enum Command {
         #[arg(long, default_value = "yaml")]
         format: String,
     },
+    /// Deals at risk: the open deals ranked by value at risk with their warnings, the model the
+    /// score runs on, and how well it foresaw the deals that were lost.
+    Risk {
+        #[command(subcommand)]
+        command: RiskCommand,
+    },
     /// Rebuild every record's derived state from the event log (state is a cache of the log).
     Refold,
     /// Bring the database schema up to this version of pipewright (every node also does this
@@ -247,6 +253,42 @@ enum TreeCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum RiskCommand {
+    /// The open deals at risk, riskiest value (amount × score) first, each warning in words.
+    Deals {
+        /// Only this owner's deals.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Only deals scoring at least this (default: the playbooks' threshold).
+        #[arg(long)]
+        min_score: Option<f64>,
+        /// Every open deal, whatever its score.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+    },
+    /// What the score runs on: thresholds, late stages, won deals' time in each stage, and the
+    /// weights — rule-based, or fitted and on how much data.
+    Model {
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+    },
+    /// On the stored closed deals, learned from the oldest and judged on the newer: how far
+    /// ahead the warnings flagged the deals that were lost, precision and recall at the
+    /// threshold, and the ROC AUC of the rule-based and the fitted score.
+    Evaluate {
+        /// The share of closed deals learned from (the oldest by close).
+        #[arg(long, default_value_t = 0.7)]
+        split: f64,
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum ReportCommand {
     /// How often key people still step in on deals they do not own, why, where, with what
     /// money behind it, which deals wait on them, and what the playbooks cover.
@@ -952,6 +994,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logging(&settings)?;
             runtime()?.block_on(sequences(&settings, command, &mut out))?;
         }
+        Command::Risk { command } => {
+            let settings = settings(&cli, false)?;
+            init_logging(&settings)?;
+            runtime()?.block_on(risk(&settings, command, &mut out))?;
+        }
         Command::Report {
             command:
                 ReportCommand::Heroics {
@@ -1586,6 +1633,165 @@ fn failed(e: server::heroics::Failed) -> anyhow::Error {
         server::heroics::Failed::Param(p) => flag(p),
         server::heroics::Failed::Store(s) => s.into(),
     }
+}
+
+async fn risk(
+    settings: &Settings,
+    command: &RiskCommand,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let store = open_store(settings)?;
+    // The playbooks every node runs, or this folder's when none are published yet.
+    let engine = match running_playbooks(&*store).await? {
+        Some(set) => Some(store::Engine::new(set)),
+        None => load_engine(settings)?,
+    };
+    let now = clock::Clock::now(&clock::SystemClock);
+    match command {
+        RiskCommand::Deals {
+            owner,
+            min_score,
+            all,
+            limit,
+            format,
+        } => {
+            if let Some(m) = min_score
+                && !(0.0..=1.0).contains(m)
+            {
+                anyhow::bail!("--min-score: expected a score between 0 and 1, got {m}");
+            }
+            let model = server::risk::current(&*store, engine.as_ref(), now).await?;
+            let query = server::risk::RankQuery {
+                owner: owner.clone(),
+                min_score: *min_score,
+                all: *all,
+                limit: *limit,
+            };
+            let deals = server::risk::ranked(&*store, &model, now, &query).await?;
+            if format == "json" {
+                writeln!(out, "{}", serde_json::to_string_pretty(&deals)?)?;
+                return Ok(());
+            }
+            writeln!(out, "Scored at {now} with {}.", model.scoring())?;
+            if deals.is_empty() {
+                writeln!(
+                    out,
+                    "No open deal scores {:.2} or more.",
+                    query.min_score.unwrap_or(model.settings.threshold)
+                )?;
+            }
+            for d in &deals {
+                let amount = d.amount.map_or("-".to_owned(), |a| {
+                    format!("{a:.0} {}", d.currency.as_deref().unwrap_or(""))
+                });
+                writeln!(
+                    out,
+                    "\n{} {} — score {:.2}, {amount}, {} in {}",
+                    d.id,
+                    d.name.as_deref().unwrap_or(""),
+                    d.score,
+                    d.owner.as_deref().unwrap_or("no owner"),
+                    d.stage.as_deref().unwrap_or("no stage"),
+                )?;
+                for c in &d.warnings {
+                    writeln!(
+                        out,
+                        "  {:<22} {:>6.2}  {}",
+                        c.warning.kind.as_str(),
+                        c.weight,
+                        c.warning.says
+                    )?;
+                }
+            }
+        }
+        RiskCommand::Model { format } => {
+            let model = server::risk::current(&*store, engine.as_ref(), now).await?;
+            let described = server::risk::describe(&model);
+            if format == "json" {
+                writeln!(out, "{}", serde_json::to_string_pretty(&described)?)?;
+                return Ok(());
+            }
+            writeln!(out, "Scoring: {}.", model.scoring())?;
+            writeln!(
+                out,
+                "At risk from a score of {:.2}.",
+                model.settings.threshold
+            )?;
+            let late: Vec<&str> = model.late.iter().map(|s| s.as_str()).collect();
+            writeln!(
+                out,
+                "Late stages: {}.",
+                if late.is_empty() {
+                    "none".to_owned()
+                } else {
+                    late.join(", ")
+                }
+            )?;
+            writeln!(
+                out,
+                "\n{:<22} {:>3} {:>12} {:>14}",
+                "warning", "on", "rule weight", "fitted weight"
+            )?;
+            for (i, k) in risk::Kind::ALL.iter().enumerate() {
+                writeln!(
+                    out,
+                    "{:<22} {:>3} {:>12.2} {:>14}",
+                    k.as_str(),
+                    if model.settings.is_on(*k) {
+                        "yes"
+                    } else {
+                        "no"
+                    },
+                    model.settings.weight(*k),
+                    model
+                        .learned
+                        .fitted
+                        .as_ref()
+                        .map_or("-".to_owned(), |f| format!("{:.2}", f.weights[i]))
+                )?;
+            }
+            if let Some(f) = &model.learned.fitted {
+                writeln!(
+                    out,
+                    "{:<22} {:>3} {:>12} {:>14.2}",
+                    "(baseline)", "", "", f.bias
+                )?;
+            }
+            writeln!(
+                out,
+                "\nTime in stage of won deals (stalled after the {}th percentile, from {} won deals; {} days by default):",
+                model.settings.stalled_percentile,
+                model.settings.stalled_min_won,
+                model.settings.stalled_default / domain::MILLIS_PER_DAY
+            )?;
+            for (stage, st) in &model.learned.stages {
+                writeln!(
+                    out,
+                    "  {stage:<28} {:>4} won  median {:>5.1} days  stalled after {:>5.1} days",
+                    st.won,
+                    st.median_ms as f64 / domain::MILLIS_PER_DAY as f64,
+                    st.threshold_ms as f64 / domain::MILLIS_PER_DAY as f64,
+                )?;
+            }
+        }
+        RiskCommand::Evaluate { split, format } => {
+            if !(*split > 0.0 && *split < 1.0) {
+                anyhow::bail!(
+                    "--split: expected the share of closed deals to learn from, between 0 and 1 (such as 0.7), got {split}"
+                );
+            }
+            let base = engine
+                .as_ref()
+                .map_or_else(risk::Model::default, |e| e.risk().clone());
+            let e = server::risk::evaluate(&*store, &base, now, *split).await?;
+            if format == "json" {
+                writeln!(out, "{}", serde_json::to_string_pretty(&e)?)?;
+            } else {
+                write!(out, "{}", e.table())?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The playbook set every node runs (the newest published), if any.

@@ -105,7 +105,7 @@ pub fn samples(model: &Model, histories: &[DealHistory], every: i64) -> (Vec<Sam
     for h in histories {
         let mut record = Record::empty(&h.key);
         let snaps = snapshots(&mut record, &h.events, every, |deal, at| {
-            model.present(deal, at)
+            model.signs(deal, at)
         });
         let Some((snaps, lost)) = snaps else { continue };
         if snaps.is_empty() {
@@ -113,11 +113,11 @@ pub fn samples(model: &Model, histories: &[DealHistory], every: i64) -> (Vec<Sam
         }
         deals += 1;
         let weight = 1.0 / snaps.len() as f64;
-        out.extend(
-            snaps
-                .into_iter()
-                .map(|(_, bits)| Sample { bits, lost, weight }),
-        );
+        out.extend(snaps.into_iter().map(|(_, signs)| Sample {
+            signs,
+            lost,
+            weight,
+        }));
     }
     (out, deals)
 }
@@ -186,7 +186,8 @@ pub fn learn(base: &Model, histories: &[DealHistory]) -> Learned {
         let rules = base.with_learned(learned.clone());
         let (samples, deals) = samples(&rules, histories, 7 * DAY);
         if !samples.is_empty() {
-            learned.fitted = Some(fit(&samples, deals, won, lost));
+            let stages: Vec<String> = base.stages.iter().map(|s| s.as_str().to_owned()).collect();
+            learned.fitted = Some(fit(&samples, &stages, deals, won, lost));
         }
     }
     learned

@@ -14,7 +14,7 @@ mod learn;
 mod report;
 mod warnings;
 
-pub use fit::{Fitted, Sample, auc, fit};
+pub use fit::{Fitted, Sample, Signs, auc, fit};
 pub use learn::{DealHistory, Learned, StageStat, learn, samples, stage_stats};
 pub use report::{Evaluation, ModelScore, Outcome, WarningScore, evaluate};
 pub use warnings::{Assessment, Contribution, MAX_CONTACTS, Warning};
@@ -148,7 +148,7 @@ impl Default for Settings {
             buyer_roles: vec!["economic_buyer".into(), "decision_maker".into()],
             buyer_after: 0,
             pricing_after: 0,
-            objection_after: 7 * DAY,
+            objection_after: 3 * DAY,
             stalled_percentile: 75.0,
             stalled_min_won: 10,
             stalled_default: 21 * DAY,
@@ -212,6 +212,8 @@ impl std::fmt::Display for Scoring {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {
     pub settings: Settings,
+    /// The stages the playbooks declare, in order: the fitted score's stage baselines.
+    pub stages: Vec<Stage>,
     /// The late stages (see [`Settings::late_stages`]).
     pub late: Vec<Stage>,
     pub learned: Learned,
@@ -233,6 +235,7 @@ impl Model {
         };
         Self {
             settings,
+            stages: stages.to_vec(),
             late,
             learned,
         }
@@ -284,23 +287,28 @@ impl Model {
             .is_some_and(|(_, since)| since <= now)
     }
 
-    /// The warnings present, as a bit set over [`Kind::ALL`]: what the score reads, without
-    /// allocating.
-    pub fn present(&self, deal: &Deal, now: Timestamp) -> u16 {
-        let mut bits = 0;
+    /// What the score reads: the warnings present, as a bit set over [`Kind::ALL`], and the
+    /// stage — without allocating.
+    pub fn signs(&self, deal: &Deal, now: Timestamp) -> Signs {
+        let mut warnings = 0;
         for (i, kind) in Kind::ALL.iter().enumerate() {
             if self.holds(*kind, deal, now) {
-                bits |= 1 << i;
+                warnings |= 1 << i;
             }
         }
-        bits
+        let stage = deal
+            .stage
+            .as_ref()
+            .and_then(|s| self.stages.iter().position(|x| x == s))
+            .and_then(|i| u8::try_from(i).ok());
+        Signs { warnings, stage }
     }
 
-    /// The score of a set of warnings (a bit set from [`Model::present`]).
-    pub fn score_of(&self, bits: u16) -> f64 {
-        let on = |i: usize| bits & (1 << i) != 0;
+    /// The score of what a deal shows (see [`Model::signs`]).
+    pub fn score_of(&self, signs: Signs) -> f64 {
+        let on = |i: usize| signs.warnings & (1 << i) != 0;
         match &self.learned.fitted {
-            Some(f) => f.probability(bits),
+            Some(f) => f.probability(signs),
             None => {
                 let mut clear = 1.0;
                 for (i, kind) in Kind::ALL.iter().enumerate() {
@@ -315,7 +323,10 @@ impl Model {
 
     /// The deal's risk score at `now`, between 0 and 1; 0 for a closed deal.
     pub fn score(&self, deal: &Deal, now: Timestamp) -> f64 {
-        self.score_of(self.present(deal, now))
+        if deal.status != DealStatus::Open {
+            return 0.0;
+        }
+        self.score_of(self.signs(deal, now))
     }
 
     /// The threshold, in milliseconds, after which a deal in `stage` of `pipeline` counts as

@@ -41,10 +41,17 @@ pub struct Outcome {
 pub struct ModelScore {
     pub name: String,
     pub scoring: Scoring,
-    /// ROC AUC of the daily scores of open deals against how they ended.
+    /// ROC AUC of the daily scores of open deals against how they ended, each deal's days
+    /// weighing as one deal.
     pub auc: Option<f64>,
+    /// At the settings' threshold.
     pub outcome: Outcome,
+    /// Precision and recall at other thresholds, to choose one by: `(threshold, outcome)`.
+    pub thresholds: Vec<(f64, Outcome)>,
 }
+
+/// The thresholds the evaluation also judges the scores at.
+const SWEEP: [f64; 8] = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
 
 /// One warning, judged on the newer deals: a deal counts as flagged by it if it showed the
 /// warning on any day while open.
@@ -68,6 +75,9 @@ pub struct Evaluation {
     /// What the live system scores with, learned from every closed deal.
     pub live: Scoring,
 }
+
+/// One test deal under one model: its close, whether it was lost, and its daily scores.
+type Scored = (Timestamp, bool, Vec<(Timestamp, f64)>);
 
 fn part(histories: &[(Timestamp, bool, &DealHistory)]) -> Part {
     Part {
@@ -144,9 +154,8 @@ pub fn evaluate(base: &Model, histories: &[DealHistory], split: f64) -> Evaluati
         models.push(("fitted", f));
     }
     let threshold = base.settings.threshold;
-    let mut scored: Vec<Vec<(f64, bool)>> = vec![Vec::new(); models.len()];
-    let mut first_flag: Vec<Vec<(Option<Timestamp>, Timestamp, bool)>> =
-        vec![Vec::new(); models.len()];
+    let mut scored: Vec<Vec<(f64, bool, f64)>> = vec![Vec::new(); models.len()];
+    let mut days: Vec<Vec<Scored>> = vec![Vec::new(); models.len()];
     let mut first_warning: Vec<Vec<(Option<Timestamp>, Timestamp, bool)>> =
         vec![Vec::new(); Kind::ALL.len()];
     let mut snapshots_seen = 0;
@@ -154,26 +163,27 @@ pub fn evaluate(base: &Model, histories: &[DealHistory], split: f64) -> Evaluati
         let mut record = Record::empty(&h.key);
         // Warnings are the same for both models (only the weights differ).
         let Some((snaps, _)) = snapshots(&mut record, &h.events, DAY, |deal, at| {
-            rules.present(deal, at)
+            rules.signs(deal, at)
         }) else {
             continue;
         };
         snapshots_seen += snaps.len();
+        if snaps.is_empty() {
+            continue;
+        }
+        let weight = 1.0 / snaps.len() as f64;
         for (m, (_, model)) in models.iter().enumerate() {
-            let mut first = None;
-            for (at, bits) in &snaps {
-                let score = model.score_of(*bits);
-                scored[m].push((score, *lost));
-                if first.is_none() && score >= threshold {
-                    first = Some(*at);
-                }
-            }
-            first_flag[m].push((first, *closed, *lost));
+            let scores: Vec<(Timestamp, f64)> = snaps
+                .iter()
+                .map(|(at, signs)| (*at, model.score_of(*signs)))
+                .collect();
+            scored[m].extend(scores.iter().map(|(_, s)| (*s, *lost, weight)));
+            days[m].push((*closed, *lost, scores));
         }
         for (k, firsts) in first_warning.iter_mut().enumerate() {
             let first = snaps
                 .iter()
-                .find(|(_, bits)| bits & (1 << k) != 0)
+                .find(|(_, signs)| signs.warnings & (1 << k) != 0)
                 .map(|(at, _)| *at);
             firsts.push((first, *closed, *lost));
         }
@@ -188,11 +198,24 @@ pub fn evaluate(base: &Model, histories: &[DealHistory], split: f64) -> Evaluati
         models: models
             .iter()
             .enumerate()
-            .map(|(m, (name, model))| ModelScore {
-                name: (*name).to_owned(),
-                scoring: model.scoring(),
-                auc: auc(&scored[m]),
-                outcome: outcome(&first_flag[m]),
+            .map(|(m, (name, model))| {
+                let at = |t: f64| {
+                    let firsts: Vec<_> = days[m]
+                        .iter()
+                        .map(|(closed, lost, scores)| {
+                            let first = scores.iter().find(|(_, s)| *s >= t).map(|(at, _)| *at);
+                            (first, *closed, *lost)
+                        })
+                        .collect();
+                    outcome(&firsts)
+                };
+                ModelScore {
+                    name: (*name).to_owned(),
+                    scoring: model.scoring(),
+                    auc: auc(&scored[m]),
+                    outcome: at(threshold),
+                    thresholds: SWEEP.iter().map(|t| (*t, at(*t))).collect(),
+                }
             })
             .collect(),
         warnings: Kind::ALL
@@ -249,7 +272,8 @@ impl Evaluation {
         );
         let _ = writeln!(
             out,
-            "A deal is flagged when its score reached {:.2} on any day before it closed; lead time is from the first flag to the loss.\n",
+            "{:.0}% of them were lost. A deal is flagged when its score reached {:.2} on any day before it closed; lead time is from the first flag to the loss.\n",
+            100.0 * self.test.lost as f64 / self.test.deals.max(1) as f64,
             self.threshold
         );
         let _ = writeln!(
@@ -270,6 +294,27 @@ impl Evaluation {
                 days(o.lead_days_median),
                 range(o)
             );
+        }
+        let _ = writeln!(out, "\nPrecision / recall at other thresholds:");
+        let _ = write!(out, "{:<24}", "threshold");
+        for t in SWEEP {
+            let _ = write!(out, " {t:>9.1}");
+        }
+        let _ = writeln!(out);
+        for m in &self.models {
+            let _ = write!(out, "{:<24}", m.name);
+            for (_, o) in &m.thresholds {
+                let _ = write!(
+                    out,
+                    " {:>9}",
+                    format!(
+                        "{}/{}",
+                        pct(o.precision).trim_end_matches('%'),
+                        pct(o.recall)
+                    )
+                );
+            }
+            let _ = writeln!(out);
         }
         let _ = writeln!(out);
         let _ = writeln!(

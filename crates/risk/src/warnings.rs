@@ -34,6 +34,9 @@ pub struct Contribution {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Assessment {
     pub score: f64,
+    /// The score of a deal in its stage with none of its warnings: 0 for rule-based weights;
+    /// for fitted ones, how often deals in the stage were lost anyway.
+    pub baseline: f64,
     pub at_risk: bool,
     pub scoring: Scoring,
     pub warnings: Vec<Contribution>,
@@ -57,8 +60,16 @@ impl Model {
 
     /// The score with its reasons.
     pub fn assess(&self, deal: &Deal, now: Timestamp) -> Assessment {
-        let bits = self.present(deal, now);
-        let score = self.score_of(bits);
+        let signs = self.signs(deal, now);
+        let open = deal.status == domain::DealStatus::Open;
+        let score = if open { self.score_of(signs) } else { 0.0 };
+        let baseline = match &self.learned.fitted {
+            Some(f) if open => f.probability(crate::Signs {
+                warnings: 0,
+                ..signs
+            }),
+            _ => 0.0,
+        };
         let mut warnings: Vec<Contribution> = self
             .warnings(deal, now)
             .into_iter()
@@ -77,6 +88,7 @@ impl Model {
         warnings.sort_by(|a, b| b.weight.total_cmp(&a.weight));
         Assessment {
             score,
+            baseline,
             at_risk: score >= self.settings.threshold,
             scoring: self.scoring(),
             warnings,

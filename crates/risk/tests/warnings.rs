@@ -334,18 +334,18 @@ fn an_objection_is_unresolved_after_the_threshold_until_resolved() {
         Some(r#"{"contact":"C-1"}"#),
         r#"{"kind":"security","text":"SOC 2?"}"#,
     );
-    let clock = clock_at(8.9);
+    let clock = clock_at(4.9);
     assert!(says(&model, b.deal(), &clock).is_empty());
     advance(&clock, 0.2);
     assert_eq!(
         says(&model, b.deal(), &clock),
-        ["unresolved_objection: A security objection raised 7 days ago is unresolved."]
+        ["unresolved_objection: A security objection raised 3 days ago is unresolved."]
     );
     // Resolving another kind changes nothing; resolving this one clears it.
-    b.add(9.0, "objection.resolved", None, r#"{"kind":"pricing"}"#);
+    b.add(5.0, "objection.resolved", None, r#"{"kind":"pricing"}"#);
     assert_eq!(says(&model, b.deal(), &clock).len(), 1);
     b.add(
-        9.05,
+        5.05,
         "objection.resolved",
         None,
         r#"{"kind":"security","text":"Report sent"}"#,
@@ -353,7 +353,7 @@ fn an_objection_is_unresolved_after_the_threshold_until_resolved() {
     assert!(says(&model, b.deal(), &clock).is_empty());
     assert_eq!(
         b.deal().engagement.objections[0].resolved_at,
-        Some(at(9.05))
+        Some(at(5.05))
     );
 }
 

@@ -259,6 +259,10 @@ pub struct RecordWithTimeline {
     /// Time triggers the record is waiting on, soonest first.
     #[schema(value_type = Vec<Object>)]
     pub timers: Vec<store::Timer>,
+    /// For an open deal: its risk score, and every warning with its sentence and weight.
+    #[schema(value_type = Option<Object>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub risk: Option<risk::Assessment>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -297,11 +301,19 @@ pub async fn get_record(
         .await?;
     let effects = state.store.effects(Some(&key), 1000).await?;
     let timers = state.store.timers(&key).await?;
+    let now = state.clock.now();
+    let risk = match &stored.record {
+        Record::Deal(d) if d.status == domain::DealStatus::Open => {
+            Some(crate::risk::running(&*state.store).assess(d, now))
+        }
+        _ => None,
+    };
     Ok(Json(RecordWithTimeline {
-        view: RecordView::new(stored, state.clock.now()),
+        view: RecordView::new(stored, now),
         timeline,
         effects,
         timers,
+        risk,
     }))
 }
 

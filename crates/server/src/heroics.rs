@@ -14,9 +14,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use domain::{MILLIS_PER_DAY, RecordId, RecordKind, Timestamp};
-use heroics::{
-    Automation, Covering, DealRun, Firing, History, People, Request, Settings, run_deal,
-};
+use heroics::{Automation, Covering, Firing, History, People, Request, Settings, run_deal};
 use playbook::{Action, PlaybookSet, Target};
 use store::{ExceptionQuery, OutboxQuery, RecordEvent, RecordRange, Store, TaskQuery, TokenRole};
 
@@ -148,46 +146,51 @@ pub async fn people(store: &dyn Store) -> store::Result<People> {
 /// How many events one read takes.
 const PAGE: usize = 20_000;
 
-/// Every deal's history up to `until`, read record by record: the deals split into a range
-/// per core, each range read by its own reader (reading is mostly decoding), every deal folded
-/// as soon as its last event is in.
+/// Every deal's history up to `until`, read record by record (see [`each_deal`]).
 pub async fn history(
     store: &dyn Store,
     settings: Settings,
     until: Timestamp,
 ) -> store::Result<History> {
     let mut history = History::new(people(store).await?, settings, until);
-    let parts = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let ranges = store.record_ranges(RecordKind::Deal, parts).await?;
-    let history_ref = &history;
-    let runs = futures_util::future::try_join_all(
-        ranges
-            .iter()
-            .map(|range| read_range(store, range, history_ref)),
-    )
+    let h = &history;
+    let runs = each_deal(store, until, &|id, events| {
+        run_deal(&id, &events, &h.people, &h.settings, h.until)
+    })
     .await?;
-    history.deals = runs.into_iter().flatten().collect();
+    history.deals = runs;
     Ok(history)
 }
 
+/// Every deal's events before `until`, each deal's in occurrence order, handed to `fold` one
+/// deal at a time: the deals split into a range per core, each range read by its own reader
+/// (reading is mostly decoding), every deal folded as soon as its last event is in.
+pub async fn each_deal<T: Send>(
+    store: &dyn Store,
+    until: Timestamp,
+    fold: &(dyn Fn(RecordId, Vec<domain::Event>) -> T + Sync),
+) -> store::Result<Vec<T>> {
+    let parts = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let ranges = store.record_ranges(RecordKind::Deal, parts).await?;
+    let runs = futures_util::future::try_join_all(
+        ranges
+            .iter()
+            .map(|range| read_range(store, range, until, fold)),
+    )
+    .await?;
+    Ok(runs.into_iter().flatten().collect())
+}
+
 /// One range's deals, read page by page and each folded once the next deal begins.
-async fn read_range(
+async fn read_range<T>(
     store: &dyn Store,
     range: &RecordRange,
-    history: &History,
-) -> store::Result<Vec<DealRun>> {
+    until: Timestamp,
+    fold: &(dyn Fn(RecordId, Vec<domain::Event>) -> T + Sync),
+) -> store::Result<Vec<T>> {
     let mut runs = Vec::new();
     let mut deal: Option<(RecordId, Vec<domain::Event>)> = None;
     let mut after: Option<RecordEvent> = None;
-    let fold = |(id, events): (RecordId, Vec<domain::Event>)| {
-        run_deal(
-            &id,
-            &events,
-            &history.people,
-            &history.settings,
-            history.until,
-        )
-    };
     loop {
         let page = store
             .record_events(RecordKind::Deal, range, after.as_ref(), PAGE)
@@ -195,14 +198,14 @@ async fn read_range(
         let full = page.len() == PAGE;
         after = page.last().cloned();
         for e in page {
-            if e.event.occurred_at >= history.until {
+            if e.event.occurred_at >= until {
                 continue;
             }
             match &mut deal {
                 Some((id, events)) if *id == e.record => events.push(e.event),
                 _ => {
-                    if let Some(done) = deal.replace((e.record, vec![e.event])) {
-                        runs.push(fold(done));
+                    if let Some((id, events)) = deal.replace((e.record, vec![e.event])) {
+                        runs.push(fold(id, events));
                     }
                 }
             }
@@ -211,7 +214,7 @@ async fn read_range(
             break;
         }
     }
-    runs.extend(deal.map(fold));
+    runs.extend(deal.map(|(id, events)| fold(id, events)));
     Ok(runs)
 }
 

@@ -11,6 +11,7 @@ mod error;
 pub mod exceptions;
 pub mod heroics;
 mod outbox;
+pub mod risk;
 mod rules;
 mod sequences;
 mod settings;
@@ -88,7 +89,7 @@ pub struct AppState {
           sequences::list, sequences::control, sequences::pause_or_resume,
           sequences::pauses, sequences::results, sequences::suppressions, sequences::suppress,
           sequences::unsuppress, exceptions::list, exceptions::get, exceptions::act,
-          trees::list, trees::walk, trees::handbook, heroics::get_report, heroics::get_assets, heroics::get_suggestions, health, ready, openapi_json),
+          trees::list, trees::walk, trees::handbook, heroics::get_report, heroics::get_assets, heroics::get_suggestions, risk::get_deals, risk::get_model, risk::get_evaluation, health, ready, openapi_json),
     components(schemas(api::EventEnvelope, api::IngestResult, api::BatchResult, api::RecordView,
                         api::RecordWithTimeline, api::RecordPage, api::Collection)),
     modifiers(&Security),
@@ -269,6 +270,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/reports/heroics", get(heroics::get_report))
         .route("/api/v1/reports/assets", get(heroics::get_assets))
         .route("/api/v1/suggestions", get(heroics::get_suggestions))
+        .route("/api/v1/risk/deals", get(risk::get_deals))
+        .route("/api/v1/risk/model", get(risk::get_model))
+        .route("/api/v1/risk/evaluation", get(risk::get_evaluation))
         .route("/api/v1/sequences/{name}/results", get(sequences::results))
         .route(
             "/api/v1/suppressions",
@@ -353,6 +357,9 @@ impl Application {
             metrics_public: settings.server.metrics_public,
         };
         state.loader(&settings.engine.playbooks).start().await;
+        if let Err(e) = risk::adopt(&*state.store).await {
+            tracing::warn!(error = ?e, "cannot read the published risk model");
+        }
         Ok(Self {
             listener,
             router: router(state.clone()),
@@ -388,6 +395,15 @@ impl Application {
                 self.delivery_poll_ms.max(10),
             )))
         });
+        let learning = (self.engine.risk_refit_ms > 0).then(|| {
+            tokio::spawn(risk::keep_learned(
+                Arc::clone(&state.store),
+                Arc::clone(&state.clock),
+                state.node.clone(),
+                std::time::Duration::from_millis(self.engine.risk_refit_ms),
+                std::time::Duration::from_millis(self.engine.reload_poll_ms.max(1000)),
+            ))
+        });
         let reload = (self.engine.reload_poll_ms > 0).then(|| {
             tokio::spawn(
                 state
@@ -405,6 +421,9 @@ impl Application {
         }
         if let Some(reload) = reload {
             reload.abort();
+        }
+        if let Some(learning) = learning {
+            learning.abort();
         }
         served
     }

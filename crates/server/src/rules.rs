@@ -208,7 +208,15 @@ fn run(
                     })
                     .collect();
                 tracing::info!(version = %set.version, playbooks = set.playbooks.len(), "playbooks loaded");
-                store.set_engine(Some(Arc::new(Engine::new(Arc::new(set)))));
+                let mut engine = Engine::new(Arc::new(set));
+                // What was learned carries over while the risk settings stay the same.
+                if let Some(running) = store.engine()
+                    && crate::risk::fingerprint(running.risk())
+                        == crate::risk::fingerprint(engine.risk())
+                {
+                    engine = engine.with_learned(running.risk().learned.clone());
+                }
+                store.set_engine(Some(Arc::new(engine)));
             }
             Some(version)
         }
@@ -244,7 +252,7 @@ pub async fn fire_timers(store: Arc<dyn Store>, clock: Arc<dyn Clock>, every: Du
     let mut cursor = 0;
     let mut walked = false;
     loop {
-        let version = store.engine().map(|e| e.version().to_owned());
+        let version = store.engine().map(|e| e.arming().to_owned());
         if version != walking {
             // New playbooks, perhaps mid-walk: start over so every record gets them.
             walking = version;

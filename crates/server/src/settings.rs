@@ -127,6 +127,9 @@ pub struct EngineSettings {
     pub playbooks: std::path::PathBuf,
     pub timer_poll_ms: u64,
     pub reload_poll_ms: u64,
+    /// How old the risk model learned from closed deals may grow before it is learned again
+    /// (and published for every node); 0: never learn, score with the rule-based weights.
+    pub risk_refit_ms: u64,
 }
 
 impl Default for EngineSettings {
@@ -135,6 +138,7 @@ impl Default for EngineSettings {
             playbooks: "playbooks".into(),
             timer_poll_ms: 250,
             reload_poll_ms: 2000,
+            risk_refit_ms: 86_400_000,
         }
     }
 }

@@ -187,6 +187,19 @@ pub struct PublishedPlaybooks {
     pub node: String,
 }
 
+/// What the risk score learned from closed deals, published for every node sharing the
+/// database ([`Store::publish_risk`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PublishedRisk {
+    pub learned: risk::Learned,
+    /// The risk settings it was learned under, as JSON: what a node compares with its own to
+    /// know whether the model fits its playbooks.
+    pub settings: String,
+    pub learned_at: Timestamp,
+    /// The node that learned it.
+    pub node: String,
+}
+
 /// An event and the record it was read for ([`Store::record_events`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordEvent {
@@ -410,6 +423,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Whether a set with this version was ever published.
     async fn playbooks_published(&self, version: &str) -> Result<bool>;
+
+    /// Publishes what the risk score learned: from now on every node scores with it.
+    async fn publish_risk(&self, model: PublishedRisk) -> Result<()>;
+
+    /// The newest published risk model, if any.
+    async fn latest_risk(&self) -> Result<Option<PublishedRisk>>;
 
     /// Runs the due steps of at most `limit` active enrolments due at or before `now`.
     ///

@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "routing and exceptions",
         include_str!("../../migrations/postgres/0004_routing_exceptions.sql"),
     ),
+    (
+        5,
+        "risk models",
+        include_str!("../../migrations/postgres/0005_risk_models.sql"),
+    ),
 ];
 
 /// What a migration run found and did.

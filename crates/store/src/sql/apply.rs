@@ -200,7 +200,7 @@ pub(crate) fn ingest(
                     // What the record waits on now; after the request only changes are written.
                     let armed = match engine {
                         Some(engine)
-                            if folded.armed_version.as_deref() == Some(engine.version())
+                            if folded.armed_version.as_deref() == Some(engine.arming())
                                 && rules_apply(v.key().kind) =>
                         {
                             engine.arm(&folded.record, now)
@@ -255,7 +255,7 @@ pub(crate) fn ingest(
             let now_armed = engine.arm(&f.record, now);
             match f.armed_version.as_deref() {
                 // Armed by this engine before the request: only what moved is rewritten.
-                Some(v) if v == engine.version() => timers.extend(
+                Some(v) if v == engine.arming() => timers.extend(
                     now_armed
                         .into_iter()
                         .zip(&t.armed)
@@ -269,7 +269,7 @@ pub(crate) fn ingest(
                 }
                 None => timers.extend(now_armed),
             }
-            f.armed_version = Some(engine.version().to_owned());
+            f.armed_version = Some(engine.arming().to_owned());
         }
         done.push((key, f, t.stored));
     }
@@ -465,16 +465,16 @@ pub(crate) fn arm_records(
             continue;
         }
         let mut folded = known_or_load(sql, known, &key)?;
-        if folded.armed_version.as_deref() == Some(engine.version()) {
+        if folded.armed_version.as_deref() == Some(engine.arming()) {
             continue;
         }
         clear_timers(sql, &key)?;
         sql.set_timers(&engine.arm(&folded.record, now))?;
         sql.execute(
             "UPDATE records SET armed_version = ?3 WHERE kind = ?1 AND id = ?2",
-            args![key.kind.as_str(), key.id.as_str(), engine.version()],
+            args![key.kind.as_str(), key.id.as_str(), engine.arming()],
         )?;
-        folded.armed_version = Some(engine.version().to_owned());
+        folded.armed_version = Some(engine.arming().to_owned());
         written.push((key, folded));
     }
     let pass = ArmPass {

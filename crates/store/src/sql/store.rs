@@ -651,6 +651,44 @@ impl<B: Backend> Store for SqlStore<B> {
             .await
     }
 
+    async fn publish_risk(&self, model: crate::PublishedRisk) -> Result<()> {
+        self.write(move |sql, _| {
+            sql.execute(
+                "INSERT INTO risk_models (learned, settings, learned_at, node)
+                 VALUES (?1, ?2, ?3, ?4)",
+                args![
+                    &super::encode(&model.learned)?,
+                    &model.settings,
+                    model.learned_at.as_millis(),
+                    &model.node
+                ],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn latest_risk(&self) -> Result<Option<crate::PublishedRisk>> {
+        self.reads
+            .run(|sql| {
+                sql.query_opt(
+                    "SELECT learned, settings, learned_at, node FROM risk_models
+                     ORDER BY seq DESC LIMIT 1",
+                    &[],
+                )?
+                .map(|mut r| {
+                    Ok(crate::PublishedRisk {
+                        learned: decode(&r.text(0)?)?,
+                        settings: r.text(1)?,
+                        learned_at: r.millis(2)?,
+                        node: r.text(3)?,
+                    })
+                })
+                .transpose()
+            })
+            .await
+    }
+
     async fn playbooks_published(&self, version: &str) -> Result<bool> {
         let version = version.to_owned();
         self.reads
