@@ -37,9 +37,10 @@ async fn main() -> anyhow::Result<()> {
         "heroics" => heroics_report().await,
         "replay" => replay_history(),
         "company" => demo_company().await,
+        "risk" => risk_scoring(),
         other => {
             anyhow::bail!(
-                "unknown benchmark {other:?}; available: ingest, store, rules, timers, delivery, nodes, sequences, heroics, replay, company"
+                "unknown benchmark {other:?}; available: ingest, store, rules, timers, delivery, nodes, sequences, heroics, replay, company, risk"
             )
         }
     }
@@ -1232,6 +1233,146 @@ async fn heroics_report() -> anyhow::Result<()> {
         totals[2],
         totals[2] / 2.0,
         rss_mib()
+    );
+    Ok(())
+}
+
+/// Scoring open deals for risk: a year of the demo company learned from (time it takes), then
+/// 1,000,000 open deals — the demo's deals as they stood every five days while open, repeated —
+/// scored with the fitted and the rule-based weights on one thread and on two.
+fn risk_scoring() -> anyhow::Result<()> {
+    use domain::{DealStatus, EventId, Record, RecordKey, RecordKind};
+    const DEALS: usize = 1_000_000;
+    let to = domain::Timestamp::from_millis(1_796_083_200_000); // 2026-12-01
+    let history = company::history(&company::Model::default(), to, 365);
+    let parsed = wire::parse_ndjson(&history.ndjson()).map_err(|p| anyhow::anyhow!("{p:?}"))?;
+    let mut by_deal: std::collections::BTreeMap<String, Vec<domain::Event>> = Default::default();
+    for (i, new) in parsed.into_iter().enumerate() {
+        let Some(deal) = new.refs.deal.clone() else {
+            continue;
+        };
+        let at = new.occurred_at;
+        let event = new.stamp(EventId(uuid::Uuid::from_u128(i as u128 + 1)), at);
+        by_deal
+            .entry(deal.as_str().to_owned())
+            .or_default()
+            .push(event);
+    }
+    let histories: Vec<risk::DealHistory> = by_deal
+        .into_iter()
+        .map(|(id, mut events)| {
+            events.sort_by_key(|e| e.occurred_at);
+            let key = RecordKey::new(
+                RecordKind::Deal,
+                domain::RecordId::parse(id).expect("an id"),
+            );
+            risk::DealHistory { key, events }
+        })
+        .collect();
+    let engine = example_engine()?;
+    let base = engine.risk().clone();
+    let started = Instant::now();
+    let learned = risk::learn(&base, &histories);
+    let learn = started.elapsed().as_secs_f64();
+    let fitted = base.with_learned(learned.clone());
+    let rules = base.with_learned(risk::Learned {
+        fitted: None,
+        ..learned
+    });
+    println!(
+        "learn from {} deals' histories ({} events): {learn:.3} s; {}",
+        histories.len(),
+        history.lines.len(),
+        fitted.scoring()
+    );
+    // Open deals as they stood, every five days of their life.
+    let mut shapes: Vec<(domain::Deal, domain::Timestamp)> = Vec::new();
+    for h in &histories {
+        if h.events.is_empty() {
+            continue;
+        }
+        let mut record = Record::empty(&h.key);
+        let mut next = 0;
+        let mut at = h.events[0].occurred_at.as_millis() + 5 * domain::MILLIS_PER_DAY;
+        while at <= to.as_millis() {
+            let t = domain::Timestamp::from_millis(at);
+            while next < h.events.len() && h.events[next].occurred_at <= t {
+                record.apply(&h.events[next]);
+                next += 1;
+            }
+            match &record {
+                Record::Deal(d) if d.status == DealStatus::Open => shapes.push((d.clone(), t)),
+                _ => break,
+            }
+            at += 5 * domain::MILLIS_PER_DAY;
+        }
+    }
+    let deals: Vec<(domain::Deal, domain::Timestamp)> = (0..DEALS)
+        .map(|i| shapes[i % shapes.len()].clone())
+        .collect();
+    let warned = deals
+        .iter()
+        .filter(|(d, at)| fitted.signs(d, *at).warnings != 0)
+        .count();
+    println!(
+        "{DEALS} open deals from {} shapes; {:.0}% show a warning",
+        shapes.len(),
+        100.0 * warned as f64 / DEALS as f64
+    );
+    let score_all = |model: &risk::Model, threads: usize| -> (f64, f64) {
+        let chunk = DEALS.div_ceil(threads);
+        let mut runs = Vec::new();
+        let mut total = 0.0;
+        for _ in 0..5 {
+            let started = Instant::now();
+            total = std::thread::scope(|s| {
+                let handles: Vec<_> = deals
+                    .chunks(chunk)
+                    .map(|part| {
+                        s.spawn(move || part.iter().map(|(d, at)| model.score(d, *at)).sum::<f64>())
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap_or(0.0)).sum()
+            });
+            runs.push(started.elapsed().as_secs_f64());
+        }
+        runs.sort_by(f64::total_cmp);
+        (runs[2], total)
+    };
+    let mut one = 0.0;
+    for (name, model) in [("fitted", &fitted), ("rule-based", &rules)] {
+        for threads in [1, 2] {
+            let (secs, total) = score_all(model, threads);
+            if threads == 1 && name == "fitted" {
+                one = secs;
+            }
+            println!(
+                "score {DEALS} deals, {name}, {threads} thread(s) (median of 5): {secs:.3} s = {:.2} M deals/s; mean score {:.3}{}",
+                DEALS as f64 / secs / 1e6,
+                total / DEALS as f64,
+                if threads == 2 && name == "fitted" {
+                    format!(
+                        "; {:.2}x one thread; target 2 s: {:.1}x under",
+                        one / secs,
+                        2.0 / secs
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    // With the reasons in words, as a deal page or the ranked pipeline asks for them.
+    let started = Instant::now();
+    let n = 100_000;
+    let reasons: usize = deals[..n]
+        .iter()
+        .map(|(d, at)| fitted.assess(d, *at).warnings.len())
+        .sum();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "assess {n} deals with sentences, 1 thread: {secs:.3} s = {:.0} deals/s ({reasons} warnings)",
+        n as f64 / secs
     );
     Ok(())
 }

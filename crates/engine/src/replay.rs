@@ -78,6 +78,8 @@ pub struct Replay<'e> {
     no_id: Arc<str>,
     /// The time of the latest input: the replay never goes back.
     now: Option<Timestamp>,
+    /// The place of the latest event applied.
+    last_seq: u64,
     events: u64,
     fired: u64,
 }
@@ -156,6 +158,7 @@ impl<'e> Replay<'e> {
             shard: None,
             no_id: Arc::from(""),
             now: None,
+            last_seq: 0,
             events: 0,
             fired: 0,
         }
@@ -238,14 +241,22 @@ impl<'e> Replay<'e> {
             decided.retain(|e| self.keys.insert(e.key.clone()));
             let held = &self.held[h as usize];
             let (kind, id) = (held.key.kind.as_str(), &held.id);
+            // Due no later than the latest input: armed by it, so decided after it.
+            let late = self.now.filter(|now| timer.due <= *now);
+            let (at, phase, event, late_mark) = match late {
+                Some(now) => (now, 1, self.last_seq, 1),
+                None => (timer.due, 0, 0, 0),
+            };
             self.order
                 .extend((0..decided.len() as u32).map(|index| Order {
-                    at: timer.due,
-                    phase: 0,
+                    at,
+                    phase,
+                    event,
+                    late: late_mark,
+                    due: timer.due,
                     rank: self.rank[rule],
                     kind,
                     id: Arc::clone(id),
-                    event: 0,
                     index,
                 }));
             self.decided.extend(decided.iter().map(|_| timer.due));
@@ -303,6 +314,7 @@ impl<'e> Replay<'e> {
             .now
             .map_or(event.occurred_at, |n| n.max(event.occurred_at));
         self.advance(at);
+        self.last_seq = seq;
         for kind in RecordKind::ALL {
             let Some(id) = event.refs.get(kind).filter(|_| rules_apply(kind)) else {
                 continue;
@@ -323,10 +335,12 @@ impl<'e> Replay<'e> {
                 self.order.push(Order {
                     at,
                     phase: 1,
+                    event: seq,
+                    late: 0,
+                    due: at,
                     rank: 0,
                     kind: "",
                     id: Arc::clone(&self.no_id),
-                    event: seq,
                     index: first | index,
                 });
             }
@@ -396,10 +410,16 @@ impl<'e> Replay<'e> {
 struct Order {
     at: Timestamp,
     phase: u8,
+    /// For an event's effects, and for a timer armed already due by it: the event's place.
+    event: u64,
+    /// 0: the event's own effects; 1: a timer it armed already due (a condition that did not
+    /// hold at the instance's due time, an instance that appeared with the event), fired
+    /// after it and before the next input.
+    late: u8,
+    due: Timestamp,
     rank: u32,
     kind: &'static str,
     id: Arc<str>,
-    event: u64,
     index: u32,
 }
 

@@ -1693,14 +1693,24 @@ async fn risk(
                     d.owner.as_deref().unwrap_or("no owner"),
                     d.stage.as_deref().unwrap_or("no stage"),
                 )?;
+                if model.learned.fitted.is_some() {
+                    writeln!(
+                        out,
+                        "  {:<22} {:>6.2}  the score of a deal in its stage with no warning",
+                        "(baseline)", d.baseline
+                    )?;
+                }
                 for c in &d.warnings {
                     writeln!(
                         out,
-                        "  {:<22} {:>6.2}  {}",
+                        "  {:<22} {:>+6.2}  {}",
                         c.warning.kind.as_str(),
                         c.weight,
                         c.warning.says
                     )?;
+                }
+                if d.warnings.is_empty() {
+                    writeln!(out, "  no warning")?;
                 }
             }
         }
@@ -1753,9 +1763,12 @@ async fn risk(
             if let Some(f) = &model.learned.fitted {
                 writeln!(
                     out,
-                    "{:<22} {:>3} {:>12} {:>14.2}",
-                    "(baseline)", "", "", f.bias
+                    "\nBaselines, the log-odds of a deal with no warning (fitted):"
                 )?;
+                for (stage, w) in &f.stages {
+                    writeln!(out, "  {stage:<20} {:>6.2}", f.bias + w)?;
+                }
+                writeln!(out, "  {:<20} {:>6.2}", "(another stage)", f.bias)?;
             }
             writeln!(
                 out,

@@ -320,6 +320,48 @@ fn sequence_blocks(s: &Sequence, out: &mut Vec<Block>) {
     });
 }
 
+/// The warnings that flag a deal at risk, with the set's thresholds, and the rules that act
+/// when one appears.
+fn risk_blocks(set: &PlaybookSet, out: &mut Vec<Block>) {
+    let model = risk::Model::new(set.risk.clone(), &set.stages(), risk::Learned::default());
+    out.push(h(2, "Deals at risk", &["risk"]));
+    out.push(Block::Para(vec![t(format!(
+        "Every open deal is checked for these warnings as it changes and as time passes. Together they make its risk score; a deal scoring {:.2} or more with a warning that raises it is at risk. The weights below are the rule-based ones; once enough deals have closed, weights fitted to them take over (`pipewright risk model`).",
+        model.settings.threshold
+    ))]));
+    let rules: Vec<(&str, &Rule)> = set
+        .playbooks
+        .iter()
+        .flat_map(|p| p.rules.iter().map(move |r| (p.name.as_str(), r)))
+        .collect();
+    out.push(Block::Table(
+        ["warning", "holds when", "weight", "rules that act on it"]
+            .map(String::from)
+            .to_vec(),
+        risk::Kind::ALL
+            .iter()
+            .filter(|k| model.settings.is_on(**k))
+            .map(|k| {
+                let acting: Vec<String> = rules
+                    .iter()
+                    .filter(|(_, r)| matches!(r.trigger, Trigger::Warning(w) if w == *k))
+                    .map(|(_, r)| r.id.clone())
+                    .collect();
+                vec![
+                    k.title().to_owned(),
+                    model.describe(*k),
+                    format!("{:.2}", model.settings.weight(*k)),
+                    if acting.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        acting.join(", ")
+                    },
+                ]
+            })
+            .collect(),
+    ));
+}
+
 fn document(set: &PlaybookSet) -> Vec<Block> {
     let mut out = Vec::new();
     let rules: usize = set.playbooks.iter().map(|p| p.rules.len()).sum();
@@ -509,6 +551,7 @@ fn document(set: &PlaybookSet) -> Vec<Block> {
             sequence_blocks(s, &mut out);
         }
     }
+    risk_blocks(set, &mut out);
     if !assets.is_empty() {
         out.push(h(2, "Asset library", &["assets"]));
         out.push(Block::Table(

@@ -21,8 +21,8 @@ pub struct Part {
     pub until: Option<Timestamp>,
 }
 
-/// Deal-level results at the threshold: a deal is flagged when its score reached the
-/// threshold on any day while it was open.
+/// Deal-level results at the threshold: a deal is flagged when, on any day while it was open,
+/// it showed a warning that raises its score and its score reached the threshold.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Outcome {
     pub flagged: usize,
@@ -76,7 +76,8 @@ pub struct Evaluation {
     pub live: Scoring,
 }
 
-/// One test deal under one model: its close, whether it was lost, and its daily scores.
+/// One test deal under one model: its close, whether it was lost, and its daily scores as
+/// they count for flagging (no warning that raises it: never).
 type Scored = (Timestamp, bool, Vec<(Timestamp, f64)>);
 
 fn part(histories: &[(Timestamp, bool, &DealHistory)]) -> Part {
@@ -156,6 +157,14 @@ pub fn evaluate(base: &Model, histories: &[DealHistory], split: f64) -> Evaluati
     let threshold = base.settings.threshold;
     let mut scored: Vec<Vec<(f64, bool, f64)>> = vec![Vec::new(); models.len()];
     let mut days: Vec<Vec<Scored>> = vec![Vec::new(); models.len()];
+    // Scores of days with no warning never flag a deal (see `Model::at_risk`).
+    let flaggable = |model: &Model, signs: &crate::Signs, score: f64| {
+        if model.raising(signs.warnings) {
+            score
+        } else {
+            f64::NEG_INFINITY
+        }
+    };
     let mut first_warning: Vec<Vec<(Option<Timestamp>, Timestamp, bool)>> =
         vec![Vec::new(); Kind::ALL.len()];
     let mut snapshots_seen = 0;
@@ -173,12 +182,19 @@ pub fn evaluate(base: &Model, histories: &[DealHistory], split: f64) -> Evaluati
         }
         let weight = 1.0 / snaps.len() as f64;
         for (m, (_, model)) in models.iter().enumerate() {
-            let scores: Vec<(Timestamp, f64)> = snaps
+            let scores: Vec<(Timestamp, f64, f64)> = snaps
                 .iter()
-                .map(|(at, signs)| (*at, model.score_of(*signs)))
+                .map(|(at, signs)| {
+                    let score = model.score_of(*signs);
+                    (*at, score, flaggable(model, signs, score))
+                })
                 .collect();
-            scored[m].extend(scores.iter().map(|(_, s)| (*s, *lost, weight)));
-            days[m].push((*closed, *lost, scores));
+            scored[m].extend(scores.iter().map(|(_, s, _)| (*s, *lost, weight)));
+            days[m].push((
+                *closed,
+                *lost,
+                scores.iter().map(|(at, _, f)| (*at, *f)).collect(),
+            ));
         }
         for (k, firsts) in first_warning.iter_mut().enumerate() {
             let first = snaps
@@ -272,7 +288,7 @@ impl Evaluation {
         );
         let _ = writeln!(
             out,
-            "{:.0}% of them were lost. A deal is flagged when its score reached {:.2} on any day before it closed; lead time is from the first flag to the loss.\n",
+            "{:.0}% of them were lost. A deal is flagged when, on a day before it closed, it showed a warning that raises its score and the score reached {:.2}; lead time is from the first flag to the loss.\n",
             100.0 * self.test.lost as f64 / self.test.deals.max(1) as f64,
             self.threshold
         );

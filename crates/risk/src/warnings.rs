@@ -89,10 +89,93 @@ impl Model {
         Assessment {
             score,
             baseline,
-            at_risk: score >= self.settings.threshold,
+            at_risk: self.at_risk(signs, score),
             scoring: self.scoring(),
             warnings,
         }
+    }
+
+    /// At risk: the score reached the threshold and a warning that raises it is present. A
+    /// deal with no such warning is not flagged however often deals in its stage are lost:
+    /// there is nothing to act on.
+    pub fn at_risk(&self, signs: crate::Signs, score: f64) -> bool {
+        score >= self.settings.threshold && self.raising(signs.warnings)
+    }
+
+    /// Whether any of these warnings raises the score (has a positive weight).
+    pub fn raising(&self, warnings: u16) -> bool {
+        Kind::ALL.iter().enumerate().any(|(i, kind)| {
+            warnings & (1 << i) != 0
+                && match &self.learned.fitted {
+                    Some(f) => f.weights[i] > 0.0,
+                    None => self.settings.weight(*kind) > 0.0,
+                }
+        })
+    }
+
+    /// When warning `kind` holds, in words, with this model's thresholds: what the handbook
+    /// says.
+    pub fn describe(&self, kind: Kind) -> String {
+        let s = &self.settings;
+        let late = if self.late.is_empty() {
+            "a late stage (none are declared)".to_owned()
+        } else {
+            self.late
+                .iter()
+                .map(Stage::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match kind {
+            Kind::NoActivity => format!(
+                "nobody on either side has done anything for {}",
+                span(s.no_activity_after)
+            ),
+            Kind::Ghosted => format!(
+                "{} of our messages in a row have no answer, the first at least {} old",
+                s.ghosted_messages,
+                span(s.ghosted_after)
+            ),
+            Kind::CloseDateOverdue => match s.overdue_after {
+                0 => "the close date has passed".to_owned(),
+                after => format!("the close date passed {} ago or more", span(after)),
+            },
+            Kind::CloseDatePushed => format!(
+                "the close date has moved later {} times or more",
+                s.pushed_times
+            ),
+            Kind::SingleThreaded => format!(
+                "fewer than {} contacts took part in the last {}, on a deal open {} or more",
+                s.single_contacts,
+                span(s.single_within),
+                span(s.single_after)
+            ),
+            Kind::NoEconomicBuyer => {
+                format!("in {late} with no {} taking part", self.buyer_roles())
+            }
+            Kind::PricingNotDiscussed => format!("in {late} before pricing has come up"),
+            Kind::UnresolvedObjection => format!(
+                "an objection has been open for {} without `objection.resolved`",
+                span(s.objection_after)
+            ),
+            Kind::Stalled => format!(
+                "longer in the stage than the {}th percentile of the won deals that went through it (once {} have; {} until then)",
+                s.stalled_percentile,
+                s.stalled_min_won,
+                span(s.stalled_default)
+            ),
+        }
+    }
+
+    /// The buying roles that count as an economic buyer, in words (`economic buyer or
+    /// decision maker`).
+    fn buyer_roles(&self) -> String {
+        self.settings
+            .buyer_roles
+            .iter()
+            .map(|r| r.replace('_', " "))
+            .collect::<Vec<_>>()
+            .join(" or ")
     }
 
     /// Whether the deal's current stage is one of the late stages, and since when it has been
@@ -160,14 +243,9 @@ impl Model {
                     s.single_contacts
                 )
             }
-            Kind::NoEconomicBuyer => format!(
-                "In {stage} with no {} engaged.",
-                s.buyer_roles
-                    .iter()
-                    .map(|r| r.replace('_', " "))
-                    .collect::<Vec<_>>()
-                    .join(" or ")
-            ),
+            Kind::NoEconomicBuyer => {
+                format!("In {stage} with no {} engaged.", self.buyer_roles())
+            }
             Kind::PricingNotDiscussed => {
                 format!("In {stage} and pricing has not been discussed.")
             }
@@ -178,11 +256,18 @@ impl Model {
                     .iter()
                     .find(|o| o.resolved_at.is_none());
                 match open {
-                    Some(o) => format!(
-                        "A {} objection raised {} days ago is unresolved.",
-                        o.kind.as_str(),
-                        days(o.at)
-                    ),
+                    Some(o) => {
+                        let kind = o.kind.as_str();
+                        let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                            "An"
+                        } else {
+                            "A"
+                        };
+                        format!(
+                            "{article} {kind} objection raised {} days ago is unresolved.",
+                            days(o.at)
+                        )
+                    }
                     None => "An objection is unresolved.".to_owned(),
                 }
             }

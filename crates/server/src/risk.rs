@@ -169,6 +169,8 @@ pub struct AtRisk {
     pub amount: Option<f64>,
     pub currency: Option<String>,
     pub score: f64,
+    /// The score of a deal in its stage with no warning (0 for rule-based weights).
+    pub baseline: f64,
     pub at_risk: bool,
     /// The amount weighted by the score: what the ranking orders by.
     pub value_at_risk: f64,
@@ -187,6 +189,7 @@ impl AtRisk {
             amount,
             currency: deal.amount.map(|m| m.currency.as_str().to_owned()),
             score: a.score,
+            baseline: a.baseline,
             at_risk: a.at_risk,
             value_at_risk: amount.unwrap_or(0.0) * a.score,
             warnings: a.warnings,
@@ -198,9 +201,10 @@ impl AtRisk {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RankQuery {
     pub owner: Option<String>,
-    /// Only deals scoring at least this (the settings' threshold when absent and `all` is not
-    /// set).
+    /// Only deals at risk (a warning that raises the score) scoring at least this (the
+    /// settings' threshold when absent).
     pub min_score: Option<f64>,
+    /// Every open deal, warnings or not.
     pub all: bool,
     pub limit: usize,
 }
@@ -228,7 +232,7 @@ pub async fn ranked(
                 && d.status == DealStatus::Open
             {
                 let a = AtRisk::of(d, model, now);
-                if a.score >= min {
+                if query.all || (a.score >= min && a.at_risk) {
                     out.push(a);
                 }
             }

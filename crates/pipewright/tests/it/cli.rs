@@ -337,7 +337,7 @@ fn check_passes_the_examples_and_lists_every_problem_of_a_broken_folder() {
     let out = run(&["check", examples]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(
-        stdout(&out).contains("4 playbooks, 11 rules, no problems"),
+        stdout(&out).contains("4 playbooks, 12 rules, no problems"),
         "{}",
         stdout(&out)
     );
@@ -980,4 +980,96 @@ fn a_backtest_of_a_file_gives_the_same_report_every_time() {
     ]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(stderr(&bad).contains("line 1"), "{}", stderr(&bad));
+}
+
+/// Issue 10 from the command line, on a year of the demo company: the open deals at risk with
+/// their reasons, the model, and the evaluation on a time split, where weights fitted to the
+/// company's own deals beat the rule-based ones.
+#[test]
+fn the_demo_company_risk_is_ranked_explained_and_evaluated() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_url(dir.path());
+    let written = run(&["company", "--days", "365", "--to", "2026-12-01"]);
+    assert!(written.status.success(), "{}", stderr(&written));
+    let file = crate::write(dir.path(), "company.ndjson", &stdout(&written));
+    let imported = run(&["--database", &db, "import", file.to_str().unwrap()]);
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks");
+    let risk = |args: &[&str]| {
+        crate::bin()
+            .args(["--database", &db, "risk"])
+            .args(args)
+            .env("PIPEWRIGHT_ENGINE__PLAYBOOKS", examples)
+            .output()
+            .unwrap()
+    };
+
+    let out = risk(&["evaluate", "--format", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let e: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let auc = |i: usize| e["models"][i]["auc"].as_f64().unwrap();
+    assert_eq!(e["models"][0]["name"], "rule-based");
+    assert_eq!(e["models"][1]["name"], "fitted");
+    assert!(
+        auc(1) > auc(0) + 0.1,
+        "fitted {} against rule-based {}",
+        auc(1),
+        auc(0)
+    );
+    let train = e["train"]["deals"].as_u64().unwrap();
+    let test = e["test"]["deals"].as_u64().unwrap();
+    assert!(train > 100 && test > 40, "{train} and {test} deals");
+    // Older deals learn, newer ones judge.
+    assert!(
+        e["train"]["until"].as_str() <= e["test"]["from"].as_str(),
+        "{e}"
+    );
+    let table = stdout(&risk(&["evaluate"]));
+    for line in [
+        "Learned from the",
+        "ROC AUC",
+        "Precision / recall at other thresholds",
+        "stalled",
+    ] {
+        assert!(table.contains(line), "{line:?} in {table}");
+    }
+
+    let model = stdout(&risk(&["model"]));
+    assert!(
+        model.contains("Scoring: weights fitted by logistic regression on"),
+        "{model}"
+    );
+    assert!(
+        model.contains("Late stages: proposal, negotiation, legal."),
+        "{model}"
+    );
+    assert!(model.contains("default/legal"), "{model}");
+
+    let out = risk(&["deals", "--limit", "5"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let deals = stdout(&out);
+    assert!(deals.starts_with("Scored at "), "{deals}");
+    let out = risk(&["deals", "--limit", "5", "--all", "--format", "json"]);
+    let ranked: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let ranked = ranked.as_array().unwrap();
+    assert_eq!(ranked.len(), 5);
+    let value = |d: &serde_json::Value| d["value_at_risk"].as_f64().unwrap();
+    assert!(
+        ranked.windows(2).all(|w| value(&w[0]) >= value(&w[1])),
+        "{ranked:?}"
+    );
+    assert!(
+        ranked
+            .iter()
+            .any(|d| !d["warnings"].as_array().unwrap().is_empty())
+    );
+
+    let bad = risk(&["evaluate", "--split", "1.5"]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad)
+            .contains("--split: expected the share of closed deals to learn from, between 0 and 1"),
+        "{}",
+        stderr(&bad)
+    );
 }

@@ -7,6 +7,7 @@ mod gates;
 mod heroics;
 mod outbox;
 mod replay;
+mod risk;
 mod routing;
 mod rules;
 mod sequences;
