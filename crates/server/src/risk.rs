@@ -144,7 +144,8 @@ pub async fn learn_once(
             node: node.to_owned(),
         };
         store.publish_risk(published.clone()).await?;
-        published
+        // Run what every node reads back (numbers as stored), so all run the same.
+        store.latest_risk().await?.unwrap_or(published)
     };
     // Another node may have published under other settings (older playbooks): not for us.
     let running = store.engine();
