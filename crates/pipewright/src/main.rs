@@ -120,6 +120,11 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// People who sign in to the web UI (`viewer`, `rep`, `manager`, `admin`).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Configuration.
     Config {
         #[command(subcommand)]
@@ -390,6 +395,28 @@ enum TokenCommand {
     List,
     /// Revoke a token by id; it stops working at once.
     Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user (the first admin, say). The password is read from the first line of standard
+    /// input, so it is never in the shell's history: `pipewright user create … < secret.txt`.
+    Create {
+        /// Their email address, also their person id in events.
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// viewer (reads), rep (acts on their own exceptions, walks trees), manager (acts on
+        /// anyone's), admin.
+        #[arg(long, default_value = "viewer", value_parser = ["viewer", "rep", "manager", "admin"])]
+        role: String,
+        /// Replace the name, role and password of an existing user (ending their sessions).
+        #[arg(long)]
+        replace: bool,
+    },
+    /// List users (never their passwords).
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -933,6 +960,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = settings(&cli, false)?;
             init_logging(&settings)?;
             runtime()?.block_on(tokens(&settings, command, &mut out))?;
+        }
+        Command::User { command } => {
+            let settings = settings(&cli, false)?;
+            init_logging(&settings)?;
+            runtime()?.block_on(users(&settings, command, &mut out))?;
         }
         Command::Migrate => {
             let settings = settings(&cli, false)?;
@@ -1807,6 +1839,72 @@ async fn risk(
     Ok(())
 }
 
+/// The least a password may be: long enough that guessing is not the cheap attack.
+const MIN_PASSWORD: usize = 10;
+
+async fn users(
+    settings: &Settings,
+    command: &UserCommand,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let store = open_store(settings)?;
+    match command {
+        UserCommand::Create {
+            email,
+            name,
+            role,
+            replace,
+        } => {
+            let email = email.trim().to_lowercase();
+            if !email.contains('@') || email.contains(char::is_whitespace) {
+                anyhow::bail!("--email: expected an email address, got {email:?}");
+            }
+            let role =
+                store::UserRole::parse(role).context("--role: viewer, rep, manager or admin")?;
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            if password.chars().count() < MIN_PASSWORD {
+                anyhow::bail!(
+                    "the password (the first line of standard input) must be at least {MIN_PASSWORD} characters; got {}",
+                    password.chars().count()
+                );
+            }
+            let hash =
+                server::web::auth::hash_password(password).map_err(|e| anyhow::anyhow!(e))?;
+            let user = store
+                .create_user(
+                    store::NewUser {
+                        id: email,
+                        name: name.clone(),
+                        role,
+                        password_hash: hash,
+                    },
+                    *replace,
+                )
+                .await?;
+            writeln!(
+                out,
+                "user {} ({}) can sign in as {}",
+                user.id,
+                user.name,
+                user.role.as_str()
+            )?;
+        }
+        UserCommand::List => {
+            for u in store.users().await? {
+                let state = if u.disabled_at.is_some() {
+                    " (disabled)"
+                } else {
+                    ""
+                };
+                writeln!(out, "{}\t{}\t{}{state}", u.id, u.role.as_str(), u.name)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The playbook set every node runs (the newest published), if any.
 async fn running_playbooks(
     store: &dyn Store,
@@ -1932,6 +2030,29 @@ async fn serve(settings: Settings, demo: Option<(company::Model, i64)>) -> anyho
         }
         None => None,
     };
+    // The demo's founder signs in to the web UI with a password made for this start.
+    let sign_in = match &demo {
+        Some(_) => {
+            let password =
+                server::web::auth::random().context("no randomness available")?[..16].to_owned();
+            let hash =
+                server::web::auth::hash_password(&password).map_err(|e| anyhow::anyhow!(e))?;
+            app.state()
+                .store
+                .create_user(
+                    store::NewUser {
+                        id: "maya@acme.example".into(),
+                        name: "Maya Chen".into(),
+                        role: store::UserRole::Admin,
+                        password_hash: hash,
+                    },
+                    true,
+                )
+                .await?;
+            Some(password)
+        }
+        None => None,
+    };
     let host = settings
         .server
         .listen
@@ -1976,6 +2097,11 @@ async fn serve(settings: Settings, demo: Option<(company::Model, i64)>) -> anyho
                 "No playbooks at {}: no rules run.",
                 settings.engine.playbooks.display()
             ),
+        }
+        if let Some(password) = &sign_in {
+            println!(
+                "Web UI: {base}/ — sign in as maya@acme.example with {password} (made for this start)."
+            );
         }
         println!("Admin token for this demo: {secret}");
         let auth = format!("curl -H 'Authorization: Bearer {secret}'");

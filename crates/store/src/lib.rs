@@ -140,6 +140,66 @@ pub struct TokenInfo {
     pub revoked_at: Option<Timestamp>,
 }
 
+/// What a person signed in to the web UI may do, each role including the ones below it:
+/// viewers read; reps also act on their own exceptions and walk decision trees; managers act on
+/// anyone's; admins also manage users.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum UserRole {
+    Viewer,
+    Rep,
+    Manager,
+    Admin,
+}
+
+impl UserRole {
+    pub const ALL: [UserRole; 4] = [Self::Viewer, Self::Rep, Self::Manager, Self::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Rep => "rep",
+            Self::Manager => "manager",
+            Self::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// A person who signs in to the web UI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    /// Their email address: also their person id in events, where they have one.
+    pub id: String,
+    pub name: String,
+    pub role: UserRole,
+    pub created_at: Timestamp,
+    pub disabled_at: Option<Timestamp>,
+}
+
+/// A user to store, with the PHC string of their password's hash (never the password).
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub id: String,
+    pub name: String,
+    pub role: UserRole,
+    pub password_hash: String,
+}
+
+/// A signed-in session, found by the hash of its cookie's secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub user: User,
+    /// The token every form of the session carries.
+    pub csrf: String,
+    pub expires_at: Timestamp,
+}
+
 /// A token to store: its public id and the hash of its secret (never the secret itself).
 #[derive(Debug, Clone)]
 pub struct NewToken {
@@ -292,6 +352,30 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn revoke_token(&self, id: &str) -> Result<TokenInfo>;
     /// The live (not revoked) token whose secret hashes to `hash`.
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>>;
+
+    /// Adds a user, or — with `replace` — replaces the name, role and password of one with
+    /// that id (and ends their sessions).
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when the id is taken and `replace` is false.
+    async fn create_user(&self, user: NewUser, replace: bool) -> Result<User>;
+    /// Every user, by id.
+    async fn users(&self) -> Result<Vec<User>>;
+    /// A user who is not disabled, with their password's hash.
+    async fn user_for_sign_in(&self, id: &str) -> Result<Option<(User, String)>>;
+    /// Starts a session for a user, until `expires_at`.
+    async fn create_session(
+        &self,
+        hash: &str,
+        user: &str,
+        csrf: &str,
+        expires_at: Timestamp,
+    ) -> Result<()>;
+    /// The session whose secret hashes to `hash`, if it has not expired at `now` and its user
+    /// is not disabled.
+    async fn session(&self, hash: &str, now: Timestamp) -> Result<Option<Session>>;
+    /// Ends a session (signing out).
+    async fn end_session(&self, hash: &str) -> Result<()>;
 
     /// Succeeds when the database answers.
     async fn ping(&self) -> Result<()>;

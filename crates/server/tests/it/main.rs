@@ -12,6 +12,7 @@ mod routing;
 mod rules;
 mod sequences;
 mod trees;
+mod web;
 
 use std::sync::Arc;
 

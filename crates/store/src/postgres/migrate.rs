@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "risk models",
         include_str!("../../migrations/postgres/0005_risk_models.sql"),
     ),
+    (
+        6,
+        "users and sessions",
+        include_str!("../../migrations/postgres/0006_users.sql"),
+    ),
 ];
 
 /// What a migration run found and did.

@@ -166,6 +166,21 @@ fn token_info(mut r: Row) -> Result<TokenInfo> {
 
 const TOKEN_COLUMNS: &str = "id, name, role, created_at, revoked_at";
 
+const USER_COLUMNS: &str = "id, name, role, created_at, disabled_at";
+
+fn user(r: &mut Row) -> Result<crate::User> {
+    let role = r.text(2)?;
+    let role = crate::UserRole::parse(&role)
+        .ok_or_else(|| Error::Corrupt(format!("user role {role:?}")))?;
+    Ok(crate::User {
+        id: r.text(0)?,
+        name: r.text(1)?,
+        role,
+        created_at: r.millis(3)?,
+        disabled_at: r.opt_millis(4)?,
+    })
+}
+
 /// A record from the columns (state, updated_at, last_occurred_at) starting at `i`.
 fn stored_record(kind: RecordKind, r: &mut Row, i: usize) -> Result<StoredRecord> {
     Ok(StoredRecord {
@@ -649,6 +664,125 @@ impl<B: Backend> Store for SqlStore<B> {
                 .transpose()
             })
             .await
+    }
+
+    async fn create_user(&self, new: crate::NewUser, replace: bool) -> Result<crate::User> {
+        self.write(move |sql, now| {
+            let now = now.as_millis();
+            let exists = sql
+                .query_opt("SELECT 1 FROM users WHERE id = ?1", args![&new.id])?
+                .is_some();
+            match (exists, replace) {
+                (true, false) => {
+                    return Err(Error::Conflict(format!("user {} already exists", new.id)));
+                }
+                (true, true) => {
+                    sql.execute(
+                        "UPDATE users SET name = ?2, role = ?3, password_hash = ?4, disabled_at = NULL WHERE id = ?1",
+                        args![&new.id, &new.name, new.role.as_str(), &new.password_hash],
+                    )?;
+                    sql.execute("DELETE FROM sessions WHERE user_id = ?1", args![&new.id])?;
+                }
+                (false, _) => {
+                    sql.execute(
+                        "INSERT INTO users (id, name, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        args![&new.id, &new.name, new.role.as_str(), &new.password_hash, now],
+                    )?;
+                }
+            }
+            let mut row = sql
+                .query_opt(
+                    &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
+                    args![&new.id],
+                )?
+                .ok_or_else(|| Error::NotFound(format!("user {}", new.id)))?;
+            user(&mut row)
+        })
+        .await
+    }
+
+    async fn users(&self) -> Result<Vec<crate::User>> {
+        self.reads
+            .run(|sql| {
+                sql.query(
+                    &format!("SELECT {USER_COLUMNS} FROM users ORDER BY id"),
+                    &[],
+                )?
+                .into_iter()
+                .map(|mut r| user(&mut r))
+                .collect()
+            })
+            .await
+    }
+
+    async fn user_for_sign_in(&self, id: &str) -> Result<Option<(crate::User, String)>> {
+        let id = id.to_owned();
+        self.reads
+            .run(move |sql| {
+                sql.query_opt(
+                    &format!(
+                        "SELECT {USER_COLUMNS}, password_hash FROM users WHERE id = ?1 AND disabled_at IS NULL"
+                    ),
+                    args![&id],
+                )?
+                .map(|mut r| Ok((user(&mut r)?, r.text(5)?)))
+                .transpose()
+            })
+            .await
+    }
+
+    async fn create_session(
+        &self,
+        hash: &str,
+        user_id: &str,
+        csrf: &str,
+        expires_at: Timestamp,
+    ) -> Result<()> {
+        let (hash, user_id, csrf) = (hash.to_owned(), user_id.to_owned(), csrf.to_owned());
+        self.write(move |sql, now| {
+            // Expired sessions are swept as new ones begin.
+            sql.execute(
+                "DELETE FROM sessions WHERE expires_at <= ?1",
+                args![now.as_millis()],
+            )?;
+            sql.execute(
+                "INSERT INTO sessions (hash, user_id, csrf, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                args![&hash, &user_id, &csrf, now.as_millis(), expires_at.as_millis()],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn session(&self, hash: &str, now: Timestamp) -> Result<Option<crate::Session>> {
+        let hash = hash.to_owned();
+        self.reads
+            .run(move |sql| {
+                sql.query_opt(
+                    "SELECT u.id, u.name, u.role, u.created_at, u.disabled_at, s.csrf, s.expires_at
+                     FROM sessions s JOIN users u ON u.id = s.user_id
+                     WHERE s.hash = ?1 AND s.expires_at > ?2 AND u.disabled_at IS NULL",
+                    args![&hash, now.as_millis()],
+                )?
+                .map(|mut r| {
+                    Ok(crate::Session {
+                        user: user(&mut r)?,
+                        csrf: r.text(5)?,
+                        expires_at: r.millis(6)?,
+                    })
+                })
+                .transpose()
+            })
+            .await
+    }
+
+    async fn end_session(&self, hash: &str) -> Result<()> {
+        let hash = hash.to_owned();
+        self.write(move |sql, _| {
+            sql.execute("DELETE FROM sessions WHERE hash = ?1", args![&hash])
+                .map(drop)
+        })
+        .await
     }
 
     async fn publish_risk(&self, model: crate::PublishedRisk) -> Result<()> {

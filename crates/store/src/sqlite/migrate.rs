@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0006_sequences.sql"),
     include_str!("../../migrations/sqlite/0007_routing_exceptions.sql"),
     include_str!("../../migrations/sqlite/0008_risk_models.sql"),
+    include_str!("../../migrations/sqlite/0009_users.sql"),
 ];
 
 pub(super) fn run(conn: &mut Connection) -> Result<crate::Migrations> {

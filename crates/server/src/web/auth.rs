@@ -1,0 +1,120 @@
+//! Signing in to the web UI: passwords hashed with Argon2id (a PHC string per user), sessions
+//! kept as the SHA-256 of a random cookie secret, a CSRF token per session that every form
+//! carries, and the sign-in form's own token in a short-lived cookie (double submit).
+
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+
+use domain::Timestamp;
+use store::{Session, UserRole};
+
+use crate::AppState;
+use crate::auth::hash_token;
+
+/// The session cookie's name.
+pub const SESSION: &str = "pw_session";
+/// The sign-in form's token cookie.
+pub const LOGIN: &str = "pw_login";
+/// How long a session lasts.
+pub const SESSION_MS: i64 = 12 * 3_600_000;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// 32 random bytes in hex.
+pub fn random() -> Result<String, getrandom::Error> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b)?;
+    Ok(hex(&b))
+}
+
+/// The password's Argon2id hash as a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`), with a
+/// random salt.
+///
+/// # Errors
+/// No randomness, or a password Argon2 refuses.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| e.to_string())?;
+    argon2::Argon2::default()
+        .hash_password_with_salt(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Whether `password` is the one `hash` was made from.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    argon2::Argon2::default()
+        .verify_password(password.as_bytes(), hash)
+        .is_ok()
+}
+
+/// Equality that takes as long whatever the bytes: for tokens compared with what a form sent.
+pub fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// A cookie's value from the request's `Cookie` headers.
+pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// A `Set-Cookie` value: HttpOnly, Secure, SameSite=Lax, for the whole site.
+pub fn set_cookie(name: &str, value: &str, max_age_s: i64) -> String {
+    format!("{name}={value}; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age={max_age_s}")
+}
+
+/// The person signed in, their session's CSRF token and its key.
+#[derive(Debug, Clone)]
+pub struct Web {
+    pub session: Session,
+    pub hash: String,
+}
+
+impl Web {
+    pub fn role(&self) -> UserRole {
+        self.session.user.role
+    }
+
+    pub fn can(&self, role: UserRole) -> bool {
+        self.role() >= role
+    }
+}
+
+/// Not signed in: the page sends the browser to the sign-in form.
+#[derive(Debug)]
+pub struct SignIn;
+
+impl axum::response::IntoResponse for SignIn {
+    fn into_response(self) -> axum::response::Response {
+        axum::response::Redirect::to("/login").into_response()
+    }
+}
+
+impl FromRequestParts<AppState> for Web {
+    type Rejection = SignIn;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, SignIn> {
+        let secret = cookie(&parts.headers, SESSION).ok_or(SignIn)?;
+        let hash = hash_token(secret);
+        let now: Timestamp = state.clock.now();
+        match state.store.session(&hash, now).await {
+            Ok(Some(session)) => Ok(Web { session, hash }),
+            _ => Err(SignIn),
+        }
+    }
+}

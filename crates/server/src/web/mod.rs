@@ -1,0 +1,1134 @@
+//! The web UI, rendered on the server: sign-in, the heroics dashboard, the pipeline needing
+//! attention, a deal's page, the exceptions inbox, the playbooks and the outbox. Templates are
+//! minijinja, compiled into the binary (`crates/server/templates`); nothing is fetched from
+//! elsewhere at run time. Every form carries the session's CSRF token; a viewer reads only.
+
+pub mod auth;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use minijinja::value::Serde;
+use minijinja::{Environment, Value, context};
+use serde::Serialize;
+
+use domain::{Record, RecordId, RecordKey, RecordKind, Timestamp};
+use store::{ExceptionAction, ExceptionQuery, OutboxQuery, UserRole};
+
+use crate::AppState;
+use auth::Web;
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("../../templates/base.html")),
+    ("login.html", include_str!("../../templates/login.html")),
+    ("error.html", include_str!("../../templates/error.html")),
+    (
+        "dashboard.html",
+        include_str!("../../templates/dashboard.html"),
+    ),
+    (
+        "pipeline.html",
+        include_str!("../../templates/pipeline.html"),
+    ),
+    ("deal.html", include_str!("../../templates/deal.html")),
+    ("inbox.html", include_str!("../../templates/inbox.html")),
+    (
+        "playbooks.html",
+        include_str!("../../templates/playbooks.html"),
+    ),
+    ("outbox.html", include_str!("../../templates/outbox.html")),
+    ("effect.html", include_str!("../../templates/effect.html")),
+];
+
+const CSS: &str = include_str!("../../templates/app.css");
+
+/// A share as a percentage, `-` when there is none.
+fn pct(v: Value) -> String {
+    f64::try_from(v).map_or("-".into(), |v| format!("{:.0}%", v * 100.0))
+}
+
+/// Amounts by currency (`[{minor, currency}]`) in words.
+fn money(v: Value) -> String {
+    let Ok(items) = v.try_iter() else {
+        return String::new();
+    };
+    let parts: Vec<String> = items
+        .filter_map(|m| {
+            let minor = i64::try_from(m.get_attr("minor").ok()?).ok()?;
+            let currency = m.get_attr("currency").ok()?.to_string();
+            Some(format!("{} {currency}", thousands(minor / 100)))
+        })
+        .collect();
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn thousands(n: i64) -> String {
+    let s = n.abs().to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+fn env() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        for (name, text) in TEMPLATES {
+            env.add_template(name, text)
+                .unwrap_or_else(|e| panic!("template {name}: {e}"));
+        }
+        env.add_function("pct", pct);
+        env.add_function("money", money);
+        env
+    })
+}
+
+/// A page: the template with its context, as HTML with the headers every page carries.
+fn page(status: StatusCode, name: &str, ctx: Value) -> Response {
+    let html = env()
+        .get_template(name)
+        .and_then(|t| t.render(ctx))
+        .unwrap_or_else(|e| format!("<!doctype html><p>The page could not be rendered: {e}</p>"));
+    let mut r = (status, html).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// The user and CSRF token every signed-in page shows.
+fn chrome(web: &Web, here: &str) -> Value {
+    context! { user => Serde(&web.session.user), csrf => &web.session.csrf, here => here }
+}
+
+fn merge(a: Value, b: Value) -> Value {
+    context! { ..a, ..b }
+}
+
+fn failure(web: Option<&Web>, status: StatusCode, title: &str, message: &str) -> Response {
+    let base = web.map_or_else(|| context! {}, |w| chrome(w, ""));
+    page(
+        status,
+        "error.html",
+        merge(base, context! { title => title, message => message }),
+    )
+}
+
+fn forbidden(web: &Web, what: &str) -> Response {
+    failure(
+        Some(web),
+        StatusCode::FORBIDDEN,
+        "Not allowed",
+        &format!(
+            "{} ({}) may not {what}.",
+            web.session.user.name,
+            web.role().as_str()
+        ),
+    )
+}
+
+fn store_failed(web: &Web, e: store::Error) -> Response {
+    tracing::error!(error = ?e, "a page could not read the store");
+    failure(
+        Some(web),
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong",
+        "The page could not be read from the database; the log says why.",
+    )
+}
+
+/// A form's fields (`application/x-www-form-urlencoded`).
+fn form(bytes: &Bytes) -> HashMap<String, String> {
+    url_form(bytes)
+}
+
+fn url_form(bytes: &Bytes) -> HashMap<String, String> {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(bytes)
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
+/// The form's CSRF token is the session's: else the page refuses it, changing nothing.
+fn checked(web: &Web, fields: &HashMap<String, String>) -> Result<(), Box<Response>> {
+    match fields.get("csrf") {
+        Some(t) if auth::same(t, &web.session.csrf) => Ok(()),
+        _ => Err(Box::new(failure(
+            Some(web),
+            StatusCode::FORBIDDEN,
+            "The form was refused",
+            "It did not carry this session's security token (CSRF). Reload the page and try again.",
+        ))),
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/ui/app.css", get(css))
+        .route("/login", get(login_form).post(login))
+        .route("/logout", post(logout))
+        .route("/", get(dashboard))
+        .route("/pipeline", get(pipeline))
+        .route("/deals/{id}", get(deal))
+        .route("/deals/{id}/trees/{tree}", post(walk_tree))
+        .route("/inbox", get(inbox))
+        .route("/inbox/{id}/{action}", post(act))
+        .route("/playbooks", get(playbooks))
+        .route("/handbook", get(handbook))
+        .route("/outbox", get(outbox))
+        .route("/outbox/{key}", get(effect))
+}
+
+async fn css() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        CSS,
+    )
+        .into_response()
+}
+
+fn query(uri: &axum::http::Uri) -> HashMap<String, String> {
+    uri.query()
+        .map(|q| url_form(&Bytes::copy_from_slice(q.as_bytes())))
+        .unwrap_or_default()
+}
+
+// ---- signing in and out ----
+
+async fn login_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(secret) = auth::cookie(&headers, auth::SESSION)
+        && let Ok(Some(_)) = state
+            .store
+            .session(&crate::auth::hash_token(secret), state.clock.now())
+            .await
+    {
+        return Redirect::to("/").into_response();
+    }
+    login_page(StatusCode::OK, "", None)
+}
+
+fn login_page(status: StatusCode, email: &str, error: Option<&str>) -> Response {
+    let Ok(token) = auth::random() else {
+        return failure(
+            None,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "No randomness",
+            "The system could not make a token.",
+        );
+    };
+    let mut r = page(
+        status,
+        "login.html",
+        context! { token => &token, email => email, error => error },
+    );
+    if let Ok(v) = HeaderValue::from_str(&auth::set_cookie(auth::LOGIN, &token, 3600)) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+async fn login(State(state): State<AppState>, headers: HeaderMap, bytes: Bytes) -> Response {
+    let fields = form(&bytes);
+    let email = fields
+        .get("email")
+        .map(|s| s.trim().to_lowercase())
+        .unwrap_or_default();
+    let password = fields.get("password").cloned().unwrap_or_default();
+    let expected = auth::cookie(&headers, auth::LOGIN).unwrap_or_default();
+    match fields.get("csrf") {
+        Some(t) if !expected.is_empty() && auth::same(t, expected) => {}
+        _ => {
+            return login_page(
+                StatusCode::FORBIDDEN,
+                &email,
+                Some("The form had expired or was not this one: sign in again."),
+            );
+        }
+    }
+    let found = match state.store.user_for_sign_in(&email).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::error!(error = ?e, "sign-in could not read the users");
+            return login_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &email,
+                Some("The database could not be read; try again."),
+            );
+        }
+    };
+    // The hash is checked even for an unknown user, so the answer takes as long either way.
+    let (user, hash) = match found {
+        Some((u, h)) => (Some(u), h),
+        None => (None, DUMMY_HASH.to_owned()),
+    };
+    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
+        .await
+        .unwrap_or(false);
+    let Some(user) = user.filter(|_| ok) else {
+        return login_page(
+            StatusCode::UNAUTHORIZED,
+            &email,
+            Some("Wrong email or password."),
+        );
+    };
+    let (Ok(secret), Ok(csrf)) = (auth::random(), auth::random()) else {
+        return login_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &email,
+            Some("The system could not make a session."),
+        );
+    };
+    let expires = Timestamp::from_millis(state.clock.now().as_millis() + auth::SESSION_MS);
+    if let Err(e) = state
+        .store
+        .create_session(&crate::auth::hash_token(&secret), &user.id, &csrf, expires)
+        .await
+    {
+        tracing::error!(error = ?e, "cannot start a session");
+        return login_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &email,
+            Some("The session could not be started; try again."),
+        );
+    }
+    tracing::info!(user = %user.id, "signed in");
+    let mut r = Redirect::to("/").into_response();
+    for c in [
+        auth::set_cookie(auth::SESSION, &secret, auth::SESSION_MS / 1000),
+        auth::set_cookie(auth::LOGIN, "", 0),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    r
+}
+
+/// An Argon2id hash of nothing anyone types, checked when the user is unknown.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$9sTbSlTio3Biev89thdrlKKiCaYsjjYVJxGAL3swxpQ";
+
+async fn logout(State(state): State<AppState>, web: Web, bytes: Bytes) -> Response {
+    if let Err(r) = checked(&web, &form(&bytes)) {
+        return *r;
+    }
+    if let Err(e) = state.store.end_session(&web.hash).await {
+        return store_failed(&web, e);
+    }
+    let mut r = Redirect::to("/login").into_response();
+    if let Ok(v) = HeaderValue::from_str(&auth::set_cookie(auth::SESSION, "", 0)) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+// ---- the heroics dashboard ----
+
+#[derive(Serialize)]
+struct Bar {
+    x: i64,
+    y: i64,
+    w: i64,
+    h: i64,
+    month: String,
+    short: String,
+    label: String,
+    after: bool,
+}
+
+async fn dashboard(State(state): State<AppState>, web: Web, uri: axum::http::Uri) -> Response {
+    let q = query(&uri);
+    let split_at = q.get("split_at").filter(|s| !s.trim().is_empty()).cloned();
+    let params = crate::heroics::HeroicsParams {
+        split_at: split_at.clone(),
+        ..Default::default()
+    };
+    let running = state.store.engine().map(|e| Arc::clone(e.playbooks()));
+    let report =
+        match crate::heroics::report(&*state.store, running, &params, state.clock.now()).await {
+            Ok(r) => r,
+            Err(crate::heroics::Failed::Param(p)) => {
+                return failure(
+                    Some(&web),
+                    StatusCode::BAD_REQUEST,
+                    "Check the date",
+                    &format!("{}: {}", p.field, p.message),
+                );
+            }
+            Err(crate::heroics::Failed::Store(e)) => return store_failed(&web, e),
+        };
+    let waiting = match state
+        .store
+        .exceptions(&ExceptionQuery {
+            status: Some("unresolved".into()),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(x) => x.len(),
+        Err(e) => return store_failed(&web, e),
+    };
+    // The share of closed deals (won and lost) with a key person, month by month.
+    let split_month = report
+        .comparison
+        .as_ref()
+        .map(|c| c.at.date_utc().to_string()[..7].to_owned());
+    let months = &report.months;
+    let step = 36;
+    let mut bars = Vec::new();
+    let mut split_x = None;
+    for (i, m) in months.iter().enumerate() {
+        let deals = m.closed.won.deals + m.closed.lost.deals;
+        let with = m.closed.won.with_key_person + m.closed.lost.with_key_person;
+        let share = if deals == 0 {
+            0.0
+        } else {
+            f64::from(with) / f64::from(deals)
+        };
+        let x = 40 + i as i64 * step;
+        let h = (share * 140.0).round() as i64;
+        let after = split_month
+            .as_deref()
+            .is_some_and(|s| m.month.as_str() >= s);
+        if after && split_x.is_none() {
+            split_x = Some(x - 4);
+        }
+        bars.push(Bar {
+            x,
+            y: 160 - h,
+            w: step - 8,
+            h,
+            short: m.month[2..].to_owned(),
+            label: format!("{:.0}% of {deals} closed deals", share * 100.0),
+            month: m.month.clone(),
+            after,
+        });
+    }
+    let width = (40 + months.len() as i64 * step).max(400);
+    let ctx = context! {
+        summary => Serde(&report.summary),
+        key_people => report.key_people.iter().map(|p| p.as_str().to_owned()).collect::<Vec<_>>(),
+        reasons => Serde(&report.reasons),
+        coverage => Serde(&report.coverage),
+        comparison => Serde(&report.comparison),
+        split_at => split_at,
+        waiting => waiting,
+        chart => context! { bars => Serde(&bars), width => width, split_x => split_x },
+    };
+    page(
+        StatusCode::OK,
+        "dashboard.html",
+        merge(chrome(&web, "dashboard"), ctx),
+    )
+}
+
+// ---- the pipeline needing attention ----
+
+fn amount_text(amount: Option<f64>, currency: Option<&str>) -> String {
+    amount.map_or("-".into(), |a| {
+        format!("{} {}", thousands(a.round() as i64), currency.unwrap_or(""))
+    })
+}
+
+/// The time triggers a record waits on, each in words: the rule, when, and why.
+async fn next_actions(state: &AppState, key: &RecordKey) -> store::Result<Vec<String>> {
+    let engine = state.store.engine();
+    let timers = state.store.timers(key).await?;
+    Ok(timers
+        .iter()
+        .map(|t| {
+            let rule = engine.as_ref().and_then(|e| {
+                e.playbooks()
+                    .playbooks
+                    .iter()
+                    .flat_map(|p| &p.rules)
+                    .find(|r| r.id == t.rule)
+                    .map(|r| (r.trigger.to_string(), r.why.clone()))
+            });
+            match rule {
+                Some((trigger, why)) => format!("{} at {} ({trigger}): {why}", t.rule, t.due),
+                None => format!("{} at {}", t.rule, t.due),
+            }
+        })
+        .collect())
+}
+
+async fn pipeline(State(state): State<AppState>, web: Web) -> Response {
+    let model = crate::risk::running(&*state.store);
+    let now = state.clock.now();
+    let query = crate::risk::RankQuery {
+        limit: 100,
+        ..Default::default()
+    };
+    let deals = match crate::risk::ranked(&*state.store, &model, now, &query).await {
+        Ok(d) => d,
+        Err(e) => return store_failed(&web, e),
+    };
+    let mut rows = Vec::new();
+    for d in &deals {
+        let Ok(id) = RecordId::parse(d.id.clone()) else {
+            continue;
+        };
+        let next = match next_actions(&state, &RecordKey::new(RecordKind::Deal, id)).await {
+            Ok(n) => n.into_iter().next(),
+            Err(e) => return store_failed(&web, e),
+        };
+        rows.push(context! {
+            id => &d.id, name => &d.name, owner => &d.owner, stage => &d.stage,
+            amount_text => amount_text(d.amount, d.currency.as_deref()),
+            score => d.score, score_text => format!("{:.2}", d.score),
+            warnings => d.warnings.iter().map(|w| context! { kind => w.warning.kind.as_str(), says => &w.warning.says }).collect::<Vec<_>>(),
+            next => next,
+        });
+    }
+    let ctx = context! { deals => rows, scoring => model.scoring().to_string() };
+    page(
+        StatusCode::OK,
+        "pipeline.html",
+        merge(chrome(&web, "pipeline"), ctx),
+    )
+}
+
+// ---- a deal ----
+
+fn event_text(e: &domain::Event) -> String {
+    let data = serde_json::to_value(&e.body)
+        .ok()
+        .and_then(|v| v.get("data").cloned())
+        .unwrap_or_default();
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(actor) = &e.actor {
+        parts.push(match actor {
+            domain::Actor::Person(p) => format!("by {}", p.as_str()),
+            domain::Actor::Contact(c) => format!("by contact {}", c.as_str()),
+        });
+    }
+    if let Some(o) = data.as_object() {
+        let shown = o.iter().filter(|(_, v)| match v {
+            serde_json::Value::Null => false,
+            serde_json::Value::Array(a) => !a.is_empty(),
+            serde_json::Value::Object(m) => !m.is_empty(),
+            serde_json::Value::Bool(b) => *b,
+            _ => true,
+        });
+        for (k, v) in shown.take(6) {
+            let v = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let v: String = v.chars().take(120).collect();
+            parts.push(format!("{k}: {v}"));
+        }
+    }
+    parts.join(" · ")
+}
+
+async fn deal(State(state): State<AppState>, web: Web, Path(id): Path<String>) -> Response {
+    deal_page(&state, &web, &id, None).await
+}
+
+async fn deal_page(
+    state: &AppState,
+    web: &Web,
+    id: &str,
+    walked: Option<(String, String)>,
+) -> Response {
+    let Ok(rid) = RecordId::parse(id.to_owned()) else {
+        return failure(
+            Some(web),
+            StatusCode::NOT_FOUND,
+            "No such deal",
+            &format!("{id:?} is not a record id."),
+        );
+    };
+    let key = RecordKey::new(RecordKind::Deal, rid);
+    let stored = match state.store.record(&key).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return failure(
+                Some(web),
+                StatusCode::NOT_FOUND,
+                "No such deal",
+                &format!("There is no deal {id}."),
+            );
+        }
+        Err(e) => return store_failed(web, e),
+    };
+    let Record::Deal(d) = &stored.record else {
+        return failure(Some(web), StatusCode::NOT_FOUND, "No such deal", id);
+    };
+    let now = state.clock.now();
+    let (events, effects, memory) = match tokio::try_join!(
+        state.store.timeline(&key, 500),
+        state.store.effects(Some(&key), 1000),
+        state.store.rule_memory(&key),
+    ) {
+        Ok(x) => x,
+        Err(e) => return store_failed(web, e),
+    };
+    let timers = match next_actions(state, &key).await {
+        Ok(t) => t,
+        Err(e) => return store_failed(web, e),
+    };
+    let enrolments = match state
+        .store
+        .enrolments(&store::EnrolmentQuery {
+            record: Some(key.clone()),
+            limit: 50,
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(e) => e,
+        Err(e) => return store_failed(web, e),
+    };
+    let engine = state.store.engine();
+    let model = crate::risk::running(&*state.store);
+    let facts = domain::DealFacts::at(d, now);
+    let amount = d.amount.map_or("no amount".into(), |m| {
+        format!(
+            "{} {}",
+            thousands(m.major().round() as i64),
+            m.currency.as_str()
+        )
+    });
+    let fact_rows: Vec<(String, String)> = vec![
+        (
+            "days in stage".into(),
+            facts.days_in_stage.map_or("-".into(), |v| v.to_string()),
+        ),
+        (
+            "days since activity".into(),
+            facts
+                .days_since_activity
+                .map_or("-".into(), |v| v.to_string()),
+        ),
+        (
+            "days open".into(),
+            facts.days_open.map_or("-".into(), |v| v.to_string()),
+        ),
+        (
+            "close date".into(),
+            d.close_date.map_or("-".into(), |c| c.to_string()),
+        ),
+        ("pushed".into(), d.close_date_pushes.to_string()),
+        ("stakeholders".into(), facts.stakeholder_count.to_string()),
+        ("objections".into(), facts.objection_count.to_string()),
+        (
+            "meetings held".into(),
+            d.engagement.meetings_held.to_string(),
+        ),
+    ];
+    let stages: Vec<Value> = d
+        .stage_history
+        .iter()
+        .map(|v| {
+            let end = v.left_at.unwrap_or(now);
+            context! { stage => v.stage.as_str(), entered => v.entered_at.to_string(), left => v.left_at.map(|t| t.to_string()), days => v.entered_at.days_until(end) }
+        })
+        .collect();
+    // One timeline: the deal's events and everything the system decided for it.
+    let mut timeline: Vec<(Timestamp, u8, Value)> = events
+        .iter()
+        .map(|e| (e.occurred_at, 0, context! { at => e.occurred_at.to_string(), event => context! { type => e.event_type().as_str(), text => event_text(e) } }))
+        .collect();
+    for e in &effects {
+        let trace = &e.trace;
+        let saw = trace
+            .get("saw")
+            .filter(|s| s.as_object().is_some_and(|o| !o.is_empty()));
+        timeline.push((
+            e.created_at,
+            1,
+            context! { at => e.created_at.to_string(), effect => context! {
+                key => &e.key, rule => &e.rule, status => &e.status,
+                action => action_text(&e.action),
+                why => trace.get("why").and_then(|v| v.as_str()).unwrap_or(""),
+                trigger => trace.get("trigger").and_then(|v| v.as_str()).unwrap_or(""),
+                condition => trace.get("condition").and_then(|v| v.as_str()),
+                saw => saw.map(|s| serde_json::to_string_pretty(s).unwrap_or_default()),
+            } },
+        ));
+    }
+    timeline.sort_by_key(|a| (a.0, a.1));
+    let explain: Vec<Value> = engine
+        .as_ref()
+        .map(|e| {
+            e.explain(&stored.record, &memory, now)
+                .into_iter()
+                .map(|r| context! { rule => r.rule, why => r.why, trigger => r.trigger, summary => r.summary, condition => r.condition, condition_now => r.condition_now })
+                .collect()
+        })
+        .unwrap_or_default();
+    let gates: Vec<Value> = engine
+        .as_ref()
+        .map(|e| {
+            e.explain_gates(&stored.record, now)
+                .into_iter()
+                .map(|g| Value::from(Serde(&g)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let trees: Vec<Value> = engine
+        .as_ref()
+        .map(|e| {
+            e.playbooks()
+                .playbooks
+                .iter()
+                .flat_map(|p| &p.trees)
+                .map(|t| {
+                    let result = walked.as_ref().filter(|(name, _)| *name == t.name).map(|(_, r)| r.clone());
+                    context! {
+                        name => &t.name, title => &t.title, why => &t.why,
+                        open => result.is_some(), result => result,
+                        questions => t.questions.iter().map(|q| context! {
+                            id => &q.id, ask => &q.ask,
+                            answers => match &q.reply {
+                                playbook::Reply::Choice { answers } => answers.iter().map(|a| a.answer.clone()).collect::<Vec<_>>(),
+                                playbook::Reply::Input { .. } => Vec::new(),
+                            },
+                        }).collect::<Vec<_>>(),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let risk = (d.status == domain::DealStatus::Open).then(|| {
+        let a = model.assess(d, now);
+        context! {
+            score_text => format!("{:.2}", a.score), at_risk => a.at_risk, scoring => a.scoring.to_string(),
+            warnings => a.warnings.iter().map(|c| context! { kind => c.warning.kind.as_str(), says => &c.warning.says, weight_text => format!("{:+.2}", c.weight) }).collect::<Vec<_>>(),
+        }
+    });
+    let enrolments: Vec<Value> = enrolments
+        .iter()
+        .map(|e| context! { sequence => &e.sequence, contact => e.contact.to_string(), status => &e.status, next => e.due_at.map(|t| t.to_string()), ended => &e.end_reason })
+        .collect();
+    let ctx = context! {
+        deal => context! { id => d.id.as_str(), name => &d.name, status => format!("{:?}", d.status).to_lowercase(), stage => d.stage.as_ref().map(|s| s.as_str()), owner => d.owner.as_ref().map(|o| o.as_str()) },
+        amount => amount, risk => risk, facts => fact_rows, stages => stages, timers => timers,
+        timeline => timeline.into_iter().map(|(_, _, v)| v).collect::<Vec<_>>(),
+        explain => explain, gates => gates, enrolments => enrolments, trees => trees,
+        can_walk => web.can(UserRole::Rep),
+    };
+    page(
+        StatusCode::OK,
+        "deal.html",
+        merge(chrome(web, "pipeline"), ctx),
+    )
+}
+
+/// An action in words: its kind and its main fields.
+fn action_text(action: &serde_json::Value) -> String {
+    let Some((kind, body)) = action.as_object().and_then(|o| o.iter().next()) else {
+        return action.to_string();
+    };
+    let detail = match body {
+        serde_json::Value::Object(o) => o
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => format!("{k}: {s}"),
+                other => format!("{k}: {other}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    format!("{} {detail}", kind.replace('_', " "))
+}
+
+async fn walk_tree(
+    State(state): State<AppState>,
+    web: Web,
+    Path((id, name)): Path<(String, String)>,
+    bytes: Bytes,
+) -> Response {
+    let fields = form(&bytes);
+    if let Err(r) = checked(&web, &fields) {
+        return *r;
+    }
+    if !web.can(UserRole::Rep) {
+        return forbidden(&web, "walk a decision tree");
+    }
+    let Some(engine) = state.store.engine() else {
+        return failure(
+            Some(&web),
+            StatusCode::NOT_FOUND,
+            "No playbooks",
+            "No playbooks are running.",
+        );
+    };
+    let Some(tree) = engine.playbooks().tree(&name) else {
+        return failure(
+            Some(&web),
+            StatusCode::NOT_FOUND,
+            "No such tree",
+            &format!("There is no decision tree {name}."),
+        );
+    };
+    let answers: BTreeMap<String, String> = fields
+        .into_iter()
+        .filter(|(k, v)| k != "csrf" && !v.trim().is_empty())
+        .collect();
+    let (Ok(deal), Ok(by)) = (
+        RecordId::parse(id.clone()),
+        RecordId::parse(web.session.user.id.clone()),
+    ) else {
+        return failure(Some(&web), StatusCode::BAD_REQUEST, "Bad id", &id);
+    };
+    let walk = match tree.walk(&answers) {
+        Ok(w) => w,
+        Err(e) => {
+            return deal_page(
+                &state,
+                &web,
+                &id,
+                Some((name.clone(), format!("Not walked: {e}"))),
+            )
+            .await;
+        }
+    };
+    let result = if walk.complete() {
+        let now = state.clock.now();
+        let walk_id = crate::trees::walk_id(&name, &deal, &by, &answers, now);
+        if let Err(e) =
+            crate::trees::record_walk(&*state.store, tree, &deal, &by, &walk, &walk_id, now).await
+        {
+            return store_failed(&web, e);
+        }
+        format!(
+            "Recommended: {} (the answers are on the deal)",
+            walk.recommendation.clone().unwrap_or_default()
+        )
+    } else {
+        format!(
+            "Next question: {}",
+            walk.next.as_ref().map_or(String::new(), |q| q.ask.clone())
+        )
+    };
+    let tree_name = tree.name.clone();
+    deal_page(&state, &web, &id, Some((tree_name, result))).await
+}
+
+// ---- the exceptions inbox ----
+
+async fn inbox(State(state): State<AppState>, web: Web, uri: axum::http::Uri) -> Response {
+    let q = query(&uri);
+    let can_see_all = web.can(UserRole::Manager) || web.role() == UserRole::Viewer;
+    let all = can_see_all && q.contains_key("all");
+    let items = match state
+        .store
+        .exceptions(&ExceptionQuery {
+            assignee: (!all).then(|| web.session.user.id.clone()),
+            status: Some("unresolved".into()),
+            limit: 500,
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(x) => x,
+        Err(e) => return store_failed(&web, e),
+    };
+    let me = &web.session.user.id;
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|x| context! {
+            id => &x.id, title => &x.title, reason => &x.reason, record_id => x.record.id.as_str(),
+            assignee => &x.assignee, status => &x.status, created_at => x.created_at.to_string(),
+            due_at => x.due_at.map(|t| t.to_string()), overdue_at => x.overdue_at.map(|t| t.to_string()),
+            can_act => web.can(UserRole::Manager) || (web.role() == UserRole::Rep && &x.assignee == me),
+        })
+        .collect();
+    let ctx = context! { items => rows, all => all, can_see_all => can_see_all };
+    page(
+        StatusCode::OK,
+        "inbox.html",
+        merge(chrome(&web, "inbox"), ctx),
+    )
+}
+
+async fn act(
+    State(state): State<AppState>,
+    web: Web,
+    Path((id, verb)): Path<(String, String)>,
+    bytes: Bytes,
+) -> Response {
+    let fields = form(&bytes);
+    if let Err(r) = checked(&web, &fields) {
+        return *r;
+    }
+    if !web.can(UserRole::Rep) {
+        return forbidden(&web, "act on exceptions");
+    }
+    let held = match state.store.exception(&id).await {
+        Ok(Some((x, _))) => x,
+        Ok(None) => return failure(Some(&web), StatusCode::NOT_FOUND, "No such exception", &id),
+        Err(e) => return store_failed(&web, e),
+    };
+    if !web.can(UserRole::Manager) && held.assignee != web.session.user.id {
+        return forbidden(&web, "act on an exception someone else holds");
+    }
+    let by = web.session.user.id.clone();
+    let text = |k: &str| {
+        fields
+            .get(k)
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    let action = match verb.as_str() {
+        "acknowledge" => ExceptionAction::Acknowledge {
+            by,
+            note: text("note"),
+        },
+        "resolve" => match text("resolution") {
+            Some(resolution) => ExceptionAction::Resolve {
+                by,
+                resolution,
+                note: text("note"),
+            },
+            None => {
+                return failure(
+                    Some(&web),
+                    StatusCode::BAD_REQUEST,
+                    "Say how it was resolved",
+                    "A resolution needs a few words on how it was handled.",
+                );
+            }
+        },
+        "reassign" => match text("to") {
+            Some(to) => ExceptionAction::Reassign {
+                to,
+                by,
+                note: text("note"),
+            },
+            None => {
+                return failure(
+                    Some(&web),
+                    StatusCode::BAD_REQUEST,
+                    "Say to whom",
+                    "Reassigning needs the person who takes it.",
+                );
+            }
+        },
+        _ => return failure(Some(&web), StatusCode::NOT_FOUND, "No such action", &verb),
+    };
+    match state.store.act_on_exception(&id, action).await {
+        Ok(_) => Redirect::to("/inbox").into_response(),
+        Err(store::Error::Invalid(m) | store::Error::Conflict(m)) => {
+            failure(Some(&web), StatusCode::CONFLICT, "Not done", &m)
+        }
+        Err(e) => store_failed(&web, e),
+    }
+}
+
+// ---- playbooks, the handbook, the outbox ----
+
+async fn playbooks(State(state): State<AppState>, web: Web) -> Response {
+    let status = state
+        .playbooks
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let effects = match state
+        .store
+        .outbox(&OutboxQuery {
+            limit: 100_000,
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(e) => e,
+        Err(e) => return store_failed(&web, e),
+    };
+    let mut fired: HashMap<&str, (usize, Timestamp)> = HashMap::new();
+    for e in &effects {
+        let f = fired.entry(e.rule.as_str()).or_insert((0, e.created_at));
+        f.0 += 1;
+        f.1 = f.1.max(e.created_at);
+    }
+    let books: Vec<Value> = status
+        .playbooks
+        .iter()
+        .map(|p| context! {
+            name => &p.name, owner => &p.owner,
+            rules => p.rules.iter().map(|r| {
+                let f = fired.get(r.id.as_str());
+                context! { id => &r.id, why => &r.why, trigger => &r.trigger, condition => &r.condition, shadow => r.shadow,
+                    fired => f.map_or(0, |f| f.0), last => f.map(|f| f.1.to_string()) }
+            }).collect::<Vec<_>>(),
+        })
+        .collect();
+    let assets: Vec<Value> = state
+        .store
+        .engine()
+        .map(|e| {
+            e.playbooks()
+                .playbooks
+                .iter()
+                .flat_map(|p| &p.assets)
+                .map(|a| context! {
+                    title => a.title.clone().unwrap_or_else(|| a.name.clone()),
+                    use_cases => a.use_cases.join(", "),
+                    stages => a.stages.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                    link => a.url.clone().or(a.file.clone()).unwrap_or_default(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let ctx = context! { version => &status.version, origin => &status.origin, diagnostics => &status.diagnostics, playbooks => books, assets => assets };
+    page(
+        StatusCode::OK,
+        "playbooks.html",
+        merge(chrome(&web, "playbooks"), ctx),
+    )
+}
+
+async fn handbook(State(state): State<AppState>, web: Web) -> Response {
+    match state.store.engine() {
+        Some(e) => {
+            let mut r = playbook::handbook::html(e.playbooks()).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            r
+        }
+        None => failure(
+            Some(&web),
+            StatusCode::NOT_FOUND,
+            "No playbooks",
+            "No playbooks are running.",
+        ),
+    }
+}
+
+const STATUSES: [&str; 7] = [
+    "pending",
+    "delivering",
+    "delivered",
+    "dry_run",
+    "dead",
+    "cancelled",
+    "shadow",
+];
+
+async fn outbox(State(state): State<AppState>, web: Web, uri: axum::http::Uri) -> Response {
+    let q = query(&uri);
+    let status = q
+        .get("status")
+        .filter(|s| STATUSES.contains(&s.as_str()))
+        .cloned();
+    let mut effects = match state
+        .store
+        .outbox(&OutboxQuery {
+            status: status.clone(),
+            limit: 100_000,
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(e) => e,
+        Err(e) => return store_failed(&web, e),
+    };
+    // The newest first, the latest 200.
+    effects.reverse();
+    effects.truncate(200);
+    let rows: Vec<Value> = effects
+        .iter()
+        .map(|e| context! {
+            key => &e.key, created_at => e.created_at.to_string(), rule => &e.rule, record => e.record.to_string(),
+            record_id => e.record.id.as_str(), action => action_text(&e.action), status => &e.status,
+            attempts => e.attempts, last_error => &e.last_error,
+        })
+        .collect();
+    let ctx = context! { effects => rows, statuses => STATUSES, status => status };
+    page(
+        StatusCode::OK,
+        "outbox.html",
+        merge(chrome(&web, "outbox"), ctx),
+    )
+}
+
+async fn effect(State(state): State<AppState>, web: Web, Path(key): Path<String>) -> Response {
+    let (e, _) = match state.store.effect(&key).await {
+        Ok(Some(x)) => x,
+        Ok(None) => return failure(Some(&web), StatusCode::NOT_FOUND, "No such effect", &key),
+        Err(e) => return store_failed(&web, e),
+    };
+    let rendered: Option<Vec<(String, String)>> =
+        e.rendered.as_ref().and_then(|r| r.as_object()).map(|o| {
+            o.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        match v {
+                            serde_json::Value::String(s) => s.clone(),
+                            other => serde_json::to_string_pretty(other).unwrap_or_default(),
+                        },
+                    )
+                })
+                .collect()
+        });
+    let saw = e
+        .trace
+        .get("saw")
+        .filter(|s| s.as_object().is_some_and(|o| !o.is_empty()));
+    let ctx = context! {
+        effect => Value::from(Serde(&e)),
+        why => e.trace.get("why").and_then(|v| v.as_str()).unwrap_or(""),
+        trigger => e.trace.get("trigger").and_then(|v| v.as_str()).unwrap_or(""),
+        saw => saw.map(|s| serde_json::to_string_pretty(s).unwrap_or_default()),
+        rendered => rendered,
+    };
+    page(
+        StatusCode::OK,
+        "effect.html",
+        merge(chrome(&web, "outbox"), ctx),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_template_compiles_and_the_helpers_format() {
+        let env = super::env();
+        for (name, _) in super::TEMPLATES {
+            assert!(env.get_template(name).is_ok(), "{name}");
+        }
+        assert_eq!(super::thousands(1_234_567), "1,234,567");
+        assert_eq!(super::pct(minijinja::Value::from(0.256)), "26%");
+        assert_eq!(super::pct(minijinja::Value::from(())), "-");
+    }
+}

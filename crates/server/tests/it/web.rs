@@ -1,0 +1,230 @@
+//! Issue 11 over HTTP: signing in and out, sessions in cookies, CSRF on every form, and what a
+//! viewer may not do. The browser tests (crates/pipewright/tests/ui) drive the same pages in
+//! Chromium.
+
+use reqwest::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
+
+fn enc(pairs: &[(&str, &str)]) -> String {
+    serde_urlencoded::to_string(pairs).unwrap()
+}
+
+use clock::Clock;
+
+use crate::{TestApp, spawn_app};
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn cookie_of(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| v.split(';').next().unwrap().to_owned())
+}
+
+fn field(html: &str, name: &str) -> String {
+    let at = html.find(&format!("name=\"{name}\" value=\"")).expect(name) + name.len() + 15;
+    html[at..at + html[at..].find('"').unwrap()].to_owned()
+}
+
+async fn user(app: &TestApp, email: &str, role: store::UserRole) {
+    let hash = server::web::auth::hash_password("correct horse battery").unwrap();
+    app.store
+        .create_user(
+            store::NewUser {
+                id: email.into(),
+                name: email.split('@').next().unwrap().into(),
+                role,
+                password_hash: hash,
+            },
+            false,
+        )
+        .await
+        .unwrap();
+}
+
+/// Signs in; the session cookie.
+async fn sign_in(
+    app: &TestApp,
+    http: &reqwest::Client,
+    email: &str,
+    password: &str,
+) -> (u16, Option<String>) {
+    let form = http.get(app.url("/login")).send().await.unwrap();
+    let login = cookie_of(&form, "pw_login").expect("the form's token cookie");
+    let token = field(&form.text().await.unwrap(), "csrf");
+    let r = http
+        .post(app.url("/login"))
+        .header(COOKIE, &login)
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(enc(&[
+            ("csrf", token.as_str()),
+            ("email", email),
+            ("password", password),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, cookie_of(&r, "pw_session"))
+}
+
+#[tokio::test]
+async fn sign_in_sessions_csrf_and_roles() {
+    let app = spawn_app().await;
+    let http = client();
+    user(&app, "omar@acme.example", store::UserRole::Manager).await;
+    user(&app, "vic@acme.example", store::UserRole::Viewer).await;
+
+    // Pages need a session: the browser is sent to the form.
+    let r = http.get(app.url("/pipeline")).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/login");
+
+    // A wrong password is refused without saying which part was wrong.
+    let (status, session) = sign_in(&app, &http, "omar@acme.example", "guess").await;
+    assert_eq!((status, session.is_none()), (401, true));
+    let (status, session) =
+        sign_in(&app, &http, "nobody@acme.example", "correct horse battery").await;
+    assert_eq!((status, session.is_none()), (401, true));
+
+    // The right one starts a session: an HttpOnly, Secure, SameSite cookie.
+    let form = http.get(app.url("/login")).send().await.unwrap();
+    let login = cookie_of(&form, "pw_login").unwrap();
+    let token = field(&form.text().await.unwrap(), "csrf");
+    let r = http
+        .post(app.url("/login"))
+        .header(COOKIE, &login)
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(enc(&[
+            ("csrf", token.as_str()),
+            ("email", "Omar@acme.example"),
+            ("password", "correct horse battery"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let set = r
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("pw_session="))
+        .unwrap();
+    for attribute in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
+        assert!(set.contains(attribute), "{set}");
+    }
+    let session = set.split(';').next().unwrap().to_owned();
+    // The session's secret is not what the database keeps.
+    let secret = session.trim_start_matches("pw_session=");
+    assert!(
+        app.store
+            .session(secret, app.clock.now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let page = http
+        .get(app.url("/inbox"))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    assert!(
+        page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    let html = page.text().await.unwrap();
+    assert!(html.contains("omar · manager"), "{html}");
+    let csrf = field(&html, "csrf");
+
+    // A form without the session's token is refused and changes nothing.
+    let r = http
+        .post(app.url("/logout"))
+        .header(COOKIE, &session)
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(enc(&[("csrf", "forged")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("security token (CSRF)"));
+    let r = http
+        .post(app.url("/inbox/x/acknowledge"))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let still = http
+        .get(app.url("/inbox"))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        still.status(),
+        200,
+        "the session survived the forged sign-out"
+    );
+
+    // A viewer reads but cannot act.
+    let (_, viewer) = sign_in(&app, &http, "vic@acme.example", "correct horse battery").await;
+    let viewer = viewer.unwrap();
+    let page = http
+        .get(app.url("/inbox"))
+        .header(COOKIE, &viewer)
+        .send()
+        .await
+        .unwrap();
+    let vcsrf = field(&page.text().await.unwrap(), "csrf");
+    let r = http
+        .post(app.url("/inbox/any/acknowledge"))
+        .header(COOKIE, &viewer)
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(enc(&[("csrf", vcsrf.as_str())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("(viewer) may not act on exceptions")
+    );
+
+    // Signing out ends the session.
+    let r = http
+        .post(app.url("/logout"))
+        .header(COOKIE, &session)
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(enc(&[("csrf", csrf.as_str())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let after = http
+        .get(app.url("/inbox"))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 303);
+
+    // API tokens keep working for the API.
+    let (status, _) = app.get(&app.reader, "/api/v1/risk/model").await;
+    assert_eq!(status, 200);
+}
