@@ -5,6 +5,7 @@ mod crash;
 mod delivery_crash;
 mod multinode;
 mod report;
+mod ui;
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};

@@ -476,8 +476,8 @@ async fn next_actions(state: &AppState, key: &RecordKey) -> store::Result<Vec<St
                     .map(|r| (r.trigger.to_string(), r.why.clone()))
             });
             match rule {
-                Some((trigger, why)) => format!("{} at {} ({trigger}): {why}", t.rule, t.due),
-                None => format!("{} at {}", t.rule, t.due),
+                Some((trigger, why)) => format!("{} at {} ({trigger}): {why}", t.rule, when(t.due)),
+                None => format!("{} at {}", t.rule, when(t.due)),
             }
         })
         .collect())
@@ -486,14 +486,18 @@ async fn next_actions(state: &AppState, key: &RecordKey) -> store::Result<Vec<St
 async fn pipeline(State(state): State<AppState>, web: Web) -> Response {
     let model = crate::risk::running(&*state.store);
     let now = state.clock.now();
+    // Every open deal showing a warning, those at risk marked: by value at risk.
     let query = crate::risk::RankQuery {
-        limit: 100,
+        all: true,
+        limit: 100_000,
         ..Default::default()
     };
-    let deals = match crate::risk::ranked(&*state.store, &model, now, &query).await {
+    let mut deals = match crate::risk::ranked(&*state.store, &model, now, &query).await {
         Ok(d) => d,
         Err(e) => return store_failed(&web, e),
     };
+    deals.retain(|d| !d.warnings.is_empty());
+    deals.truncate(100);
     let mut rows = Vec::new();
     for d in &deals {
         let Ok(id) = RecordId::parse(d.id.clone()) else {
@@ -506,7 +510,7 @@ async fn pipeline(State(state): State<AppState>, web: Web) -> Response {
         rows.push(context! {
             id => &d.id, name => &d.name, owner => &d.owner, stage => &d.stage,
             amount_text => amount_text(d.amount, d.currency.as_deref()),
-            score => d.score, score_text => format!("{:.2}", d.score),
+            score => d.score, score_text => format!("{:.2}", d.score), at_risk => d.at_risk,
             warnings => d.warnings.iter().map(|w| context! { kind => w.warning.kind.as_str(), says => &w.warning.says }).collect::<Vec<_>>(),
             next => next,
         });
@@ -654,13 +658,13 @@ async fn deal_page(
         .iter()
         .map(|v| {
             let end = v.left_at.unwrap_or(now);
-            context! { stage => v.stage.as_str(), entered => v.entered_at.to_string(), left => v.left_at.map(|t| t.to_string()), days => v.entered_at.days_until(end) }
+            context! { stage => v.stage.as_str(), entered => when(v.entered_at), left => v.left_at.map(when), days => v.entered_at.days_until(end) }
         })
         .collect();
     // One timeline: the deal's events and everything the system decided for it.
     let mut timeline: Vec<(Timestamp, u8, Value)> = events
         .iter()
-        .map(|e| (e.occurred_at, 0, context! { at => e.occurred_at.to_string(), event => context! { type => e.event_type().as_str(), text => event_text(e) } }))
+        .map(|e| (e.occurred_at, 0, context! { at => when(e.occurred_at), event => context! { type => e.event_type().as_str(), text => event_text(e) } }))
         .collect();
     for e in &effects {
         let trace = &e.trace;
@@ -670,7 +674,7 @@ async fn deal_page(
         timeline.push((
             e.created_at,
             1,
-            context! { at => e.created_at.to_string(), effect => context! {
+            context! { at => when(e.created_at), effect => context! {
                 key => &e.key, rule => &e.rule, status => &e.status,
                 action => action_text(&e.action),
                 why => trace.get("why").and_then(|v| v.as_str()).unwrap_or(""),
@@ -748,25 +752,28 @@ async fn deal_page(
     )
 }
 
-/// An action in words: its kind and its main fields.
+/// An action in words: its kind and its fields (`alert: to owner, text …`).
 fn action_text(action: &serde_json::Value) -> String {
-    let Some((kind, body)) = action.as_object().and_then(|o| o.iter().next()) else {
+    let Some(o) = action.as_object() else {
         return action.to_string();
     };
-    let detail = match body {
-        serde_json::Value::Object(o) => o
-            .iter()
-            .filter(|(_, v)| !v.is_null())
-            .map(|(k, v)| match v {
-                serde_json::Value::String(s) => format!("{k}: {s}"),
-                other => format!("{k}: {other}"),
-            })
-            .collect::<Vec<_>>()
-            .join(", "),
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    format!("{} {detail}", kind.replace('_', " "))
+    let kind = o.get("kind").and_then(|k| k.as_str()).unwrap_or("action");
+    let detail = o
+        .iter()
+        .filter(|(k, v)| *k != "kind" && !v.is_null())
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => format!("{k} {s}"),
+            other => format!("{k} {other}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("{}: {detail}", kind.replace('_', " "))
+}
+
+/// A moment as people read it: `2026-11-11 12:36` (UTC).
+fn when(t: Timestamp) -> String {
+    let s = t.to_string();
+    format!("{} {}", &s[..10], &s[11..16])
 }
 
 async fn walk_tree(
@@ -866,8 +873,8 @@ async fn inbox(State(state): State<AppState>, web: Web, uri: axum::http::Uri) ->
         .iter()
         .map(|x| context! {
             id => &x.id, title => &x.title, reason => &x.reason, record_id => x.record.id.as_str(),
-            assignee => &x.assignee, status => &x.status, created_at => x.created_at.to_string(),
-            due_at => x.due_at.map(|t| t.to_string()), overdue_at => x.overdue_at.map(|t| t.to_string()),
+            assignee => &x.assignee, status => &x.status, created_at => when(x.created_at),
+            due_at => x.due_at.map(when), overdue_at => x.overdue_at.map(when),
             can_act => web.can(UserRole::Manager) || (web.role() == UserRole::Rep && &x.assignee == me),
         })
         .collect();
@@ -1068,7 +1075,7 @@ async fn outbox(State(state): State<AppState>, web: Web, uri: axum::http::Uri) -
     let rows: Vec<Value> = effects
         .iter()
         .map(|e| context! {
-            key => &e.key, created_at => e.created_at.to_string(), rule => &e.rule, record => e.record.to_string(),
+            key => &e.key, created_at => when(e.created_at), rule => &e.rule, record => e.record.to_string(),
             record_id => e.record.id.as_str(), action => action_text(&e.action), status => &e.status,
             attempts => e.attempts, last_error => &e.last_error,
         })
