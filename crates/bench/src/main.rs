@@ -527,15 +527,7 @@ async fn demo_company() -> anyhow::Result<()> {
             Arc::new(clock::SystemClock),
         )?;
         let started = Instant::now();
-        let parsed = wire::parse_ndjson(&text).map_err(|p| anyhow::anyhow!("{p:?}"))?;
-        let mut parsed = parsed.into_iter();
-        loop {
-            let batch: Vec<domain::NewEvent> = parsed.by_ref().take(1000).collect();
-            if batch.is_empty() {
-                break;
-            }
-            store.ingest(batch).await?;
-        }
+        load_ndjson(&*store, &text).await?;
         load.push(started.elapsed().as_secs_f64());
     }
     let load = median(load);
@@ -1378,6 +1370,19 @@ fn risk_scoring() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Parses NDJSON and ingests it in batches of 1,000, as `pipewright import` does.
+async fn load_ndjson(store: &dyn store::Store, text: &str) -> anyhow::Result<()> {
+    let parsed = wire::parse_ndjson(text).map_err(|p| anyhow::anyhow!("{p:?}"))?;
+    let mut parsed = parsed.into_iter();
+    loop {
+        let batch: Vec<domain::NewEvent> = parsed.by_ref().take(1000).collect();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        store.ingest(batch).await?;
+    }
+}
+
 /// The web UI's pages with the demo company loaded (a year, seed 7) and the example playbooks
 /// on, as `pipewright demo` serves them: each page requested 50 times by a signed-in manager,
 /// one request at a time, timed from request to last byte on the loopback (the server's
@@ -1393,15 +1398,7 @@ async fn ui_pages() -> anyhow::Result<()> {
             &store::ConnectOptions::default(),
             Arc::new(clock::SystemClock),
         )?;
-        let parsed = wire::parse_ndjson(&history.ndjson()).map_err(|p| anyhow::anyhow!("{p:?}"))?;
-        let mut parsed = parsed.into_iter();
-        loop {
-            let batch: Vec<domain::NewEvent> = parsed.by_ref().take(1000).collect();
-            if batch.is_empty() {
-                break;
-            }
-            store.ingest(batch).await?;
-        }
+        load_ndjson(&*store, &history.ndjson()).await?;
     }
     let mut settings = Settings::default();
     settings.database.url = url;
