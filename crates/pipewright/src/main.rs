@@ -59,6 +59,10 @@ enum Command {
         /// How many days of history, ending now.
         #[arg(long, default_value_t = 365)]
         days: i64,
+        /// The history's last moment (RFC 3339 or a date), for a company that is the same
+        /// whatever the day; now by default.
+        #[arg(long)]
+        to: Option<String>,
     },
     /// Write the demo company's history as NDJSON events (to import, or to backtest on).
     #[command(after_help = COMPANY_HELP)]
@@ -876,7 +880,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             link_to_listen(&mut settings);
             runtime()?.block_on(serve(settings, None))?;
         }
-        Command::Demo { listen, seed, days } => {
+        Command::Demo {
+            listen,
+            seed,
+            days,
+            to,
+        } => {
             let mut settings = settings(&cli, true)?;
             if let Some(listen) = listen {
                 settings.server.listen = listen.clone();
@@ -888,7 +897,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ..company::Model::default()
             };
             let days = history_days(*days)?;
-            runtime()?.block_on(serve(settings, Some((model, days))))?;
+            let to = to.as_deref().map(|t| flag_moment("to", t)).transpose()?;
+            runtime()?.block_on(serve(settings, Some((model, days, to))))?;
         }
         Command::Company {
             seed,
@@ -2001,7 +2011,10 @@ async fn explain(
     Ok(())
 }
 
-async fn serve(settings: Settings, demo: Option<(company::Model, i64)>) -> anyhow::Result<()> {
+async fn serve(
+    settings: Settings,
+    demo: Option<(company::Model, i64, Option<domain::Timestamp>)>,
+) -> anyhow::Result<()> {
     let clock = Arc::new(SystemClock);
     let store = open_store(&settings)?;
     // The demo company's history is imported before the playbooks are loaded, as a team
@@ -2009,9 +2022,10 @@ async fn serve(settings: Settings, demo: Option<(company::Model, i64)>) -> anyho
     // pipeline as it stands now (its due timers fire once serving starts), not on every
     // event of the past year.
     let loaded = match &demo {
-        Some((model, days)) if store.events_after(0, 1).await?.is_empty() => {
+        Some((model, days, to)) if store.events_after(0, 1).await?.is_empty() => {
             let started = std::time::Instant::now();
-            let history = company::history(model, clock::Clock::now(&*clock), *days);
+            let to = to.unwrap_or_else(|| clock::Clock::now(&*clock));
+            let history = company::history(model, to, *days);
             let summary = import::import_text(&*store, &history.ndjson(), false, 1000).await?;
             Some((history, summary, started.elapsed()))
         }

@@ -45,7 +45,16 @@ fn the_web_ui_in_chromium() {
         "PIPEWRIGHT_ENGINE__PLAYBOOKS",
         concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks"),
     )
-    .args(["--database", &db, "demo", "--listen", "127.0.0.1:0"]);
+    // A fixed last day: the same company, with the same stalled reviews, whatever the date.
+    .args([
+        "--database",
+        &db,
+        "demo",
+        "--to",
+        "2026-12-01",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
     let server = crate::Server::spawn(cmd);
     let password = server
         .printed
