@@ -460,9 +460,36 @@ fn amount_text(amount: Option<f64>, currency: Option<&str>) -> String {
     })
 }
 
-/// The time triggers a record waits on, each in words: the rule, when, and why.
+/// How far off a moment is, in words: `in 2 days`, `in 5 hours`, `now` (or `overdue`).
+fn from_now(due: Timestamp, now: Timestamp) -> String {
+    let ms = due.as_millis() - now.as_millis();
+    let hours = ms / 3_600_000;
+    match ms {
+        ..=0 => "now".into(),
+        _ if hours >= 48 => format!("in {} days", hours / 24),
+        _ if hours >= 1 => format!("in {hours} hours"),
+        _ => format!("in {} minutes", (ms / 60_000).max(1)),
+    }
+}
+
+/// What stops a time trigger before it fires.
+fn unless(trigger: &playbook::Trigger) -> String {
+    use playbook::Trigger;
+    match trigger {
+        Trigger::QuietFor(_) => "unless someone on either side acts first".into(),
+        Trigger::InStageFor { stage, .. } => format!("unless the deal leaves {stage}"),
+        Trigger::DateField { field, .. } => format!("unless {field} moves"),
+        Trigger::Untouched(_) => "unless the owner touches it first".into(),
+        Trigger::Warning(k) => format!("unless the {} warning clears", k.title().to_lowercase()),
+        Trigger::Schedule(_) | Trigger::Event(_) => "on its schedule".into(),
+    }
+}
+
+/// The time triggers a record waits on, each in words: what starts, when, what stops it, why
+/// ("quiet-after-enthusiasm starts in 2 days (2026-12-05 14:55) unless someone … acts first").
 async fn next_actions(state: &AppState, key: &RecordKey) -> store::Result<Vec<String>> {
     let engine = state.store.engine();
+    let now = state.clock.now();
     let timers = state.store.timers(key).await?;
     Ok(timers
         .iter()
@@ -473,11 +500,12 @@ async fn next_actions(state: &AppState, key: &RecordKey) -> store::Result<Vec<St
                     .iter()
                     .flat_map(|p| &p.rules)
                     .find(|r| r.id == t.rule)
-                    .map(|r| (r.trigger.to_string(), r.why.clone()))
+                    .map(|r| (unless(&r.trigger), r.why.clone()))
             });
+            let at = format!("{} ({})", from_now(t.due, now), when(t.due));
             match rule {
-                Some((trigger, why)) => format!("{} at {} ({trigger}): {why}", t.rule, when(t.due)),
-                None => format!("{} at {}", t.rule, when(t.due)),
+                Some((unless, why)) => format!("{} starts {at} {unless}: {why}", t.rule),
+                None => format!("{} starts {at}", t.rule),
             }
         })
         .collect())
@@ -1137,5 +1165,24 @@ mod tests {
         assert_eq!(super::thousands(1_234_567), "1,234,567");
         assert_eq!(super::pct(minijinja::Value::from(0.256)), "26%");
         assert_eq!(super::pct(minijinja::Value::from(())), "-");
+    }
+
+    #[test]
+    fn a_waiting_timer_says_when_and_what_stops_it() {
+        let now = domain::Timestamp::from_millis(1_796_083_200_000);
+        let at = |h: i64| domain::Timestamp::from_millis(now.as_millis() + h * 3_600_000);
+        assert_eq!(super::from_now(at(50), now), "in 2 days");
+        assert_eq!(super::from_now(at(5), now), "in 5 hours");
+        assert_eq!(super::from_now(at(-1), now), "now");
+        let quiet = playbook::Trigger::QuietFor(playbook::Span(5 * 86_400_000));
+        assert_eq!(
+            super::unless(&quiet),
+            "unless someone on either side acts first"
+        );
+        let stalled = playbook::Trigger::Warning(risk::Kind::Stalled);
+        assert_eq!(
+            super::unless(&stalled),
+            "unless the stalled in stage warning clears"
+        );
     }
 }
