@@ -78,6 +78,8 @@ pub struct AppState {
     pub node: String,
     /// Delivers the outbox (absent in tools that only read it).
     pub dispatcher: Option<Arc<delivery::Dispatcher>>,
+    /// Failed sign-ins by email, for the web UI's throttle.
+    pub sign_ins: web::auth::Throttle,
     max_body_bytes: usize,
     metrics_public: bool,
 }
@@ -355,6 +357,7 @@ impl Application {
             playbooks,
             node,
             dispatcher: Some(Arc::new(dispatcher)),
+            sign_ins: web::auth::Throttle::default(),
             max_body_bytes: settings.server.max_body_bytes,
             metrics_public: settings.server.metrics_public,
         };

@@ -508,6 +508,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Whether a set with this version was ever published.
     async fn playbooks_published(&self, version: &str) -> Result<bool>;
 
+    /// How often each rule has decided an effect (shadow ones included), and when last:
+    /// `(rule, count, last)`, by rule.
+    async fn rule_firings(&self) -> Result<Vec<(String, u64, Timestamp)>>;
+
     /// Publishes what the risk score learned: from now on every node scores with it.
     async fn publish_risk(&self, model: PublishedRisk) -> Result<()>;
 

@@ -78,6 +78,61 @@ pub fn set_cookie(name: &str, value: &str, max_age_s: i64) -> String {
     format!("{name}={value}; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age={max_age_s}")
 }
 
+/// Failed sign-ins allowed per email within [`THROTTLE_MS`] before the next are refused.
+pub const THROTTLE_FAILURES: usize = 5;
+/// The window the failures are counted in.
+pub const THROTTLE_MS: i64 = 15 * 60_000;
+
+/// Failed sign-ins by email (on this node, in memory): after [`THROTTLE_FAILURES`] within
+/// [`THROTTLE_MS`], the email's sign-ins are refused until the oldest of them ages out, so a
+/// password cannot be guessed at the speed of requests.
+#[derive(Debug, Clone, Default)]
+pub struct Throttle(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<i64>>>>);
+
+impl Throttle {
+    fn recent(&self, email: &str, now: Timestamp) -> Vec<i64> {
+        let map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(email)
+            .map(|v| {
+                v.iter()
+                    .copied()
+                    .filter(|t| now.as_millis() - t < THROTTLE_MS)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// When the email may try again, if it may not now.
+    pub fn blocked_until(&self, email: &str, now: Timestamp) -> Option<Timestamp> {
+        let recent = self.recent(email, now);
+        (recent.len() >= THROTTLE_FAILURES).then(|| {
+            Timestamp::from_millis(recent.iter().min().copied().unwrap_or(0) + THROTTLE_MS)
+        })
+    }
+
+    pub fn failed(&self, email: &str, now: Timestamp) {
+        let mut recent = self.recent(email, now);
+        recent.push(now.as_millis());
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Forget emails whose failures have all aged out, so the map stays small.
+        map.retain(|_, v| v.iter().any(|t| now.as_millis() - t < THROTTLE_MS));
+        map.insert(email.to_owned(), recent);
+    }
+
+    pub fn succeeded(&self, email: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(email);
+    }
+}
+
 /// The person signed in, their session's CSRF token and its key.
 #[derive(Debug, Clone)]
 pub struct Web {

@@ -275,6 +275,14 @@ async fn login(State(state): State<AppState>, headers: HeaderMap, bytes: Bytes) 
             );
         }
     }
+    let now = state.clock.now();
+    if let Some(until) = state.sign_ins.blocked_until(&email, now) {
+        let message = format!(
+            "Too many failed sign-ins for this email: try again after {} (UTC).",
+            when(until)
+        );
+        return login_page(StatusCode::TOO_MANY_REQUESTS, &email, Some(&message));
+    }
     let found = match state.store.user_for_sign_in(&email).await {
         Ok(found) => found,
         Err(e) => {
@@ -295,12 +303,14 @@ async fn login(State(state): State<AppState>, headers: HeaderMap, bytes: Bytes) 
         .await
         .unwrap_or(false);
     let Some(user) = user.filter(|_| ok) else {
+        state.sign_ins.failed(&email, now);
         return login_page(
             StatusCode::UNAUTHORIZED,
             &email,
             Some("Wrong email or password."),
         );
     };
+    state.sign_ins.succeeded(&email);
     let (Ok(secret), Ok(csrf)) = (auth::random(), auth::random()) else {
         return login_page(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -996,32 +1006,22 @@ async fn playbooks(State(state): State<AppState>, web: Web) -> Response {
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
-    let effects = match state
-        .store
-        .outbox(&OutboxQuery {
-            limit: 100_000,
-            ..Default::default()
-        })
-        .await
-    {
-        Ok(e) => e,
+    let fired: HashMap<String, (u64, Timestamp)> = match state.store.rule_firings().await {
+        Ok(f) => f
+            .into_iter()
+            .map(|(rule, n, last)| (rule, (n, last)))
+            .collect(),
         Err(e) => return store_failed(&web, e),
     };
-    let mut fired: HashMap<&str, (usize, Timestamp)> = HashMap::new();
-    for e in &effects {
-        let f = fired.entry(e.rule.as_str()).or_insert((0, e.created_at));
-        f.0 += 1;
-        f.1 = f.1.max(e.created_at);
-    }
     let books: Vec<Value> = status
         .playbooks
         .iter()
         .map(|p| context! {
             name => &p.name, owner => &p.owner,
             rules => p.rules.iter().map(|r| {
-                let f = fired.get(r.id.as_str());
+                let f = fired.get(&r.id);
                 context! { id => &r.id, why => &r.why, trigger => &r.trigger, condition => &r.condition, shadow => r.shadow,
-                    fired => f.map_or(0, |f| f.0), last => f.map(|f| f.1.to_string()) }
+                    fired => f.map_or(0, |f| f.0), last => f.map(|f| when(f.1)) }
             }).collect::<Vec<_>>(),
         })
         .collect();

@@ -228,3 +228,25 @@ async fn sign_in_sessions_csrf_and_roles() {
     let (status, _) = app.get(&app.reader, "/api/v1/risk/model").await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn repeated_failed_sign_ins_are_throttled_until_they_age_out() {
+    let app = spawn_app().await;
+    let http = client();
+    user(&app, "sam@acme.example", store::UserRole::Rep).await;
+    for _ in 0..server::web::auth::THROTTLE_FAILURES {
+        let (status, _) = sign_in(&app, &http, "sam@acme.example", "a guess").await;
+        assert_eq!(status, 401);
+    }
+    // Now even the right password waits: guessing cannot run at the speed of requests.
+    let (status, session) = sign_in(&app, &http, "sam@acme.example", "correct horse battery").await;
+    assert_eq!((status, session.is_none()), (429, true));
+    // Another email is not held up.
+    user(&app, "ana@acme.example", store::UserRole::Rep).await;
+    let (status, _) = sign_in(&app, &http, "ana@acme.example", "correct horse battery").await;
+    assert_eq!(status, 303);
+    // Fifteen minutes on, the failures have aged out.
+    app.clock.advance(std::time::Duration::from_secs(15 * 60));
+    let (status, session) = sign_in(&app, &http, "sam@acme.example", "correct horse battery").await;
+    assert_eq!((status, session.is_some()), (303, true));
+}

@@ -785,6 +785,20 @@ impl<B: Backend> Store for SqlStore<B> {
         .await
     }
 
+    async fn rule_firings(&self) -> Result<Vec<(String, u64, Timestamp)>> {
+        self.reads
+            .run(|sql| {
+                sql.query(
+                    "SELECT rule, COUNT(*), MAX(created_at) FROM effects GROUP BY rule ORDER BY rule",
+                    &[],
+                )?
+                .into_iter()
+                .map(|mut r| Ok((r.text(0)?, r.int(1)? as u64, r.millis(2)?)))
+                .collect()
+            })
+            .await
+    }
+
     async fn publish_risk(&self, model: crate::PublishedRisk) -> Result<()> {
         self.write(move |sql, _| {
             sql.execute(

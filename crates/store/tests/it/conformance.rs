@@ -751,6 +751,14 @@ async fn effects_are_written_with_their_events_and_never_twice(backend: Backend)
         .await
         .unwrap();
     assert_eq!(h.store.effects(None, 100).await.unwrap().len(), 1);
+    // What the playbooks page counts: one firing of the rule, when it was decided.
+    let firings = h.store.rule_firings().await.unwrap();
+    assert_eq!(firings.len(), 1, "{firings:?}");
+    assert_eq!(
+        (firings[0].0.as_str(), firings[0].1),
+        ("pricing-objection", 1)
+    );
+    assert_eq!(firings[0].2, effects[0].created_at);
 }
 
 /// Issue 3: timers are rows; they move with activity, survive a restart and fire once.
