@@ -126,6 +126,7 @@ pub async fn list(
             channel: p.channel,
             after: p.cursor,
             limit,
+            newest_first: false,
         })
         .await?;
     let next = (items.len() == limit)

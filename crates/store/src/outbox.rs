@@ -49,6 +49,8 @@ pub struct OutboxQuery {
     /// Effects after this position (the previous page's last `seq`).
     pub after: Option<i64>,
     pub limit: usize,
+    /// The newest first (the latest `limit`), instead of the oldest.
+    pub newest_first: bool,
 }
 
 /// A claim for due effects, made by one dispatcher.

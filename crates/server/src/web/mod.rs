@@ -1085,11 +1085,13 @@ async fn outbox(State(state): State<AppState>, web: Web, uri: axum::http::Uri) -
         .get("status")
         .filter(|s| STATUSES.contains(&s.as_str()))
         .cloned();
-    let mut effects = match state
+    // The latest 200, newest first.
+    let effects = match state
         .store
         .outbox(&OutboxQuery {
             status: status.clone(),
-            limit: 100_000,
+            limit: 200,
+            newest_first: true,
             ..Default::default()
         })
         .await
@@ -1097,9 +1099,6 @@ async fn outbox(State(state): State<AppState>, web: Web, uri: axum::http::Uri) -
         Ok(e) => e,
         Err(e) => return store_failed(&web, e),
     };
-    // The newest first, the latest 200.
-    effects.reverse();
-    effects.truncate(200);
     let rows: Vec<Value> = effects
         .iter()
         .map(|e| context! {

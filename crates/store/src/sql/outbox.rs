@@ -50,7 +50,8 @@ pub(crate) fn list(sql: &mut dyn Sql, q: &OutboxQuery) -> Result<Vec<StoredEffec
              WHERE (CAST(?1 AS TEXT) IS NULL OR (record_kind = ?1 AND record_id = ?2))
                AND (CAST(?3 AS TEXT) IS NULL OR status = ?3)
                AND (CAST(?4 AS TEXT) IS NULL OR channel = ?4) AND seq > ?5
-             ORDER BY seq LIMIT ?6"
+             ORDER BY seq {} LIMIT ?6",
+            if q.newest_first { "DESC" } else { "ASC" }
         ),
         args![
             kind,

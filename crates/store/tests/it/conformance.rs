@@ -751,6 +751,17 @@ async fn effects_are_written_with_their_events_and_never_twice(backend: Backend)
         .await
         .unwrap();
     assert_eq!(h.store.effects(None, 100).await.unwrap().len(), 1);
+    // The newest first: the web UI's outbox.
+    let newest = h
+        .store
+        .outbox(&store::OutboxQuery {
+            limit: 1,
+            newest_first: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(newest[0].key, effects[0].key);
     // What the playbooks page counts: one firing of the rule, when it was decided.
     let firings = h.store.rule_firings().await.unwrap();
     assert_eq!(firings.len(), 1, "{firings:?}");
