@@ -250,3 +250,130 @@ async fn repeated_failed_sign_ins_are_throttled_until_they_age_out() {
     let (status, session) = sign_in(&app, &http, "sam@acme.example", "correct horse battery").await;
     assert_eq!((status, session.is_some()), (303, true));
 }
+
+const LEGAL: &str = r#"
+playbook: legal
+owner: omar@acme.example
+stages: [legal]
+rules:
+  - id: stuck-in-legal
+    why: Legal review stalls silently; the owner's manager hears first.
+    when: { in_stage_for: { stage: legal, longer_than: 10d } }
+    then:
+      - escalate: { to: deal.owner.manager, reason: legal-stall, sla: 1d }
+"#;
+
+#[tokio::test]
+async fn a_rep_acts_only_on_the_exceptions_they_hold() {
+    let playbooks = tempfile::tempdir().unwrap();
+    std::fs::write(playbooks.path().join("legal.yaml"), LEGAL).unwrap();
+    let app = crate::spawn_with_playbooks(playbooks.path(), 3_600_000).await;
+    let person = |id: &str, data: &str| {
+        crate::event(
+            "person.created",
+            &format!("p-{id}"),
+            "2026-10-01T00:00:00Z",
+            &format!(r#""person":"{id}""#),
+            data,
+        )
+    };
+    app.send(&[
+        person(
+            "sam@acme.example",
+            r#"{"name":"Sam","manager":"omar@acme.example"}"#,
+        ),
+        person(
+            "omar@acme.example",
+            r#"{"name":"Omar","roles":["manager"]}"#,
+        ),
+        crate::event(
+            "deal.created",
+            "d1",
+            "2026-11-02T09:00:00Z",
+            r#""deal":"D-1""#,
+            r#"{"name":"Globex","stage":"legal","owner":"sam@acme.example"}"#,
+        ),
+    ])
+    .await;
+    app.store
+        .fire_due_timers(app.clock.now(), 100)
+        .await
+        .unwrap();
+    app.server_state()
+        .dispatcher
+        .clone()
+        .unwrap()
+        .run_once()
+        .await
+        .unwrap();
+    let held = app
+        .store
+        .exceptions(&store::ExceptionQuery {
+            status: Some("open".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].assignee, "omar@acme.example");
+    let id = held[0].id.clone();
+
+    let http = client();
+    user(&app, "sam@acme.example", store::UserRole::Rep).await;
+    user(&app, "omar@acme.example", store::UserRole::Rep).await;
+    let act = |session: String, csrf: String| {
+        let http = http.clone();
+        let url = app.url(&format!("/inbox/{id}/acknowledge"));
+        async move {
+            http.post(url)
+                .header(COOKIE, session)
+                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(enc(&[("csrf", csrf.as_str())]))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let csrf_of = |session: String| {
+        let http = http.clone();
+        let url = app.url("/inbox");
+        async move {
+            let html = http
+                .get(url)
+                .header(COOKIE, session)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            (field(&html, "csrf"), html)
+        }
+    };
+    // Sam is a rep and does not hold it: refused.
+    let (_, sam) = sign_in(&app, &http, "sam@acme.example", "correct horse battery").await;
+    let sam = sam.unwrap();
+    let (csrf, _) = csrf_of(sam.clone()).await;
+    let r = act(sam, csrf).await;
+    assert_eq!(r.status(), 403);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("may not act on an exception someone else holds")
+    );
+    // Omar holds it: his inbox shows it with its buttons, and acknowledging works.
+    let (_, omar) = sign_in(&app, &http, "omar@acme.example", "correct horse battery").await;
+    let omar = omar.unwrap();
+    let (csrf, html) = csrf_of(omar.clone()).await;
+    assert!(
+        html.contains("Globex: legal-stall") && html.contains("Acknowledge"),
+        "{html}"
+    );
+    let r = act(omar, csrf).await;
+    assert_eq!(r.status(), 303);
+    let (item, _) = app.store.exception(&id).await.unwrap().unwrap();
+    assert_eq!(item.status, "acknowledged");
+    assert_eq!(item.acknowledged_by.as_deref(), Some("omar@acme.example"));
+}
