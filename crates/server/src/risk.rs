@@ -17,22 +17,23 @@ use crate::heroics::each_deal;
 /// The settings a model was learned under, as JSON: a published model fits the running
 /// playbooks only if they agree.
 pub fn fingerprint(model: &Model) -> String {
-    serde_json::json!({ "settings": model.settings, "late": model.late }).to_string()
+    // The stages too: a fitted model's stage baselines are by the stages' order.
+    serde_json::json!({ "settings": model.settings, "stages": model.stages, "late": model.late })
+        .to_string()
 }
 
-/// Every deal's events before `until`, those of the deals that closed only when `closed`.
-pub async fn histories(
+/// The events before `until` of every deal that had closed by then.
+pub async fn closed_histories(
     store: &dyn Store,
     until: Timestamp,
-    closed: bool,
 ) -> store::Result<Vec<DealHistory>> {
     let all = each_deal(store, until, &|id, events| {
         let history = DealHistory {
             key: RecordKey::new(RecordKind::Deal, id),
             events,
         };
-        let keep = !closed || history.deal().is_some_and(|d| d.status != DealStatus::Open);
-        keep.then_some(history)
+        let closed = history.deal().is_some_and(|d| d.status != DealStatus::Open);
+        closed.then_some(history)
     })
     .await?;
     Ok(all.into_iter().flatten().collect())
@@ -40,7 +41,7 @@ pub async fn histories(
 
 /// What the closed deals before `until` teach `model`'s settings.
 pub async fn learn(store: &dyn Store, model: &Model, until: Timestamp) -> store::Result<Learned> {
-    let histories = histories(store, until, true).await?;
+    let histories = closed_histories(store, until).await?;
     let model = model.clone();
     // Fitting is CPU work: off the async threads.
     tokio::task::spawn_blocking(move || risk::learn(&model, &histories))
@@ -57,11 +58,6 @@ pub async fn current(
     now: Timestamp,
 ) -> store::Result<Model> {
     let base = engine.map_or_else(Model::default, |e| e.risk().clone());
-    if let Some(e) = engine
-        && e.risk().learned != Learned::default()
-    {
-        return Ok(base);
-    }
     if let Some(p) = store.latest_risk().await?
         && p.settings == fingerprint(&base)
     {
@@ -81,13 +77,21 @@ pub fn running(store: &dyn Store) -> Model {
 /// At start: runs the newest published learning at once if it fits the running playbooks, so
 /// records are armed once, with it.
 pub async fn adopt(store: &dyn Store) -> store::Result<()> {
+    if let Some(p) = store.latest_risk().await? {
+        run(store, p);
+    }
+    Ok(())
+}
+
+/// Runs a publication if it was learned under the running playbooks' risk settings (another
+/// node's, under older playbooks, is not for this one) and the engine does not run it yet.
+fn run(store: &dyn Store, p: PublishedRisk) {
     if let Some(engine) = store.engine()
-        && let Some(p) = store.latest_risk().await?
         && p.settings == fingerprint(engine.risk())
+        && engine.risk().learned != p.learned
     {
         store.set_engine(Some(Arc::new(engine.with_learned(p.learned))));
     }
-    Ok(())
 }
 
 /// Keeps every node scoring with one learned model: when the newest published one is older
@@ -147,15 +151,7 @@ pub async fn learn_once(
         // Run what every node reads back (numbers as stored), so all run the same.
         store.latest_risk().await?.unwrap_or(published)
     };
-    // Another node may have published under other settings (older playbooks): not for us.
-    let running = store.engine();
-    if latest.settings == settings
-        && let Some(engine) = running
-        && engine.risk().learned != latest.learned
-        && fingerprint(engine.risk()) == settings
-    {
-        store.set_engine(Some(Arc::new(engine.with_learned(latest.learned))));
-    }
+    run(store, latest);
     Ok(())
 }
 
@@ -261,7 +257,7 @@ pub async fn evaluate(
     until: Timestamp,
     split: f64,
 ) -> store::Result<risk::Evaluation> {
-    let histories = histories(store, until, true).await?;
+    let histories = closed_histories(store, until).await?;
     let model = model.clone();
     tokio::task::spawn_blocking(move || risk::evaluate(&model, &histories, split))
         .await

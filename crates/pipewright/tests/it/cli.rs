@@ -127,23 +127,7 @@ fn configuration_layers_file_then_environment() {
 async fn demo_serves_the_demo_company_with_the_playbooks_on() {
     let dir = tempfile::tempdir().unwrap();
     let db = db_url(dir.path());
-    let demo = || {
-        let mut cmd = crate::bin();
-        cmd.env(
-            "PIPEWRIGHT_ENGINE__PLAYBOOKS",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks"),
-        )
-        .args([
-            "--database",
-            &db,
-            "demo",
-            "--days",
-            "150",
-            "--listen",
-            "127.0.0.1:0",
-        ]);
-        crate::Server::spawn(cmd)
-    };
+    let demo = || crate::demo(&db, &["--days", "150"]);
     let first = demo();
     let printed = first.printed.join("\n");
     assert!(printed.contains("Demo company loaded into"), "{printed}");

@@ -23,6 +23,18 @@ pub fn bin() -> Command {
     cmd
 }
 
+/// `pipewright demo` on `db` with the example playbooks, on a free port, and `args` after it.
+pub fn demo(db: &str, args: &[&str]) -> Server {
+    let mut cmd = bin();
+    cmd.env(
+        "PIPEWRIGHT_ENGINE__PLAYBOOKS",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks"),
+    )
+    .args(["--database", db, "demo", "--listen", "127.0.0.1:0"])
+    .args(args);
+    Server::spawn(cmd)
+}
+
 pub fn db_url(dir: &Path) -> String {
     format!("sqlite:{}", dir.join("pw.db").display())
 }

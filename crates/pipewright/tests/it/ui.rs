@@ -40,22 +40,8 @@ fn the_web_ui_in_chromium() {
     }
     let dir = tempfile::tempdir().unwrap();
     let db = db_url(dir.path());
-    let mut cmd = crate::bin();
-    cmd.env(
-        "PIPEWRIGHT_ENGINE__PLAYBOOKS",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks"),
-    )
     // A fixed last day: the same company, with the same stalled reviews, whatever the date.
-    .args([
-        "--database",
-        &db,
-        "demo",
-        "--to",
-        "2026-12-01",
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    let server = crate::Server::spawn(cmd);
+    let server = crate::demo(&db, &["--to", "2026-12-01"]);
     let password = server
         .printed
         .iter()

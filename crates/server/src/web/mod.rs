@@ -165,27 +165,36 @@ fn store_failed(web: &Web, e: store::Error) -> Response {
 }
 
 /// A form's fields (`application/x-www-form-urlencoded`).
-fn form(bytes: &Bytes) -> HashMap<String, String> {
-    url_form(bytes)
-}
-
-fn url_form(bytes: &Bytes) -> HashMap<String, String> {
+fn form(bytes: &[u8]) -> HashMap<String, String> {
     serde_urlencoded::from_bytes::<Vec<(String, String)>>(bytes)
         .unwrap_or_default()
         .into_iter()
         .collect()
 }
 
-/// The form's CSRF token is the session's: else the page refuses it, changing nothing.
-fn checked(web: &Web, fields: &HashMap<String, String>) -> Result<(), Box<Response>> {
+/// A posted form's fields, once it has carried the session's CSRF token and the person may
+/// do what it asks (`needs`: the least role, and the deed in words); else the page that refuses
+/// it, changing nothing.
+fn posted(
+    web: &Web,
+    bytes: &[u8],
+    needs: Option<(UserRole, &str)>,
+) -> Result<HashMap<String, String>, Box<Response>> {
+    let fields = form(bytes);
     match fields.get("csrf") {
-        Some(t) if auth::same(t, &web.session.csrf) => Ok(()),
-        _ => Err(Box::new(failure(
-            Some(web),
-            StatusCode::FORBIDDEN,
-            "The form was refused",
-            "It did not carry this session's security token (CSRF). Reload the page and try again.",
-        ))),
+        Some(t) if auth::same(t, &web.session.csrf) => {}
+        _ => {
+            return Err(Box::new(failure(
+                Some(web),
+                StatusCode::FORBIDDEN,
+                "The form was refused",
+                "It did not carry this session's security token (CSRF). Reload the page and try again.",
+            )));
+        }
+    }
+    match needs {
+        Some((role, deed)) if !web.can(role) => Err(Box::new(forbidden(web, deed))),
+        _ => Ok(fields),
     }
 }
 
@@ -217,10 +226,9 @@ async fn css() -> Response {
         .into_response()
 }
 
+/// A page's query parameters; a malformed query reads as none.
 fn query(uri: &axum::http::Uri) -> HashMap<String, String> {
-    uri.query()
-        .map(|q| url_form(&Bytes::copy_from_slice(q.as_bytes())))
-        .unwrap_or_default()
+    form(uri.query().unwrap_or_default().as_bytes())
 }
 
 // ---- signing in and out ----
@@ -348,7 +356,7 @@ async fn login(State(state): State<AppState>, headers: HeaderMap, bytes: Bytes) 
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$9sTbSlTio3Biev89thdrlKKiCaYsjjYVJxGAL3swxpQ";
 
 async fn logout(State(state): State<AppState>, web: Web, bytes: Bytes) -> Response {
-    if let Err(r) = checked(&web, &form(&bytes)) {
+    if let Err(r) = posted(&web, &bytes, None) {
         return *r;
     }
     if let Err(e) = state.store.end_session(&web.hash).await {
@@ -820,13 +828,10 @@ async fn walk_tree(
     Path((id, name)): Path<(String, String)>,
     bytes: Bytes,
 ) -> Response {
-    let fields = form(&bytes);
-    if let Err(r) = checked(&web, &fields) {
-        return *r;
-    }
-    if !web.can(UserRole::Rep) {
-        return forbidden(&web, "walk a decision tree");
-    }
+    let fields = match posted(&web, &bytes, Some((UserRole::Rep, "walk a decision tree"))) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
     let Some(engine) = state.store.engine() else {
         return failure(
             Some(&web),
@@ -930,13 +935,10 @@ async fn act(
     Path((id, verb)): Path<(String, String)>,
     bytes: Bytes,
 ) -> Response {
-    let fields = form(&bytes);
-    if let Err(r) = checked(&web, &fields) {
-        return *r;
-    }
-    if !web.can(UserRole::Rep) {
-        return forbidden(&web, "act on exceptions");
-    }
+    let fields = match posted(&web, &bytes, Some((UserRole::Rep, "act on exceptions"))) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
     let held = match state.store.exception(&id).await {
         Ok(Some((x, _))) => x,
         Ok(None) => return failure(Some(&web), StatusCode::NOT_FOUND, "No such exception", &id),
@@ -1069,21 +1071,11 @@ async fn handbook(State(state): State<AppState>, web: Web) -> Response {
     }
 }
 
-const STATUSES: [&str; 7] = [
-    "pending",
-    "delivering",
-    "delivered",
-    "dry_run",
-    "dead",
-    "cancelled",
-    "shadow",
-];
-
 async fn outbox(State(state): State<AppState>, web: Web, uri: axum::http::Uri) -> Response {
     let q = query(&uri);
     let status = q
         .get("status")
-        .filter(|s| STATUSES.contains(&s.as_str()))
+        .filter(|s| crate::outbox::STATUSES.contains(&s.as_str()))
         .cloned();
     // The latest 200, newest first.
     let effects = match state
@@ -1107,7 +1099,8 @@ async fn outbox(State(state): State<AppState>, web: Web, uri: axum::http::Uri) -
             attempts => e.attempts, last_error => &e.last_error,
         })
         .collect();
-    let ctx = context! { effects => rows, statuses => STATUSES, status => status };
+    let ctx =
+        context! { effects => rows, statuses => Serde(crate::outbox::STATUSES), status => status };
     page(
         StatusCode::OK,
         "outbox.html",

@@ -19,6 +19,37 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// GET `path` with a cookie.
+async fn get_with(
+    http: &reqwest::Client,
+    app: &TestApp,
+    cookie: &str,
+    path: &str,
+) -> reqwest::Response {
+    http.get(app.url(path))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// POST a form to `path` with a cookie.
+async fn post_form(
+    http: &reqwest::Client,
+    app: &TestApp,
+    cookie: &str,
+    path: &str,
+    pairs: &[(&str, &str)],
+) -> reqwest::Response {
+    http.post(app.url(path))
+        .header(COOKIE, cookie)
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(enc(pairs))
+        .send()
+        .await
+        .unwrap()
+}
+
 fn cookie_of(r: &reqwest::Response, name: &str) -> Option<String> {
     r.headers()
         .get_all(SET_COOKIE)
@@ -59,18 +90,18 @@ async fn sign_in(
     let form = http.get(app.url("/login")).send().await.unwrap();
     let login = cookie_of(&form, "pw_login").expect("the form's token cookie");
     let token = field(&form.text().await.unwrap(), "csrf");
-    let r = http
-        .post(app.url("/login"))
-        .header(COOKIE, &login)
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(enc(&[
+    let r = post_form(
+        &http,
+        &app,
+        &login,
+        "/login",
+        &[
             ("csrf", token.as_str()),
             ("email", email),
             ("password", password),
-        ]))
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     let status = r.status().as_u16();
     (status, cookie_of(&r, "pw_session"))
 }
@@ -98,18 +129,18 @@ async fn sign_in_sessions_csrf_and_roles() {
     let form = http.get(app.url("/login")).send().await.unwrap();
     let login = cookie_of(&form, "pw_login").unwrap();
     let token = field(&form.text().await.unwrap(), "csrf");
-    let r = http
-        .post(app.url("/login"))
-        .header(COOKIE, &login)
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(enc(&[
+    let r = post_form(
+        &http,
+        &app,
+        &login,
+        "/login",
+        &[
             ("csrf", token.as_str()),
             ("email", "Omar@acme.example"),
             ("password", "correct horse battery"),
-        ]))
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(r.status(), 303);
     let set = r
         .headers()
@@ -132,12 +163,7 @@ async fn sign_in_sessions_csrf_and_roles() {
             .is_none()
     );
 
-    let page = http
-        .get(app.url("/inbox"))
-        .header(COOKIE, &session)
-        .send()
-        .await
-        .unwrap();
+    let page = get_with(&http, &app, &session, "/inbox").await;
     assert_eq!(page.status(), 200);
     assert_eq!(page.headers()["x-frame-options"], "DENY");
     assert!(
@@ -151,14 +177,7 @@ async fn sign_in_sessions_csrf_and_roles() {
     let csrf = field(&html, "csrf");
 
     // A form without the session's token is refused and changes nothing.
-    let r = http
-        .post(app.url("/logout"))
-        .header(COOKIE, &session)
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(enc(&[("csrf", "forged")]))
-        .send()
-        .await
-        .unwrap();
+    let r = post_form(&http, &app, &session, "/logout", &[("csrf", "forged")]).await;
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("security token (CSRF)"));
     let r = http
@@ -168,12 +187,7 @@ async fn sign_in_sessions_csrf_and_roles() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
-    let still = http
-        .get(app.url("/inbox"))
-        .header(COOKIE, &session)
-        .send()
-        .await
-        .unwrap();
+    let still = get_with(&http, &app, &session, "/inbox").await;
     assert_eq!(
         still.status(),
         200,
@@ -183,21 +197,16 @@ async fn sign_in_sessions_csrf_and_roles() {
     // A viewer reads but cannot act.
     let (_, viewer) = sign_in(&app, &http, "vic@acme.example", "correct horse battery").await;
     let viewer = viewer.unwrap();
-    let page = http
-        .get(app.url("/inbox"))
-        .header(COOKIE, &viewer)
-        .send()
-        .await
-        .unwrap();
+    let page = get_with(&http, &app, &viewer, "/inbox").await;
     let vcsrf = field(&page.text().await.unwrap(), "csrf");
-    let r = http
-        .post(app.url("/inbox/any/acknowledge"))
-        .header(COOKIE, &viewer)
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(enc(&[("csrf", vcsrf.as_str())]))
-        .send()
-        .await
-        .unwrap();
+    let r = post_form(
+        &http,
+        &app,
+        &viewer,
+        "/inbox/any/acknowledge",
+        &[("csrf", vcsrf.as_str())],
+    )
+    .await;
     assert_eq!(r.status(), 403);
     assert!(
         r.text()
@@ -207,21 +216,9 @@ async fn sign_in_sessions_csrf_and_roles() {
     );
 
     // Signing out ends the session.
-    let r = http
-        .post(app.url("/logout"))
-        .header(COOKIE, &session)
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(enc(&[("csrf", csrf.as_str())]))
-        .send()
-        .await
-        .unwrap();
+    let r = post_form(&http, &app, &session, "/logout", &[("csrf", csrf.as_str())]).await;
     assert_eq!(r.status(), 303);
-    let after = http
-        .get(app.url("/inbox"))
-        .header(COOKIE, &session)
-        .send()
-        .await
-        .unwrap();
+    let after = get_with(&http, &app, &session, "/inbox").await;
     assert_eq!(after.status(), 303);
 
     // API tokens keep working for the API.
@@ -322,40 +319,23 @@ async fn a_rep_acts_only_on_the_exceptions_they_hold() {
     let http = client();
     user(&app, "sam@acme.example", store::UserRole::Rep).await;
     user(&app, "omar@acme.example", store::UserRole::Rep).await;
-    let act = |session: String, csrf: String| {
-        let http = http.clone();
-        let url = app.url(&format!("/inbox/{id}/acknowledge"));
-        async move {
-            http.post(url)
-                .header(COOKIE, session)
-                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .body(enc(&[("csrf", csrf.as_str())]))
-                .send()
-                .await
-                .unwrap()
-        }
-    };
-    let csrf_of = |session: String| {
-        let http = http.clone();
-        let url = app.url("/inbox");
-        async move {
-            let html = http
-                .get(url)
-                .header(COOKIE, session)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            (field(&html, "csrf"), html)
-        }
-    };
+    let acknowledge = format!("/inbox/{id}/acknowledge");
     // Sam is a rep and does not hold it: refused.
     let (_, sam) = sign_in(&app, &http, "sam@acme.example", "correct horse battery").await;
     let sam = sam.unwrap();
-    let (csrf, _) = csrf_of(sam.clone()).await;
-    let r = act(sam, csrf).await;
+    let html = get_with(&http, &app, &sam, "/inbox")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let r = post_form(
+        &http,
+        &app,
+        &sam,
+        &acknowledge,
+        &[("csrf", &field(&html, "csrf"))],
+    )
+    .await;
     assert_eq!(r.status(), 403);
     assert!(
         r.text()
@@ -366,12 +346,23 @@ async fn a_rep_acts_only_on_the_exceptions_they_hold() {
     // Omar holds it: his inbox shows it with its buttons, and acknowledging works.
     let (_, omar) = sign_in(&app, &http, "omar@acme.example", "correct horse battery").await;
     let omar = omar.unwrap();
-    let (csrf, html) = csrf_of(omar.clone()).await;
+    let html = get_with(&http, &app, &omar, "/inbox")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(
         html.contains("Globex: legal-stall") && html.contains("Acknowledge"),
         "{html}"
     );
-    let r = act(omar, csrf).await;
+    let r = post_form(
+        &http,
+        &app,
+        &omar,
+        &acknowledge,
+        &[("csrf", &field(&html, "csrf"))],
+    )
+    .await;
     assert_eq!(r.status(), 303);
     let (item, _) = app.store.exception(&id).await.unwrap().unwrap();
     assert_eq!(item.status, "acknowledged");
