@@ -91,8 +91,8 @@ async fn sign_in(
     let login = cookie_of(&form, "pw_login").expect("the form's token cookie");
     let token = field(&form.text().await.unwrap(), "csrf");
     let r = post_form(
-        &http,
-        &app,
+        http,
+        app,
         &login,
         "/login",
         &[
