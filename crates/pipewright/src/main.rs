@@ -1892,7 +1892,13 @@ async fn users(
                     },
                     *replace,
                 )
-                .await?;
+                .await
+                .map_err(|e| match e {
+                    store::Error::Conflict(m) => anyhow::anyhow!(
+                        "{m}: give --replace to change their name, role and password"
+                    ),
+                    other => other.into(),
+                })?;
             writeln!(
                 out,
                 "user {} ({}) can sign in as {}",
