@@ -597,7 +597,7 @@ async fn rules() -> anyhow::Result<()> {
     let decide = started.elapsed().as_secs_f64();
     let started = Instant::now();
     for deal in &deals {
-        std::hint::black_box(engine.arm(deal, objection.occurred_at));
+        std::hint::black_box(engine.arm(deal, &engine::Memory::new(), objection.occurred_at));
     }
     let arm = started.elapsed().as_secs_f64();
     println!(

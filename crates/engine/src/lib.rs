@@ -24,13 +24,34 @@ use playbook::{Action, AssetChoice, PlaybookSet, Reentry, Rule, Trigger};
 
 pub use native::Native;
 
-/// A rule's memory of one record: what the re-entry policies need.
+/// A rule's memory of one record: what the re-entry policies need, and which instance of its
+/// time trigger was decided last.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fired {
+    #[serde(default)]
     pub count: u32,
+    #[serde(default)]
     pub last_at: Option<Timestamp>,
     /// When the stage visit in which it last fired began.
+    #[serde(default)]
     pub stage_entered_at: Option<Timestamp>,
+    /// For a time trigger: the anchor of the latest instance that came due, whether the rule
+    /// acted on it or not. That instance is decided: whatever the playbooks become, it is never
+    /// armed again (see [`Engine::arm`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided: Option<Timestamp>,
+}
+
+impl Fired {
+    /// Whether the time-trigger instance `(anchor, due)` has been decided. Memory written
+    /// before instances were recorded knows only when the rule last fired; a timer fires at
+    /// its due time, so a firing at `due` is that instance.
+    fn has_decided(&self, anchor: Timestamp, due: Timestamp) -> bool {
+        match self.decided {
+            Some(decided) => decided == anchor,
+            None => self.count > 0 && self.last_at == Some(due),
+        }
+    }
 }
 
 /// Every rule's memory of one record, by rule id.
@@ -50,7 +71,8 @@ pub struct Trace {
 /// An action a rule decided, to be written to the outbox.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Effect {
-    /// Deterministic: rule, record, trigger instance, action position and playbook version.
+    /// Deterministic: rule, record, trigger instance and action position (see
+    /// [`idempotency_key`]).
     pub key: String,
     pub playbook: String,
     pub rule: String,
@@ -394,10 +416,11 @@ impl Engine {
 
     /// The time triggers a record should be waiting on at `now`: set or cancel, for every
     /// timed rule of its kind. Called after each event; the shell replaces stored timers with
-    /// these.
-    pub fn arm(&self, record: &Record, now: Timestamp) -> Vec<TimerChange> {
+    /// these. An instance the rules' `memory` has decided is never armed again, so playbooks
+    /// reloaded, republished or changed decide nothing twice (issue 23).
+    pub fn arm(&self, record: &Record, memory: &Memory, now: Timestamp) -> Vec<TimerChange> {
         let key = record.key();
-        self.timers_of(record, now)
+        self.timers_of(record, memory, now)
             .map(|(i, expected)| {
                 let rule = self.timed_rule(i).to_owned();
                 match expected {
@@ -431,6 +454,7 @@ impl Engine {
     pub fn timers_of<'s>(
         &'s self,
         record: &'s Record,
+        memory: &'s Memory,
         now: Timestamp,
     ) -> impl Iterator<Item = (usize, Option<(Timestamp, Timestamp)>)> + 's {
         let kind = record.kind();
@@ -439,7 +463,28 @@ impl Engine {
             .enumerate()
             .map(|(i, at)| (i, self.rule(*at).1))
             .filter(move |(_, rule)| rule.record == kind)
-            .map(move |(i, rule)| (i, expected(rule, record, now, &self.risk)))
+            .map(move |(i, rule)| (i, self.pending(rule, record, memory, now)))
+    }
+
+    /// Where a timed rule's timer should be for a record at `now`: its next instance that has
+    /// not been decided.
+    fn pending(
+        &self,
+        rule: &Rule,
+        record: &Record,
+        memory: &Memory,
+        now: Timestamp,
+    ) -> Option<(Timestamp, Timestamp)> {
+        let Some(fired) = memory.get(&rule.id) else {
+            return expected(rule, record, now, &self.risk);
+        };
+        // A schedule's occurrences come in order: the next is the first after the last decided.
+        let from = match (&rule.trigger, fired.decided) {
+            (Trigger::Schedule(_), Some(decided)) => now.max(decided),
+            _ => now,
+        };
+        expected(rule, record, from, &self.risk)
+            .filter(|(anchor, due)| !fired.has_decided(*anchor, *due))
     }
 
     /// A timer came due at `now`. A timer whose anchor no longer matches the record (activity
@@ -495,6 +540,8 @@ impl Engine {
         if !current {
             return out;
         }
+        // This instance is decided now, whether the rule acts on it or not.
+        memory.entry(rule.id.clone()).or_default().decided = Some(timer.anchor);
         let instance = Instance::Timer(&rule.trigger, timer.anchor);
         self.decide(
             playbook,
@@ -560,7 +607,7 @@ impl Engine {
         for playbook in &self.set.playbooks {
             for rule in playbook.rules.iter().filter(|r| r.record == kind) {
                 let fired = memory.get(&rule.id).cloned().unwrap_or_default();
-                let fires_at = expected(rule, record, now, &self.risk).map(|(_, due)| due);
+                let fires_at = self.pending(rule, record, memory, now).map(|(_, due)| due);
                 let (condition_now, saw) = match &rule.condition {
                     Some(c) => {
                         let (result, saw) =
@@ -695,6 +742,7 @@ impl Engine {
                 count: fired.count + 1,
                 last_at: Some(now),
                 stage_entered_at: entered,
+                ..fired
             },
         );
         let (instance, trigger) = (instance.key(), instance.trigger());
@@ -712,7 +760,7 @@ impl Engine {
                 _ => now,
             };
             out.push(Effect {
-                key: idempotency_key(&rule.id, &key, &instance, index, &self.set.version),
+                key: idempotency_key(&rule.id, &key, &instance, index),
                 playbook: playbook.to_owned(),
                 rule: rule.id.clone(),
                 version: self.set.version.clone(),
@@ -1006,20 +1054,11 @@ fn describe(trigger: &Trigger, anchor: Timestamp) -> String {
     }
 }
 
-fn idempotency_key(
-    rule: &str,
-    record: &RecordKey,
-    instance: &str,
-    action: usize,
-    version: &str,
-) -> String {
-    key(&[
-        rule,
-        &record.to_string(),
-        instance,
-        &action.to_string(),
-        version,
-    ])
+/// A decision's identity: the rule, the record, the trigger instance and the action's place.
+/// Never the playbook version, a retry, a node or the path the cause arrived by: the same
+/// decision made again has the same key, and the outbox keeps one effect per key.
+fn idempotency_key(rule: &str, record: &RecordKey, instance: &str, action: usize) -> String {
+    key(&[rule, &record.to_string(), instance, &action.to_string()])
 }
 
 /// An idempotency key from the parts that name a decision: 128 bits of SHA-256, in hex.

@@ -348,7 +348,8 @@ impl<'e> Replay<'e> {
             self.effects.extend(decided);
             let mut changes = std::mem::take(&mut self.scratch);
             changes.clear();
-            changes.extend(self.engine.timers_of(&self.held[h as usize].record, at));
+            let held = &self.held[h as usize];
+            changes.extend(self.engine.timers_of(&held.record, &held.memory, at));
             for (rule, timer) in changes.drain(..) {
                 self.set(h, rule, timer);
             }

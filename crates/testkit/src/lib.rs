@@ -5,6 +5,7 @@
 
 pub mod history;
 pub mod postgres;
+pub mod rules;
 
 use std::collections::HashMap;
 use std::net::TcpListener;

@@ -5,21 +5,14 @@
 
 use serde_json::json;
 
-use crate::{copy_examples, event, spawn_app_with};
+use crate::{copy_examples, event, spawn_with_playbooks_on};
 
 #[tokio::test]
 async fn the_assets_report_compares_deals_sent_an_asset_with_similar_ones() {
     let playbooks = tempfile::tempdir().unwrap();
     copy_examples(playbooks.path());
-    let dir = playbooks.path().to_owned();
-    let app = spawn_app_with(move |s| {
-        s.engine.playbooks = dir;
-        s.engine.timer_poll_ms = 3_600_000;
-        s.engine.reload_poll_ms = 0;
-        s.delivery.poll_ms = 3_600_000;
-        s.delivery.dry_run = true;
-    })
-    .await;
+    let app =
+        spawn_with_playbooks_on(playbooks.path(), 3_600_000, |s| s.delivery.dry_run = true).await;
     let qualified = r#"{"fields":{"budget_confirmed":true,"champion":"C-1"}}"#;
     app.send(&[
         event(

@@ -6,6 +6,7 @@ mod exceptions;
 mod gates;
 mod heroics;
 mod outbox;
+mod reloads;
 mod replay;
 mod risk;
 mod routing;
@@ -75,12 +76,22 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 /// `timer_poll_ms` (a large value: the test fires them itself) and leaving delivery to the
 /// test (`server_state().dispatcher`).
 pub async fn spawn_with_playbooks(dir: &std::path::Path, timer_poll_ms: u64) -> TestApp {
+    spawn_with_playbooks_on(dir, timer_poll_ms, |_| {}).await
+}
+
+/// [`spawn_with_playbooks`], with more settings (another database, dry run).
+pub async fn spawn_with_playbooks_on(
+    dir: &std::path::Path,
+    timer_poll_ms: u64,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
     let dir = dir.to_owned();
     spawn_app_with(move |s| {
         s.engine.playbooks = dir;
         s.engine.timer_poll_ms = timer_poll_ms;
         s.engine.reload_poll_ms = 0;
         s.delivery.poll_ms = 3_600_000;
+        configure(s);
     })
     .await
 }

@@ -203,7 +203,7 @@ pub(crate) fn ingest(
                             if folded.armed_version.as_deref() == Some(engine.arming())
                                 && rules_apply(v.key().kind) =>
                         {
-                            engine.arm(&folded.record, now)
+                            engine.arm(&folded.record, &folded.memory, now)
                         }
                         _ => Vec::new(),
                     };
@@ -252,7 +252,7 @@ pub(crate) fn ingest(
             for event in &t.late {
                 effects.extend(engine.on_event(event, &f.record, &mut f.memory));
             }
-            let now_armed = engine.arm(&f.record, now);
+            let now_armed = engine.arm(&f.record, &f.memory, now);
             match f.armed_version.as_deref() {
                 // Armed by this engine before the request: only what moved is rewritten.
                 Some(v) if v == engine.arming() => timers.extend(
@@ -469,7 +469,7 @@ pub(crate) fn arm_records(
             continue;
         }
         clear_timers(sql, &key)?;
-        sql.set_timers(&engine.arm(&folded.record, now))?;
+        sql.set_timers(&engine.arm(&folded.record, &folded.memory, now))?;
         sql.execute(
             "UPDATE records SET armed_version = ?3 WHERE kind = ?1 AND id = ?2",
             args![key.kind.as_str(), key.id.as_str(), engine.arming()],

@@ -977,7 +977,7 @@ pub fn engine_from(text: &str) -> Arc<store::Engine> {
 }
 
 /// Walks every record with `arm_records`, a few at a time, and returns how many it armed.
-async fn arm_all(store: &dyn Store, now: domain::Timestamp) -> usize {
+pub async fn arm_all(store: &dyn Store, now: domain::Timestamp) -> usize {
     let (mut armed, mut cursor) = (0, 0);
     loop {
         let pass = store.arm_records(now, cursor, 2).await.unwrap();

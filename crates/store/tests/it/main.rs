@@ -29,6 +29,7 @@ macro_rules! suite {
 mod conformance;
 mod exceptions;
 mod gates;
+mod reloads;
 mod routing;
 mod sequences;
 
