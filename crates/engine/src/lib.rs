@@ -8,6 +8,7 @@
 //! answer from the same inputs.
 
 pub mod facts;
+pub mod forecast;
 mod native;
 pub mod replay;
 pub mod routing;
@@ -79,7 +80,9 @@ pub struct Effect {
     pub version: String,
     pub record: RecordKey,
     pub action: Action,
-    /// When to deliver: now, or later for a delayed escalation.
+    /// When it was decided: the event's time, or the time trigger's due time.
+    pub at: Timestamp,
+    /// When to deliver: then, or later for a delayed escalation.
     pub due: Timestamp,
     /// Recorded, never delivered.
     pub shadow: bool,
@@ -439,6 +442,29 @@ impl Engine {
             .collect()
     }
 
+    /// Every rule with its playbook's name, in the order of the playbooks.
+    pub fn rules(&self) -> impl Iterator<Item = (&str, &Rule)> {
+        self.set
+            .playbooks
+            .iter()
+            .flat_map(|p| p.rules.iter().map(move |r| (p.name.as_str(), r)))
+    }
+
+    /// The timed position (see [`Engine::timed_rule`]) of the rule at `position` in
+    /// [`Engine::rules`], if its trigger is a time.
+    pub fn timed_position(&self, position: usize) -> Option<usize> {
+        let (playbook, rule) = self
+            .set
+            .playbooks
+            .iter()
+            .enumerate()
+            .flat_map(|(p, playbook)| (0..playbook.rules.len()).map(move |r| (p, r)))
+            .nth(position)?;
+        self.timed
+            .iter()
+            .position(|t| t.playbook == playbook && t.rule == rule)
+    }
+
     /// How many timed rules there are: a record's timers can be held by their position.
     pub fn timed_rules(&self) -> usize {
         self.timed.len()
@@ -766,6 +792,7 @@ impl Engine {
                 version: self.set.version.clone(),
                 record: key.clone(),
                 action: action.clone(),
+                at: now,
                 due,
                 shadow: rule.shadow,
                 trace: trace.clone(),

@@ -21,7 +21,7 @@ pub use model::{
     Action, Answer, Answered, Asset, AssetChoice, Busy, Criterion, DEFAULT_ESCALATION_SLA,
     DecisionTree, Engagement, Exit, Gate, InputKind, Location, ObjectionScript, Outcome, Playbook,
     PlaybookSet, Question, Reentry, Reply, Route, Rule, Sending, Sequence, Span, Step, StepKind,
-    Strategy, Target, TaskKind, Template, Trigger, Wait, Walk, WalkError,
+    StormLimit, Strategy, Target, TaskKind, Template, Trigger, Wait, Walk, WalkError,
 };
 pub use window::SendWindow;
 

@@ -13,8 +13,8 @@ use crate::condition::{DEAL_FACTS, EVENT_FACTS, LEAD_FACTS, Scope};
 use crate::model::{
     Action, Answer, Asset, AssetChoice, Busy, Criterion, DecisionTree, Engagement, Exit, Gate,
     InputKind, Location, ObjectionScript, Outcome, Playbook, PlaybookSet, Question, Reentry, Reply,
-    Route, Rule, Sending, Sequence, Span, Step, StepKind, Strategy, Target, TaskKind, Trigger,
-    Wait,
+    Route, Rule, Sending, Sequence, Span, Step, StepKind, StormLimit, Strategy, Target, TaskKind,
+    Trigger, Wait,
 };
 use crate::{Condition, Schedule, raw};
 
@@ -769,6 +769,7 @@ impl Compiler {
                     .collect(),
                 reentry: Reentry::EachTrigger,
                 shadow: playbook_shadow,
+                storm_limit: None,
                 location: location.clone(),
             }
         });
@@ -1293,7 +1294,26 @@ impl Compiler {
             actions,
             reentry,
             shadow: playbook_shadow || r.shadow,
+            storm_limit: r.storm_limit.as_ref().and_then(|l| self.storm_limit(l)),
             location: self.location(&r.id),
+        }
+    }
+
+    fn storm_limit(&mut self, limit: &raw::S<String>) -> Option<StormLimit> {
+        match limit.value.trim() {
+            "off" => Some(StormLimit::Off),
+            n => match n.parse::<u32>() {
+                Ok(n) if n > 0 => Some(StormLimit::Records(n)),
+                _ => {
+                    self.error(
+                        limit,
+                        format!(
+                            "storm_limit {n:?} is not a number of records (1 or more) or `off`"
+                        ),
+                    );
+                    None
+                }
+            },
         }
     }
 
@@ -1865,6 +1885,7 @@ impl Compiler {
             actions,
             reentry: Reentry::EachTrigger,
             shadow: false,
+            storm_limit: None,
             location: location.clone(),
         };
         let why = format!(

@@ -511,7 +511,18 @@ pub struct Rule {
     pub reentry: Reentry,
     /// Evaluated and recorded, never delivered.
     pub shadow: bool,
+    /// Its own storm limit; `None`: the configured one.
+    pub storm_limit: Option<StormLimit>,
     pub location: Location,
+}
+
+/// How many records a rule may act on at once (within an hour) while it is watched — new,
+/// changed, or after an import — before its effects are held for a person's approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StormLimit {
+    Records(u32),
+    /// Never held.
+    Off,
 }
 
 #[derive(Debug, Clone)]
@@ -657,6 +668,23 @@ pub enum Action {
 }
 
 impl Action {
+    /// Its kind as the outbox stores it (`{"kind": "alert", …}`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::StartSequence { .. } => "start_sequence",
+            Action::StopSequence { .. } => "stop_sequence",
+            Action::SendAsset { .. } => "send_asset",
+            Action::SendEmail { .. } => "send_email",
+            Action::Alert { .. } => "alert",
+            Action::Task { .. } => "task",
+            Action::AssignOwner { .. } => "assign_owner",
+            Action::SetField { .. } => "set_field",
+            Action::SetStage { .. } => "set_stage",
+            Action::Escalate { .. } => "escalate",
+            Action::Webhook { .. } => "webhook",
+        }
+    }
+
     /// Where the action is delivered, as the outbox names it: the unit of rate limits and
     /// circuit breakers. `email`, `task` (tasks and escalations), `internal` (a change to
     /// pipewright's own records), `sequence` (for the sequence engine), `chat:NAME`,

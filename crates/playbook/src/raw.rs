@@ -425,6 +425,10 @@ pub struct Rule {
     pub reentry: Option<Reentry>,
     #[serde(default)]
     pub shadow: bool,
+    /// How many records the rule may act on within an hour while it is new, changed or after
+    /// an import, before its effects wait for a person's approval: a number, or `off`.
+    #[schemars(with = "Option<String>")]
+    pub storm_limit: Option<S<String>>,
 }
 
 /// A stage's entry criteria. A move into the stage from any source (the API, an import, an

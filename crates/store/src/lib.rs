@@ -13,6 +13,7 @@ mod postgres;
 mod sequences;
 mod sql;
 mod sqlite;
+mod storms;
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -33,6 +34,7 @@ pub use sequences::{
 };
 pub use sql::store::SqlStore;
 pub use sqlite::{Sqlite, SqliteOptions, SqliteStore, Synchronous};
+pub use storms::{NewStorm, RulePage, Storm, StormDecision, StormQuery, StormReason};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -461,6 +463,30 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// # Errors
     /// [`Error::NotFound`]; [`Error::Conflict`] when it is being delivered or has ended.
     async fn cancel_effect(&self, key: &str) -> Result<StoredEffect>;
+
+    /// Starts watching rules for storms: new ones, ones whose reach changed, or every rule
+    /// after an import. A watched rule that acts on more records within an hour than its limit
+    /// (or one opened `holding`, because its forecast says it would) has its effects added to
+    /// the outbox as `held` until [`Store::decide_storm`]. A rule already holding keeps its
+    /// storm. The storms in force for those rules.
+    async fn watch_rules(&self, storms: Vec<NewStorm>) -> Result<Vec<Storm>>;
+
+    /// Storms, newest first; one whose watch ran out by `now` reads as `ended`.
+    async fn storms(&self, query: &StormQuery, now: Timestamp) -> Result<Vec<Storm>>;
+
+    async fn storm(&self, id: &str, now: Timestamp) -> Result<Option<Storm>>;
+
+    /// Approves a storm (its held effects go out now, acted on as when they were added, in the
+    /// order they were decided) or discards it (they are cancelled, as is any effect of the
+    /// rule decided for a moment before the discard while the watch lasts).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Conflict`] when it was decided already or has ended.
+    async fn decide_storm(&self, id: &str, decision: StormDecision) -> Result<Storm>;
+
+    /// A page of deals and leads after the cursor `after` (0 for the first), with the rules'
+    /// memory of each: what forecasts read.
+    async fn rule_page(&self, after: i64, limit: usize) -> Result<RulePage>;
 
     /// Tasks, newest first.
     async fn tasks(&self, query: &TaskQuery) -> Result<Vec<Task>>;

@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "users and sessions",
         include_str!("../../migrations/postgres/0006_users.sql"),
     ),
+    (
+        7,
+        "storm guard",
+        include_str!("../../migrations/postgres/0007_storms.sql"),
+    ),
 ];
 
 /// What a migration run found and did.

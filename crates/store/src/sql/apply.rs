@@ -10,6 +10,7 @@ use playbook::Action;
 
 use super::gates;
 use super::sequences::{self, Cx, Library};
+use super::storms;
 use super::{Dialect, EventRow, LOAD_RECORD, RecordRow, Sql, args, codec, decode, encode};
 use crate::{ArmPass, Error, Ingested, RefoldPass, Result, TimersFired};
 
@@ -595,62 +596,70 @@ fn route(
 }
 
 /// Adds effects to the outbox; an effect whose idempotency key is already there is skipped.
-/// With `cx` (the rules' effects), each new one is acted on where the store acts: a sequence
-/// started or stopped, a rule's email to a contact screened by the sending etiquette (one it
-/// stops is `blocked`, with the reason).
+/// With `cx` (the rules' effects), each new one first passes the storm guard — a watched rule
+/// past its limit has its effects `held` — and is then acted on where the store acts: an
+/// owner routed, a sequence started or stopped, a rule's email to a contact screened by the
+/// sending etiquette (one it stops is `blocked`, with the reason).
 pub(crate) fn insert_effects(
     sql: &mut dyn Sql,
     cx: Option<&Cx<'_>>,
     effects: &[Effect],
     now: Timestamp,
 ) -> Result<usize> {
+    if effects.is_empty() {
+        return Ok(0);
+    }
     let insert = match sql.dialect() {
         // SQLite has one writer: the next number is the largest plus one.
         Dialect::Sqlite => {
             "INSERT INTO effects (key, seq, playbook, rule, version, record_kind, record_id, action,
-                                  due, shadow, status, trace, created_at, channel, next_at)
+                                  due, shadow, status, trace, created_at, channel, next_at,
+                                  last_error)
              VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM effects), ?2, ?3, ?4, ?5, ?6, ?7,
-                     ?8, ?9, ?10, ?11, ?12, ?13, ?8)
+                     ?8, ?9, ?10, ?11, ?12, ?13, ?8, ?14)
              ON CONFLICT (key) DO NOTHING"
         }
         // Several writers: a sequence numbers them.
         Dialect::Postgres => {
             "INSERT INTO effects (key, playbook, rule, version, record_kind, record_id, action,
-                                  due, shadow, status, trace, created_at, channel, next_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?8)
+                                  due, shadow, status, trace, created_at, channel, next_at,
+                                  last_error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?8, ?14)
              ON CONFLICT (key) DO NOTHING"
         }
     };
+    let mut guard = match cx {
+        Some(_) => storms::Guard::load(sql, now)?,
+        None => storms::Guard::default(),
+    };
     let mut added = 0;
     for e in effects {
-        let mut action = e.action.clone();
-        let mut unrouted = None;
-        if let Action::AssignOwner {
-            team,
-            route: how,
-            chosen,
-            chosen_by,
-            why,
-        } = &mut action
-        {
-            // Only a new decision takes a turn in the rotation; a known key is skipped below.
-            if sql
+        let judged = !e.shadow && cx.is_some() && guard.watches(&e.rule);
+        // Only a new decision is judged, and only one that passes takes a turn in a rotation.
+        if (judged || matches!(e.action, Action::AssignOwner { .. }))
+            && sql
                 .query_opt("SELECT 1 FROM effects WHERE key = ?1", args![&e.key])?
                 .is_some()
-            {
-                continue;
-            }
-            let routed = route(sql, cx, e, team, how)?;
-            if routed.chosen.is_none() {
-                unrouted = Some(routed.why.clone());
-            }
-            *chosen = routed.chosen;
-            *chosen_by = Some(routed.strategy.to_owned());
-            *why = Some(routed.why);
+        {
+            continue;
         }
+        let verdict = if judged {
+            guard.judge(sql, e, now)?
+        } else {
+            storms::Verdict::Pass
+        };
+        let mut action = e.action.clone();
+        let unrouted = match verdict {
+            storms::Verdict::Pass => route_action(sql, cx, e, &mut action)?,
+            _ => None,
+        };
+        let (status, error) = match (&verdict, e.shadow) {
+            (_, true) => ("shadow", None),
+            (storms::Verdict::Pass, _) => ("pending", None),
+            (storms::Verdict::Hold, _) => ("held", None),
+            (storms::Verdict::Cancel(why), _) => ("cancelled", Some(why.as_str())),
+        };
         let channel = action.channel();
-        let action = encode(&action)?;
-        let trace = encode(&e.trace)?;
         let inserted = sql.execute(
             insert,
             args![
@@ -660,33 +669,112 @@ pub(crate) fn insert_effects(
                 &e.version,
                 e.record.kind.as_str(),
                 e.record.id.as_str(),
-                &action,
+                &encode(&action)?,
                 e.due.as_millis(),
                 e.shadow,
-                if e.shadow { "shadow" } else { "pending" },
-                &trace,
+                status,
+                &encode(&e.trace)?,
                 now.as_millis(),
-                &channel
+                &channel,
+                error
             ],
         )? as usize;
         added += inserted;
-        if let Some(why) = unrouted.filter(|_| inserted == 1 && !e.shadow) {
-            set_outcome(sql, &e.key, "blocked", &why, now)?;
+        if inserted == 0 || status != "pending" {
+            if inserted == 1 && status == "held" {
+                guard.held(sql, e)?;
+            }
             continue;
         }
-        let Some(cx) = cx.filter(|_| inserted == 1 && !e.shadow) else {
-            continue;
-        };
-        let outcome = if channel == "sequence" {
-            Some(sequences::enact(sql, cx, e, now)?)
-        } else {
-            sequences::screen_rule_email(sql, cx, e, now)?.map(|why| ("blocked", why))
-        };
-        if let Some((status, detail)) = outcome {
-            set_outcome(sql, &e.key, status, &detail, now)?;
-        }
+        act_on(sql, cx, e, &channel, unrouted, now)?;
     }
     Ok(added)
+}
+
+/// Decides an `assign_owner`'s member, written into its action; why nobody could be chosen,
+/// if nobody could.
+fn route_action(
+    sql: &mut dyn Sql,
+    cx: Option<&Cx<'_>>,
+    e: &Effect,
+    action: &mut Action,
+) -> Result<Option<String>> {
+    let Action::AssignOwner {
+        team,
+        route: how,
+        chosen,
+        chosen_by,
+        why,
+    } = action
+    else {
+        return Ok(None);
+    };
+    let routed = route(sql, cx, e, team, how)?;
+    let unrouted = routed.chosen.is_none().then(|| routed.why.clone());
+    *chosen = routed.chosen;
+    *chosen_by = Some(routed.strategy.to_owned());
+    *why = Some(routed.why);
+    Ok(unrouted)
+}
+
+/// What the store does itself with a new effect that goes out: an unroutable assignment is
+/// blocked; a sequence is started or stopped; a rule's email is screened by the etiquette.
+fn act_on(
+    sql: &mut dyn Sql,
+    cx: Option<&Cx<'_>>,
+    e: &Effect,
+    channel: &str,
+    unrouted: Option<String>,
+    now: Timestamp,
+) -> Result<()> {
+    if let Some(why) = unrouted {
+        return set_outcome(sql, &e.key, "blocked", &why, now);
+    }
+    let Some(cx) = cx else {
+        return Ok(());
+    };
+    let outcome = if channel == "sequence" {
+        Some(sequences::enact(sql, cx, e, now)?)
+    } else {
+        sequences::screen_rule_email(sql, cx, e, now)?.map(|why| ("blocked", why))
+    };
+    if let Some((status, detail)) = outcome {
+        set_outcome(sql, &e.key, status, &detail, now)?;
+    }
+    Ok(())
+}
+
+/// Lets a held effect go out, now: routed, acted on and delivered as it would have been when
+/// it was added (see [`insert_effects`]).
+pub(crate) fn release(sql: &mut dyn Sql, cx: &Cx<'_>, key: &str, now: Timestamp) -> Result<()> {
+    let mut row = sql
+        .query_opt(
+            "SELECT playbook, rule, version, record_kind, record_id, action, due, trace
+             FROM effects WHERE key = ?1 AND status = 'held'",
+            args![key],
+        )?
+        .ok_or_else(|| Error::NotFound(format!("held effect {key}")))?;
+    let due = row.millis(6)?;
+    let mut e = Effect {
+        key: key.to_owned(),
+        playbook: row.text(0)?,
+        rule: row.text(1)?,
+        version: row.text(2)?,
+        record: row.record_key(3)?,
+        action: decode(&row.text(5)?)?,
+        at: due,
+        due,
+        shadow: false,
+        trace: decode(&row.text(7)?)?,
+    };
+    let mut action = e.action.clone();
+    let unrouted = route_action(sql, Some(cx), &e, &mut action)?;
+    e.action = action;
+    sql.execute(
+        "UPDATE effects SET status = 'pending', action = ?2, next_at = ?3 WHERE key = ?1",
+        args![key, &encode(&e.action)?, due.max(now).as_millis()],
+    )?;
+    act_on(sql, Some(cx), &e, &e.action.channel(), unrouted, now)
 }
 
 /// Ends an effect the store acted on itself: `delivered` with what it did, or `blocked` with

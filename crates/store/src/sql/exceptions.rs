@@ -143,6 +143,7 @@ fn tell(
             to: playbook::Target::Person(person),
             text,
         },
+        at,
         due: at,
         shadow: false,
         trace: engine::Trace {

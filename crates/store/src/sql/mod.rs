@@ -14,6 +14,7 @@ pub(crate) mod gates;
 pub(crate) mod outbox;
 pub(crate) mod sequences;
 pub mod store;
+pub(crate) mod storms;
 pub(crate) mod writer;
 
 use domain::{RecordKey, RecordKind, Timestamp};

@@ -1056,6 +1056,7 @@ fn step_effect(
         version: s.enrolment.version.clone(),
         record: s.record.clone(),
         action,
+        at: now,
         due: now,
         shadow: false,
         trace: Trace {

@@ -584,6 +584,41 @@ impl<B: Backend> Store for SqlStore<B> {
             .await
     }
 
+    async fn watch_rules(&self, storms: Vec<crate::NewStorm>) -> Result<Vec<crate::Storm>> {
+        self.write(move |sql, now| super::storms::watch(sql, &storms, now))
+            .await
+    }
+
+    async fn storms(&self, query: &crate::StormQuery, now: Timestamp) -> Result<Vec<crate::Storm>> {
+        let query = query.clone();
+        self.reads
+            .run(move |sql| super::storms::list(sql, &query, now))
+            .await
+    }
+
+    async fn storm(&self, id: &str, now: Timestamp) -> Result<Option<crate::Storm>> {
+        let id = id.to_owned();
+        self.reads
+            .run(move |sql| super::storms::get(sql, &id, now))
+            .await
+    }
+
+    async fn decide_storm(&self, id: &str, decision: crate::StormDecision) -> Result<crate::Storm> {
+        let id = id.to_owned();
+        self.ask(|reply| Command::DecideStorm {
+            id,
+            decision,
+            reply,
+        })
+        .await
+    }
+
+    async fn rule_page(&self, after: i64, limit: usize) -> Result<crate::RulePage> {
+        self.reads
+            .run(move |sql| super::storms::rule_page(sql, after, limit))
+            .await
+    }
+
     async fn act_on_exception(
         &self,
         id: &str,

@@ -57,6 +57,12 @@ pub(crate) enum Command<C> {
         action: crate::ExceptionAction,
         reply: oneshot::Sender<Result<crate::ExceptionItem>>,
     },
+    /// A person's decision about a storm; approved effects are acted on in its transaction.
+    DecideStorm {
+        id: String,
+        decision: crate::StormDecision,
+        reply: oneshot::Sender<Result<crate::Storm>>,
+    },
     /// Recorded together with the other finishes waiting, in one transaction: the sooner a
     /// delivery is recorded, the smaller the window in which a crash makes it go out twice.
     Finish {
@@ -158,6 +164,13 @@ fn run<B: Backend>(
             }
             Some(Command::ActOnException { id, action, reply }) => {
                 let _ = reply.send(writer.act_on_exception(clock.now(), &id, &action));
+            }
+            Some(Command::DecideStorm {
+                id,
+                decision,
+                reply,
+            }) => {
+                let _ = reply.send(writer.decide_storm(clock.now(), &id, &decision));
             }
             Some(Command::AdvanceEnrolments { now, limit, reply }) => {
                 let _ = reply.send(writer.advance_enrolments(now, limit));
@@ -373,6 +386,24 @@ impl<B: Backend> Writer<B> {
         .inspect_err(|_| self.cache.records.clear())?;
         self.cache.remember(written);
         Ok(item)
+    }
+
+    fn decide_storm(
+        &mut self,
+        now: Timestamp,
+        id: &str,
+        decision: &crate::StormDecision,
+    ) -> Result<crate::Storm> {
+        let engine = self.engine();
+        self.cache.revalidate::<B>(&mut self.conn);
+        let known = &self.cache.records;
+        let library = &*self.library;
+        let written = HashMap::new();
+        B::transaction(&mut self.conn, |sql| {
+            let cx = super::sequences::Cx::new(library, engine.as_deref(), known, &written);
+            super::storms::decide(sql, &cx, id, decision, now)
+        })
+        .inspect_err(|_| self.cache.records.clear())
     }
 
     /// Records delivery outcomes in one transaction; should it fail, each alone.

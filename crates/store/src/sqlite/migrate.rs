@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0007_routing_exceptions.sql"),
     include_str!("../../migrations/sqlite/0008_risk_models.sql"),
     include_str!("../../migrations/sqlite/0009_users.sql"),
+    include_str!("../../migrations/sqlite/0010_storms.sql"),
 ];
 
 pub(super) fn run(conn: &mut Connection) -> Result<crate::Migrations> {

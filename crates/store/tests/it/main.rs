@@ -32,6 +32,7 @@ mod gates;
 mod reloads;
 mod routing;
 mod sequences;
+mod storms;
 
 use std::sync::Arc;
 
