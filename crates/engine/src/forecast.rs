@@ -52,32 +52,19 @@ pub struct Forecaster<'e> {
     engine: &'e Engine,
     now: Timestamp,
     horizon_days: usize,
-    /// Timed rule positions forecast (all of them unless restricted).
-    wanted: Vec<bool>,
     rules: Vec<RuleForecast>,
+    /// Each timed rule's place in `rules`, by timed position.
+    places: Vec<usize>,
     /// Records per (timed rule position, hour since the epoch).
     hours: HashMap<(usize, i64), u64>,
 }
 
 impl<'e> Forecaster<'e> {
-    /// A forecast of `engine`'s rules from `now` over `horizon_days`, restricted to the rules
-    /// `only` accepts.
-    pub fn new(
-        engine: &'e Engine,
-        now: Timestamp,
-        horizon_days: usize,
-        only: impl Fn(&Rule) -> bool,
-    ) -> Self {
+    /// A forecast of `engine`'s rules from `now` over `horizon_days`.
+    pub fn new(engine: &'e Engine, now: Timestamp, horizon_days: usize) -> Self {
         let mut rules = Vec::new();
-        let mut wanted = vec![false; engine.timed_rules()];
-        for (position, (playbook, rule)) in engine.rules().enumerate() {
-            if !only(rule) {
-                continue;
-            }
+        for (playbook, rule) in engine.rules() {
             let timed = !matches!(rule.trigger, Trigger::Event(_));
-            if timed && let Some(i) = engine.timed_position(position) {
-                wanted[i] = true;
-            }
             rules.push(RuleForecast {
                 playbook: playbook.to_owned(),
                 rule: rule.id.clone(),
@@ -88,12 +75,20 @@ impl<'e> Forecaster<'e> {
                 ..RuleForecast::default()
             });
         }
+        let place: HashMap<&str, usize> = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.rule.as_str(), i))
+            .collect();
+        let places = (0..engine.timed_rules())
+            .map(|i| place[engine.timed_rule(i)])
+            .collect();
         Self {
             engine,
             now,
             horizon_days,
-            wanted,
             rules,
+            places,
             hours: HashMap::new(),
         }
     }
@@ -105,7 +100,6 @@ impl<'e> Forecaster<'e> {
         let pending: Vec<(usize, (Timestamp, Timestamp))> = self
             .engine
             .timers_of(record, memory, self.now)
-            .filter(|(i, _)| self.wanted[*i])
             .filter_map(|(i, t)| Some((i, t?)))
             .collect();
         for (i, (anchor, due)) in pending {
@@ -142,10 +136,7 @@ impl<'e> Forecaster<'e> {
         at: Timestamp,
         kinds: impl Iterator<Item = &'a str>,
     ) {
-        let name = self.engine.timed_rule(i);
-        let Some(rule) = self.rules.iter_mut().find(|r| r.rule == name) else {
-            return;
-        };
+        let rule = &mut self.rules[self.places[i]];
         let since = at.as_millis() - self.now.as_millis();
         if since == 0 {
             rule.now += 1;
@@ -202,7 +193,7 @@ pub fn reach(rule: &Rule) -> String {
 }
 
 /// How a rule of one playbook set stands against another's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Change {
     /// No rule of that id before.

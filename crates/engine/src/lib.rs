@@ -450,21 +450,6 @@ impl Engine {
             .flat_map(|p| p.rules.iter().map(move |r| (p.name.as_str(), r)))
     }
 
-    /// The timed position (see [`Engine::timed_rule`]) of the rule at `position` in
-    /// [`Engine::rules`], if its trigger is a time.
-    pub fn timed_position(&self, position: usize) -> Option<usize> {
-        let (playbook, rule) = self
-            .set
-            .playbooks
-            .iter()
-            .enumerate()
-            .flat_map(|(p, playbook)| (0..playbook.rules.len()).map(move |r| (p, r)))
-            .nth(position)?;
-        self.timed
-            .iter()
-            .position(|t| t.playbook == playbook && t.rule == rule)
-    }
-
     /// How many timed rules there are: a record's timers can be held by their position.
     pub fn timed_rules(&self) -> usize {
         self.timed.len()

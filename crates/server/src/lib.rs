@@ -15,6 +15,7 @@ pub mod risk;
 mod rules;
 mod sequences;
 mod settings;
+pub mod storms;
 pub mod trees;
 pub mod web;
 
@@ -80,6 +81,8 @@ pub struct AppState {
     pub dispatcher: Option<Arc<delivery::Dispatcher>>,
     /// Failed sign-ins by email, for the web UI's throttle.
     pub sign_ins: web::auth::Throttle,
+    /// The storm guard's limits.
+    pub guard: storms::GuardSettings,
     max_body_bytes: usize,
     metrics_public: bool,
 }
@@ -92,6 +95,7 @@ pub struct AppState {
           sequences::list, sequences::control, sequences::pause_or_resume,
           sequences::pauses, sequences::results, sequences::suppressions, sequences::suppress,
           sequences::unsuppress, exceptions::list, exceptions::get, exceptions::act,
+          storms::list, storms::get, storms::decide, storms::preview_files,
           trees::list, trees::walk, trees::handbook, heroics::get_report, heroics::get_assets, heroics::get_suggestions, risk::get_deals, risk::get_model, risk::get_evaluation, health, ready, openapi_json),
     components(schemas(api::EventEnvelope, api::IngestResult, api::BatchResult, api::RecordView,
                         api::RecordWithTimeline, api::RecordPage, api::Collection)),
@@ -251,6 +255,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/events", post(api::ingest))
         .route("/api/v1/playbooks", get(api::playbooks))
         .route("/api/v1/playbooks/schema", get(playbook_schema))
+        .route("/api/v1/playbooks/preview", post(storms::preview_files))
+        .route("/api/v1/storms", get(storms::list))
+        .route("/api/v1/storms/{id}", get(storms::get))
+        .route("/api/v1/storms/{id}/{action}", post(storms::decide))
         .route("/api/v1/outbox", get(outbox::list))
         .route("/api/v1/outbox/{key}", get(outbox::get))
         .route("/api/v1/outbox/{key}/retry", post(outbox::retry))
@@ -358,6 +366,7 @@ impl Application {
             node,
             dispatcher: Some(Arc::new(dispatcher)),
             sign_ins: web::auth::Throttle::default(),
+            guard: storms::GuardSettings::of(&settings.engine),
             max_body_bytes: settings.server.max_body_bytes,
             metrics_public: settings.server.metrics_public,
         };
@@ -449,6 +458,7 @@ impl AppState {
             status: Arc::clone(&self.playbooks),
             clock: Arc::clone(&self.clock),
             node: self.node.clone(),
+            guard: self.guard,
         }
     }
 }

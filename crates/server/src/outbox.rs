@@ -55,6 +55,7 @@ pub(crate) const STATUSES: &[&str] = &[
     "cancelled",
     "shadow",
     "blocked",
+    "held",
 ];
 
 /// A page size: 1 to 1000, 100 when not given.
@@ -124,6 +125,7 @@ pub async fn list(
             record,
             status: p.status,
             channel: p.channel,
+            rule: None,
             after: p.cursor,
             limit,
             newest_first: false,

@@ -17,6 +17,8 @@ use serde::Serialize;
 use clock::Clock;
 use store::{Engine, PublishedPlaybooks, Store};
 
+use crate::storms::GuardSettings;
+
 /// What is loaded, for `/api/v1/playbooks` and the log.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PlaybookStatus {
@@ -27,6 +29,9 @@ pub struct PlaybookStatus {
     pub playbooks: Vec<PlaybookSummary>,
     /// Problems in the files as they are now; empty when they loaded cleanly.
     pub diagnostics: Vec<String>,
+    /// What the last set this node published does on the pipeline, beside the one before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preview: Option<crate::storms::Preview>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -58,6 +63,8 @@ pub struct Playbooks {
     pub clock: Arc<dyn Clock>,
     /// This node's name, recorded with what it publishes.
     pub node: String,
+    /// The storm guard a publication opens for rules that are new or reach further.
+    pub guard: GuardSettings,
 }
 
 impl Playbooks {
@@ -65,30 +72,41 @@ impl Playbooks {
     /// published set (the folder's own when the database cannot be read).
     pub async fn start(&self) {
         let local = self.dir.exists().then(|| self.read_folder());
-        if let Some((files, Some(version))) = &local {
-            match self.store.playbooks_published(version).await {
-                Ok(false) => self.publish(version, files).await,
+        if let Some((files, Some(engine))) = &local {
+            match self.store.playbooks_published(engine.version()).await {
+                Ok(false) => self.publish(files, engine).await,
                 Ok(true) => {}
                 Err(e) => tracing::error!(error = ?e, "cannot read the published playbooks"),
             }
         }
         match self.store.latest_playbooks().await {
-            Ok(Some(latest)) => self.adopt(latest),
-            Ok(None) | Err(_) => {
-                if local.is_none() {
+            Ok(Some(latest)) => match local {
+                Some((_, Some(engine))) if engine.version() == latest.version => {
+                    switch(engine, &*self.store, &self.status, self.origin());
+                }
+                _ => self.adopt(latest),
+            },
+            Ok(None) | Err(_) => match local {
+                None => {
                     tracing::info!(dir = %self.dir.display(), "no playbook folder; no rules run");
                 }
-            }
+                Some((_, Some(engine))) => {
+                    switch(engine, &*self.store, &self.status, self.origin());
+                }
+                Some(_) => {}
+            },
         }
     }
 
-    /// Loads the folder now, and if it compiles, runs it and publishes it for every node.
+    /// Loads the folder now, and if it compiles, publishes it for every node and runs it: its
+    /// new rules and those that reach further are watched for storms first.
     pub async fn reload(&self) {
-        if let (files, Some(version)) = self.read_folder() {
+        if let (files, Some(engine)) = self.read_folder() {
             let newest = self.store.latest_playbooks().await.ok().flatten();
-            if newest.is_none_or(|n| n.version != version) {
-                self.publish(&version, &files).await;
+            if newest.is_none_or(|n| n.version != engine.version()) {
+                self.publish(&files, &engine).await;
             }
+            switch(engine, &*self.store, &self.status, self.origin());
         }
     }
 
@@ -121,23 +139,67 @@ impl Playbooks {
             .clone()
     }
 
-    /// Reads and compiles the folder; runs it if it compiles. Its files, and its version when
-    /// it compiled.
-    fn read_folder(&self) -> (Vec<(PathBuf, String)>, Option<String>) {
-        let (files, problems) = playbook::read_dir(&self.dir);
-        let origin = format!("folder {}", self.dir.display());
-        let version = run(&files, problems, &*self.store, &self.status, origin);
-        (files, version)
+    fn origin(&self) -> String {
+        format!("folder {}", self.dir.display())
     }
 
-    async fn publish(&self, version: &str, files: &[(PathBuf, String)]) {
+    /// Reads and compiles the folder, recording its problems: its files, and the engine that
+    /// would run them when they compile.
+    fn read_folder(&self) -> (Vec<(PathBuf, String)>, Option<Engine>) {
+        let (files, problems) = playbook::read_dir(&self.dir);
+        let engine =
+            compile(&files, problems, &self.status).map(|set| engine_for(set, &*self.store));
+        (files, engine)
+    }
+
+    /// The set every node runs now: this node's, or the newest publication.
+    async fn previous(&self) -> Option<Arc<Engine>> {
+        if let Some(running) = self.store.engine() {
+            return Some(running);
+        }
+        let latest = self.store.latest_playbooks().await.ok().flatten()?;
+        let set = self
+            .store
+            .playbook_set(&latest.version)
+            .await
+            .ok()
+            .flatten()?;
+        Some(Arc::new(Engine::new(set)))
+    }
+
+    /// Publishes `engine`'s playbooks for every node, after watching its rules that are new
+    /// or reach further than the set running now (holding those whose forecast passes their
+    /// limit already).
+    async fn publish(&self, files: &[(PathBuf, String)], engine: &Engine) {
+        let previous = self.previous().await;
+        let now = self.clock.now();
+        match crate::storms::guard_change(
+            &*self.store,
+            previous.as_deref(),
+            engine,
+            self.guard,
+            now,
+        )
+        .await
+        {
+            Ok(preview) => {
+                log_preview(&preview);
+                if let Ok(mut status) = self.status.write() {
+                    status.preview = Some(preview);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = ?e, "cannot forecast the new playbooks; their rules are not watched for storms")
+            }
+        }
+        let version = engine.version();
         let set = PublishedPlaybooks {
             version: version.to_owned(),
             files: files
                 .iter()
                 .map(|(p, t)| (p.display().to_string(), t.clone()))
                 .collect(),
-            published_at: self.clock.now(),
+            published_at: now,
             node: self.node.clone(),
         };
         match self.store.publish_playbooks(set).await {
@@ -157,22 +219,42 @@ impl Playbooks {
             .map(|(p, t)| (PathBuf::from(p), t))
             .collect();
         let origin = format!("published by {} at {}", latest.node, latest.published_at);
-        if run(&files, Vec::new(), &*self.store, &self.status, origin).is_some() {
+        if let Some(set) = compile(&files, Vec::new(), &self.status) {
+            switch(
+                engine_for(set, &*self.store),
+                &*self.store,
+                &self.status,
+                origin,
+            );
             tracing::info!(version = %latest.version, node = %latest.node, "running the playbooks another node published");
         }
     }
 }
 
-/// Compiles `files` and, if they compile (and `problems` is empty), makes them the store's
-/// engine. A broken set leaves the running engine in place and records the problems. The
-/// version run, if it ran.
-fn run(
+/// Says in the log what a new set will do at once, and which rules wait for approval.
+fn log_preview(preview: &crate::storms::Preview) {
+    for r in &preview.rules {
+        let Some(f) = r.forecast.as_ref().filter(|f| f.now > 0 || r.would_hold) else {
+            continue;
+        };
+        tracing::info!(
+            rule = %r.rule,
+            change = ?r.change,
+            at_once = f.now,
+            busiest_hour = f.busiest_hour,
+            held = r.would_hold,
+            "what the new playbooks do at once"
+        );
+    }
+}
+
+/// Compiles `files`, recording every problem (with `problems` found reading them) in the
+/// status; the set when there are none.
+fn compile(
     files: &[(PathBuf, String)],
     mut problems: Vec<playbook::Diagnostic>,
-    store: &dyn Store,
     status: &SharedStatus,
-    origin: String,
-) -> Option<String> {
+) -> Option<playbook::PlaybookSet> {
     let mut loaded = playbook::load_files(files);
     problems.append(&mut loaded.diagnostics);
     let mut current = status
@@ -180,57 +262,70 @@ fn run(
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     current.diagnostics = problems.iter().map(ToString::to_string).collect();
     metrics::gauge!("pipewright_playbook_problems").set(problems.len() as f64);
-    match loaded.set.filter(|_| problems.is_empty()) {
-        Some(set) => {
-            let version = set.version.clone();
-            if current.version.as_ref() != Some(&version) {
-                current.version = Some(version.clone());
-                current.origin = Some(origin);
-                current.playbooks = set
-                    .playbooks
-                    .iter()
-                    .map(|p| PlaybookSummary {
-                        name: p.name.clone(),
-                        owner: p.owner.clone(),
-                        file: p.file.clone(),
-                        rules: p
-                            .rules
-                            .iter()
-                            .map(|r| RuleSummary {
-                                id: r.id.clone(),
-                                why: r.why.clone(),
-                                covers: r.covers.clone(),
-                                trigger: r.trigger.to_string(),
-                                condition: r.condition.as_ref().map(|c| c.source.clone()),
-                                shadow: r.shadow,
-                            })
-                            .collect(),
-                    })
-                    .collect();
-                tracing::info!(version = %set.version, playbooks = set.playbooks.len(), "playbooks loaded");
-                let mut engine = Engine::new(Arc::new(set));
-                // What was learned carries over while the risk settings stay the same.
-                if let Some(running) = store.engine()
-                    && crate::risk::fingerprint(running.risk())
-                        == crate::risk::fingerprint(engine.risk())
-                {
-                    engine = engine.with_learned(running.risk().learned.clone());
-                }
-                store.set_engine(Some(Arc::new(engine)));
-            }
-            Some(version)
-        }
-        None => {
-            for d in &current.diagnostics {
-                tracing::error!("playbook problem: {d}");
-            }
-            tracing::warn!(
-                running = current.version.as_deref().unwrap_or("none"),
-                "playbooks not loaded; the last good version keeps running"
-            );
-            None
-        }
+    if problems.is_empty() {
+        return loaded.set;
     }
+    for d in &current.diagnostics {
+        tracing::error!("playbook problem: {d}");
+    }
+    tracing::warn!(
+        running = current.version.as_deref().unwrap_or("none"),
+        "playbooks not loaded; the last good version keeps running"
+    );
+    None
+}
+
+/// The engine for a set; what was learned about risk carries over while the risk settings
+/// stay the same.
+fn engine_for(set: playbook::PlaybookSet, store: &dyn Store) -> Engine {
+    let engine = Engine::new(Arc::new(set));
+    match store.engine() {
+        Some(running)
+            if crate::risk::fingerprint(running.risk())
+                == crate::risk::fingerprint(engine.risk()) =>
+        {
+            engine.with_learned(running.risk().learned.clone())
+        }
+        _ => engine,
+    }
+}
+
+/// Makes `engine` the store's, unless it runs already. The version run.
+fn switch(engine: Engine, store: &dyn Store, status: &SharedStatus, origin: String) -> String {
+    let set = engine.playbooks();
+    let version = set.version.clone();
+    let mut current = status
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if current.version.as_ref() == Some(&version) {
+        return version;
+    }
+    current.version = Some(version.clone());
+    current.origin = Some(origin);
+    current.playbooks = set
+        .playbooks
+        .iter()
+        .map(|p| PlaybookSummary {
+            name: p.name.clone(),
+            owner: p.owner.clone(),
+            file: p.file.clone(),
+            rules: p
+                .rules
+                .iter()
+                .map(|r| RuleSummary {
+                    id: r.id.clone(),
+                    why: r.why.clone(),
+                    covers: r.covers.clone(),
+                    trigger: r.trigger.to_string(),
+                    condition: r.condition.as_ref().map(|c| c.source.clone()),
+                    shadow: r.shadow,
+                })
+                .collect(),
+        })
+        .collect();
+    tracing::info!(version = %set.version, playbooks = set.playbooks.len(), "playbooks loaded");
+    store.set_engine(Some(Arc::new(engine)));
+    version
 }
 
 /// The newest modification time among the folder's playbook files.

@@ -130,6 +130,14 @@ pub struct EngineSettings {
     /// How old the risk model learned from closed deals may grow before it is learned again
     /// (and published for every node); 0: never learn, score with the rule-based weights.
     pub risk_refit_ms: u64,
+    /// The storm guard: how many records a rule may act on within an hour while it is
+    /// watched (new, reaching further, or after an import) before its effects are held for a
+    /// person's approval; 0 switches the guard off. A rule's `storm_limit:` overrides it.
+    pub storm_limit: u32,
+    /// How long a rule is watched after it becomes new, reaches further, or after an import.
+    pub storm_watch_ms: u64,
+    /// How many days ahead a preview (and the guard's forecast) looks.
+    pub preview_days: u32,
 }
 
 impl Default for EngineSettings {
@@ -139,6 +147,9 @@ impl Default for EngineSettings {
             timer_poll_ms: 250,
             reload_poll_ms: 2000,
             risk_refit_ms: 86_400_000,
+            storm_limit: 100,
+            storm_watch_ms: 7 * 86_400_000,
+            preview_days: 7,
         }
     }
 }

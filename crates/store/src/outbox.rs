@@ -46,6 +46,8 @@ pub struct OutboxQuery {
     pub record: Option<RecordKey>,
     pub status: Option<String>,
     pub channel: Option<String>,
+    /// Only this rule's.
+    pub rule: Option<String>,
     /// Effects after this position (the previous page's last `seq`).
     pub after: Option<i64>,
     pub limit: usize,

@@ -12,6 +12,7 @@ mod risk;
 mod routing;
 mod rules;
 mod sequences;
+mod storms;
 mod trees;
 mod web;
 

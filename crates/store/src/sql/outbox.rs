@@ -50,6 +50,7 @@ pub(crate) fn list(sql: &mut dyn Sql, q: &OutboxQuery) -> Result<Vec<StoredEffec
              WHERE (CAST(?1 AS TEXT) IS NULL OR (record_kind = ?1 AND record_id = ?2))
                AND (CAST(?3 AS TEXT) IS NULL OR status = ?3)
                AND (CAST(?4 AS TEXT) IS NULL OR channel = ?4) AND seq > ?5
+               AND (CAST(?7 AS TEXT) IS NULL OR rule = ?7)
              ORDER BY seq {} LIMIT ?6",
             if q.newest_first { "DESC" } else { "ASC" }
         ),
@@ -59,7 +60,8 @@ pub(crate) fn list(sql: &mut dyn Sql, q: &OutboxQuery) -> Result<Vec<StoredEffec
             q.status.as_deref(),
             q.channel.as_deref(),
             q.after.unwrap_or(0),
-            q.limit as i64
+            q.limit as i64,
+            q.rule.as_deref()
         ],
     )?;
     effects(rows)
