@@ -575,7 +575,7 @@ enum ConfigCommand {
 }
 
 /// Exit codes: 0 success, 1 failure, 2 usage error (from clap), 3 import finished with
-/// rejected lines, 4 the playbooks have problems.
+/// rejected lines, 4 the playbooks have errors (warnings alone do not fail).
 const EXIT_REJECTED: u8 = 3;
 
 /// What `company` and `simulate` print after their options.
@@ -701,23 +701,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check { dir } => {
             let loaded = playbook::load_dir(dir);
+            // Warnings are printed with the errors; only errors fail the check.
+            for d in &loaded.diagnostics {
+                writeln!(out, "{d}")?;
+            }
+            let errors = loaded.errors();
+            let warnings = match loaded.diagnostics.len() - errors {
+                0 => String::new(),
+                1 => ", 1 warning".to_owned(),
+                n => format!(", {n} warnings"),
+            };
             match loaded.set {
                 Some(set) => {
                     let rules: usize = set.playbooks.iter().map(|p| p.rules.len()).sum();
                     writeln!(
                         out,
-                        "{}: {} playbooks, {rules} rules, no problems (version {})",
+                        "{}: {} playbooks, {rules} rules, no problems{warnings} (version {})",
                         dir.display(),
                         set.playbooks.len(),
                         set.version
                     )?;
                 }
                 None => {
-                    for d in &loaded.diagnostics {
-                        writeln!(out, "{d}")?;
-                    }
-                    let n = loaded.diagnostics.len();
-                    writeln!(out, "{n} problem{}", if n == 1 { "" } else { "s" })?;
+                    let s = if errors == 1 { "" } else { "s" };
+                    writeln!(out, "{errors} problem{s}{warnings}")?;
                     return Ok(ExitCode::from(EXIT_PLAYBOOK_PROBLEMS));
                 }
             }

@@ -16,7 +16,7 @@ mod window;
 
 pub use condition::{Condition, ConditionError, DEAL_FACTS, EVENT_FACTS, LEAD_FACTS, Scope};
 pub use cron::{CronError, Schedule};
-pub use load::{Diagnostic, Loaded, load_dir, load_files, parse_span, read_dir};
+pub use load::{Diagnostic, Loaded, Severity, load_dir, load_files, parse_span, read_dir};
 pub use model::{
     Action, Answer, Answered, Asset, AssetChoice, Busy, Criterion, DEFAULT_ESCALATION_SLA,
     DecisionTree, Engagement, Exit, Gate, InputKind, Location, ObjectionScript, Outcome, Playbook,

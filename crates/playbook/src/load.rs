@@ -18,20 +18,50 @@ use crate::model::{
 };
 use crate::{Condition, Schedule, raw};
 
+/// How much a problem matters: an error keeps the set from loading; a warning is printed
+/// beside it and the set loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
 /// One problem in one playbook file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
     pub file: PathBuf,
     pub line: usize,
     pub column: usize,
+    pub severity: Severity,
     pub message: String,
+}
+
+impl Diagnostic {
+    /// An error at a position.
+    pub fn error(file: PathBuf, line: usize, column: usize, message: String) -> Self {
+        Self {
+            file,
+            line,
+            column,
+            severity: Severity::Error,
+            message,
+        }
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
 }
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let warning = match self.severity {
+            Severity::Error => "",
+            Severity::Warning => "warning: ",
+        };
         write!(
             f,
-            "{}:{}:{}: {}",
+            "{}:{}:{}: {warning}{}",
             self.file.display(),
             self.line,
             self.column,
@@ -40,11 +70,19 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// The outcome of loading a folder: the compiled set when there was no problem at all.
+/// The outcome of loading a folder: the compiled set when there was no error (warnings may
+/// accompany it).
 #[derive(Debug)]
 pub struct Loaded {
     pub set: Option<PlaybookSet>,
     pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    /// How many of the diagnostics are errors.
+    pub fn errors(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
 }
 
 /// Loads every `*.yaml` / `*.yml` file of `dir`, in name order.
@@ -54,11 +92,9 @@ pub fn load_dir(dir: &Path) -> Loaded {
     diagnostics.append(&mut loaded.diagnostics);
     sort(&mut diagnostics);
     Loaded {
-        set: if diagnostics.is_empty() {
-            loaded.set
-        } else {
-            None
-        },
+        set: loaded
+            .set
+            .filter(|_| !diagnostics.iter().any(Diagnostic::is_error)),
         diagnostics,
     }
 }
@@ -94,12 +130,7 @@ pub fn read_dir(dir: &Path) -> (Vec<(PathBuf, String)>, Vec<Diagnostic>) {
 }
 
 fn at_start(file: &Path, message: String) -> Diagnostic {
-    Diagnostic {
-        file: file.to_owned(),
-        line: 1,
-        column: 1,
-        message,
-    }
+    Diagnostic::error(file.to_owned(), 1, 1, message)
 }
 
 /// Compiles playbook files given as (path, text).
@@ -125,12 +156,12 @@ pub fn load_files(files: &[(PathBuf, String)]) -> Loaded {
                     .split_once(": ")
                     .and_then(|(_, rest)| rest.split_once(": ").map(|(_, m)| m))
                     .unwrap_or(message);
-                cx.diagnostics.push(Diagnostic {
-                    file: path.clone(),
+                cx.diagnostics.push(Diagnostic::error(
+                    path.clone(),
                     line,
                     column,
-                    message: message.to_owned(),
-                });
+                    message.to_owned(),
+                ));
             }
         }
     }
@@ -144,7 +175,7 @@ pub fn load_files(files: &[(PathBuf, String)]) -> Loaded {
         playbooks.push(cx.playbook(path, file, &names));
     }
     sort(&mut cx.diagnostics);
-    let set = cx.diagnostics.is_empty().then(|| PlaybookSet {
+    let set = (!cx.diagnostics.iter().any(Diagnostic::is_error)).then(|| PlaybookSet {
         playbooks,
         version: version(files),
         sending,
@@ -360,12 +391,7 @@ impl Compiler {
 
     fn error<T>(&mut self, at: &Spanned<T>, message: String) {
         let l = self.location(at);
-        self.diagnostics.push(Diagnostic {
-            file: l.file,
-            line: l.line,
-            column: l.column,
-            message,
-        });
+        self.error_at(&l, message);
     }
 
     /// The set's sending etiquette: the one `sending:` block (defaults for what it leaves out
@@ -1080,12 +1106,12 @@ impl Compiler {
     }
 
     fn error_at(&mut self, at: &Location, message: String) {
-        self.diagnostics.push(Diagnostic {
-            file: at.file.clone(),
-            line: at.line,
-            column: at.column,
+        self.diagnostics.push(Diagnostic::error(
+            at.file.clone(),
+            at.line,
+            at.column,
             message,
-        });
+        ));
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1395,12 +1421,8 @@ impl Compiler {
             let mut l = self.location(s);
             let line = e.line().unwrap_or(1);
             l.line += line - 1;
-            self.diagnostics.push(Diagnostic {
-                file: l.file,
-                line: l.line,
-                column: l.column,
-                message: format!("template: {}", e.detail().unwrap_or("syntax error")),
-            });
+            let message = format!("template: {}", e.detail().unwrap_or("syntax error"));
+            self.error_at(&l, message);
         }
     }
 
@@ -1416,12 +1438,7 @@ impl Compiler {
                     _ => {
                         let mut l = self.location(&s.cron);
                         l.column += quote_width(&s.cron) + e.offset;
-                        self.diagnostics.push(Diagnostic {
-                            file: l.file,
-                            line: l.line,
-                            column: l.column,
-                            message: format!("cron: {}", e.message),
-                        });
+                        self.error_at(&l, format!("cron: {}", e.message));
                     }
                 }
                 None
@@ -1464,12 +1481,12 @@ impl Compiler {
                     } else {
                         (base.line + e.line - 1, e.column)
                     };
-                    self.diagnostics.push(Diagnostic {
-                        file: base.file.clone(),
+                    self.diagnostics.push(Diagnostic::error(
+                        base.file.clone(),
                         line,
                         column,
-                        message: format!("condition: {}", e.message),
-                    });
+                        format!("condition: {}", e.message),
+                    ));
                 }
                 None
             }

@@ -25,7 +25,8 @@ pub struct PlaybookStatus {
     /// Where the running set came from: this node's folder, or which node published it.
     pub origin: Option<String>,
     pub playbooks: Vec<PlaybookSummary>,
-    /// Problems in the files as they are now; empty when they loaded cleanly.
+    /// Problems in the files as they are now (errors, and warnings prefixed `warning:`);
+    /// empty when they loaded cleanly.
     pub diagnostics: Vec<String>,
 }
 
@@ -163,9 +164,9 @@ impl Playbooks {
     }
 }
 
-/// Compiles `files` and, if they compile (and `problems` is empty), makes them the store's
-/// engine. A broken set leaves the running engine in place and records the problems. The
-/// version run, if it ran.
+/// Compiles `files` and, if they compile (and `problems` holds no error), makes them the
+/// store's engine. A broken set leaves the running engine in place and records the problems;
+/// warnings are recorded and logged beside a set that runs. The version run, if it ran.
 fn run(
     files: &[(PathBuf, String)],
     mut problems: Vec<playbook::Diagnostic>,
@@ -179,8 +180,12 @@ fn run(
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     current.diagnostics = problems.iter().map(ToString::to_string).collect();
-    metrics::gauge!("pipewright_playbook_problems").set(problems.len() as f64);
-    match loaded.set.filter(|_| problems.is_empty()) {
+    let errors = problems.iter().filter(|d| d.is_error()).count();
+    metrics::gauge!("pipewright_playbook_problems").set(errors as f64);
+    for warning in problems.iter().filter(|d| !d.is_error()) {
+        tracing::warn!("playbook {warning}");
+    }
+    match loaded.set.filter(|_| errors == 0) {
         Some(set) => {
             let version = set.version.clone();
             if current.version.as_ref() != Some(&version) {
@@ -221,7 +226,7 @@ fn run(
             Some(version)
         }
         None => {
-            for d in &current.diagnostics {
+            for d in problems.iter().filter(|d| d.is_error()) {
                 tracing::error!("playbook problem: {d}");
             }
             tracing::warn!(
