@@ -5,7 +5,7 @@ use std::path::Path;
 
 use domain::{Event, EventId, Record, RecordId, RecordKey, RecordKind, Timestamp};
 use engine::{Native, evaluate_condition};
-use playbook::{Condition, DEAL_FACTS, LEAD_FACTS, Scope};
+use playbook::{Condition, DEAL_FACTS, Fact, LEAD_FACTS, Scope};
 
 const DEAL: &[&str] = &[
     r#"deal.stage == "demo""#,
@@ -172,9 +172,10 @@ fn events() -> Vec<Option<Event>> {
     out
 }
 
-fn compile(source: &str, kind: &str, facts: &'static [&'static str]) -> Condition {
+fn compile(source: &str, kind: &str, facts: &'static [Fact]) -> Condition {
     let scope = Scope {
         variables: vec![(kind, Some(facts)), ("now", None), ("event", None)],
+        ..Scope::default()
     };
     Condition::compile(source, &scope).unwrap_or_else(|e| panic!("{source}: {e:?}"))
 }

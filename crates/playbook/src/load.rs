@@ -9,7 +9,8 @@ use sha2::{Digest, Sha256};
 
 use domain::{EventType, RecordId, RecordKind, Role, Stage};
 
-use crate::condition::{DEAL_FACTS, EVENT_FACTS, LEAD_FACTS, Scope};
+use crate::condition::Scope;
+use crate::facts::{DEAL_FACTS, Fact, LEAD_FACTS, event_facts, find};
 use crate::model::{
     Action, Answer, Asset, AssetChoice, Busy, Criterion, DecisionTree, Engagement, Exit, Gate,
     InputKind, Location, ObjectionScript, Outcome, Playbook, PlaybookSet, Question, Reentry, Reply,
@@ -138,6 +139,7 @@ pub fn load_files(files: &[(PathBuf, String)]) -> Loaded {
     let mut cx = Compiler {
         diagnostics: Vec::new(),
         file: PathBuf::new(),
+        stages: Vec::new(),
         assets: BTreeSet::new(),
         generated: Vec::new(),
     };
@@ -167,6 +169,10 @@ pub fn load_files(files: &[(PathBuf, String)]) -> Loaded {
     }
     let names = Names::collect(&mut cx, &parsed);
     cx.assets = names.assets.keys().cloned().collect();
+    // A set that declares no stages of its own leaves the CRM's stage names unchecked.
+    if names.stages.len() > 2 {
+        cx.stages = names.stages.iter().cloned().collect();
+    }
     let sending = cx.sending(&parsed);
     let risk = cx.risk(&parsed, &names);
     let mut playbooks = Vec::new();
@@ -360,6 +366,9 @@ impl Names {
 struct Compiler {
     diagnostics: Vec<Diagnostic>,
     file: PathBuf,
+    /// The stages the set declares, with closed_won and closed_lost: what `deal.stage` can be
+    /// (empty when it declares none of its own: then stage names are not checked).
+    stages: Vec<String>,
     /// The asset library's names: messages may read `assets.NAME` / `assets["NAME"]`.
     assets: BTreeSet<String>,
     /// Rules compiled from a rule's parts (a first-touch SLA), added after it.
@@ -718,9 +727,6 @@ impl Compiler {
             );
         }
         let stage = self.open_stage(&g.stage, names, "a gate judges moves into open stages");
-        let scope = Scope {
-            variables: vec![("deal", Some(DEAL_FACTS)), ("now", None)],
-        };
         let mut criteria = Vec::new();
         let mut seen = BTreeSet::new();
         for c in &g.require {
@@ -730,7 +736,8 @@ impl Compiler {
                     format!("criterion {:?} is named twice", c.name.value),
                 );
             }
-            if let Some(condition) = self.compiled(&c.condition, &scope) {
+            let variables = vec![("deal", Some(DEAL_FACTS)), ("now", None)];
+            if let Some(condition) = self.compiled(&c.condition, variables) {
                 criteria.push(Criterion {
                     name: c.name.value.clone(),
                     condition,
@@ -763,7 +770,7 @@ impl Compiler {
         let location = self.location(&g.stage);
         let alerts = (!targets.is_empty()).then(|| {
             let source = format!("event.stage == {:?}", stage.as_str());
-            let event_fields = [EVENT_FACTS, payload_fields(EventType::GateBlocked)].concat();
+            let event_fields = event_facts(EventType::GateBlocked);
             let condition = Condition::compile(
                 &source,
                 &Scope {
@@ -772,6 +779,7 @@ impl Compiler {
                         ("now", None),
                         ("event", Some(event_fields.as_slice())),
                     ],
+                    ..Scope::default()
                 },
             )
             .ok();
@@ -909,11 +917,7 @@ impl Compiler {
         what: &str,
         record: RecordKind,
     ) {
-        let facts = if record == RecordKind::Lead {
-            LEAD_FACTS
-        } else {
-            DEAL_FACTS
-        };
+        let facts = record_facts(record);
         for value in read {
             let mut parts = value.split('.');
             let root = parts.next().unwrap_or_default();
@@ -928,10 +932,10 @@ impl Compiler {
                     )
                 }),
                 (r, None) if r == record.as_str() => None,
-                (r, Some(f)) if r == record.as_str() => (!facts.contains(&f)).then(|| {
+                (r, Some(f)) if r == record.as_str() => find(facts, f).is_none().then(|| {
                     format!(
                         "a {record} has no `{f}`{}",
-                        crate::condition::suggestion(f, facts)
+                        crate::condition::suggestion(f, &crate::facts::names(facts))
                     )
                 }),
                 ("deal" | "lead", _) => Some(format!("this is a message about a {record}")),
@@ -1452,45 +1456,46 @@ impl Compiler {
         record: RecordKind,
         trigger: Option<&Trigger>,
     ) -> Option<Condition> {
-        let facts = if record == RecordKind::Lead {
-            LEAD_FACTS
-        } else {
-            DEAL_FACTS
-        };
-        let mut variables = vec![(record.as_str(), Some(facts)), ("now", None)];
+        let mut variables = vec![(record.as_str(), Some(record_facts(record))), ("now", None)];
         let event_fields;
         if let Some(Trigger::Event(t)) = trigger {
-            event_fields = [EVENT_FACTS, payload_fields(*t)].concat();
+            event_fields = event_facts(*t);
             variables.push(("event", Some(event_fields.as_slice())));
         }
-        self.compiled(c, &Scope { variables })
+        self.compiled(c, variables)
     }
 
-    /// A condition compiled in `scope`, its problems reported at their place in the YAML.
-    fn compiled(&mut self, c: &Spanned<String>, scope: &Scope) -> Option<Condition> {
-        match Condition::compile(&c.value, scope) {
-            Ok(condition) => Some(condition),
-            Err(errors) => {
-                let base = self.location(c);
-                for e in errors {
-                    // Positions inside the expression, moved to the YAML scalar holding it
-                    // (one column further when the scalar is quoted).
-                    let quote = quote_width(c);
-                    let (line, column) = if e.line == 1 {
-                        (base.line, base.column + quote + e.column - 1)
-                    } else {
-                        (base.line + e.line - 1, e.column)
-                    };
-                    self.diagnostics.push(Diagnostic::error(
-                        base.file.clone(),
-                        line,
-                        column,
-                        format!("condition: {}", e.message),
-                    ));
-                }
-                None
-            }
+    /// A condition over `variables` (and the set's stages) compiled, its problems reported at
+    /// their place in the YAML.
+    fn compiled(
+        &mut self,
+        c: &Spanned<String>,
+        variables: Vec<(&str, Option<&[Fact]>)>,
+    ) -> Option<Condition> {
+        let scope = Scope {
+            variables,
+            stages: self.stages.iter().map(String::as_str).collect(),
+        };
+        let (condition, problems) = Condition::check(&c.value, &scope);
+        let base = self.location(c);
+        for e in problems {
+            // Positions inside the expression, moved to the YAML scalar holding it (one column
+            // further when the scalar is quoted).
+            let quote = quote_width(c);
+            let (line, column) = if e.line == 1 {
+                (base.line, base.column + quote + e.column - 1)
+            } else {
+                (base.line + e.line - 1, e.column)
+            };
+            self.diagnostics.push(Diagnostic {
+                file: base.file.clone(),
+                line,
+                column,
+                severity: e.severity,
+                message: format!("condition: {}", e.message),
+            });
         }
+        condition
     }
 
     /// A recipient who can hold an exception: a person, not a contact or a channel.
@@ -1848,13 +1853,9 @@ impl Compiler {
             );
             return;
         }
-        let facts = if record == RecordKind::Lead {
-            LEAD_FACTS
-        } else {
-            DEAL_FACTS
-        };
         let scope = Scope {
-            variables: vec![(record.as_str(), Some(facts)), ("now", None)],
+            variables: vec![(record.as_str(), Some(record_facts(record))), ("now", None)],
+            ..Scope::default()
         };
         let by = |id: &str| {
             Condition::compile(
@@ -2177,6 +2178,15 @@ impl Compiler {
 }
 
 /// The ids of the rules a rule's first-touch SLA compiles to.
+/// The facts of a rule's record: a deal's, or a lead's.
+fn record_facts(record: RecordKind) -> &'static [Fact] {
+    if record == RecordKind::Lead {
+        LEAD_FACTS
+    } else {
+        DEAL_FACTS
+    }
+}
+
 fn first_touch_ids(rule: &str) -> [String; 2] {
     [
         format!("{rule}-first-touch"),
@@ -2277,77 +2287,6 @@ pub fn parse_span(text: &str) -> Option<Span> {
         any = true;
     }
     (any && digits.is_empty() && total > 0).then_some(Span(total))
-}
-
-/// The payload fields of each event type, as conditions read them (`event.kind`).
-fn payload_fields(t: EventType) -> &'static [&'static str] {
-    use EventType::*;
-    match t {
-        LeadCreated | LeadUpdated => &[
-            "name", "email", "company", "title", "origin", "owner", "status", "fields",
-        ],
-        ContactCreated | ContactUpdated => {
-            &["name", "email", "title", "timezone", "role", "fields"]
-        }
-        AccountCreated | AccountUpdated => &[
-            "name",
-            "domain",
-            "industry",
-            "segment",
-            "territory",
-            "employees",
-            "owner",
-            "fields",
-        ],
-        DealCreated | DealUpdated => &[
-            "name",
-            "pipeline",
-            "stage",
-            "owner",
-            "amount",
-            "currency",
-            "close_date",
-            "contacts",
-            "roles",
-            "fields",
-        ],
-        DealStageChanged => &["stage", "from", "override"],
-        GateBlocked => &[
-            "stage",
-            "from",
-            "gate",
-            "unmet",
-            "attempted",
-            "override",
-            "refused",
-        ],
-        DealWon | DealLost => &["amount", "currency", "reason"],
-        EmailSent | EmailReceived | EmailOpened => {
-            &["subject", "message_id", "in_reply_to", "auto_reply"]
-        }
-        LinkClicked => &["url", "message_id"],
-        ContactUnsubscribed => &["email", "via"],
-        MeetingBooked | MeetingHeld => &["title", "scheduled_for", "duration_minutes", "attendees"],
-        CallLogged => &["direction", "duration_minutes", "outcome"],
-        NoteAdded => &["text"],
-        ObjectionRaised | ObjectionResolved => &["kind", "text"],
-        ContentViewed => &["url", "asset", "title", "seconds"],
-        FormSubmitted => &["form", "fields"],
-        InterventionLogged => &["person", "reason", "note"],
-        OwnerAssigned => &["owner", "previous", "rule", "strategy", "why"],
-        PersonCreated | PersonUpdated => &[
-            "name",
-            "email",
-            "roles",
-            "timezone",
-            "key_person",
-            "available",
-            "capacity",
-            "manager",
-            "out_of_office",
-            "working_hours",
-        ],
-    }
 }
 
 #[cfg(test)]
