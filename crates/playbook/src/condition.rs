@@ -20,7 +20,11 @@ use crate::facts::{Fact, Type, Values, find, names};
 #[derive(Clone)]
 pub struct Condition {
     pub source: String,
+    /// The condition as written: its syntax tree with each node's place in `source`.
     pub program: Arc<cel::Program>,
+    /// What the engine evaluates: the program under pipewright's rule for custom fields a
+    /// record lacks (`absent_as_null`).
+    pub expression: Arc<IdedExpr>,
     /// The record and event fields it reads (`("deal", "stage")`), for why-traces.
     pub fields: Vec<(String, String)>,
 }
@@ -94,7 +98,9 @@ impl Condition {
                 source,
                 problems: &mut problems,
                 locals: Vec::new(),
+                guarded: Vec::new(),
             };
+            guarded_fields(program.expression(), &mut types.guarded);
             types.walk(program.expression());
             let whole = types.ty(program.expression());
             if !matches!(whole, Ty::Bool | Ty::Unknown) {
@@ -111,10 +117,15 @@ impl Condition {
         selected(program.expression(), &mut fields);
         fields.sort();
         fields.dedup();
-        let condition = (!problems.iter().any(|p| p.severity == Severity::Error)).then(|| Self {
-            source: source.to_owned(),
-            program: Arc::new(program),
-            fields,
+        let condition = (!problems.iter().any(|p| p.severity == Severity::Error)).then(|| {
+            let mut expression = program.expression().clone();
+            absent_as_null(&mut expression);
+            Self {
+                source: source.to_owned(),
+                program: Arc::new(program),
+                expression: Arc::new(expression),
+                fields,
+            }
         });
         (condition, problems)
     }
@@ -290,7 +301,7 @@ impl<'f> Ty<'f> {
 
 /// The type check: member access on what has no members, comparisons between things that can
 /// never be equal or ordered, `in` over something that is not a collection, logic over
-/// non-booleans, values outside their set.
+/// non-booleans, values outside their set; and a warning where a missing custom field decides.
 struct Types<'a, 'p> {
     scope: &'a Scope<'a>,
     program: &'a cel::Program,
@@ -298,6 +309,8 @@ struct Types<'a, 'p> {
     problems: &'p mut Vec<ConditionError>,
     /// The comprehension variables in scope, with what they hold.
     locals: Vec<(String, Ty<'a>)>,
+    /// The custom fields the condition tests with `has(…)`: `("deal", "seats")`.
+    guarded: Vec<(String, String)>,
 }
 
 impl<'a> Types<'a, '_> {
@@ -492,6 +505,9 @@ impl<'a> Types<'a, '_> {
                             self.name(b)
                         ),
                     );
+                } else {
+                    self.absent_field(a);
+                    self.absent_field(b);
                 }
             }
             op::IN => match &b.expr {
@@ -564,6 +580,21 @@ impl<'a> Types<'a, '_> {
         self.error(literal.id, message);
     }
 
+    /// An ordering comparison reading a custom field the condition does not test with `has`:
+    /// on a record without the field it is false, which the writer may not have meant.
+    fn absent_field(&mut self, node: &IdedExpr) {
+        let Some((root, field)) = custom_field(node) else {
+            return;
+        };
+        if self.guarded.iter().any(|(r, f)| r == root && f == field) {
+            return;
+        }
+        let message = format!(
+            "`{root}.fields.{field}` is null on a {root} without it, and this comparison is then false; test `has({root}.fields.{field})` to say what such a {root} gets"
+        );
+        self.field_problem(node.id, Severity::Warning, message);
+    }
+
     /// An operand of `&&`, `||` or `!` must be true or false.
     fn boolean(&mut self, node: &IdedExpr) {
         let t = self.ty(node);
@@ -587,21 +618,174 @@ fn path(node: &IdedExpr) -> Option<String> {
     }
 }
 
-/// Every `root.field` the expression selects.
-fn selected(node: &IdedExpr, out: &mut Vec<(String, String)>) {
-    match &node.expr {
-        Expr::Select(s) => {
-            if let Expr::Ident(root) = &s.operand.expr {
-                out.push((root.clone(), s.field.clone()));
+/// `deal.fields.NAME` (or `lead.…`): a custom field, as (record, name).
+fn custom_field(node: &IdedExpr) -> Option<(&str, &str)> {
+    let Expr::Select(s) = &node.expr else {
+        return None;
+    };
+    let Expr::Select(fields) = &s.operand.expr else {
+        return None;
+    };
+    let Expr::Ident(root) = &fields.operand.expr else {
+        return None;
+    };
+    (!s.test
+        && !fields.test
+        && fields.field == "fields"
+        && matches!(root.as_str(), "deal" | "lead"))
+    .then_some((root.as_str(), s.field.as_str()))
+}
+
+/// Every custom field tested with `has(deal.fields.NAME)`.
+fn guarded_fields(node: &IdedExpr, out: &mut Vec<(String, String)>) {
+    visit(node, &mut |n| {
+        if let Expr::Select(s) = &n.expr
+            && s.test
+            && let Expr::Select(fields) = &s.operand.expr
+            && let Expr::Ident(root) = &fields.operand.expr
+            && fields.field == "fields"
+        {
+            out.push((root.clone(), s.field.clone()));
+        }
+    });
+}
+
+/// pipewright's rule for a custom field a record lacks, applied to `e` (README, "Custom
+/// fields"): `deal.fields.NAME` reads null when the deal has no such field, so `==` and `!=`
+/// give CEL's null equality, and an ordering comparison (`<`, `<=`, `>`, `>=`) with such a
+/// field is false. CEL alone fails on both ("No such key", "no such overload"), and a rule
+/// that fails never fires, also under `!`. `has(deal.fields.NAME)` still tests the field.
+///
+/// `deal.fields.x` becomes `has(deal.fields.x) ? deal.fields.x : null`, and `deal.fields.x > 3`
+/// becomes `has(deal.fields.x) ? deal.fields.x > 3 : false`. The new nodes have the id 0: ids
+/// place nodes in the source, and these have no place of their own.
+pub(crate) fn absent_as_null(e: &mut IdedExpr) {
+    if let Expr::Call(c) = &mut e.expr
+        && c.target.is_none()
+        && ORDERING.contains(&c.func_name.as_str())
+        && c.args.iter().any(|a| custom_field(a).is_some())
+    {
+        let mut guards = Vec::new();
+        for arg in &mut c.args {
+            if custom_field(arg).is_some() {
+                guards.push(has(arg));
             } else {
-                selected(&s.operand, out);
+                absent_as_null(arg);
             }
         }
+        let guard = guards
+            .into_iter()
+            .reduce(|a, b| call(op::LOGICAL_AND, vec![a, b]))
+            .unwrap_or_default();
+        let compared = std::mem::take(e);
+        *e = call(
+            op::CONDITIONAL,
+            vec![
+                guard,
+                compared,
+                literal(LiteralValue::Boolean(false.into())),
+            ],
+        );
+        return;
+    }
+    if custom_field(e).is_some() {
+        let read = std::mem::take(e);
+        *e = call(
+            op::CONDITIONAL,
+            vec![has(&read), read, literal(LiteralValue::Null)],
+        );
+        return;
+    }
+    match &mut e.expr {
         Expr::Call(c) => {
-            c.target.iter().for_each(|t| selected(t, out));
-            c.args.iter().for_each(|a| selected(a, out));
+            c.target.iter_mut().for_each(|t| absent_as_null(t));
+            c.args.iter_mut().for_each(absent_as_null);
         }
-        Expr::List(l) => l.elements.iter().for_each(|e| selected(e, out)),
+        Expr::Select(s) => absent_as_null(&mut s.operand),
+        Expr::List(l) => l.elements.iter_mut().for_each(absent_as_null),
+        Expr::Map(m) => {
+            for entry in &mut m.entries {
+                if let cel::common::ast::EntryExpr::MapEntry(e) = &mut entry.expr {
+                    absent_as_null(&mut e.key);
+                    absent_as_null(&mut e.value);
+                }
+            }
+        }
+        Expr::Comprehension(c) => {
+            let c = &mut **c;
+            for part in [
+                &mut c.iter_range,
+                &mut c.accu_init,
+                &mut c.loop_cond,
+                &mut c.loop_step,
+                &mut c.result,
+            ] {
+                absent_as_null(part);
+            }
+        }
+        _ => {}
+    }
+}
+
+const ORDERING: [&str; 4] = [op::LESS, op::LESS_EQUALS, op::GREATER, op::GREATER_EQUALS];
+
+/// `has(x.f)` for the select `x.f`.
+fn has(select: &IdedExpr) -> IdedExpr {
+    let mut test = select.clone();
+    if let Expr::Select(s) = &mut test.expr {
+        s.test = true;
+    }
+    test.id = 0;
+    test
+}
+
+fn call(func: &str, args: Vec<IdedExpr>) -> IdedExpr {
+    IdedExpr {
+        id: 0,
+        expr: Expr::Call(cel::common::ast::CallExpr {
+            func_name: func.to_owned(),
+            target: None,
+            args,
+        }),
+    }
+}
+
+fn literal(value: LiteralValue) -> IdedExpr {
+    IdedExpr {
+        id: 0,
+        expr: Expr::Literal(value),
+    }
+}
+
+/// Every `root.field` the expression selects.
+fn selected(node: &IdedExpr, out: &mut Vec<(String, String)>) {
+    visit(node, &mut |n| {
+        if let Expr::Select(s) = &n.expr
+            && let Expr::Ident(root) = &s.operand.expr
+        {
+            out.push((root.clone(), s.field.clone()));
+        }
+    });
+}
+
+/// Calls `f` on `node` and every node below it.
+fn visit(node: &IdedExpr, f: &mut impl FnMut(&IdedExpr)) {
+    f(node);
+    match &node.expr {
+        Expr::Select(s) => visit(&s.operand, f),
+        Expr::Call(c) => {
+            c.target.iter().for_each(|t| visit(t, f));
+            c.args.iter().for_each(|a| visit(a, f));
+        }
+        Expr::List(l) => l.elements.iter().for_each(|e| visit(e, f)),
+        Expr::Map(m) => {
+            for entry in &m.entries {
+                if let cel::common::ast::EntryExpr::MapEntry(e) = &entry.expr {
+                    visit(&e.key, f);
+                    visit(&e.value, f);
+                }
+            }
+        }
         Expr::Comprehension(c) => {
             for e in [
                 &c.iter_range,
@@ -610,7 +794,7 @@ fn selected(node: &IdedExpr, out: &mut Vec<(String, String)>) {
                 &c.loop_step,
                 &c.result,
             ] {
-                selected(e, out);
+                visit(e, f);
             }
         }
         _ => {}
@@ -832,6 +1016,29 @@ mod tests {
             stages: Vec::new(),
         };
         assert!(Condition::compile("deal.stage == 'anything'", &scope).is_ok());
+    }
+
+    /// Issue 23: where a missing custom field decides an ordering, `check` suggests `has`.
+    #[test]
+    fn an_unguarded_ordering_on_a_custom_field_is_a_warning() {
+        let (condition, problems) = Condition::check("deal.fields.seats > 10", &deal_scope());
+        assert!(condition.is_some(), "a warning does not stop the condition");
+        assert_eq!(
+            problems,
+            [ConditionError {
+                line: 1,
+                column: 13,
+                severity: Severity::Warning,
+                message: "`deal.fields.seats` is null on a deal without it, and this comparison is then false; test `has(deal.fields.seats)` to say what such a deal gets".into(),
+            }]
+        );
+        for quiet in [
+            "has(deal.fields.seats) && deal.fields.seats > 10",
+            "!has(deal.fields.seats) || deal.fields.seats > 10",
+            "deal.fields.won == true && deal.fields.tier in ['gold']",
+        ] {
+            assert_eq!(Condition::check(quiet, &deal_scope()).1, [], "{quiet}");
+        }
     }
 
     #[test]

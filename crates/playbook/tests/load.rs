@@ -197,6 +197,23 @@ fn rules_see_only_their_context() {
     );
 }
 
+/// Issue 23: a warning is reported with the set, which loads; only errors keep it out.
+#[test]
+fn warnings_are_reported_beside_a_set_that_loads() {
+    let text = format!(
+        "{HEADER}rules:\n  - id: r\n    why: w\n    when: {{ quiet_for: 5d }}\n    if: deal.fields.seats > 10\n    then:\n      - alert: {{ to: deal.owner, text: hi }}\n"
+    );
+    let loaded = load_files(&[(PathBuf::from("p.yaml"), text)]);
+    assert!(loaded.set.is_some(), "{:?}", lines(&loaded.diagnostics));
+    assert_eq!(loaded.errors(), 0);
+    assert_eq!(
+        lines(&loaded.diagnostics),
+        [
+            "p.yaml:8:21: warning: condition: `deal.fields.seats` is null on a deal without it, and this comparison is then false; test `has(deal.fields.seats)` to say what such a deal gets"
+        ]
+    );
+}
+
 #[test]
 fn missing_folders_and_empty_folders_are_diagnosed() {
     let dir = tempfile::tempdir().unwrap();
