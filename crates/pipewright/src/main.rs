@@ -192,7 +192,9 @@ enum Command {
     /// Bring the database schema up to this version of pipewright (every node also does this
     /// when it starts; run it first when upgrading several nodes).
     Migrate,
-    /// Check the playbooks in a folder and report every problem with file:line:column.
+    /// Check the playbooks in a folder and report every problem with file:line:column. Chat
+    /// channels are checked against the configuration (`--config`; without it the defaults,
+    /// which configure none).
     Check {
         #[arg(default_value = "playbooks")]
         dir: PathBuf,
@@ -700,7 +702,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out.write_all(server::DEFAULT_CONFIG.as_bytes())?;
         }
         Command::Check { dir } => {
-            let loaded = playbook::load_dir(dir);
+            let targets = settings(&cli, false)?.playbook_targets();
+            let loaded = playbook::load_dir_with(dir, &targets);
             // Warnings are printed with the errors; only errors fail the check.
             for d in &loaded.diagnostics {
                 writeln!(out, "{d}")?;

@@ -18,7 +18,10 @@ mod window;
 pub use condition::{Condition, ConditionError, Scope};
 pub use cron::{CronError, Schedule};
 pub use facts::{DEAL_FACTS, EVENT_FACTS, Fact, LEAD_FACTS, Type, Values};
-pub use load::{Diagnostic, Loaded, Severity, load_dir, load_files, parse_span, read_dir};
+pub use load::{
+    Diagnostic, Loaded, Severity, Targets, load_dir, load_dir_with, load_files, load_files_with,
+    parse_span, read_dir,
+};
 pub use model::{
     Action, Answer, Answered, Asset, AssetChoice, Busy, Criterion, DEFAULT_ESCALATION_SLA,
     DecisionTree, Engagement, Exit, Gate, InputKind, Location, ObjectionScript, Outcome, Playbook,

@@ -86,10 +86,27 @@ impl Loaded {
     }
 }
 
-/// Loads every `*.yaml` / `*.yml` file of `dir`, in name order.
+/// What the configuration delivers to, by name, for actions to be held to: a chat channel
+/// (`alert: { to: channel:NAME }`) must have an incoming webhook. `None`: not checked — what
+/// delivers nothing (a backtest, the handbook, a replay) loads playbooks without it. Plain names,
+/// so this crate needs no configuration types.
+#[derive(Debug, Clone, Default)]
+pub struct Targets {
+    /// The chat channels configured (`delivery.chat.NAME`).
+    pub chat_channels: Option<BTreeSet<String>>,
+}
+
+/// Loads every `*.yaml` / `*.yml` file of `dir`, in name order, without holding its actions
+/// to a configuration ([`load_dir_with`] does).
 pub fn load_dir(dir: &Path) -> Loaded {
+    load_dir_with(dir, &Targets::default())
+}
+
+/// Loads every `*.yaml` / `*.yml` file of `dir`, in name order; a chat channel an action names
+/// must be among `targets`'.
+pub fn load_dir_with(dir: &Path, targets: &Targets) -> Loaded {
     let (files, mut diagnostics) = read_dir(dir);
-    let mut loaded = load_files(&files);
+    let mut loaded = load_files_with(&files, targets);
     diagnostics.append(&mut loaded.diagnostics);
     sort(&mut diagnostics);
     Loaded {
@@ -134,9 +151,17 @@ fn at_start(file: &Path, message: String) -> Diagnostic {
     Diagnostic::error(file.to_owned(), 1, 1, message)
 }
 
-/// Compiles playbook files given as (path, text).
+/// Compiles playbook files given as (path, text), without holding their actions to a
+/// configuration ([`load_files_with`] does).
 pub fn load_files(files: &[(PathBuf, String)]) -> Loaded {
+    load_files_with(files, &Targets::default())
+}
+
+/// Compiles playbook files given as (path, text); a chat channel an action names must be among
+/// `targets`'.
+pub fn load_files_with(files: &[(PathBuf, String)], targets: &Targets) -> Loaded {
     let mut cx = Compiler {
+        targets: targets.clone(),
         diagnostics: Vec::new(),
         file: PathBuf::new(),
         stages: Vec::new(),
@@ -364,6 +389,7 @@ impl Names {
 }
 
 struct Compiler {
+    targets: Targets,
     diagnostics: Vec<Diagnostic>,
     file: PathBuf,
     /// The stages the set declares, with closed_won and closed_lost: what `deal.stage` can be
@@ -764,7 +790,7 @@ impl Compiler {
         let targets: Vec<Target> = g
             .notify
             .iter()
-            .filter_map(|t| self.target(t, RecordKind::Deal))
+            .filter_map(|t| self.recipient(t, RecordKind::Deal, Receives::Alert))
             .collect();
         let stage = stage?;
         let location = self.location(&g.stage);
@@ -1181,14 +1207,7 @@ impl Compiler {
                 "this title",
                 record,
             );
-            let assignee = self.target(&task.assignee, record);
-            if matches!(assignee, Some(Target::PrimaryContact | Target::Channel(_))) {
-                self.error(
-                    &task.assignee,
-                    "a task is for a person: the owner, person:ID or role:NAME".into(),
-                );
-                return None;
-            }
+            let assignee = self.recipient(&task.assignee, record, Receives::Task);
             let kind = match task.kind.as_ref().map(|k| (k, k.value.as_str())) {
                 None | Some((_, "other")) => Some(TaskKind::Other),
                 Some((_, "call")) => Some(TaskKind::Call),
@@ -1498,25 +1517,57 @@ impl Compiler {
         condition
     }
 
-    /// A recipient who can hold an exception: a person, not a contact or a channel.
-    fn person_target(&mut self, s: &Spanned<String>, record: RecordKind) -> Option<Target> {
+    /// A recipient who can receive what it is given: an alert goes to anyone (a chat channel
+    /// if the configuration has its webhook), an email to a person or a contact, a task or an
+    /// exception to a person.
+    fn recipient(
+        &mut self,
+        s: &Spanned<String>,
+        record: RecordKind,
+        receives: Receives,
+    ) -> Option<Target> {
         let target = self.target(s, record)?;
-        match target {
-            Target::Owner | Target::OwnerManager | Target::Person(_) | Target::Role(_) => {
-                Some(target)
+        let r = record.as_str();
+        let problem = match (receives, &target) {
+            (Receives::Alert, Target::Channel(name)) => self.unconfigured(name),
+            (Receives::Email, Target::Channel(_)) => Some(format!(
+                "a channel gets alerts, not emails: send to {r}.owner, {r}.owner.manager{}, person:ID or role:NAME",
+                if record == RecordKind::Deal {
+                    ", deal.primary_contact"
+                } else {
+                    ""
+                }
+            )),
+            (Receives::Task, Target::PrimaryContact | Target::Channel(_)) => {
+                Some("a task is for a person: the owner, person:ID or role:NAME".into())
             }
-            _ => {
-                self.error(
-                    s,
-                    format!(
-                        "an escalation goes to a person: {}.owner, {}.owner.manager, person:ID or role:NAME",
-                        record.as_str(),
-                        record.as_str()
-                    ),
-                );
+            (Receives::Exception, Target::PrimaryContact | Target::Channel(_)) => Some(format!(
+                "an escalation goes to a person: {r}.owner, {r}.owner.manager, person:ID or role:NAME"
+            )),
+            _ => None,
+        };
+        match problem {
+            Some(problem) => {
+                self.error(s, problem);
                 None
             }
+            None => Some(target),
         }
+    }
+
+    /// Why a chat channel cannot be delivered to, if the configuration is known and lacks it.
+    fn unconfigured(&self, name: &str) -> Option<String> {
+        let configured = self.targets.chat_channels.as_ref()?;
+        (!configured.contains(name)).then(|| {
+            let known = if configured.is_empty() {
+                "none".to_owned()
+            } else {
+                list(configured)
+            };
+            format!(
+                "no chat channel {name:?} is configured: give its incoming-webhook URL as delivery.chat.{name} in the configuration (configured: {known})"
+            )
+        })
     }
 
     fn target(&mut self, s: &Spanned<String>, record: RecordKind) -> Option<Target> {
@@ -1632,7 +1683,7 @@ impl Compiler {
                     }
                 };
                 let to = match &x.to {
-                    Some(t) => self.target(t, record)?,
+                    Some(t) => self.recipient(t, record, Receives::Email)?,
                     None => default_to,
                 };
                 let use_case = match &asset {
@@ -1650,7 +1701,7 @@ impl Compiler {
                     return None;
                 }
                 let to = match &x.to {
-                    Some(t) => self.target(t, record)?,
+                    Some(t) => self.recipient(t, record, Receives::Email)?,
                     None => default_to,
                 };
                 Action::SendEmail {
@@ -1662,14 +1713,14 @@ impl Compiler {
                 self.template_syntax(&x.text);
                 self.values_fit(&x.text, &values_read(&x.text.value), "this text", record);
                 Action::Alert {
-                    to: self.target(&x.to, record)?,
+                    to: self.recipient(&x.to, record, Receives::Alert)?,
                     text: x.text.value.clone(),
                 }
             }
             raw::Action::Task(x) => {
                 self.template_syntax(&x.title);
                 self.values_fit(&x.title, &values_read(&x.title.value), "this title", record);
-                let assignee = self.target(&x.assignee, record);
+                let assignee = self.recipient(&x.assignee, record, Receives::Task);
                 let due = self.optional_span(&x.due);
                 Action::Task {
                     assignee: assignee?,
@@ -1697,13 +1748,13 @@ impl Compiler {
                 }
             }
             raw::Action::Escalate(x) => {
-                let to = self.person_target(&x.to, record);
+                let to = self.recipient(&x.to, record, Receives::Exception);
                 let after = self.optional_span(&x.after);
                 let sla = self.optional_span(&x.sla);
                 let then: Vec<Option<Target>> = x
                     .then
                     .iter()
-                    .map(|t| self.person_target(t, record))
+                    .map(|t| self.recipient(t, record, Receives::Exception))
                     .collect();
                 if x.reason.value.trim().is_empty() {
                     self.error(&x.reason, "an escalation needs a `reason`".into());
@@ -1717,8 +1768,23 @@ impl Compiler {
                 }
             }
             raw::Action::Webhook(x) => {
-                if !(x.url.value.starts_with("https://") || x.url.value.starts_with("http://")) {
+                let Some(rest) = (x.url.value.strip_prefix("https://"))
+                    .or_else(|| x.url.value.strip_prefix("http://"))
+                else {
                     self.error(&x.url, format!("{:?} is not an http(s) URL", x.url.value));
+                    return None;
+                };
+                // The host: before the path, query or fragment, after any user, before the port.
+                let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+                let host = authority.rsplit('@').next().unwrap_or_default();
+                if host.split(':').next().unwrap_or_default().is_empty() {
+                    self.error(
+                        &x.url,
+                        format!(
+                            "{:?} names no host: a webhook needs its receiver's URL",
+                            x.url.value
+                        ),
+                    );
                     return None;
                 }
                 Action::Webhook {
@@ -1842,7 +1908,7 @@ impl Compiler {
         let escalate = ft
             .escalate
             .as_ref()
-            .and_then(|t| self.person_target(t, record));
+            .and_then(|t| self.recipient(t, record, Receives::Exception));
         if ft.escalate.is_some() && escalate.is_none() {
             return;
         }
@@ -2178,6 +2244,15 @@ impl Compiler {
 }
 
 /// The ids of the rules a rule's first-touch SLA compiles to.
+/// What a recipient is given: see `Compiler::recipient`.
+#[derive(Debug, Clone, Copy)]
+enum Receives {
+    Alert,
+    Email,
+    Task,
+    Exception,
+}
+
 /// The facts of a rule's record: a deal's, or a lead's.
 fn record_facts(record: RecordKind) -> &'static [Fact] {
     if record == RecordKind::Lead {

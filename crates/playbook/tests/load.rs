@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use playbook::{
-    Action, AssetChoice, Diagnostic, Engagement, Exit, Reentry, Span, StepKind, Target, TaskKind,
-    Trigger, Wait, load_dir, load_files,
+    Action, AssetChoice, Diagnostic, Engagement, Exit, Reentry, Span, StepKind, Target, Targets,
+    TaskKind, Trigger, Wait, load_dir, load_dir_with, load_files,
 };
 
 fn examples() -> PathBuf {
@@ -327,11 +327,15 @@ fn schedules_compile_and_their_errors_point_into_the_expression() {
 }
 
 /// The broken fixtures: every kind of mistake, each reported once with its position, all in one
-/// run. `UPDATE_EXPECT=1` rewrites `tests/broken/expected.txt`.
+/// run, against a configuration with the chat channel `sales`. `UPDATE_EXPECT=1` rewrites
+/// `tests/broken/expected.txt`.
 #[test]
 fn the_broken_fixtures_report_every_mistake_precisely() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/broken");
-    let loaded = load_dir(&dir);
+    let targets = Targets {
+        chat_channels: Some(["sales".to_owned()].into()),
+    };
+    let loaded = load_dir_with(&dir, &targets);
     assert!(loaded.set.is_none());
     let prefix = format!("{}/", dir.display());
     let got: String = lines(&loaded.diagnostics)

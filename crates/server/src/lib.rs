@@ -80,6 +80,8 @@ pub struct AppState {
     pub dispatcher: Option<Arc<delivery::Dispatcher>>,
     /// Failed sign-ins by email, for the web UI's throttle.
     pub sign_ins: web::auth::Throttle,
+    /// What this node's configuration delivers to, which its playbook folder is checked against.
+    targets: playbook::Targets,
     max_body_bytes: usize,
     metrics_public: bool,
 }
@@ -358,6 +360,7 @@ impl Application {
             node,
             dispatcher: Some(Arc::new(dispatcher)),
             sign_ins: web::auth::Throttle::default(),
+            targets: settings.playbook_targets(),
             max_body_bytes: settings.server.max_body_bytes,
             metrics_public: settings.server.metrics_public,
         };
@@ -449,6 +452,7 @@ impl AppState {
             status: Arc::clone(&self.playbooks),
             clock: Arc::clone(&self.clock),
             node: self.node.clone(),
+            targets: self.targets.clone(),
         }
     }
 }

@@ -59,6 +59,9 @@ pub struct Playbooks {
     pub clock: Arc<dyn Clock>,
     /// This node's name, recorded with what it publishes.
     pub node: String,
+    /// What this node's configuration delivers to: its folder's actions are held to it, as
+    /// `pipewright check` holds them.
+    pub targets: playbook::Targets,
 }
 
 impl Playbooks {
@@ -127,7 +130,14 @@ impl Playbooks {
     fn read_folder(&self) -> (Vec<(PathBuf, String)>, Option<String>) {
         let (files, problems) = playbook::read_dir(&self.dir);
         let origin = format!("folder {}", self.dir.display());
-        let version = run(&files, problems, &*self.store, &self.status, origin);
+        let version = run(
+            &files,
+            problems,
+            &self.targets,
+            &*self.store,
+            &self.status,
+            origin,
+        );
         (files, version)
     }
 
@@ -158,23 +168,36 @@ impl Playbooks {
             .map(|(p, t)| (PathBuf::from(p), t))
             .collect();
         let origin = format!("published by {} at {}", latest.node, latest.published_at);
-        if run(&files, Vec::new(), &*self.store, &self.status, origin).is_some() {
+        // A published set runs on every node, checked against the configuration of the node
+        // that published it: refusing it here would leave the nodes on different versions.
+        let unchecked = playbook::Targets::default();
+        if run(
+            &files,
+            Vec::new(),
+            &unchecked,
+            &*self.store,
+            &self.status,
+            origin,
+        )
+        .is_some()
+        {
             tracing::info!(version = %latest.version, node = %latest.node, "running the playbooks another node published");
         }
     }
 }
 
-/// Compiles `files` and, if they compile (and `problems` holds no error), makes them the
-/// store's engine. A broken set leaves the running engine in place and records the problems;
+/// Compiles `files` (their actions held to `targets`) and, if they compile (and `problems`
+/// holds no error), makes them the store's engine. A broken set leaves the running engine in place and records the problems;
 /// warnings are recorded and logged beside a set that runs. The version run, if it ran.
 fn run(
     files: &[(PathBuf, String)],
     mut problems: Vec<playbook::Diagnostic>,
+    targets: &playbook::Targets,
     store: &dyn Store,
     status: &SharedStatus,
     origin: String,
 ) -> Option<String> {
-    let mut loaded = playbook::load_files(files);
+    let mut loaded = playbook::load_files_with(files, targets);
     problems.append(&mut loaded.diagnostics);
     let mut current = status
         .write()
