@@ -108,6 +108,18 @@ pub enum Direction {
     Outbound,
 }
 
+impl Direction {
+    pub const ALL: [Direction; 2] = [Direction::Inbound, Direction::Outbound];
+
+    /// The direction as events write it (`inbound`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LeadFields {
@@ -817,6 +829,18 @@ impl NewEvent {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn enum_names_are_the_wire_names() {
+        for d in super::Direction::ALL {
+            assert_eq!(serde_json::to_value(d).unwrap(), d.as_str());
+        }
+        for k in super::ObjectionKind::ALL {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        for s in crate::DealStatus::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
 
     fn email(subject: &str, headers: &[(&str, &str)]) -> EmailFields {
         EmailFields {

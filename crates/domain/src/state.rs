@@ -270,6 +270,19 @@ pub enum DealStatus {
     Lost,
 }
 
+impl DealStatus {
+    pub const ALL: [DealStatus; 3] = [DealStatus::Open, DealStatus::Won, DealStatus::Lost];
+
+    /// The status as facts and the API write it (`open`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DealStatus::Open => "open",
+            DealStatus::Won => "won",
+            DealStatus::Lost => "lost",
+        }
+    }
+}
+
 /// One stay of a deal in a stage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StageVisit {

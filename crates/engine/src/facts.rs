@@ -176,11 +176,7 @@ pub(crate) fn deal_fact<'a>(d: &'a Deal, at: &DealNow<'_>, name: &str) -> Option
         "name" => s(d.name.as_deref()),
         "pipeline" => s(d.pipeline.as_deref()),
         "stage" => s(d.stage.as_ref().map(|s| s.as_str())),
-        "status" => Fact::Str(Cow::Borrowed(match d.status {
-            domain::DealStatus::Open => "open",
-            domain::DealStatus::Won => "won",
-            domain::DealStatus::Lost => "lost",
-        })),
+        "status" => Fact::Str(Cow::Borrowed(d.status.as_str())),
         "owner" => s(d.owner.as_ref().map(|o| o.as_str())),
         "amount" => d.amount.map_or(Fact::Null, |m| Fact::Float(m.major())),
         "currency" => d.amount.map_or(Fact::Null, |m| {
@@ -261,14 +257,14 @@ pub fn deal(d: &Deal, now: Timestamp, risk: Option<&risk::Model>) -> Value {
     let f = DealNow::at(d, now, risk);
     map(playbook::DEAL_FACTS
         .iter()
-        .filter_map(|name| Some((*name, deal_fact(d, &f, name)?.cel()))))
+        .filter_map(|fact| Some((fact.name, deal_fact(d, &f, fact.name)?.cel()))))
 }
 
 /// Every fact in `playbook::LEAD_FACTS`, for one lead at `now`.
 pub fn lead(l: &Lead, now: Timestamp) -> Value {
     map(playbook::LEAD_FACTS
         .iter()
-        .filter_map(|name| Some((*name, lead_fact(l, now, name)?.cel()))))
+        .filter_map(|fact| Some((fact.name, lead_fact(l, now, fact.name)?.cel()))))
 }
 
 /// The record's facts, for deals and leads (the records rules act on).

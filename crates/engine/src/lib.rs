@@ -911,7 +911,7 @@ fn evaluate(
             );
         }
     }
-    let result = match condition.program.execute(&context) {
+    let result = match cel::Value::resolve(&condition.expression, &context) {
         Ok(cel::Value::Bool(b)) => Ok(b),
         Ok(other) => Err(format!("the condition gave {other:?}, not true or false")),
         Err(e) => Err(e.to_string()),

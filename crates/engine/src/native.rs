@@ -31,6 +31,13 @@ enum Cmp {
     Ge,
 }
 
+impl Cmp {
+    /// `<`, `<=`, `>`, `>=`.
+    fn orders(self) -> bool {
+        !matches!(self, Cmp::Eq | Cmp::Ne)
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Lit {
     Null,
@@ -270,8 +277,14 @@ fn eval(n: &Node, look: &mut Look<'_>) -> Option<bool> {
         },
         Node::Not(a) => eval(a, look).map(|b| !b),
         Node::Cmp(cmp, a, b) => {
-            let (a, b) = (value(a, look)?, value(b, look)?);
-            compare(*cmp, &a, &b)
+            let (x, y) = (value(a, look)?, value(b, look)?);
+            // A custom field the record lacks (or holds null) makes an ordering false: the
+            // rule CEL evaluates by too (`playbook::Condition::expression`).
+            let absent = |t: &Term, v: &Fact<'_>| matches!((t, v), (Term::Field(_), Fact::Null));
+            if cmp.orders() && (absent(a, &x) || absent(b, &y)) {
+                return Some(false);
+            }
+            compare(*cmp, &x, &y)
         }
         Node::In(a, items) => {
             let a = value(a, look)?;
@@ -332,9 +345,10 @@ fn value<'x, 'r: 'x>(t: &'x Term, look: &mut Look<'r>) -> Option<Fact<'x>> {
             Record::Lead(l) => facts::lead_fact(l, look.now, name)?,
             _ => return None,
         },
+        // A custom field the record lacks reads null.
         Term::Field(key) => match look.record {
-            Record::Deal(d) => json(d.fields.get(key)?)?,
-            Record::Lead(l) => json(l.fields.get(key)?)?,
+            Record::Deal(d) => d.fields.get(key).map_or(Some(Fact::Null), json)?,
+            Record::Lead(l) => l.fields.get(key).map_or(Some(Fact::Null), json)?,
             _ => return None,
         },
         Term::Event(key) => {

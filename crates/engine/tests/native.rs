@@ -5,7 +5,7 @@ use std::path::Path;
 
 use domain::{Event, EventId, Record, RecordId, RecordKey, RecordKind, Timestamp};
 use engine::{Native, evaluate_condition};
-use playbook::{Condition, DEAL_FACTS, LEAD_FACTS, Scope};
+use playbook::{Condition, DEAL_FACTS, Fact, LEAD_FACTS, Scope};
 
 const DEAL: &[&str] = &[
     r#"deal.stage == "demo""#,
@@ -50,6 +50,15 @@ const DEAL: &[&str] = &[
     r#"event.missing == "x" || deal.amount >= 0"#,
     "deal.contacts == null",
     "size(deal.contacts) > 1",
+    // Custom fields a deal may lack (issue 23): null, and orderings with them false.
+    "!(deal.fields.score > 3)",
+    r#"deal.fields.score <= 2.5 || deal.stage == "demo""#,
+    "deal.fields.missing == null",
+    "deal.fields.missing != true",
+    "deal.fields.budget_confirmed != true",
+    r#"deal.fields.champion in ["C-1", "C-3"]"#,
+    "deal.fields.score > deal.amount",
+    "deal.fields.missing < deal.fields.score",
 ];
 
 const LEAD: &[&str] = &[
@@ -57,6 +66,7 @@ const LEAD: &[&str] = &[
     r#"lead.status != "converted" && lead.status != "disqualified""#,
     "lead.days_since_activity >= 5",
     r#"lead.fields.score > 1 || lead.owner == "tim@acme.example""#,
+    "!(lead.fields.score >= 2)",
 ];
 
 /// SplitMix64, enough to vary the records.
@@ -172,9 +182,10 @@ fn events() -> Vec<Option<Event>> {
     out
 }
 
-fn compile(source: &str, kind: &str, facts: &'static [&'static str]) -> Condition {
+fn compile(source: &str, kind: &str, facts: &'static [Fact]) -> Condition {
     let scope = Scope {
         variables: vec![(kind, Some(facts)), ("now", None), ("event", None)],
+        ..Scope::default()
     };
     Condition::compile(source, &scope).unwrap_or_else(|e| panic!("{source}: {e:?}"))
 }
@@ -252,4 +263,62 @@ fn conditions_beyond_comparisons_are_left_to_cel() {
     assert!(compiled("size(deal.contacts) > 1").is_none());
     assert!(compiled("deal.created_at < now - 86400000").is_none());
     assert!(compiled(r#"deal.objections.exists(o, o.kind == "pricing")"#).is_none());
+}
+
+/// Issue 23: a custom field the record lacks reads null, `==` and `!=` with it are CEL's null
+/// equality, and an ordering comparison with it is false, not an error; `has` still tests it.
+#[test]
+fn absent_custom_fields_read_null_and_orderings_with_them_are_false() {
+    let created = |n: u128, fields: &str| {
+        let mut r = Record::empty(&RecordKey::new(
+            RecordKind::Deal,
+            RecordId::parse(format!("D-{n}")).unwrap(),
+        ));
+        r.apply(&stamp(
+            &format!(
+                r#"{{"type":"deal.created","source":"t","source_id":"f{n}","occurred_at":"2026-11-01T09:00:00Z","deal":"D-{n}","data":{{"fields":{fields}}}}}"#
+            ),
+            n,
+        ));
+        r
+    };
+    let without = created(1, "{}");
+    let with = created(2, r#"{"seats":5,"won":true}"#);
+    let now = Timestamp::from_millis(1_794_000_000_000);
+    let risk = risk::Model::default();
+    let on = |record: &Record, source: &str| {
+        let condition = compile(source, "deal", DEAL_FACTS);
+        let cel = evaluate_condition(&condition, record, None, now, &risk);
+        let native = Native::compile(&condition.program, "deal")
+            .and_then(|n| n.first_look(record, None, now, &risk));
+        if let Some(answer) = native {
+            assert_eq!(cel, Ok(answer), "the first look agrees: {source}");
+        }
+        cel
+    };
+    for (source, absent, present) in [
+        ("deal.fields.won == true", false, true),
+        ("deal.fields.won != true", true, false),
+        ("deal.fields.won == null", true, false),
+        ("deal.fields.seats > 3", false, true),
+        ("deal.fields.seats <= 3", false, false),
+        ("!(deal.fields.seats > 3)", true, false),
+        ("3 < deal.fields.seats", false, true),
+        ("deal.fields.seats in [5, 6]", false, true),
+        ("has(deal.fields.seats)", false, true),
+        (
+            "deal.objections.exists(o, deal.fields.seats > 3)",
+            false,
+            false,
+        ),
+    ] {
+        assert_eq!(
+            on(&without, source),
+            Ok(absent),
+            "{source} without the field"
+        );
+        assert_eq!(on(&with, source), Ok(present), "{source} with it");
+    }
+    // A present field of the wrong type is still an error, not false.
+    assert!(on(&with, r#"deal.fields.seats > "3""#).is_err());
 }

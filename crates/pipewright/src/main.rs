@@ -192,7 +192,9 @@ enum Command {
     /// Bring the database schema up to this version of pipewright (every node also does this
     /// when it starts; run it first when upgrading several nodes).
     Migrate,
-    /// Check the playbooks in a folder and report every problem with file:line:column.
+    /// Check the playbooks in a folder and report every problem with file:line:column. Chat
+    /// channels are checked against the configuration (`--config`; without it the defaults,
+    /// which configure none).
     Check {
         #[arg(default_value = "playbooks")]
         dir: PathBuf,
@@ -575,7 +577,7 @@ enum ConfigCommand {
 }
 
 /// Exit codes: 0 success, 1 failure, 2 usage error (from clap), 3 import finished with
-/// rejected lines, 4 the playbooks have problems.
+/// rejected lines, 4 the playbooks have errors (warnings alone do not fail).
 const EXIT_REJECTED: u8 = 3;
 
 /// What `company` and `simulate` print after their options.
@@ -700,24 +702,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out.write_all(server::DEFAULT_CONFIG.as_bytes())?;
         }
         Command::Check { dir } => {
-            let loaded = playbook::load_dir(dir);
+            let targets = settings(&cli, false)?.playbook_targets();
+            let loaded = playbook::load_dir_with(dir, &targets);
+            // Warnings are printed with the errors; only errors fail the check.
+            for d in &loaded.diagnostics {
+                writeln!(out, "{d}")?;
+            }
+            let errors = loaded.errors();
+            let warnings = match loaded.diagnostics.len() - errors {
+                0 => String::new(),
+                1 => ", 1 warning".to_owned(),
+                n => format!(", {n} warnings"),
+            };
             match loaded.set {
                 Some(set) => {
                     let rules: usize = set.playbooks.iter().map(|p| p.rules.len()).sum();
                     writeln!(
                         out,
-                        "{}: {} playbooks, {rules} rules, no problems (version {})",
+                        "{}: {} playbooks, {rules} rules, no problems{warnings} (version {})",
                         dir.display(),
                         set.playbooks.len(),
                         set.version
                     )?;
                 }
                 None => {
-                    for d in &loaded.diagnostics {
-                        writeln!(out, "{d}")?;
-                    }
-                    let n = loaded.diagnostics.len();
-                    writeln!(out, "{n} problem{}", if n == 1 { "" } else { "s" })?;
+                    let s = if errors == 1 { "" } else { "s" };
+                    writeln!(out, "{errors} problem{s}{warnings}")?;
                     return Ok(ExitCode::from(EXIT_PLAYBOOK_PROBLEMS));
                 }
             }

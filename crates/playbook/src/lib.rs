@@ -8,15 +8,20 @@
 
 mod condition;
 mod cron;
+pub mod facts;
 pub mod handbook;
 mod load;
 mod model;
 mod raw;
 mod window;
 
-pub use condition::{Condition, ConditionError, DEAL_FACTS, EVENT_FACTS, LEAD_FACTS, Scope};
+pub use condition::{Condition, ConditionError, Scope};
 pub use cron::{CronError, Schedule};
-pub use load::{Diagnostic, Loaded, load_dir, load_files, parse_span, read_dir};
+pub use facts::{DEAL_FACTS, EVENT_FACTS, Fact, LEAD_FACTS, Type, Values};
+pub use load::{
+    Diagnostic, Loaded, Severity, Targets, load_dir, load_dir_with, load_files, load_files_with,
+    parse_span, read_dir,
+};
 pub use model::{
     Action, Answer, Answered, Asset, AssetChoice, Busy, Criterion, DEFAULT_ESCALATION_SLA,
     DecisionTree, Engagement, Exit, Gate, InputKind, Location, ObjectionScript, Outcome, Playbook,

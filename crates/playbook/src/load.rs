@@ -9,7 +9,8 @@ use sha2::{Digest, Sha256};
 
 use domain::{EventType, RecordId, RecordKind, Role, Stage};
 
-use crate::condition::{DEAL_FACTS, EVENT_FACTS, LEAD_FACTS, Scope};
+use crate::condition::Scope;
+use crate::facts::{DEAL_FACTS, Fact, LEAD_FACTS, event_facts, find};
 use crate::model::{
     Action, Answer, Asset, AssetChoice, Busy, Criterion, DecisionTree, Engagement, Exit, Gate,
     InputKind, Location, ObjectionScript, Outcome, Playbook, PlaybookSet, Question, Reentry, Reply,
@@ -18,20 +19,50 @@ use crate::model::{
 };
 use crate::{Condition, Schedule, raw};
 
+/// How much a problem matters: an error keeps the set from loading; a warning is printed
+/// beside it and the set loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
 /// One problem in one playbook file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
     pub file: PathBuf,
     pub line: usize,
     pub column: usize,
+    pub severity: Severity,
     pub message: String,
+}
+
+impl Diagnostic {
+    /// An error at a position.
+    pub fn error(file: PathBuf, line: usize, column: usize, message: String) -> Self {
+        Self {
+            file,
+            line,
+            column,
+            severity: Severity::Error,
+            message,
+        }
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
 }
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let warning = match self.severity {
+            Severity::Error => "",
+            Severity::Warning => "warning: ",
+        };
         write!(
             f,
-            "{}:{}:{}: {}",
+            "{}:{}:{}: {warning}{}",
             self.file.display(),
             self.line,
             self.column,
@@ -40,25 +71,48 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// The outcome of loading a folder: the compiled set when there was no problem at all.
+/// The outcome of loading a folder: the compiled set when there was no error (warnings may
+/// accompany it).
 #[derive(Debug)]
 pub struct Loaded {
     pub set: Option<PlaybookSet>,
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// Loads every `*.yaml` / `*.yml` file of `dir`, in name order.
+impl Loaded {
+    /// How many of the diagnostics are errors.
+    pub fn errors(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+}
+
+/// What the configuration delivers to, by name, for actions to be held to: a chat channel
+/// (`alert: { to: channel:NAME }`) must have an incoming webhook. `None`: not checked — what
+/// delivers nothing (a backtest, the handbook, a replay) loads playbooks without it. Plain names,
+/// so this crate needs no configuration types.
+#[derive(Debug, Clone, Default)]
+pub struct Targets {
+    /// The chat channels configured (`delivery.chat.NAME`).
+    pub chat_channels: Option<BTreeSet<String>>,
+}
+
+/// Loads every `*.yaml` / `*.yml` file of `dir`, in name order, without holding its actions
+/// to a configuration ([`load_dir_with`] does).
 pub fn load_dir(dir: &Path) -> Loaded {
+    load_dir_with(dir, &Targets::default())
+}
+
+/// Loads every `*.yaml` / `*.yml` file of `dir`, in name order; a chat channel an action names
+/// must be among `targets`'.
+pub fn load_dir_with(dir: &Path, targets: &Targets) -> Loaded {
     let (files, mut diagnostics) = read_dir(dir);
-    let mut loaded = load_files(&files);
+    let mut loaded = load_files_with(&files, targets);
     diagnostics.append(&mut loaded.diagnostics);
     sort(&mut diagnostics);
     Loaded {
-        set: if diagnostics.is_empty() {
-            loaded.set
-        } else {
-            None
-        },
+        set: loaded
+            .set
+            .filter(|_| !diagnostics.iter().any(Diagnostic::is_error)),
         diagnostics,
     }
 }
@@ -94,19 +148,23 @@ pub fn read_dir(dir: &Path) -> (Vec<(PathBuf, String)>, Vec<Diagnostic>) {
 }
 
 fn at_start(file: &Path, message: String) -> Diagnostic {
-    Diagnostic {
-        file: file.to_owned(),
-        line: 1,
-        column: 1,
-        message,
-    }
+    Diagnostic::error(file.to_owned(), 1, 1, message)
 }
 
-/// Compiles playbook files given as (path, text).
+/// Compiles playbook files given as (path, text), without holding their actions to a
+/// configuration ([`load_files_with`] does).
 pub fn load_files(files: &[(PathBuf, String)]) -> Loaded {
+    load_files_with(files, &Targets::default())
+}
+
+/// Compiles playbook files given as (path, text); a chat channel an action names must be among
+/// `targets`'.
+pub fn load_files_with(files: &[(PathBuf, String)], targets: &Targets) -> Loaded {
     let mut cx = Compiler {
+        targets: targets.clone(),
         diagnostics: Vec::new(),
         file: PathBuf::new(),
+        stages: Vec::new(),
         assets: BTreeSet::new(),
         generated: Vec::new(),
     };
@@ -125,17 +183,21 @@ pub fn load_files(files: &[(PathBuf, String)]) -> Loaded {
                     .split_once(": ")
                     .and_then(|(_, rest)| rest.split_once(": ").map(|(_, m)| m))
                     .unwrap_or(message);
-                cx.diagnostics.push(Diagnostic {
-                    file: path.clone(),
+                cx.diagnostics.push(Diagnostic::error(
+                    path.clone(),
                     line,
                     column,
-                    message: message.to_owned(),
-                });
+                    message.to_owned(),
+                ));
             }
         }
     }
     let names = Names::collect(&mut cx, &parsed);
     cx.assets = names.assets.keys().cloned().collect();
+    // A set that declares no stages of its own leaves the CRM's stage names unchecked.
+    if names.stages.len() > 2 {
+        cx.stages = names.stages.iter().cloned().collect();
+    }
     let sending = cx.sending(&parsed);
     let risk = cx.risk(&parsed, &names);
     let mut playbooks = Vec::new();
@@ -144,7 +206,7 @@ pub fn load_files(files: &[(PathBuf, String)]) -> Loaded {
         playbooks.push(cx.playbook(path, file, &names));
     }
     sort(&mut cx.diagnostics);
-    let set = cx.diagnostics.is_empty().then(|| PlaybookSet {
+    let set = (!cx.diagnostics.iter().any(Diagnostic::is_error)).then(|| PlaybookSet {
         playbooks,
         version: version(files),
         sending,
@@ -327,8 +389,12 @@ impl Names {
 }
 
 struct Compiler {
+    targets: Targets,
     diagnostics: Vec<Diagnostic>,
     file: PathBuf,
+    /// The stages the set declares, with closed_won and closed_lost: what `deal.stage` can be
+    /// (empty when it declares none of its own: then stage names are not checked).
+    stages: Vec<String>,
     /// The asset library's names: messages may read `assets.NAME` / `assets["NAME"]`.
     assets: BTreeSet<String>,
     /// Rules compiled from a rule's parts (a first-touch SLA), added after it.
@@ -360,12 +426,7 @@ impl Compiler {
 
     fn error<T>(&mut self, at: &Spanned<T>, message: String) {
         let l = self.location(at);
-        self.diagnostics.push(Diagnostic {
-            file: l.file,
-            line: l.line,
-            column: l.column,
-            message,
-        });
+        self.error_at(&l, message);
     }
 
     /// The set's sending etiquette: the one `sending:` block (defaults for what it leaves out
@@ -692,9 +753,6 @@ impl Compiler {
             );
         }
         let stage = self.open_stage(&g.stage, names, "a gate judges moves into open stages");
-        let scope = Scope {
-            variables: vec![("deal", Some(DEAL_FACTS)), ("now", None)],
-        };
         let mut criteria = Vec::new();
         let mut seen = BTreeSet::new();
         for c in &g.require {
@@ -704,7 +762,8 @@ impl Compiler {
                     format!("criterion {:?} is named twice", c.name.value),
                 );
             }
-            if let Some(condition) = self.compiled(&c.condition, &scope) {
+            let variables = vec![("deal", Some(DEAL_FACTS)), ("now", None)];
+            if let Some(condition) = self.compiled(&c.condition, variables) {
                 criteria.push(Criterion {
                     name: c.name.value.clone(),
                     condition,
@@ -731,13 +790,13 @@ impl Compiler {
         let targets: Vec<Target> = g
             .notify
             .iter()
-            .filter_map(|t| self.target(t, RecordKind::Deal))
+            .filter_map(|t| self.recipient(t, RecordKind::Deal, Receives::Alert))
             .collect();
         let stage = stage?;
         let location = self.location(&g.stage);
         let alerts = (!targets.is_empty()).then(|| {
             let source = format!("event.stage == {:?}", stage.as_str());
-            let event_fields = [EVENT_FACTS, payload_fields(EventType::GateBlocked)].concat();
+            let event_fields = event_facts(EventType::GateBlocked);
             let condition = Condition::compile(
                 &source,
                 &Scope {
@@ -746,6 +805,7 @@ impl Compiler {
                         ("now", None),
                         ("event", Some(event_fields.as_slice())),
                     ],
+                    ..Scope::default()
                 },
             )
             .ok();
@@ -884,11 +944,7 @@ impl Compiler {
         what: &str,
         record: RecordKind,
     ) {
-        let facts = if record == RecordKind::Lead {
-            LEAD_FACTS
-        } else {
-            DEAL_FACTS
-        };
+        let facts = record_facts(record);
         for value in read {
             let mut parts = value.split('.');
             let root = parts.next().unwrap_or_default();
@@ -903,10 +959,10 @@ impl Compiler {
                     )
                 }),
                 (r, None) if r == record.as_str() => None,
-                (r, Some(f)) if r == record.as_str() => (!facts.contains(&f)).then(|| {
+                (r, Some(f)) if r == record.as_str() => find(facts, f).is_none().then(|| {
                     format!(
                         "a {record} has no `{f}`{}",
-                        crate::condition::suggestion(f, facts)
+                        crate::condition::suggestion(f, &crate::facts::names(facts))
                     )
                 }),
                 ("deal" | "lead", _) => Some(format!("this is a message about a {record}")),
@@ -1081,12 +1137,12 @@ impl Compiler {
     }
 
     fn error_at(&mut self, at: &Location, message: String) {
-        self.diagnostics.push(Diagnostic {
-            file: at.file.clone(),
-            line: at.line,
-            column: at.column,
+        self.diagnostics.push(Diagnostic::error(
+            at.file.clone(),
+            at.line,
+            at.column,
             message,
-        });
+        ));
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1152,14 +1208,7 @@ impl Compiler {
                 "this title",
                 record,
             );
-            let assignee = self.target(&task.assignee, record);
-            if matches!(assignee, Some(Target::PrimaryContact | Target::Channel(_))) {
-                self.error(
-                    &task.assignee,
-                    "a task is for a person: the owner, person:ID or role:NAME".into(),
-                );
-                return None;
-            }
+            let assignee = self.recipient(&task.assignee, record, Receives::Task);
             let kind = match task.kind.as_ref().map(|k| (k, k.value.as_str())) {
                 None | Some((_, "other")) => Some(TaskKind::Other),
                 Some((_, "call")) => Some(TaskKind::Call),
@@ -1415,12 +1464,8 @@ impl Compiler {
             let mut l = self.location(s);
             let line = e.line().unwrap_or(1);
             l.line += line - 1;
-            self.diagnostics.push(Diagnostic {
-                file: l.file,
-                line: l.line,
-                column: l.column,
-                message: format!("template: {}", e.detail().unwrap_or("syntax error")),
-            });
+            let message = format!("template: {}", e.detail().unwrap_or("syntax error"));
+            self.error_at(&l, message);
         }
     }
 
@@ -1436,12 +1481,7 @@ impl Compiler {
                     _ => {
                         let mut l = self.location(&s.cron);
                         l.column += quote_width(&s.cron) + e.offset;
-                        self.diagnostics.push(Diagnostic {
-                            file: l.file,
-                            line: l.line,
-                            column: l.column,
-                            message: format!("cron: {}", e.message),
-                        });
+                        self.error_at(&l, format!("cron: {}", e.message));
                     }
                 }
                 None
@@ -1455,66 +1495,99 @@ impl Compiler {
         record: RecordKind,
         trigger: Option<&Trigger>,
     ) -> Option<Condition> {
-        let facts = if record == RecordKind::Lead {
-            LEAD_FACTS
-        } else {
-            DEAL_FACTS
-        };
-        let mut variables = vec![(record.as_str(), Some(facts)), ("now", None)];
+        let mut variables = vec![(record.as_str(), Some(record_facts(record))), ("now", None)];
         let event_fields;
         if let Some(Trigger::Event(t)) = trigger {
-            event_fields = [EVENT_FACTS, payload_fields(*t)].concat();
+            event_fields = event_facts(*t);
             variables.push(("event", Some(event_fields.as_slice())));
         }
-        self.compiled(c, &Scope { variables })
+        self.compiled(c, variables)
     }
 
-    /// A condition compiled in `scope`, its problems reported at their place in the YAML.
-    fn compiled(&mut self, c: &Spanned<String>, scope: &Scope) -> Option<Condition> {
-        match Condition::compile(&c.value, scope) {
-            Ok(condition) => Some(condition),
-            Err(errors) => {
-                let base = self.location(c);
-                for e in errors {
-                    // Positions inside the expression, moved to the YAML scalar holding it
-                    // (one column further when the scalar is quoted).
-                    let quote = quote_width(c);
-                    let (line, column) = if e.line == 1 {
-                        (base.line, base.column + quote + e.column - 1)
-                    } else {
-                        (base.line + e.line - 1, e.column)
-                    };
-                    self.diagnostics.push(Diagnostic {
-                        file: base.file.clone(),
-                        line,
-                        column,
-                        message: format!("condition: {}", e.message),
-                    });
-                }
-                None
-            }
+    /// A condition over `variables` (and the set's stages) compiled, its problems reported at
+    /// their place in the YAML.
+    fn compiled(
+        &mut self,
+        c: &Spanned<String>,
+        variables: Vec<(&str, Option<&[Fact]>)>,
+    ) -> Option<Condition> {
+        let scope = Scope {
+            variables,
+            stages: self.stages.iter().map(String::as_str).collect(),
+        };
+        let (condition, problems) = Condition::check(&c.value, &scope);
+        let base = self.location(c);
+        for e in problems {
+            // Positions inside the expression, moved to the YAML scalar holding it (one column
+            // further when the scalar is quoted).
+            let quote = quote_width(c);
+            let (line, column) = if e.line == 1 {
+                (base.line, base.column + quote + e.column - 1)
+            } else {
+                (base.line + e.line - 1, e.column)
+            };
+            self.diagnostics.push(Diagnostic {
+                file: base.file.clone(),
+                line,
+                column,
+                severity: e.severity,
+                message: format!("condition: {}", e.message),
+            });
         }
+        condition
     }
 
-    /// A recipient who can hold an exception: a person, not a contact or a channel.
-    fn person_target(&mut self, s: &Spanned<String>, record: RecordKind) -> Option<Target> {
+    /// A recipient who can receive what it is given: an alert goes to anyone (a chat channel
+    /// if the configuration has its webhook), an email to a person or a contact, a task or an
+    /// exception to a person.
+    fn recipient(
+        &mut self,
+        s: &Spanned<String>,
+        record: RecordKind,
+        receives: Receives,
+    ) -> Option<Target> {
         let target = self.target(s, record)?;
-        match target {
-            Target::Owner | Target::OwnerManager | Target::Person(_) | Target::Role(_) => {
-                Some(target)
+        let r = record.as_str();
+        let problem = match (receives, &target) {
+            (Receives::Alert, Target::Channel(name)) => self.unconfigured(name),
+            (Receives::Email, Target::Channel(_)) => Some(format!(
+                "a channel gets alerts, not emails: send to {r}.owner, {r}.owner.manager{}, person:ID or role:NAME",
+                if record == RecordKind::Deal {
+                    ", deal.primary_contact"
+                } else {
+                    ""
+                }
+            )),
+            (Receives::Task, Target::PrimaryContact | Target::Channel(_)) => {
+                Some("a task is for a person: the owner, person:ID or role:NAME".into())
             }
-            _ => {
-                self.error(
-                    s,
-                    format!(
-                        "an escalation goes to a person: {}.owner, {}.owner.manager, person:ID or role:NAME",
-                        record.as_str(),
-                        record.as_str()
-                    ),
-                );
+            (Receives::Exception, Target::PrimaryContact | Target::Channel(_)) => Some(format!(
+                "an escalation goes to a person: {r}.owner, {r}.owner.manager, person:ID or role:NAME"
+            )),
+            _ => None,
+        };
+        match problem {
+            Some(problem) => {
+                self.error(s, problem);
                 None
             }
+            None => Some(target),
         }
+    }
+
+    /// Why a chat channel cannot be delivered to, if the configuration is known and lacks it.
+    fn unconfigured(&self, name: &str) -> Option<String> {
+        let configured = self.targets.chat_channels.as_ref()?;
+        (!configured.contains(name)).then(|| {
+            let known = if configured.is_empty() {
+                "none".to_owned()
+            } else {
+                list(configured)
+            };
+            format!(
+                "no chat channel {name:?} is configured: give its incoming-webhook URL as delivery.chat.{name} in the configuration (configured: {known})"
+            )
+        })
     }
 
     fn target(&mut self, s: &Spanned<String>, record: RecordKind) -> Option<Target> {
@@ -1630,7 +1703,7 @@ impl Compiler {
                     }
                 };
                 let to = match &x.to {
-                    Some(t) => self.target(t, record)?,
+                    Some(t) => self.recipient(t, record, Receives::Email)?,
                     None => default_to,
                 };
                 let use_case = match &asset {
@@ -1648,7 +1721,7 @@ impl Compiler {
                     return None;
                 }
                 let to = match &x.to {
-                    Some(t) => self.target(t, record)?,
+                    Some(t) => self.recipient(t, record, Receives::Email)?,
                     None => default_to,
                 };
                 Action::SendEmail {
@@ -1660,14 +1733,14 @@ impl Compiler {
                 self.template_syntax(&x.text);
                 self.values_fit(&x.text, &values_read(&x.text.value), "this text", record);
                 Action::Alert {
-                    to: self.target(&x.to, record)?,
+                    to: self.recipient(&x.to, record, Receives::Alert)?,
                     text: x.text.value.clone(),
                 }
             }
             raw::Action::Task(x) => {
                 self.template_syntax(&x.title);
                 self.values_fit(&x.title, &values_read(&x.title.value), "this title", record);
-                let assignee = self.target(&x.assignee, record);
+                let assignee = self.recipient(&x.assignee, record, Receives::Task);
                 let due = self.optional_span(&x.due);
                 Action::Task {
                     assignee: assignee?,
@@ -1695,13 +1768,13 @@ impl Compiler {
                 }
             }
             raw::Action::Escalate(x) => {
-                let to = self.person_target(&x.to, record);
+                let to = self.recipient(&x.to, record, Receives::Exception);
                 let after = self.optional_span(&x.after);
                 let sla = self.optional_span(&x.sla);
                 let then: Vec<Option<Target>> = x
                     .then
                     .iter()
-                    .map(|t| self.person_target(t, record))
+                    .map(|t| self.recipient(t, record, Receives::Exception))
                     .collect();
                 if x.reason.value.trim().is_empty() {
                     self.error(&x.reason, "an escalation needs a `reason`".into());
@@ -1715,8 +1788,23 @@ impl Compiler {
                 }
             }
             raw::Action::Webhook(x) => {
-                if !(x.url.value.starts_with("https://") || x.url.value.starts_with("http://")) {
+                let Some(rest) = (x.url.value.strip_prefix("https://"))
+                    .or_else(|| x.url.value.strip_prefix("http://"))
+                else {
                     self.error(&x.url, format!("{:?} is not an http(s) URL", x.url.value));
+                    return None;
+                };
+                // The host: before the path, query or fragment, after any user, before the port.
+                let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+                let host = authority.rsplit('@').next().unwrap_or_default();
+                if host.split(':').next().unwrap_or_default().is_empty() {
+                    self.error(
+                        &x.url,
+                        format!(
+                            "{:?} names no host: a webhook needs its receiver's URL",
+                            x.url.value
+                        ),
+                    );
                     return None;
                 }
                 Action::Webhook {
@@ -1840,7 +1928,7 @@ impl Compiler {
         let escalate = ft
             .escalate
             .as_ref()
-            .and_then(|t| self.person_target(t, record));
+            .and_then(|t| self.recipient(t, record, Receives::Exception));
         if ft.escalate.is_some() && escalate.is_none() {
             return;
         }
@@ -1851,13 +1939,9 @@ impl Compiler {
             );
             return;
         }
-        let facts = if record == RecordKind::Lead {
-            LEAD_FACTS
-        } else {
-            DEAL_FACTS
-        };
         let scope = Scope {
-            variables: vec![(record.as_str(), Some(facts)), ("now", None)],
+            variables: vec![(record.as_str(), Some(record_facts(record))), ("now", None)],
+            ..Scope::default()
         };
         let by = |id: &str| {
             Condition::compile(
@@ -2181,6 +2265,24 @@ impl Compiler {
 }
 
 /// The ids of the rules a rule's first-touch SLA compiles to.
+/// What a recipient is given: see `Compiler::recipient`.
+#[derive(Debug, Clone, Copy)]
+enum Receives {
+    Alert,
+    Email,
+    Task,
+    Exception,
+}
+
+/// The facts of a rule's record: a deal's, or a lead's.
+fn record_facts(record: RecordKind) -> &'static [Fact] {
+    if record == RecordKind::Lead {
+        LEAD_FACTS
+    } else {
+        DEAL_FACTS
+    }
+}
+
 fn first_touch_ids(rule: &str) -> [String; 2] {
     [
         format!("{rule}-first-touch"),
@@ -2281,77 +2383,6 @@ pub fn parse_span(text: &str) -> Option<Span> {
         any = true;
     }
     (any && digits.is_empty() && total > 0).then_some(Span(total))
-}
-
-/// The payload fields of each event type, as conditions read them (`event.kind`).
-fn payload_fields(t: EventType) -> &'static [&'static str] {
-    use EventType::*;
-    match t {
-        LeadCreated | LeadUpdated => &[
-            "name", "email", "company", "title", "origin", "owner", "status", "fields",
-        ],
-        ContactCreated | ContactUpdated => {
-            &["name", "email", "title", "timezone", "role", "fields"]
-        }
-        AccountCreated | AccountUpdated => &[
-            "name",
-            "domain",
-            "industry",
-            "segment",
-            "territory",
-            "employees",
-            "owner",
-            "fields",
-        ],
-        DealCreated | DealUpdated => &[
-            "name",
-            "pipeline",
-            "stage",
-            "owner",
-            "amount",
-            "currency",
-            "close_date",
-            "contacts",
-            "roles",
-            "fields",
-        ],
-        DealStageChanged => &["stage", "from", "override"],
-        GateBlocked => &[
-            "stage",
-            "from",
-            "gate",
-            "unmet",
-            "attempted",
-            "override",
-            "refused",
-        ],
-        DealWon | DealLost => &["amount", "currency", "reason"],
-        EmailSent | EmailReceived | EmailOpened => {
-            &["subject", "message_id", "in_reply_to", "auto_reply"]
-        }
-        LinkClicked => &["url", "message_id"],
-        ContactUnsubscribed => &["email", "via"],
-        MeetingBooked | MeetingHeld => &["title", "scheduled_for", "duration_minutes", "attendees"],
-        CallLogged => &["direction", "duration_minutes", "outcome"],
-        NoteAdded => &["text"],
-        ObjectionRaised | ObjectionResolved => &["kind", "text"],
-        ContentViewed => &["url", "asset", "title", "seconds"],
-        FormSubmitted => &["form", "fields"],
-        InterventionLogged => &["person", "reason", "note"],
-        OwnerAssigned => &["owner", "previous", "rule", "strategy", "why"],
-        PersonCreated | PersonUpdated => &[
-            "name",
-            "email",
-            "roles",
-            "timezone",
-            "key_person",
-            "available",
-            "capacity",
-            "manager",
-            "out_of_office",
-            "working_hours",
-        ],
-    }
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use playbook::{
-    Action, AssetChoice, Diagnostic, Engagement, Exit, Reentry, Span, StepKind, Target, TaskKind,
-    Trigger, Wait, load_dir, load_files,
+    Action, AssetChoice, Diagnostic, Engagement, Exit, Reentry, Span, StepKind, Target, Targets,
+    TaskKind, Trigger, Wait, load_dir, load_dir_with, load_files,
 };
 
 fn examples() -> PathBuf {
@@ -197,6 +197,23 @@ fn rules_see_only_their_context() {
     );
 }
 
+/// Issue 23: a warning is reported with the set, which loads; only errors keep it out.
+#[test]
+fn warnings_are_reported_beside_a_set_that_loads() {
+    let text = format!(
+        "{HEADER}rules:\n  - id: r\n    why: w\n    when: {{ quiet_for: 5d }}\n    if: deal.fields.seats > 10\n    then:\n      - alert: {{ to: deal.owner, text: hi }}\n"
+    );
+    let loaded = load_files(&[(PathBuf::from("p.yaml"), text)]);
+    assert!(loaded.set.is_some(), "{:?}", lines(&loaded.diagnostics));
+    assert_eq!(loaded.errors(), 0);
+    assert_eq!(
+        lines(&loaded.diagnostics),
+        [
+            "p.yaml:8:21: warning: condition: `deal.fields.seats` is null on a deal without it, and this comparison is then false; test `has(deal.fields.seats)` to say what such a deal gets"
+        ]
+    );
+}
+
 #[test]
 fn missing_folders_and_empty_folders_are_diagnosed() {
     let dir = tempfile::tempdir().unwrap();
@@ -310,11 +327,15 @@ fn schedules_compile_and_their_errors_point_into_the_expression() {
 }
 
 /// The broken fixtures: every kind of mistake, each reported once with its position, all in one
-/// run. `UPDATE_EXPECT=1` rewrites `tests/broken/expected.txt`.
+/// run, against a configuration with the chat channel `sales`. `UPDATE_EXPECT=1` rewrites
+/// `tests/broken/expected.txt`.
 #[test]
 fn the_broken_fixtures_report_every_mistake_precisely() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/broken");
-    let loaded = load_dir(&dir);
+    let targets = Targets {
+        chat_channels: Some(["sales".to_owned()].into()),
+    };
+    let loaded = load_dir_with(&dir, &targets);
     assert!(loaded.set.is_none());
     let prefix = format!("{}/", dir.display());
     let got: String = lines(&loaded.diagnostics)

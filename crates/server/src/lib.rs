@@ -83,6 +83,8 @@ pub struct AppState {
     pub sign_ins: web::auth::Throttle,
     /// The storm guard's limits.
     pub guard: storms::GuardSettings,
+    /// What this node's configuration delivers to, which its playbook folder is checked against.
+    targets: playbook::Targets,
     max_body_bytes: usize,
     metrics_public: bool,
 }
@@ -367,6 +369,7 @@ impl Application {
             dispatcher: Some(Arc::new(dispatcher)),
             sign_ins: web::auth::Throttle::default(),
             guard: storms::GuardSettings::of(&settings.engine),
+            targets: settings.playbook_targets(),
             max_body_bytes: settings.server.max_body_bytes,
             metrics_public: settings.server.metrics_public,
         };
@@ -459,6 +462,7 @@ impl AppState {
             clock: Arc::clone(&self.clock),
             node: self.node.clone(),
             guard: self.guard,
+            targets: self.targets.clone(),
         }
     }
 }

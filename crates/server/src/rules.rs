@@ -27,7 +27,8 @@ pub struct PlaybookStatus {
     /// Where the running set came from: this node's folder, or which node published it.
     pub origin: Option<String>,
     pub playbooks: Vec<PlaybookSummary>,
-    /// Problems in the files as they are now; empty when they loaded cleanly.
+    /// Problems in the files as they are now (errors, and warnings prefixed `warning:`);
+    /// empty when they loaded cleanly.
     pub diagnostics: Vec<String>,
     /// What the last set this node published does on the pipeline, beside the one before.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -65,6 +66,9 @@ pub struct Playbooks {
     pub node: String,
     /// The storm guard a publication opens for rules that are new or reach further.
     pub guard: GuardSettings,
+    /// What this node's configuration delivers to: its folder's actions are held to it, as
+    /// `pipewright check` holds them.
+    pub targets: playbook::Targets,
 }
 
 impl Playbooks {
@@ -147,8 +151,8 @@ impl Playbooks {
     /// would run them when they compile.
     fn read_folder(&self) -> (Vec<(PathBuf, String)>, Option<Engine>) {
         let (files, problems) = playbook::read_dir(&self.dir);
-        let engine =
-            compile(&files, problems, &self.status).map(|set| engine_for(set, &*self.store));
+        let engine = compile(&files, problems, &self.targets, &self.status)
+            .map(|set| engine_for(set, &*self.store));
         (files, engine)
     }
 
@@ -219,7 +223,10 @@ impl Playbooks {
             .map(|(p, t)| (PathBuf::from(p), t))
             .collect();
         let origin = format!("published by {} at {}", latest.node, latest.published_at);
-        if let Some(set) = compile(&files, Vec::new(), &self.status) {
+        // A published set runs on every node, checked against the configuration of the node
+        // that published it: refusing it here would leave the nodes on different versions.
+        let unchecked = playbook::Targets::default();
+        if let Some(set) = compile(&files, Vec::new(), &unchecked, &self.status) {
             switch(
                 engine_for(set, &*self.store),
                 &*self.store,
@@ -248,24 +255,30 @@ fn log_preview(preview: &crate::storms::Preview) {
     }
 }
 
-/// Compiles `files`, recording every problem (with `problems` found reading them) in the
-/// status; the set when there are none.
+/// Compiles `files` (their actions held to `targets`), recording every problem (with
+/// `problems` found reading them) in the status; the set when none is an error (warnings are
+/// recorded and logged beside a set that runs).
 fn compile(
     files: &[(PathBuf, String)],
     mut problems: Vec<playbook::Diagnostic>,
+    targets: &playbook::Targets,
     status: &SharedStatus,
 ) -> Option<playbook::PlaybookSet> {
-    let mut loaded = playbook::load_files(files);
+    let mut loaded = playbook::load_files_with(files, targets);
     problems.append(&mut loaded.diagnostics);
     let mut current = status
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     current.diagnostics = problems.iter().map(ToString::to_string).collect();
-    metrics::gauge!("pipewright_playbook_problems").set(problems.len() as f64);
-    if problems.is_empty() {
+    let errors = problems.iter().filter(|d| d.is_error()).count();
+    metrics::gauge!("pipewright_playbook_problems").set(errors as f64);
+    for warning in problems.iter().filter(|d| !d.is_error()) {
+        tracing::warn!("playbook {warning}");
+    }
+    if errors == 0 {
         return loaded.set;
     }
-    for d in &current.diagnostics {
+    for d in problems.iter().filter(|d| d.is_error()) {
         tracing::error!("playbook problem: {d}");
     }
     tracing::warn!(

@@ -97,7 +97,8 @@ secret = ""
 timeout_ms = 10000
 
 [delivery.chat]
-# Channel name (as in `alert: { to: channel:sales }`) = incoming-webhook URL.
+# Channel name (as in `alert: { to: channel:sales }`) = incoming-webhook URL. `pipewright check`
+# and the server refuse playbooks that alert a channel not listed here.
 # sales = "https://hooks.slack.com/services/…"
 
 [delivery.tasks]
@@ -232,6 +233,13 @@ impl Default for LogSettings {
 }
 
 impl Settings {
+    /// What the playbooks' actions may deliver to under this configuration: its chat channels.
+    pub fn playbook_targets(&self) -> playbook::Targets {
+        playbook::Targets {
+            chat_channels: Some(self.delivery.chat.keys().cloned().collect()),
+        }
+    }
+
     /// Defaults, overlaid by `file` (if given) and then by `PIPEWRIGHT_…` variables.
     ///
     /// # Errors

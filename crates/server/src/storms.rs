@@ -466,17 +466,15 @@ pub async fn preview_files(
         .into_iter()
         .map(|(name, text)| (std::path::PathBuf::from(name), text))
         .collect();
-    let loaded = playbook::load_files(&files);
-    let set = match loaded.set.filter(|_| loaded.diagnostics.is_empty()) {
-        Some(set) => set,
-        None => {
-            let problems: Vec<String> =
-                loaded.diagnostics.iter().map(ToString::to_string).collect();
-            return Err(AppError::BadRequest(
-                "playbook_problems",
-                problems.join("\n"),
-            ));
-        }
+    let loaded = playbook::load_files_with(&files, &state.targets);
+    let errors: Vec<String> = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(ToString::to_string)
+        .collect();
+    let Some(set) = loaded.set.filter(|_| errors.is_empty()) else {
+        return Err(AppError::BadRequest("playbook_problems", errors.join("\n")));
     };
     let running = state.store.engine();
     let new = Engine::new(Arc::new(set));

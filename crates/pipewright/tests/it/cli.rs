@@ -347,6 +347,48 @@ fn check_passes_the_examples_and_lists_every_problem_of_a_broken_folder() {
     assert!(text.ends_with("3 problems\n"), "{text}");
 }
 
+/// Issue 23: warnings are printed and do not fail `check`; a chat channel is held to the
+/// configuration given with `--config` (the defaults, without one, configure none).
+#[test]
+fn check_prints_warnings_and_holds_chat_channels_to_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let playbooks = dir.path().join("playbooks");
+    std::fs::create_dir(&playbooks).unwrap();
+    write(
+        &playbooks,
+        "a.yaml",
+        "playbook: a\nowner: o\nrules:\n  - id: big-wins\n    why: Big wins are announced.\n    when: { event: deal.won }\n    if: deal.fields.seats > 10\n    then:\n      - alert: { to: channel:wins, text: won }\n",
+    );
+    let folder = playbooks.to_str().unwrap();
+    let out = run(&["check", folder]);
+    assert_eq!(out.status.code(), Some(4));
+    let text = stdout(&out);
+    assert!(
+        text.contains(
+            "a.yaml:7:21: warning: condition: `deal.fields.seats` is null on a deal without it"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("a.yaml:9:22: no chat channel \"wins\" is configured: give its incoming-webhook URL as delivery.chat.wins in the configuration (configured: none)"),
+        "{text}"
+    );
+    assert!(text.ends_with("1 problem, 1 warning\n"), "{text}");
+
+    let config = write(
+        dir.path(),
+        "pw.toml",
+        "[delivery.chat]\nwins = \"https://hooks.example/wins\"\n",
+    );
+    let out = run(&["--config", config.to_str().unwrap(), "check", folder]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("1 playbooks, 1 rules, no problems, 1 warning (version"),
+        "{text}"
+    );
+}
+
 /// Imports run the playbooks like the API does, and `explain` says what each rule did and will do.
 #[test]
 fn import_runs_the_rules_and_explain_tells_why() {
@@ -450,12 +492,12 @@ fn migrate_applies_the_schema_once_and_names_a_bad_url() {
     assert!(first.status.success(), "{}", stderr(&first));
     assert_eq!(
         stdout(&first).trim(),
-        "schema at version 9 (was 0); applied 1, 2, 3, 4, 5, 6, 7, 8, 9"
+        "schema at version 10 (was 0); applied 1, 2, 3, 4, 5, 6, 7, 8, 9, 10"
     );
     let again = run(&["--database", &db, "migrate"]);
     assert_eq!(
         stdout(&again).trim(),
-        "schema at version 9; nothing to apply"
+        "schema at version 10; nothing to apply"
     );
 
     let bad = run(&["--database", "mysql://db/x", "migrate"]);

@@ -42,11 +42,12 @@ async fn every_effect_reaches_its_receiver_once_across_sigkills() {
         &CRASH_PLAYBOOK.replace("RECEIVER", &receiver.url("/ok/crash")),
     );
     let db = db_url(dir.path());
+    // The herd of stale deals is what the test sends on purpose: no storm guard holds it.
     let config = write(
         dir.path(),
         "pipewright.toml",
         &format!(
-            "[database]\nurl = \"{db}\"\n[engine]\nplaybooks = \"{}\"\ntimer_poll_ms = 20\nreload_poll_ms = 0\n\
+            "[database]\nurl = \"{db}\"\n[engine]\nplaybooks = \"{}\"\ntimer_poll_ms = 20\nreload_poll_ms = 0\nstorm_limit = 0\n\
              [delivery]\npoll_ms = 20\nlease_ms = 1500\nbackoff_base_ms = 200\nbatch = 50\n\
              [delivery.rate_limits]\nemail = 1000000.0\n[delivery.email]\nport = {}\n[delivery.webhooks]\nsecret = \"s\"\n",
             playbooks.display(),

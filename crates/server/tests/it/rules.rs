@@ -1,7 +1,7 @@
 //! Issue 3 over HTTP: playbooks loaded by the server decide effects that the deal page shows,
 //! time triggers fire from durable timers, and a broken edit keeps the last good playbooks.
 
-use crate::{copy_examples, event, spawn_with_playbooks};
+use crate::{copy_examples, event, spawn_app_with, spawn_with_playbooks};
 
 #[tokio::test]
 async fn rules_decide_effects_shown_on_the_deal_with_their_why() {
@@ -166,6 +166,46 @@ async fn a_broken_edit_keeps_the_last_good_playbooks_running() {
     let (_, fixed) = app.get(&app.reader, "/api/v1/playbooks").await;
     assert_ne!(fixed["version"], version.as_str());
     assert!(fixed["diagnostics"].as_array().unwrap().is_empty());
+}
+
+/// Issue 23: the server holds its folder's actions to its configuration, as `pipewright check`
+/// does: an alert to a chat channel with no incoming webhook keeps the folder from running and
+/// is reported; configured, the same folder runs.
+#[tokio::test]
+async fn a_chat_channel_the_configuration_lacks_keeps_the_folder_from_running() {
+    let playbooks = tempfile::tempdir().unwrap();
+    std::fs::write(
+        playbooks.path().join("wins.yaml"),
+        "playbook: wins\nowner: o\nrules:\n  - id: announce\n    why: A win is announced.\n    when: { event: deal.won }\n    then:\n      - alert: { to: channel:wins, text: won }\n",
+    )
+    .unwrap();
+    let app = spawn_with_playbooks(playbooks.path(), 3_600_000).await;
+    let (_, status) = app.get(&app.reader, "/api/v1/playbooks").await;
+    assert_eq!(status["version"], serde_json::Value::Null, "{status}");
+    let problems = status["diagnostics"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].as_str().unwrap().ends_with(
+            "wins.yaml:8:22: no chat channel \"wins\" is configured: give its incoming-webhook URL as delivery.chat.wins in the configuration (configured: none)"
+        ),
+        "{problems:?}"
+    );
+
+    let dir = playbooks.path().to_owned();
+    let configured = spawn_app_with(move |s| {
+        s.engine.playbooks = dir;
+        s.engine.reload_poll_ms = 0;
+        s.delivery.poll_ms = 3_600_000;
+        s.delivery
+            .chat
+            .insert("wins".into(), "https://hooks.example/wins".into());
+    })
+    .await;
+    let (_, status) = configured
+        .get(&configured.reader, "/api/v1/playbooks")
+        .await;
+    assert!(status["version"].is_string(), "{status}");
+    assert!(status["diagnostics"].as_array().unwrap().is_empty());
 }
 
 /// Deals that were already open when the playbooks arrived wait on the new rules' timers
