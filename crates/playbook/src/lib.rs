@@ -12,6 +12,7 @@ pub mod handbook;
 mod load;
 mod model;
 mod raw;
+mod wall;
 mod window;
 
 pub use condition::{Condition, ConditionError, DEAL_FACTS, EVENT_FACTS, LEAD_FACTS, Scope};
