@@ -538,11 +538,7 @@ impl Engine {
         let current = match &rule.trigger {
             // Any occurrence of the schedule is current while the record is open; one the
             // schedule no longer has (the playbook changed it) is not.
-            Trigger::Schedule(s) => {
-                !closed(record)
-                    && s.next_after(Timestamp::from_millis(timer.anchor.as_millis() - 1))
-                        == Some(timer.anchor)
-            }
+            Trigger::Schedule(s) => !closed(record) && s.occurs_at(timer.anchor),
             _ => {
                 expected(rule, record, now, &self.risk).map(|(anchor, _)| anchor)
                     == Some(timer.anchor)

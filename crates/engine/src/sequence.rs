@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use domain::{Event, EventBody, Timestamp};
-use playbook::{Engagement, Exit, Sequence, StepKind, Target, TaskKind, Wait};
+use playbook::{Engagement, Exit, Schedule, Sequence, StepKind, Target, TaskKind, Wait};
 
 /// Where an enrolment stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -274,9 +274,15 @@ impl Enrolment {
                     self.step += 1;
                     self.due = match wait {
                         Wait::For(span) => Timestamp::from_millis(now.as_millis() + span.0),
-                        Wait::Until { weekday, time } => {
-                            next_local(*weekday, *time, &zone, now).unwrap_or(now)
-                        }
+                        // The same wall-clock rule as a cron schedule's: a skipped time an
+                        // hour later, a repeated one the first time.
+                        Wait::Until { weekday, time } => Schedule::at(
+                            *weekday,
+                            time.unwrap_or(jiff::civil::Time::midnight()),
+                            zone.clone(),
+                        )
+                        .next_after(now)
+                        .unwrap_or(now),
                     };
                     if self.due > now {
                         return out;
@@ -367,35 +373,4 @@ fn zone_of(sequence: &Sequence, contact_zone: Option<&str>) -> jiff::tz::TimeZon
         .and_then(|z| jiff::tz::TimeZone::get(z).ok())
         .or_else(|| sequence.window.as_ref().map(|w| w.zone().clone()))
         .unwrap_or(jiff::tz::TimeZone::UTC)
-}
-
-/// The next time after `now` that is `weekday` (any day if `None`) at `time` (midnight if
-/// `None`) in `zone`.
-fn next_local(
-    weekday: Option<jiff::civil::Weekday>,
-    time: Option<jiff::civil::Time>,
-    zone: &jiff::tz::TimeZone,
-    now: Timestamp,
-) -> Option<Timestamp> {
-    let local = jiff::Timestamp::from_millisecond(now.as_millis())
-        .ok()?
-        .to_zoned_datetime(zone.clone())
-        .datetime();
-    let time = time.unwrap_or(jiff::civil::Time::midnight());
-    let mut date = local.date();
-    for _ in 0..8 {
-        if weekday.is_none_or(|d| date.weekday() == d) {
-            let at = zone
-                .to_ambiguous_zoned_datetime(date.to_datetime(time))
-                .compatible()
-                .ok()?
-                .timestamp()
-                .as_millisecond();
-            if at > now.as_millis() {
-                return Some(Timestamp::from_millis(at));
-            }
-        }
-        date = date.tomorrow().ok()?;
-    }
-    None
 }

@@ -13,6 +13,7 @@ pub mod handbook;
 mod load;
 mod model;
 mod raw;
+mod wall;
 mod window;
 
 pub use condition::{Condition, ConditionError, Scope};

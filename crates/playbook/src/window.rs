@@ -2,17 +2,24 @@
 //! out, minus a team's holidays. A step that comes due outside the window waits for its next
 //! opening (and the steps after it, timed from when it went out, shift with it).
 //!
-//! Openings are wall-clock times in the window's zone. Across daylight-saving changes the
-//! window keeps its local hours; an opening at a time that does not exist that day (the hour
-//! skipped in spring) happens at the same offset later, as cron schedules do.
+//! A window is the hours the recipient's clock shows: it is open whenever the wall clock in its
+//! zone (or the recipient's) shows an open day's hours, so across daylight-saving changes it
+//! keeps its local hours. On the night the clock skips 02:00–03:00, a window from 02:30 opens
+//! at 03:00, the first moment the clock shows a time inside it (one whose hours were all
+//! skipped is not open that day); in the hour the clock repeats, it is open both times the
+//! clock shows its hours. Unlike a cron schedule's occurrence, an opening is not an
+//! appointment moved out of a gap: sending at 03:30 for a window that ends at 03:00 would send
+//! outside the hours the window promises.
 
 use std::collections::BTreeSet;
 use std::fmt;
 
-use jiff::civil::{Date, Time, Weekday};
+use jiff::civil::{Date, DateTime, Time, Weekday};
 use jiff::tz::TimeZone;
 
 use domain::Timestamp;
+
+use crate::wall;
 
 /// When messages may go out.
 #[derive(Clone)]
@@ -178,23 +185,43 @@ impl SendWindow {
     /// Like [`SendWindow::next_opening`], with the hours read in `zone` — the recipient's,
     /// when it is known — instead of the window's own.
     pub fn next_opening_in(&self, at: Timestamp, zone: &TimeZone) -> Option<Timestamp> {
-        let instant = jiff::Timestamp::from_millisecond(at.as_millis()).ok()?;
-        let local = instant.to_zoned_datetime(zone.clone()).datetime();
-        let mut date = local.date();
-        if self.open_on(date) && local.time() >= self.start && local.time() < self.end {
-            return Some(at);
+        let at = jiff::Timestamp::from_millisecond(at.as_millis()).ok()?;
+        // Holidays are finite: within a year and a week some open day comes round.
+        let horizon = at
+            .checked_add(jiff::SignedDuration::from_hours(24 * 382))
+            .ok()?;
+        for stretch in wall::stretches(zone, at) {
+            let from = match stretch.began {
+                Some(began) if began > at => began,
+                _ => at,
+            };
+            if from > horizon {
+                return None;
+            }
+            let wall = self.first_open(stretch.offset.to_datetime(from))?;
+            let opens = stretch.offset.to_timestamp(wall).ok()?;
+            // The clock jumps at the stretch's end: a wall time beyond it is looked for again
+            // from the next stretch's.
+            if stretch.end.is_none_or(|end| opens < end) {
+                return Some(Timestamp::from_millis(opens.as_millisecond()));
+            }
         }
-        if local.time() >= self.start {
+        None
+    }
+
+    /// The first wall-clock time from `from` at which the window is open, within a year and a
+    /// week.
+    fn first_open(&self, from: DateTime) -> Option<DateTime> {
+        let mut date = from.date();
+        if self.open_on(date) && from.time() >= self.start && from.time() < self.end {
+            return Some(from);
+        }
+        if from.time() >= self.start {
             date = date.tomorrow().ok()?;
         }
-        // Holidays are finite: within a year and a week some open day comes round.
         for _ in 0..380 {
             if self.open_on(date) {
-                let opening = zone
-                    .to_ambiguous_zoned_datetime(date.to_datetime(self.start))
-                    .compatible()
-                    .ok()?;
-                return Some(Timestamp::from_millis(opening.timestamp().as_millisecond()));
+                return Some(date.to_datetime(self.start));
             }
             date = date.tomorrow().ok()?;
         }
@@ -268,13 +295,97 @@ mod tests {
             new_york.next_opening(ts("2026-10-30T21:00:00Z")),
             Some(ts("2026-11-02T14:00:00Z"))
         );
-        // A window opening at 02:30 on the night Berlin skips 02:00-03:00 opens at 03:30.
-        let night =
-            SendWindow::parse("sun", "02:30-04:00", "Europe/Berlin", BTreeSet::new()).unwrap();
+    }
+
+    /// Issue 23: a window is the hours the clock shows. On the night Berlin skips 02:00–03:00
+    /// a window from 02:30 opens at 03:00 CEST (01:00 UTC), when the clock first shows a time
+    /// inside it; a step due at 03:10 goes at once, as one waiting from the evening before
+    /// goes at the opening. A window whose hours were all skipped stays shut that day; in the
+    /// repeated hour the window is open both times.
+    #[test]
+    fn a_window_is_open_while_the_clock_shows_its_hours() {
+        let window =
+            |hours| SendWindow::parse("mon-sun", hours, "Europe/Berlin", BTreeSet::new()).unwrap();
+        let night = window("02:30-04:00");
         assert_eq!(
-            night.next_opening(ts("2026-03-28T12:00:00Z")),
-            Some(ts("2026-03-29T01:30:00Z"))
+            night.next_opening(ts("2026-03-28T22:00:00Z")),
+            Some(ts("2026-03-29T01:00:00Z"))
         );
+        let inside = ts("2026-03-29T01:10:00Z");
+        assert_eq!(night.next_opening(inside), Some(inside));
+        let skipped = window("02:00-02:45");
+        assert_eq!(
+            skipped.next_opening(ts("2026-03-28T22:00:00Z")),
+            Some(ts("2026-03-30T00:00:00Z"))
+        );
+        // Berlin repeats 02:00–03:00 on 2026-10-25: open 00:00–00:30 and again 01:00–01:30 UTC.
+        let repeated = window("02:00-02:30");
+        let second = ts("2026-10-25T01:00:00Z");
+        assert_eq!(
+            repeated.next_opening(ts("2026-10-25T00:45:00Z")),
+            Some(second)
+        );
+        assert_eq!(
+            repeated.next_opening(ts("2026-10-25T01:10:00Z")),
+            Some(ts("2026-10-25T01:10:00Z"))
+        );
+        assert_eq!(
+            repeated.next_opening(ts("2026-10-25T01:30:00Z")),
+            Some(ts("2026-10-26T01:00:00Z"))
+        );
+    }
+
+    /// Against the definition checked minute by minute: the next opening is the first minute
+    /// at which the clock in the zone shows an open day's hours. Around the 2026 changes of
+    /// Berlin, New York and Lord Howe (which moves by half an hour).
+    #[test]
+    fn agrees_with_a_minute_by_minute_scan_across_changes() {
+        let hours = [
+            "02:30-04:00",
+            "00:00-02:30",
+            "02:00-02:30",
+            "01:30-02:15",
+            "09:00-17:00",
+        ];
+        let zones = ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe"];
+        for zone in zones {
+            let tz = TimeZone::get(zone).unwrap();
+            let changes: Vec<i64> = tz
+                .following(jiff::Timestamp::from_millisecond(1_767_225_600_000).unwrap())
+                .take(2)
+                .map(|t| t.timestamp().as_millisecond())
+                .collect();
+            for hours in hours {
+                for days in ["mon-sun", "mon-sat"] {
+                    let w = SendWindow::parse(days, hours, zone, BTreeSet::new()).unwrap();
+                    for change in &changes {
+                        for minutes in (-30 * 60..30 * 60).step_by(37) {
+                            let at = change + minutes * 60_000;
+                            let mut t = at;
+                            let want = loop {
+                                let local = jiff::Timestamp::from_millisecond(t)
+                                    .unwrap()
+                                    .to_zoned_datetime(tz.clone())
+                                    .datetime();
+                                if w.open_on(local.date())
+                                    && local.time() >= w.start
+                                    && local.time() < w.end
+                                {
+                                    break t;
+                                }
+                                t += 60_000;
+                            };
+                            assert_eq!(
+                                w.next_opening(Timestamp::from_millis(at)),
+                                Some(Timestamp::from_millis(want)),
+                                "{days} {hours} in {zone} from {}",
+                                Timestamp::from_millis(at)
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

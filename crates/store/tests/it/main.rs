@@ -26,6 +26,7 @@ macro_rules! suite {
     };
 }
 
+mod calendar;
 mod conformance;
 mod exceptions;
 mod gates;
