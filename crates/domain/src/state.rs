@@ -941,6 +941,18 @@ impl Record {
         }
     }
 
+    /// Its name as people read it: the name it was given, else its id.
+    pub fn name(&self) -> &str {
+        let name = match self {
+            Record::Deal(d) => d.name.as_deref(),
+            Record::Lead(l) => l.name.as_deref(),
+            Record::Contact(c) => c.name.as_deref(),
+            Record::Account(a) => a.name.as_deref(),
+            Record::Person(p) => p.name.as_deref(),
+        };
+        name.unwrap_or_else(|| self.id().as_str())
+    }
+
     /// The owning team member, for records that have one.
     pub fn owner(&self) -> Option<&RecordId> {
         match self {

@@ -43,7 +43,14 @@ pub struct RuleForecast {
     /// Effects by action kind (`alert`, `task`, …), over now and the days ahead.
     pub actions: BTreeMap<String, u64>,
     /// A few of the records it would act on at once (or first, if none at once).
-    pub sample: Vec<RecordKey>,
+    pub sample: Vec<Example>,
+}
+
+/// A record a rule would act on, with its name as people read it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Example {
+    pub record: RecordKey,
+    pub name: String,
 }
 
 /// A forecast in the making: records are added page by page.
@@ -119,7 +126,7 @@ impl<'e> Forecaster<'e> {
                     .on_timed(i, &timer, record, &mut memory, timer.due);
                 if !effects.is_empty() {
                     let at = timer.due.max(self.now);
-                    self.count(i, &key, at, effects.iter().map(|e| e.action.kind()));
+                    self.count(i, record, at, effects.iter().map(|e| e.action.kind()));
                 }
                 match self.engine.follow_timed(i, &timer, record, timer.due) {
                     Some(next) => timer = next,
@@ -132,7 +139,7 @@ impl<'e> Forecaster<'e> {
     fn count<'a>(
         &mut self,
         i: usize,
-        key: &RecordKey,
+        record: &Record,
         at: Timestamp,
         kinds: impl Iterator<Item = &'a str>,
     ) {
@@ -150,7 +157,10 @@ impl<'e> Forecaster<'e> {
             *rule.actions.entry(kind.to_owned()).or_default() += 1;
         }
         if rule.sample.len() < SAMPLE && (since == 0 || rule.now == 0) {
-            rule.sample.push(key.clone());
+            rule.sample.push(Example {
+                record: record.key(),
+                name: record.name().to_owned(),
+            });
         }
         let hour = if since == 0 {
             i64::MIN

@@ -10,14 +10,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod import;
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use clock::SystemClock;
+use clock::{Clock, SystemClock};
 use server::{Application, LogFormat, Settings};
 use store::{Store, TokenRole};
 
@@ -108,7 +108,11 @@ enum Command {
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         format: String,
     },
-    /// Import events from an NDJSON or CSV file. Bad lines are reported and skipped.
+    /// Import events from an NDJSON or CSV file. Bad lines are reported and skipped. Into a
+    /// database whose playbooks are running, the events are history: no rule acts on them and
+    /// no gate judges them (the rules then act on the pipeline as it stands, every rule
+    /// watched by the storm guard), unless --run-rules runs them through the rules and gates
+    /// like events sent to the API (the configured folder's, when none are published yet).
     #[command(after_help = wire::CSV_COLUMNS_DOC)]
     Import {
         file: PathBuf,
@@ -118,6 +122,29 @@ enum Command {
         /// Events per committed batch.
         #[arg(long, default_value_t = 1000)]
         batch: usize,
+        /// Run the imported events through the running playbooks' rules and gates, as if they
+        /// happened now.
+        #[arg(long)]
+        run_rules: bool,
+    },
+    /// What the playbooks in a folder would do to the pipeline as it stands, now and over the
+    /// days ahead, rule by rule, beside the playbooks running now; which rules the storm
+    /// guard would hold for approval.
+    Preview {
+        #[arg(default_value = "playbooks")]
+        dir: PathBuf,
+        /// How many days ahead to look (the configuration's engine.preview_days by default).
+        #[arg(long)]
+        days: Option<u32>,
+        /// text or json.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+    /// The storm guard: rules watched after they were new, changed or after an import, and
+    /// the storms holding their effects until approved or discarded.
+    Storms {
+        #[command(subcommand)]
+        command: StormCommand,
     },
     /// Manage API tokens.
     Token {
@@ -460,6 +487,44 @@ enum TaskCommand {
     },
     /// Mark a task done.
     Done { id: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum StormCommand {
+    /// List storms, newest first.
+    List {
+        /// open (watching or holding, the default), holding, watching, approved, discarded,
+        /// ended, or all.
+        #[arg(long, default_value = "open")]
+        status: String,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// One storm: what the rule would do, and some of the effects it holds.
+    Show { id: String },
+    /// Let the held effects go out now; the rule is no longer watched.
+    Approve {
+        id: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Cancel the held effects (and what the rule decides for moments before now while it
+    /// would have been watched).
+    Discard {
+        id: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -958,6 +1023,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             file,
             format,
             batch,
+            run_rules,
         } => {
             let settings = settings(&cli, false)?;
             init_logging(&settings)?;
@@ -965,13 +1031,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(ext) if ext.eq_ignore_ascii_case("csv") => Format::Csv,
                 _ => Format::Ndjson,
             });
-            let summary = runtime()?.block_on(async {
-                let store = open_store(&settings)?;
-                // Imported events run through the rules like events sent to the API.
-                store.set_engine(load_engine(&settings)?.map(Arc::new));
-                import::import_file(&*store, file, matches!(format, Format::Csv), *batch).await
-            })?;
+            let csv = matches!(format, Format::Csv);
+            let (summary, note) =
+                runtime()?.block_on(import(&settings, file, csv, *batch, *run_rules))?;
             summary.print(&mut out)?;
+            out.write_all(note.as_bytes())?;
             if summary.rejected > 0 {
                 return Ok(ExitCode::from(EXIT_REJECTED));
             }
@@ -1035,6 +1099,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = settings(&cli, false)?;
             init_logging(&settings)?;
             runtime()?.block_on(tasks(&settings, command, &mut out))?;
+        }
+        Command::Preview { dir, days, format } => {
+            let mut settings = settings(&cli, false)?;
+            init_logging(&settings)?;
+            if let Some(days) = days {
+                settings.engine.preview_days = *days;
+            }
+            runtime()?.block_on(preview(&settings, dir, *format, &mut out))?;
+        }
+        Command::Storms { command } => {
+            let settings = settings(&cli, false)?;
+            init_logging(&settings)?;
+            runtime()?.block_on(storms(&settings, command, &mut out))?;
         }
         Command::Exceptions { command } => {
             let settings = settings(&cli, false)?;
@@ -1548,6 +1625,227 @@ async fn tree(
             }
             let fields = serde_json::Value::Object(walk.fields());
             writeln!(out, "Wrote to {deal}: {fields}")?;
+        }
+    }
+    Ok(())
+}
+
+/// `pipewright import`. Into a database whose playbooks run (the newest published set), the
+/// events are history unless `run_rules`: stored without any rule acting on them; then every
+/// rule is watched by the storm guard (held at once where its forecast on the pipeline as it
+/// now stands passes its limit) and the records are armed, so the rules act on the pipeline
+/// as it stands. With `run_rules`, every rule is watched first, then the events run through
+/// them as events sent to the API do. What happened, in words.
+async fn import(
+    settings: &Settings,
+    file: &Path,
+    csv: bool,
+    batch: usize,
+    run_rules: bool,
+) -> anyhow::Result<(import::Summary, String)> {
+    let store = open_store(settings)?;
+    let mut running = running_playbooks(&*store)
+        .await?
+        .map(|set| Arc::new(store::Engine::new(set)));
+    // Nothing published yet: --run-rules runs the folder a server would start with.
+    if running.is_none() && run_rules {
+        running = load_engine(settings)?.map(Arc::new);
+    }
+    let guard = server::storms::GuardSettings::of(&settings.engine);
+    let watch_days = guard.watch_ms / 86_400_000;
+    let Some(engine) = running else {
+        let summary = import::import_file(&*store, file, csv, batch).await?;
+        let note = if run_rules {
+            "No playbooks run on this database and none are configured, so no rule ran on the events.\n"
+        } else {
+            "No playbooks run on this database yet: the events are history. Once playbooks run, they act on the pipeline as it stands.\n"
+        };
+        return Ok((summary, note.to_owned()));
+    };
+    let version = engine.version().to_owned();
+    if run_rules {
+        server::storms::guard_import(&*store, &engine, guard, SystemClock.now()).await?;
+        store.set_engine(Some(engine));
+        let summary = import::import_file(&*store, file, csv, batch).await?;
+        let note = format!(
+            "The events ran through the running playbooks (version {version}), as if they happened now; every rule is watched by the storm guard for {watch_days} days, and one acting on more than its limit of records within an hour waits for approval (`pipewright storms`).\n"
+        );
+        return Ok((summary, note));
+    }
+    let summary = import::import_file(&*store, file, csv, batch).await?;
+    let preview = server::storms::guard_import(&*store, &engine, guard, SystemClock.now()).await?;
+    store.set_engine(Some(engine));
+    let (mut cursor, mut armed) = (0, 0);
+    loop {
+        let pass = store.arm_records(SystemClock.now(), cursor, 1_000).await?;
+        armed += pass.armed;
+        match pass.next {
+            Some(next) => cursor = next,
+            None => break,
+        }
+    }
+    let mut note = format!(
+        "The events are history: no rule acted on them (give --run-rules to run them through the rules). The running playbooks (version {version}) now wait on {armed} deals and leads as they stand, every rule watched by the storm guard for {watch_days} days.\n"
+    );
+    let at_once: Vec<String> = preview
+        .rules
+        .iter()
+        .filter_map(|r| {
+            let f = r.forecast.as_ref().filter(|f| f.now > 0)?;
+            Some(match (r.would_hold, r.limit) {
+                (true, Some(limit)) => format!(
+                    "{} on {} (held for approval: over its limit of {limit} within an hour)",
+                    r.rule, f.now
+                ),
+                _ => format!("{} on {}", r.rule, f.now),
+            })
+        })
+        .collect();
+    if at_once.is_empty() {
+        note.push_str("No rule acts on them at once.\n");
+    } else {
+        note.push_str(&format!("At once: {}.\n", at_once.join("; ")));
+    }
+    if preview.held().next().is_some() {
+        note.push_str("Approve or discard what is held with `pipewright storms`.\n");
+    }
+    Ok((summary, note))
+}
+
+/// `pipewright preview`: the folder against the running playbooks, on the stored pipeline.
+async fn preview(
+    settings: &Settings,
+    dir: &Path,
+    format: OutputFormat,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let loaded = playbook::load_dir_with(dir, &settings.playbook_targets());
+    let errors: Vec<String> = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(ToString::to_string)
+        .collect();
+    let Some(set) = loaded.set.filter(|_| errors.is_empty()) else {
+        anyhow::bail!(
+            "the playbooks in {} have problems:\n{}",
+            dir.display(),
+            errors.join("\n")
+        );
+    };
+    let store = open_store(settings)?;
+    let running = running_playbooks(&*store)
+        .await?
+        .map(|set| store::Engine::new(set));
+    let new = store::Engine::new(Arc::new(set));
+    let guard = server::storms::GuardSettings::of(&settings.engine);
+    let preview =
+        server::storms::preview(&*store, running.as_ref(), &new, guard, SystemClock.now()).await?;
+    match format {
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(&mut *out, &preview)?;
+            writeln!(out)?;
+        }
+        OutputFormat::Text => {
+            let what = format!("the playbooks in {}", dir.display());
+            out.write_all(server::storms::describe(&preview, &what).as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+/// `pipewright storms`.
+async fn storms(
+    settings: &Settings,
+    command: &StormCommand,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let store = open_store(settings)?;
+    let now = SystemClock.now();
+    let print = |out: &mut dyn Write, s: &store::Storm| -> std::io::Result<()> {
+        let what = match s.status.as_str() {
+            "holding" => format!("holding {} effects for approval", s.held),
+            "watching" => format!(
+                "watched until {} (held past {} records within an hour)",
+                server::storms::when(s.watch_until),
+                s.limit
+            ),
+            "approved" | "discarded" => format!(
+                "{} by {} ({} effects)",
+                s.status,
+                s.decided_by.as_deref().unwrap_or("someone"),
+                s.held
+            ),
+            other => other.to_owned(),
+        };
+        writeln!(
+            out,
+            "{}  {}  {} since {}: {what}",
+            s.id,
+            s.rule,
+            server::storms::reason_in_words(s.reason),
+            server::storms::when(s.since)
+        )
+    };
+    match command {
+        StormCommand::List { status, limit } => {
+            let query = store::StormQuery {
+                status: (status != "all").then(|| status.clone()),
+                limit: *limit,
+            };
+            let storms = store.storms(&query, now).await?;
+            if storms.is_empty() {
+                writeln!(out, "no storms ({status})")?;
+            }
+            for s in &storms {
+                print(out, s)?;
+            }
+        }
+        StormCommand::Show { id } => {
+            let detail = server::storms::detail(&*store, id, now)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            print(out, &detail.storm)?;
+            if let Some(preview) = &detail.storm.preview {
+                writeln!(
+                    out,
+                    "forecast when it was opened: {} records at once, {} in its busiest hour",
+                    preview["now"], preview["busiest_hour"]
+                )?;
+            }
+            for e in &detail.held_effects {
+                writeln!(
+                    out,
+                    "  held: {} {} for {} ({})",
+                    e.action["kind"].as_str().unwrap_or("effect"),
+                    e.key,
+                    e.record.id,
+                    e.trace["trigger"].as_str().unwrap_or_default()
+                )?;
+            }
+        }
+        StormCommand::Approve { id, by, note } | StormCommand::Discard { id, by, note } => {
+            // Approved effects are acted on (enrolled, routed) with the running playbooks.
+            store.set_engine(
+                running_playbooks(&*store)
+                    .await?
+                    .map(|set| Arc::new(store::Engine::new(set))),
+            );
+            let decision = match command {
+                StormCommand::Approve { .. } => store::StormDecision::Approve {
+                    by: by.clone(),
+                    note: note.clone(),
+                },
+                _ => store::StormDecision::Discard {
+                    by: by.clone(),
+                    note: note.clone(),
+                },
+            };
+            let storm = store
+                .decide_storm(id, decision)
+                .await
+                .with_context(|| format!("cannot decide storm {id}"))?;
+            print(out, &storm)?;
         }
     }
     Ok(())

@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 
-use domain::{RecordKey, Timestamp};
+use domain::Timestamp;
 use engine::forecast::{self, Change, Forecaster, RuleForecast};
 use playbook::{Rule, StormLimit};
 use store::{
@@ -25,7 +25,6 @@ use crate::auth::Caller;
 use crate::error::AppError;
 use crate::sequences::body;
 
-const DAY: i64 = 86_400_000;
 /// Records read per page while forecasting.
 const PAGE: usize = 2_000;
 
@@ -491,23 +490,23 @@ pub async fn preview_files(
     ))
 }
 
-/// A record's key as people read it, for samples.
-pub fn sample(keys: &[RecordKey]) -> String {
-    keys.iter()
-        .map(|k| k.id.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+/// `n` things, with the noun in the singular for one.
+fn count(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
 }
 
-/// `days` of a forecast in words: "12 today, 3 tomorrow, 40 on day 3".
-pub fn days_in_words(days: &[u64]) -> String {
+/// A forecast's days ahead in words: "12 within a day, 3 on day 3".
+fn days_in_words(days: &[u64]) -> String {
     let parts: Vec<String> = days
         .iter()
         .enumerate()
         .filter(|(_, n)| **n > 0)
         .map(|(d, n)| match d {
             0 => format!("{n} within a day"),
-            1 => format!("{n} on the second day"),
             d => format!("{n} on day {}", d + 1),
         })
         .collect();
@@ -518,7 +517,145 @@ pub fn days_in_words(days: &[u64]) -> String {
     }
 }
 
-/// How long a watch lasts, in days (for people).
-pub fn watch_days(guard: GuardSettings) -> i64 {
-    guard.watch_ms / DAY
+/// What a change to a rule means, in words.
+fn change_in_words(change: Change) -> &'static str {
+    match change {
+        Change::New => "new",
+        Change::Reaches => "changed: its trigger, condition or re-entry",
+        Change::Acts => "changed: what it does or says",
+        Change::Same => "unchanged",
+        Change::Removed => "removed",
+    }
+}
+
+/// A preview in plain words, rule by rule: what each would do at once and over the days
+/// ahead (the running set's figure beside it), its busiest hour against its storm limit,
+/// and a few of the records.
+pub fn describe(preview: &Preview, what: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "What {what} would do to the pipeline as it stands ({}), now and over the next {}{}.\n",
+        count(preview.records, "deal or lead", "deals and leads"),
+        count(preview.days as u64, "day", "days"),
+        if preview.running.is_some() {
+            ", beside the playbooks running now"
+        } else {
+            "; no playbooks run now"
+        }
+    );
+    let mut quiet = Vec::new();
+    for r in &preview.rules {
+        let was = |f: &RuleForecast| format!(" (running now: {})", f.now);
+        match (&r.forecast, r.change) {
+            (None, _) => {
+                let at_once = r.running.as_ref().map_or(0, |f| f.now);
+                let _ = writeln!(
+                    out,
+                    "{} — removed; the running version would act on {} at once\n",
+                    r.rule,
+                    count(at_once, "record", "records")
+                );
+            }
+            (Some(f), change) if !f.timed => {
+                if change == Change::Same {
+                    quiet.push(r.rule.as_str());
+                } else {
+                    let _ = writeln!(
+                        out,
+                        "{} — {}; acts on its events as they arrive ({})\n",
+                        r.rule,
+                        change_in_words(change),
+                        f.trigger
+                    );
+                }
+            }
+            (Some(f), change) => {
+                let ahead: u64 = f.days.iter().sum();
+                if change == Change::Same && f.now == 0 && ahead == 0 {
+                    quiet.push(r.rule.as_str());
+                    continue;
+                }
+                let _ = writeln!(
+                    out,
+                    "{} — {} ({})",
+                    r.rule,
+                    change_in_words(change),
+                    f.trigger
+                );
+                let mut at_once = count(f.now, "record", "records");
+                if let Some(o) = r.running.as_ref().filter(|_| change != Change::Same) {
+                    at_once.push_str(&was(o));
+                }
+                let examples: Vec<&str> = f.sample.iter().map(|e| e.name.as_str()).collect();
+                if examples.is_empty() {
+                    let _ = writeln!(out, "  at once: {at_once}");
+                } else {
+                    let _ = writeln!(out, "  at once: {at_once}, such as {}", examples.join(", "));
+                }
+                let _ = writeln!(
+                    out,
+                    "  next {}: {}",
+                    count(preview.days as u64, "day", "days"),
+                    days_in_words(&f.days)
+                );
+                if !f.actions.is_empty() {
+                    let actions: Vec<String> = f
+                        .actions
+                        .iter()
+                        .map(|(k, n)| format!("{n} {}", k.replace('_', " ")))
+                        .collect();
+                    let _ = writeln!(out, "  actions: {}", actions.join(", "));
+                }
+                match (r.limit, r.would_hold) {
+                    (Some(limit), true) => {
+                        let _ = writeln!(
+                            out,
+                            "  storm guard: {} within one hour is over its limit of {limit}; its effects will wait for approval",
+                            f.busiest_hour
+                        );
+                    }
+                    (Some(limit), false) if matches!(change, Change::New | Change::Reaches) => {
+                        let _ = writeln!(
+                            out,
+                            "  storm guard: watched; held if it acts on more than {limit} records within an hour"
+                        );
+                    }
+                    _ => {}
+                }
+                out.push('\n');
+            }
+        }
+    }
+    if !quiet.is_empty() {
+        let _ = writeln!(
+            out,
+            "Unchanged, with nothing to do now: {}",
+            quiet.join(", ")
+        );
+    }
+    let held: Vec<&str> = preview.held().map(|r| r.rule.as_str()).collect();
+    if !held.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nHeld for approval when they run: {}. Approve or discard with `pipewright storms`, the inbox, or the API.",
+            held.join(", ")
+        );
+    }
+    out
+}
+
+/// A moment as people read it: "2026-11-20 12:00 UTC".
+pub fn when(t: Timestamp) -> String {
+    t.to_jiff().strftime("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// Why a rule is watched, in words.
+pub fn reason_in_words(reason: StormReason) -> &'static str {
+    match reason {
+        StormReason::New => "a new rule",
+        StormReason::Reaches => "its trigger, condition or re-entry changed",
+        StormReason::Import => "records were imported",
+    }
 }

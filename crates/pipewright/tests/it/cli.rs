@@ -389,7 +389,8 @@ fn check_prints_warnings_and_holds_chat_channels_to_the_configuration() {
     );
 }
 
-/// Imports run the playbooks like the API does, and `explain` says what each rule did and will do.
+/// `import --run-rules` runs the playbooks like the API does (the configured folder, when none
+/// are published), and `explain` says what each rule did and will do.
 #[test]
 fn import_runs_the_rules_and_explain_tells_why() {
     let dir = tempfile::tempdir().unwrap();
@@ -407,8 +408,19 @@ fn import_runs_the_rules_and_explain_tells_why() {
             .output()
             .unwrap()
     };
-    let out = with_playbooks(&["--database", &db, "import", file.to_str().unwrap()]);
+    let out = with_playbooks(&[
+        "--database",
+        &db,
+        "import",
+        "--run-rules",
+        file.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("The events ran through the running playbooks"),
+        "{}",
+        stdout(&out)
+    );
     let out = with_playbooks(&["--database", &db, "explain", "deal", "D-1"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
@@ -561,8 +573,8 @@ fn sequences_pauses_and_the_suppression_list_from_the_cli() {
     assert!(stdout(&seq(&["results", "reengage-with-proof"])).starts_with("STEP "));
 }
 
-/// An import passes through the stages' gates like the API: a refused move is recorded and the
-/// deal stays.
+/// An import with --run-rules passes through the stages' gates like the API: a refused move is
+/// recorded and the deal stays.
 #[test]
 fn an_imported_move_is_refused_by_its_gate() {
     let dir = tempfile::tempdir().unwrap();
@@ -580,7 +592,13 @@ fn an_imported_move_is_refused_by_its_gate() {
 ";
     let file = write(dir.path(), "e.ndjson", events);
     let out = crate::bin()
-        .args(["--database", &db, "import", file.to_str().unwrap()])
+        .args([
+            "--database",
+            &db,
+            "import",
+            "--run-rules",
+            file.to_str().unwrap(),
+        ])
         .env("PIPEWRIGHT_ENGINE__PLAYBOOKS", &playbooks)
         .output()
         .unwrap();
@@ -1097,5 +1115,81 @@ fn the_demo_company_risk_is_ranked_explained_and_evaluated() {
             .contains("--split: expected the share of closed deals to learn from, between 0 and 1"),
         "{}",
         stderr(&bad)
+    );
+}
+
+/// Issue 23: into a database whose playbooks run, an import is history — no rule acts on its
+/// events — and says so; the rules then wait on the pipeline as it stands, each watched by the
+/// storm guard, and one that would act on more records at once than its limit is held.
+#[test]
+fn an_import_into_running_playbooks_is_history_and_the_guard_holds_the_rush() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_url(dir.path());
+    let playbooks = dir.path().join("playbooks");
+    std::fs::create_dir(&playbooks).unwrap();
+    write(
+        &playbooks,
+        "p.yaml",
+        "playbook: p\nowner: omar@acme.example\nrules:\n  - id: quiet\n    why: Quiet deals need a nudge.\n    when: { quiet_for: 1d }\n    then:\n      - alert: { to: deal.owner, text: quiet }\n  - id: welcome\n    why: New deals get a task.\n    when: { event: deal.created }\n    then:\n      - task: { assignee: deal.owner, title: Say hello }\n",
+    );
+    let with_playbooks = |args: &[&str]| {
+        let mut cmd = crate::bin();
+        cmd.args(["--database", &db])
+            .args(args)
+            .env("PIPEWRIGHT_ENGINE__PLAYBOOKS", &playbooks)
+            .env("PIPEWRIGHT_ENGINE__STORM_LIMIT", "2");
+        cmd
+    };
+    // A server ran these playbooks: they are published in the database.
+    drop(crate::Server::spawn(with_playbooks(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+    ])));
+    let events: String = (0..5)
+        .map(|d| {
+            format!(
+                "{{\"type\":\"deal.created\",\"source\":\"crm\",\"source_id\":\"{d}\",\"occurred_at\":\"2026-11-01T09:00:00Z\",\"deal\":\"D-{d}\",\"data\":{{\"owner\":\"sam@acme.example\"}}}}\n"
+            )
+        })
+        .collect();
+    let file = write(dir.path(), "e.ndjson", &events);
+    let out = with_playbooks(&["import", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("imported 5"), "{text}");
+    assert!(
+        text.contains("The events are history: no rule acted on them"),
+        "{text}"
+    );
+    assert!(text.contains("wait on 5 deals and leads"), "{text}");
+    assert!(
+        text.contains("quiet on 5 (held for approval: over its limit of 2 within an hour)"),
+        "{text}"
+    );
+    // No rule acted: the outbox is empty; the quiet rule's storm holds, the welcome rule is
+    // only watched.
+    let out = with_playbooks(&["outbox", "list"]).output().unwrap();
+    assert!(!stdout(&out).contains("welcome"), "{}", stdout(&out));
+    let out = with_playbooks(&["storms", "list", "--status", "holding"])
+        .output()
+        .unwrap();
+    let holding = stdout(&out);
+    assert_eq!(holding.lines().count(), 1, "{holding}");
+    assert!(
+        holding.contains("quiet") && holding.contains("records were imported"),
+        "{holding}"
+    );
+    let id = holding.split_whitespace().next().unwrap();
+    let out = with_playbooks(&["storms", "discard", id, "--by", "omar@acme.example"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("discarded by omar@acme.example"),
+        "{}",
+        stdout(&out)
     );
 }
