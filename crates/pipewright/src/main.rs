@@ -1736,7 +1736,7 @@ async fn preview(
     let store = open_store(settings)?;
     let running = running_playbooks(&*store)
         .await?
-        .map(|set| store::Engine::new(set));
+        .map(store::Engine::new);
     let new = store::Engine::new(Arc::new(set));
     let guard = server::storms::GuardSettings::of(&settings.engine);
     let preview =
