@@ -40,6 +40,10 @@ pub struct RuleForecast {
     /// The most records it would act on within one hour (the instances already due count as
     /// one hour): what the storm guard compares with its limit.
     pub busiest_hour: u64,
+    /// When the busiest hour begins (the first such hour; `now` for the instances already
+    /// due).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub busiest_at: Option<Timestamp>,
     /// Effects by action kind (`alert`, `task`, …), over now and the days ahead.
     pub actions: BTreeMap<String, u64>,
     /// A few of the records it would act on at once (or first, if none at once).
@@ -169,7 +173,14 @@ impl<'e> Forecaster<'e> {
         };
         let n = self.hours.entry((i, hour)).or_default();
         *n += 1;
-        rule.busiest_hour = rule.busiest_hour.max(*n);
+        if *n > rule.busiest_hour {
+            rule.busiest_hour = *n;
+            rule.busiest_at = Some(if since == 0 {
+                self.now
+            } else {
+                Timestamp::from_millis(hour * HOUR)
+            });
+        }
     }
 
     /// The forecast of every rule, in the order of the playbooks.

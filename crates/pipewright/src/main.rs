@@ -1734,9 +1734,7 @@ async fn preview(
         );
     };
     let store = open_store(settings)?;
-    let running = running_playbooks(&*store)
-        .await?
-        .map(store::Engine::new);
+    let running = running_playbooks(&*store).await?.map(store::Engine::new);
     let new = store::Engine::new(Arc::new(set));
     let guard = server::storms::GuardSettings::of(&settings.engine);
     let preview =

@@ -25,11 +25,17 @@ pub fn bin() -> Command {
 
 /// `pipewright demo` on `db` with the example playbooks, on a free port, and `args` after it.
 pub fn demo(db: &str, args: &[&str]) -> Server {
+    demo_with(db, args, &[])
+}
+
+/// [`demo`], with more of the environment (`PIPEWRIGHT_…` settings).
+pub fn demo_with(db: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
     let mut cmd = bin();
     cmd.env(
         "PIPEWRIGHT_ENGINE__PLAYBOOKS",
         concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks"),
     )
+    .envs(env.iter().copied())
     .args(["--database", db, "demo", "--listen", "127.0.0.1:0"])
     .args(args);
     Server::spawn(cmd)

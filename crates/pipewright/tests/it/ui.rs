@@ -1,7 +1,8 @@
 //! Issue 11 in a browser: `pipewright demo` driven in Debian's Chromium by playwright-core
 //! (`tests/ui/flow.mjs`): sign in, the dashboard with the demo company, a deal and its
 //! why-trace, walking a decision tree, acknowledging an exception, a forged form refused, a
-//! viewer who cannot act, signing out. Needs Node.js, `/usr/bin/chromium` and `npm ci` in
+//! viewer who cannot act, signing out. Issue 23 (`tests/ui/storms.mjs`): rules held by the
+//! storm guard, approved and discarded from the inbox. Needs Node.js, `/usr/bin/chromium` and `npm ci` in
 //! `tests/ui`; without them it says so and skips, unless `CI=true`. `UPDATE_SCREENSHOTS=1`
 //! writes the screenshots in `docs/screenshots`.
 
@@ -28,20 +29,21 @@ fn missing() -> Option<String> {
     None
 }
 
-#[test]
-fn the_web_ui_in_chromium() {
+/// Runs the browser journey `script` (in `tests/ui`) against `pipewright demo --to
+/// 2026-12-01` started with the environment `env`, with a viewer made beside it; its output.
+fn journey(script: &str, env: &[(&str, &str)]) -> Option<String> {
     if let Some(why) = missing() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
             "CI must run the browser tests: {why}"
         );
         eprintln!("skipping the browser tests: {why}");
-        return;
+        return None;
     }
     let dir = tempfile::tempdir().unwrap();
     let db = db_url(dir.path());
     // A fixed last day: the same company, with the same stalled reviews, whatever the date.
-    let server = crate::demo(&db, &["--to", "2026-12-01"]);
+    let server = crate::demo_with(&db, &["--to", "2026-12-01"], env);
     let password = server
         .printed
         .iter()
@@ -88,7 +90,7 @@ fn the_web_ui_in_chromium() {
     });
     let ui = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui");
     let mut node = Command::new("node");
-    node.arg(ui.join("flow.mjs"))
+    node.arg(ui.join(script))
         .current_dir(&ui)
         .env("BASE", &server.base)
         .env("EMAIL", "maya@acme.example")
@@ -103,4 +105,18 @@ fn the_web_ui_in_chromium() {
     assert!(out.status.success(), "{text}\n{}", stderr(&out));
     assert!(text.contains("every check passed"), "{text}");
     assert!(!text.contains("FAILED"), "{text}");
+    Some(text)
+}
+
+#[test]
+fn the_web_ui_in_chromium() {
+    journey("flow.mjs", &[]);
+}
+
+/// Issue 23: with a storm limit of 3, the demo's first start holds the rules that would act on
+/// more of its pipeline at once; an admin sees each in the inbox with what it would do,
+/// approves one and discards another; a viewer sees them but cannot decide.
+#[test]
+fn the_storm_guard_in_chromium() {
+    journey("storms.mjs", &[("PIPEWRIGHT_ENGINE__STORM_LIMIT", "3")]);
 }

@@ -209,6 +209,7 @@ pub fn router() -> Router<AppState> {
         .route("/deals/{id}/trees/{tree}", post(walk_tree))
         .route("/inbox", get(inbox))
         .route("/inbox/{id}/{action}", post(act))
+        .route("/storms/{id}/{action}", post(decide_storm))
         .route("/playbooks", get(playbooks))
         .route("/handbook", get(handbook))
         .route("/outbox", get(outbox))
@@ -921,12 +922,117 @@ async fn inbox(State(state): State<AppState>, web: Web, uri: axum::http::Uri) ->
             can_act => web.can(UserRole::Manager) || (web.role() == UserRole::Rep && &x.assignee == me),
         })
         .collect();
-    let ctx = context! { items => rows, all => all, can_see_all => can_see_all };
+    let storms = match held_storms(&state, &web).await {
+        Ok(s) => s,
+        Err(e) => return store_failed(&web, e),
+    };
+    let decided = q.get("decided").cloned();
+    let ctx = context! {
+        items => rows, all => all, can_see_all => can_see_all, storms => storms, decided => decided,
+    };
     page(
         StatusCode::OK,
         "inbox.html",
         merge(chrome(&web, "inbox"), ctx),
     )
+}
+
+/// The storms holding a rule's effects that this person sees: managers, admins and viewers
+/// see every one; anyone sees those of the playbooks they own. Each in words: what the rule
+/// would do at once, a few of the records, why it is held.
+async fn held_storms(state: &AppState, web: &Web) -> Result<Vec<Value>, store::Error> {
+    let query = store::StormQuery {
+        status: Some("holding".into()),
+        limit: 100,
+    };
+    let sees_all = web.can(UserRole::Manager) || web.role() == UserRole::Viewer;
+    let me = &web.session.user.id;
+    let storms = state.store.storms(&query, state.clock.now()).await?;
+    Ok(storms
+        .into_iter()
+        .filter(|s| sees_all || &s.owner == me)
+        .map(|s| {
+            let preview = s.preview.clone().unwrap_or_default();
+            let examples: Vec<Value> = preview["sample"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|e| context! {
+                            name => e["name"].as_str().unwrap_or_default(),
+                            id => e["record"]["id"].as_str().unwrap_or_default(),
+                            deal => e["record"]["kind"] == "deal",
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let at_once = preview["now"].as_u64().unwrap_or_default();
+            let busiest_at = preview["busiest_at"]
+                .as_str()
+                .and_then(|t| t.parse::<Timestamp>().ok())
+                .map(when);
+            context! {
+                id => &s.id, rule => &s.rule, playbook => &s.playbook, owner => &s.owner,
+                why => crate::storms::reason_in_words(s.reason),
+                since => when(s.holding_since.unwrap_or(s.since)),
+                held => s.held, limit => s.limit, at_once => at_once,
+                busiest => preview["busiest_hour"].as_u64().unwrap_or_default(),
+                busiest_at => busiest_at,
+                trigger => preview["trigger"].as_str().unwrap_or_default(),
+                rule_why => preview["why"].as_str().unwrap_or_default(),
+                examples => examples,
+                can_decide => web.can(UserRole::Manager) || &s.owner == me && web.can(UserRole::Rep),
+            }
+        })
+        .collect())
+}
+
+/// Approves or discards a storm from the inbox.
+async fn decide_storm(
+    State(state): State<AppState>,
+    web: Web,
+    Path((id, verb)): Path<(String, String)>,
+    bytes: Bytes,
+) -> Response {
+    let fields = match posted(
+        &web,
+        &bytes,
+        Some((UserRole::Rep, "decide about held effects")),
+    ) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let storm = match state.store.storm(&id, state.clock.now()).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return failure(Some(&web), StatusCode::NOT_FOUND, "No such storm", &id),
+        Err(e) => return store_failed(&web, e),
+    };
+    if !web.can(UserRole::Manager) && storm.owner != web.session.user.id {
+        return forbidden(
+            &web,
+            "decide about the held effects of a playbook someone else owns",
+        );
+    }
+    let by = web.session.user.id.clone();
+    let note = fields
+        .get("note")
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty());
+    let decision = match verb.as_str() {
+        "approve" => store::StormDecision::Approve { by, note },
+        "discard" => store::StormDecision::Discard { by, note },
+        _ => return failure(Some(&web), StatusCode::NOT_FOUND, "No such action", &verb),
+    };
+    match state.store.decide_storm(&id, decision).await {
+        Ok(s) => {
+            let done = format!("{} {}: {} effects", s.rule, s.status, s.held);
+            let query = serde_urlencoded::to_string([("decided", done)]).unwrap_or_default();
+            Redirect::to(&format!("/inbox?{query}")).into_response()
+        }
+        Err(store::Error::Invalid(m) | store::Error::Conflict(m)) => {
+            failure(Some(&web), StatusCode::CONFLICT, "Not done", &m)
+        }
+        Err(e) => store_failed(&web, e),
+    }
 }
 
 async fn act(
