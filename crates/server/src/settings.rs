@@ -49,6 +49,16 @@ timer_poll_ms = 250
 # every node on the database) and the database for a set another node published, in
 # milliseconds (0: never).
 reload_poll_ms = 2000
+# The storm guard. A rule is watched for storm_watch_ms after it is new, after its trigger,
+# condition or re-entry changes, and after an import: while watched, once it acts on more than
+# storm_limit records within one hour (or when its forecast says it would, before it acts at
+# all), its effects wait in the outbox as `held` until a person approves or discards them
+# (inbox, `pipewright storms`, /api/v1/storms). A rule's own `storm_limit:` (a number, or
+# `off`) overrides it; 0 switches the guard off.
+storm_limit = 100
+storm_watch_ms = 604800000
+# How many days ahead `pipewright preview` and the guard's forecast look.
+preview_days = 7
 
 [delivery]
 # Render every message and keep it in the outbox (GET /api/v1/outbox) instead of sending it.
