@@ -450,7 +450,9 @@ pub(crate) fn refold_records(
     Ok((pass, corrected))
 }
 
-/// One pass of [`crate::Store::arm_records`]: the pass and the records it re-armed.
+/// One pass of [`crate::Store::arm_records`]: the pass and the records it re-armed. Only the
+/// timers that differ from what is stored are written: a reload that changes no trigger (a
+/// reworded `why`) rewrites none, only which version each record was armed under.
 pub(crate) fn arm_records(
     sql: &mut dyn Sql,
     known: &Known,
@@ -460,7 +462,10 @@ pub(crate) fn arm_records(
     limit: usize,
 ) -> Result<(ArmPass, Vec<(RecordKey, Folded)>)> {
     let (keys, next) = records_page(sql, after, limit)?;
+    let mut stored = stored_timers(sql, after, next)?;
     let mut written = Vec::new();
+    let mut changes = Vec::new();
+    let mut versions = Vec::new();
     for key in keys {
         if !rules_apply(key.kind) {
             continue;
@@ -469,20 +474,68 @@ pub(crate) fn arm_records(
         if folded.armed_version.as_deref() == Some(engine.arming()) {
             continue;
         }
-        clear_timers(sql, &key)?;
-        sql.set_timers(&engine.arm(&folded.record, &folded.memory, now))?;
+        let mut had = stored.remove(&key).unwrap_or_default();
+        for change in engine.arm(&folded.record, &folded.memory, now) {
+            match change {
+                TimerChange::Set(t) => {
+                    if had.remove(&t.rule) != Some((t.due, t.anchor)) {
+                        changes.push(TimerChange::Set(t));
+                    }
+                }
+                TimerChange::Cancel { rule, record } => {
+                    if had.remove(&rule).is_some() {
+                        changes.push(TimerChange::Cancel { rule, record });
+                    }
+                }
+            }
+        }
+        // Timers of rules the playbooks no longer have.
+        changes.extend(had.into_keys().map(|rule| TimerChange::Cancel {
+            rule,
+            record: key.clone(),
+        }));
+        versions.push(key.clone());
+        folded.armed_version = Some(engine.arming().to_owned());
+        written.push((key, folded));
+    }
+    sql.set_timers(&changes)?;
+    for key in &versions {
         sql.execute(
             "UPDATE records SET armed_version = ?3 WHERE kind = ?1 AND id = ?2",
             args![key.kind.as_str(), key.id.as_str(), engine.arming()],
         )?;
-        folded.armed_version = Some(engine.arming().to_owned());
-        written.push((key, folded));
     }
     let pass = ArmPass {
         armed: written.len(),
         next,
     };
     Ok((pass, written))
+}
+
+/// The stored timers of the records in storage order after `after` up to `last` (to the end
+/// without it), by record: each rule's (due, anchor).
+fn stored_timers(
+    sql: &mut dyn Sql,
+    after: i64,
+    last: Option<i64>,
+) -> Result<HashMap<RecordKey, HashMap<String, (Timestamp, Timestamp)>>> {
+    let position = sql.dialect().record_position();
+    let rows = sql.query(
+        &format!(
+            "SELECT t.record_kind, t.record_id, t.rule, t.due, t.anchor
+             FROM timers t JOIN records r ON r.kind = t.record_kind AND r.id = t.record_id
+             WHERE r.{position} > ?1 AND r.{position} <= ?2"
+        ),
+        args![after, last.unwrap_or(i64::MAX)],
+    )?;
+    let mut out: HashMap<RecordKey, HashMap<String, (Timestamp, Timestamp)>> = HashMap::new();
+    for mut r in rows {
+        let key = r.record_key(0)?;
+        out.entry(key)
+            .or_default()
+            .insert(r.text(2)?, (r.millis(3)?, r.millis(4)?));
+    }
+    Ok(out)
 }
 
 /// Removes every timer of a record.
