@@ -1,4 +1,4 @@
-//! pipewright benchmarks: `cargo run --release -p bench -- ingest|store|rules|timers|delivery|nodes|sequences|heroics|replay|company`.
+//! pipewright benchmarks: `cargo run --release -p bench -- ingest|store|rules|timers|delivery|nodes|sequences|heroics|replay|company|risk|ui|reload|preview`.
 //!
 //! `ingest`: the real HTTP server on loopback with a fresh SQLite database, events acknowledged
 //! only after their durable commit; clients run in the same process, so they share the machine's
@@ -39,9 +39,11 @@ async fn main() -> anyhow::Result<()> {
         "company" => demo_company().await,
         "risk" => risk_scoring(),
         "ui" => ui_pages().await,
+        "reload" => reload().await,
+        "preview" => preview_demo().await,
         other => {
             anyhow::bail!(
-                "unknown benchmark {other:?}; available: ingest, store, rules, timers, delivery, nodes, sequences, heroics, replay, company, risk, ui"
+                "unknown benchmark {other:?}; available: ingest, store, rules, timers, delivery, nodes, sequences, heroics, replay, company, risk, ui, reload, preview"
             )
         }
     }
@@ -1492,6 +1494,178 @@ async fn ui_pages() -> anyhow::Result<()> {
     println!(
         "slowest page at p95: {worst:.1} ms; target 100 ms: {:.1}x under",
         100.0 / worst
+    );
+    Ok(())
+}
+
+/// Issue 23: a reload that only rewords the 2,000-rule set on a pipeline of `N` deals (100,000
+/// by default) — forecast and storm guard, the arming walk over every record, the timer pass —
+/// and the effects it adds (0).
+async fn reload() -> anyhow::Result<()> {
+    let deals = count_argument(100_000)?;
+    let (rules, timed_every) = (2_000, 100);
+    let dir = tempfile::tempdir()?;
+    let now = domain::Timestamp::from_millis(1_795_000_000_000);
+    let clock: Arc<dyn clock::Clock> = Arc::new(clock::ManualClock::new(now));
+    let store = store::connect(
+        &format!("sqlite:{}", dir.path().join("reload.db").display()),
+        &store::ConnectOptions::default(),
+        Arc::clone(&clock),
+    )?;
+    let engine = |suffix: &str| -> anyhow::Result<Arc<engine::Engine>> {
+        let text = testkit::rules::generated(rules, timed_every, suffix);
+        let loaded = playbook::load_files(&[(std::path::PathBuf::from("g.yaml"), text)]);
+        let set = loaded
+            .set
+            .ok_or_else(|| anyhow::anyhow!("{:?}", loaded.diagnostics))?;
+        Ok(Arc::new(engine::Engine::new(Arc::new(set))))
+    };
+    let first = engine("")?;
+    store.set_engine(Some(Arc::clone(&first)));
+    let loading = Instant::now();
+    let stages = testkit::rules::STAGES;
+    let mut d = 0;
+    while d < deals {
+        let end = (d + 5_000).min(deals);
+        let text: Vec<String> = (d..end)
+            .map(|n| {
+                let day = n % 28;
+                format!(
+                    r#"{{"type":"deal.created","source":"t","source_id":"{n}","occurred_at":"{}","deal":"R-{n}","data":{{"stage":"{}","owner":"sam@acme.example","amount":{}}}}}"#,
+                    domain::Timestamp::from_millis(now.as_millis() - (day as i64 + 1) * 86_400_000),
+                    stages[n % stages.len()],
+                    (n % 50) * 1_000
+                )
+            })
+            .collect();
+        ingest_objects(&*store, &text).await?;
+        d = end;
+    }
+    let fire_all = || {
+        let store = Arc::clone(&store);
+        async move {
+            let mut fired = 0;
+            loop {
+                let pass = store.fire_due_timers(now, 5_000).await?;
+                fired += pass.timers;
+                if pass.timers == 0 {
+                    return anyhow::Ok(fired);
+                }
+            }
+        }
+    };
+    let fired = fire_all().await?;
+    let before = count_effects(&*store).await?;
+    println!(
+        "{deals} deals under {rules} rules ({} on a time trigger) loaded in {:.1} s; {fired} timers came due, {before} effects",
+        rules / timed_every,
+        loading.elapsed().as_secs_f64()
+    );
+
+    // The same rules, reworded: what a reload does on the server, step by step.
+    let second = engine(" (reworded)")?;
+    let guard = server::storms::GuardSettings::of(&server::Settings::default().engine);
+    let started = Instant::now();
+    let preview =
+        server::storms::guard_change(&*store, Some(&first), &second, guard, now).await?;
+    let forecast = started.elapsed();
+    store.set_engine(Some(second));
+    let walking = Instant::now();
+    let (mut cursor, mut armed) = (0, 0);
+    loop {
+        let pass = store.arm_records(now, cursor, 1_000).await?;
+        armed += pass.armed;
+        match pass.next {
+            Some(next) => cursor = next,
+            None => break,
+        }
+    }
+    let walk = walking.elapsed();
+    let firing = Instant::now();
+    let refired = fire_all().await?;
+    let fire = firing.elapsed();
+    let after = count_effects(&*store).await?;
+    println!(
+        "reload of the reworded set: forecast of {} records {:.2} s, arming walk over {armed} records {:.2} s, timer pass {:.2} s ({refired} timers due); total {:.2} s",
+        preview.records,
+        forecast.as_secs_f64(),
+        walk.as_secs_f64(),
+        fire.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    println!("effects added by the reload: {}", after - before);
+    anyhow::ensure!(after == before, "a reworded reload added effects");
+    Ok(())
+}
+
+/// Every effect in the outbox, counted page by page.
+async fn count_effects(store: &dyn store::Store) -> anyhow::Result<usize> {
+    let (mut n, mut after) = (0, None);
+    loop {
+        let page = store
+            .outbox(&store::OutboxQuery {
+                after,
+                limit: 10_000,
+                ..Default::default()
+            })
+            .await?;
+        n += page.len();
+        match page.last() {
+            Some(last) if page.len() == 10_000 => after = Some(last.seq),
+            _ => return Ok(n),
+        }
+    }
+}
+
+/// Issue 23: `pipewright preview` on the demo company: the example playbooks against
+/// themselves with one rule made new, over the company's year ending today.
+async fn preview_demo() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite:{}", dir.path().join("preview.db").display());
+    let to = clock::Clock::now(&clock::SystemClock);
+    let history = company::history(&company::Model::default(), to, 365);
+    let store = store::connect(
+        &url,
+        &store::ConnectOptions::default(),
+        Arc::new(clock::SystemClock),
+    )?;
+    load_ndjson(&*store, &history.ndjson()).await?;
+    let running = example_engine()?;
+    store.set_engine(Some(Arc::clone(&running)));
+    let (mut cursor, mut armed) = (0, 0);
+    loop {
+        let pass = store.arm_records(to, cursor, 1_000).await?;
+        armed += pass.armed;
+        match pass.next {
+            Some(next) => cursor = next,
+            None => break,
+        }
+    }
+    let loaded = playbook::load_dir(&examples());
+    let mut set = loaded
+        .set
+        .ok_or_else(|| anyhow::anyhow!("{:?}", loaded.diagnostics))?;
+    if let Some(rule) = set.playbooks.first_mut().and_then(|p| p.rules.first_mut()) {
+        rule.id.push_str("-new");
+    }
+    let candidate = engine::Engine::new(Arc::new(set));
+    let guard = server::storms::GuardSettings::of(&server::Settings::default().engine);
+    let mut times = Vec::new();
+    let mut last = None;
+    for _ in 0..20 {
+        let started = Instant::now();
+        last = Some(server::storms::preview(&*store, Some(&running), &candidate, guard, to).await?);
+        times.push(started.elapsed());
+    }
+    times.sort();
+    let preview = last.expect("ran");
+    println!(
+        "preview of the example playbooks (one rule new) on the demo company ({} deals and leads, {armed} armed, {} rules, {} days ahead): median {:.1} ms, slowest {:.1} ms of 20",
+        preview.records,
+        preview.rules.len(),
+        preview.days,
+        ms(times[times.len() / 2]),
+        ms(times[times.len() - 1])
     );
     Ok(())
 }

@@ -8,9 +8,11 @@ use std::fmt::Write as _;
 /// The stages the generated rules read, in pipeline order.
 pub const STAGES: [&str; 5] = ["discovery", "demo", "proposal", "negotiation", "legal"];
 
-/// A playbook of `n` rules; `why_suffix` is written into every rule's `why`, so that changing it
+/// A playbook of `n` rules, one in `timed_every` on a time trigger (quiet stretches, time in a
+/// stage, escalations) and the others on events (objections, notes, new deals routed with a
+/// first-touch SLA); `why_suffix` is written into every rule's `why`, so that changing it
 /// changes the set's version and nothing the rules decide.
-pub fn generated(n: usize, why_suffix: &str) -> String {
+pub fn generated(n: usize, timed_every: usize, why_suffix: &str) -> String {
     let mut out = String::new();
     let stages = STAGES.join(", ");
     let _ = write!(
@@ -22,7 +24,12 @@ pub fn generated(n: usize, why_suffix: &str) -> String {
         let days = i % 20 + 1;
         let _ = writeln!(out, "  - id: r{i}");
         let _ = writeln!(out, "    why: Generated rule {i}{why_suffix}.");
-        match i % 6 {
+        let kind = if i % timed_every.max(1) == 0 {
+            [0, 1, 3][(i / timed_every.max(1)) % 3]
+        } else {
+            [2, 4, 5][i % 3]
+        };
+        match kind {
             0 => {
                 let _ = write!(
                     out,
