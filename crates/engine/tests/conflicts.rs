@@ -34,6 +34,18 @@ fn deal() -> Record {
     ))
 }
 
+/// The timers a deal waits on at `now`, no rule having fired for it.
+fn armed(engine: &Engine, deal: &Record, now: domain::Timestamp) -> Vec<Timer> {
+    engine
+        .arm(deal, &Memory::new(), now)
+        .into_iter()
+        .filter_map(|c| match c {
+            TimerChange::Set(t) => Some(t),
+            TimerChange::Cancel { .. } => None,
+        })
+        .collect()
+}
+
 /// The effects one objection decides for a deal in demo.
 fn objection(engine: &Engine, kind: &str) -> Vec<Effect> {
     let mut deal = deal();
@@ -165,14 +177,7 @@ rules:
         r#"{"stage":"demo","amount":5000}"#,
     );
     deal.apply(&created);
-    let timers: Vec<Timer> = engine
-        .arm(&deal, &Memory::new(), created.occurred_at)
-        .into_iter()
-        .filter_map(|c| match c {
-            TimerChange::Set(t) => Some(t),
-            TimerChange::Cancel { .. } => None,
-        })
-        .collect();
+    let timers = armed(&engine, &deal, created.occurred_at);
     assert_eq!(timers.len(), 4);
     let decide = |timers: &[Timer]| {
         let mut effects = engine.on_timers(timers, &deal, &mut Memory::new());
@@ -242,14 +247,7 @@ rules:
         deal.apply(&e);
     }
     let now = "2026-11-03T09:00:00Z".parse().unwrap();
-    let timers: Vec<Timer> = engine
-        .arm(&deal, &Memory::new(), now)
-        .into_iter()
-        .filter_map(|c| match c {
-            TimerChange::Set(t) => Some(t),
-            TimerChange::Cancel { .. } => None,
-        })
-        .collect();
+    let timers = armed(&engine, &deal, now);
     assert_eq!(timers.len(), 2);
     assert_eq!(timers[0].due, timers[1].due);
     let effects = engine.on_timers(&timers, &deal, &mut Memory::new());
