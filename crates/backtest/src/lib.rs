@@ -8,7 +8,11 @@
 //!
 //! Definitions:
 //! - **A firing** is one rule deciding for one record at one moment (its effects counted once).
-//!   Firings count when their moment is in [`Options::from`, `Options::to`).
+//!   Firings count when their moment is in [`Options::from`, `Options::to`). An effect
+//!   overruled by another rule's write to the same owner, stage or field at that moment
+//!   (`engine::Engine::resolve`) changed nothing on the deal, so it makes no firing; the
+//!   rule's other effects at that moment still do. The report's `effects` counts every
+//!   effect decided, overruled ones too, as the outbox holds them.
 //! - **Deals fired on** end `won`, `lost` or are still `open` at `to`; **the other deals** are
 //!   the deals of the history the rule did not fire on, for comparison.
 //! - **Lead time**: from a deal's first firing to its close, in days (closed deals only):
@@ -136,7 +140,7 @@ pub fn run_with(
     let mut firings: BTreeMap<(&str, &str), BTreeSet<(Timestamp, String)>> = BTreeMap::new();
     for (at, e) in &decided {
         let at = *at;
-        if o.from.is_some_and(|f| at < f) || at >= o.to {
+        if o.from.is_some_and(|f| at < f) || at >= o.to || e.overruled.is_some() {
             continue;
         }
         firings

@@ -265,3 +265,41 @@ fn sharded_replays_decide_what_one_replay_decides_in_its_order() {
         assert!(told.windows(2).all(|w| w[0] < w[1]) && !told.is_empty());
     }
 }
+
+/// Issue 23: an effect overruled by a higher priority's write to the same stage changed nothing
+/// on the deal, so it makes no firing; the report's effect count still holds it, as the outbox
+/// does.
+#[test]
+fn an_overruled_effect_makes_no_firing() {
+    let text = r#"
+playbook: p
+owner: o
+stages: [demo, proposal]
+rules:
+  - id: pricing-to-proposal
+    why: A pricing objection means the proposal is being read.
+    priority: 1
+    when: { event: objection.raised }
+    if: event.kind == "pricing"
+    then:
+      - set_stage: proposal
+  - id: objection-back-to-demo
+    why: Any objection sends the deal back to the demo.
+    when: { event: objection.raised }
+    then:
+      - set_stage: demo
+"#;
+    let loaded = playbook::load_files(&[(std::path::PathBuf::from("p.yaml"), text.into())]);
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    let report = backtest::run(Arc::new(loaded.set.unwrap()), &history(), &options());
+    let fired: Vec<(&str, u32)> = report
+        .rules
+        .iter()
+        .map(|r| (r.rule.as_str(), r.fired))
+        .collect();
+    assert_eq!(
+        fired,
+        [("pricing-to-proposal", 2), ("objection-back-to-demo", 0)]
+    );
+    assert_eq!(report.effects, 4);
+}

@@ -1566,8 +1566,7 @@ async fn reload() -> anyhow::Result<()> {
     let second = engine(" (reworded)")?;
     let guard = server::storms::GuardSettings::of(&server::Settings::default().engine);
     let started = Instant::now();
-    let preview =
-        server::storms::guard_change(&*store, Some(&first), &second, guard, now).await?;
+    let preview = server::storms::guard_change(&*store, Some(&first), &second, guard, now).await?;
     let forecast = started.elapsed();
     store.set_engine(Some(second));
     let walking = Instant::now();

@@ -501,7 +501,8 @@ impl<'e> Sim<'e> {
             .collect();
         self.seen += new.len();
         for (at, effect) in new {
-            if at < self.acts_from || effect.shadow {
+            // Shadow effects are only recorded; overruled ones lost to another write.
+            if at < self.acts_from || effect.shadow || effect.overruled.is_some() {
                 continue;
             }
             self.effects_acted += 1;

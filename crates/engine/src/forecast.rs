@@ -256,7 +256,10 @@ pub fn changes(old: Option<&Engine>, new: &Engine) -> Vec<(String, Change)> {
     out
 }
 
-/// What a rule does, in a comparable form.
+/// What a rule does, in a comparable form (its priority decides which of its writes land).
 fn acts(rule: &Rule) -> String {
-    format!("{:?} {:?} {}", rule.actions, rule.storm_limit, rule.shadow)
+    format!(
+        "{:?} {:?} {} {}",
+        rule.actions, rule.storm_limit, rule.shadow, rule.priority
+    )
 }

@@ -86,6 +86,10 @@ pub struct Effect {
     pub due: Timestamp,
     /// Recorded, never delivered.
     pub shadow: bool,
+    /// Another effect of the same input writes a different value to the same owner, stage or
+    /// field and wins (see [`Engine::resolve`]): why, naming the winning rule and both values.
+    /// Recorded, never delivered.
+    pub overruled: Option<String>,
     pub trace: Trace,
 }
 
@@ -363,6 +367,7 @@ impl Engine {
                 &mut seen,
             );
         }
+        self.resolve(&mut out);
         out
     }
 
@@ -511,6 +516,87 @@ impl Engine {
             Some(at) => self.fire(*at, timer, record, memory, now),
             None => Vec::new(),
         }
+    }
+
+    /// A record's timers that came due at one moment, fired together as one input: each at
+    /// its due time, their effects resolved against each other (see [`Engine::resolve`]).
+    pub fn on_timers(&self, timers: &[Timer], record: &Record, memory: &mut Memory) -> Vec<Effect> {
+        let mut out = Vec::new();
+        for timer in timers {
+            out.extend(self.on_timer(timer, record, memory, timer.due));
+        }
+        self.resolve(&mut out);
+        out
+    }
+
+    /// Settles conflicts among the effects of one input (one event, or a record's timers due
+    /// at one moment): where several write different values to the same owner, stage or field
+    /// of a record ([`Action::conflicts_with`]), the one of the rule with the higher
+    /// `priority` wins; on a tie, the rule declared first in the set (playbooks in file order,
+    /// rules in their order), then the action written first. Every other effect writing a
+    /// different value there is marked [`Effect::overruled`], with why; it keeps its key, so a
+    /// replay decides the same. Effects writing the winner's value stand beside it, and shadow
+    /// effects, which write nothing, take no part. [`Engine::on_event`] and
+    /// [`Engine::on_timers`] resolve what they return; a caller that fires a record's timers
+    /// one by one resolves each moment's effects with this.
+    pub fn resolve(&self, effects: &mut [Effect]) {
+        // Each effect's rank: higher priority first, then the rule's place, then its place in
+        // the input (a rule's actions come in the order written).
+        let rank = |i: usize, e: &Effect| {
+            let at = self.by_id.get(&e.rule);
+            let priority = at.map_or(0, |at| self.rule(*at).1.priority);
+            let place = at.map_or((usize::MAX, usize::MAX), |at| (at.playbook, at.rule));
+            (std::cmp::Reverse(priority), place, i)
+        };
+        let mut ranked: Vec<usize> = (0..effects.len())
+            .filter(|i| !effects[*i].shadow && effects[*i].action.writes().is_some())
+            .collect();
+        if ranked.len() < 2 {
+            return;
+        }
+        ranked.sort_by_key(|i| rank(*i, &effects[*i]));
+        let mut winners: Vec<usize> = Vec::new();
+        for i in ranked {
+            let beaten = winners.iter().copied().find(|w| {
+                effects[*w].record == effects[i].record
+                    && effects[*w].action.conflicts_with(&effects[i].action)
+            });
+            match beaten {
+                Some(w) => {
+                    let why = self.overruled_why(&effects[w], &effects[i]);
+                    effects[i].overruled = Some(why);
+                }
+                None => winners.push(i),
+            }
+        }
+    }
+
+    /// Why `loser` gives way to `winner`, naming the winning rule and both values.
+    fn overruled_why(&self, winner: &Effect, loser: &Effect) -> String {
+        let priority = |e: &Effect| {
+            self.by_id
+                .get(&e.rule)
+                .map_or(0, |at| self.rule(*at).1.priority)
+        };
+        let (p, q) = (priority(winner), priority(loser));
+        let by = if winner.rule == loser.rule {
+            "overruled by an action written before it in the same rule".to_owned()
+        } else if p != q {
+            format!(
+                "overruled by rule {:?} (priority {p}, above this rule's {q})",
+                winner.rule
+            )
+        } else {
+            format!(
+                "overruled by rule {:?} (the same priority, {p}, and declared first)",
+                winner.rule
+            )
+        };
+        format!(
+            "{by}, which {} at the same moment; this {} and is never delivered",
+            winner.action.what_it_writes().unwrap_or_default(),
+            loser.action.what_it_writes().unwrap_or_default()
+        )
     }
 
     /// [`Engine::on_timer`] for the timed rule at position `i` (see [`Engine::timers_of`]).
@@ -776,6 +862,7 @@ impl Engine {
                 at: now,
                 due,
                 shadow: rule.shadow,
+                overruled: None,
                 trace: trace.clone(),
             });
             if let Some(effect) = out.last_mut() {

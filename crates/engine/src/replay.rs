@@ -229,44 +229,64 @@ impl<'e> Replay<'e> {
                 self.queue(h, earliest);
                 continue;
             }
-            let Some(timer) = self.timer(h, rule) else {
-                continue;
-            };
-            self.held[h as usize].timers[rule] = None;
-            self.fired += 1;
-            let held = &mut self.held[h as usize];
-            let mut decided =
-                self.engine
-                    .on_timed(rule, &timer, &held.record, &mut held.memory, timer.due);
+            // The record's timers due at this moment fire together, as the store fires them:
+            // one input, whose conflicting effects are resolved against each other.
+            let mut rules: Vec<usize> = (0..self.held[h as usize].timers.len())
+                .filter(|r| {
+                    self.held[h as usize].timers[*r].is_some_and(|(_, due)| due == earliest.0)
+                })
+                .collect();
+            rules.sort_by_key(|r| self.rank[*r]);
+            let mut decided = Vec::new();
+            let mut fired = Vec::with_capacity(rules.len());
+            for r in rules {
+                let Some(timer) = self.timer(h, r) else {
+                    continue;
+                };
+                self.held[h as usize].timers[r] = None;
+                self.fired += 1;
+                let held = &mut self.held[h as usize];
+                decided.extend(self.engine.on_timed(
+                    r,
+                    &timer,
+                    &held.record,
+                    &mut held.memory,
+                    timer.due,
+                ));
+                fired.push((r, timer));
+            }
+            self.engine.resolve(&mut decided);
             decided.retain(|e| self.keys.insert(e.key.clone()));
+            let due = earliest.0;
             let held = &self.held[h as usize];
             let (kind, id) = (held.key.kind.as_str(), &held.id);
             // Due no later than the latest input: armed by it, so decided after it.
-            let late = self.now.filter(|now| timer.due <= *now);
+            let late = self.now.filter(|now| due <= *now);
             let (at, phase, event, late_mark) = match late {
                 Some(now) => (now, 1, self.last_seq, 1),
-                None => (timer.due, 0, 0, 0),
+                None => (due, 0, 0, 0),
             };
+            // The moment's effects keep together in the order of decisions, at the place of
+            // its first timer.
             self.order
                 .extend((0..decided.len() as u32).map(|index| Order {
                     at,
                     phase,
                     event,
                     late: late_mark,
-                    due: timer.due,
+                    due,
                     rank: self.rank[rule],
                     kind,
                     id: Arc::clone(id),
                     index,
                 }));
-            self.decided.extend(decided.iter().map(|_| timer.due));
+            self.decided.extend(decided.iter().map(|_| due));
             self.effects.extend(decided);
-            let held = &self.held[h as usize];
-            if let Some(next) = self
-                .engine
-                .follow_timed(rule, &timer, &held.record, timer.due)
-            {
-                self.held[h as usize].timers[rule] = Some((next.anchor, next.due));
+            for (r, timer) in fired {
+                let held = &self.held[h as usize];
+                if let Some(next) = self.engine.follow_timed(r, &timer, &held.record, due) {
+                    self.held[h as usize].timers[r] = Some((next.anchor, next.due));
+                }
             }
             if let Some((next, _)) = self.earliest(h) {
                 self.queue(h, next);

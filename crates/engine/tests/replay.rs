@@ -25,6 +25,11 @@ fn transcript(r: &engine::replay::Replay<'_>) -> String {
             e.key
         );
         let shadow = if e.shadow { " [shadow]" } else { "" };
+        let overruled = e
+            .overruled
+            .as_ref()
+            .map(|why| format!(" [{why}]"))
+            .unwrap_or_default();
         let due = if e.due == at {
             String::new()
         } else {
@@ -36,7 +41,7 @@ fn transcript(r: &engine::replay::Replay<'_>) -> String {
             format!(" saw {}", serde_json::to_string(&e.trace.saw).unwrap())
         };
         lines.push(format!(
-            "{at} {} {} {:?}{due}{shadow} — {}{saw}",
+            "{at} {} {} {:?}{due}{shadow}{overruled} — {}{saw}",
             e.record, e.rule, e.action, e.trace.trigger
         ));
     }

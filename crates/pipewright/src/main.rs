@@ -456,7 +456,8 @@ enum UserCommand {
 enum OutboxCommand {
     /// List effects, oldest first.
     List {
-        /// pending, delivering, delivered, dry_run, dead, cancelled or shadow.
+        /// pending, delivering, delivered, dry_run, dead, cancelled, shadow, blocked, held or
+        /// overruled.
         #[arg(long)]
         status: Option<String>,
         /// email, task, internal, sequence, chat:NAME or webhook:HOST.

@@ -610,7 +610,7 @@ impl<'a> Types<'a, '_> {
 }
 
 /// `deal.stage`, `o.kind`, `deal.risk.score`: a chain of fields from a name.
-fn path(node: &IdedExpr) -> Option<String> {
+pub(crate) fn path(node: &IdedExpr) -> Option<String> {
     match &node.expr {
         Expr::Ident(name) => Some(name.clone()),
         Expr::Select(s) if !s.test => Some(format!("{}.{}", path(&s.operand)?, s.field)),

@@ -144,6 +144,12 @@ fn rule_item(playbook: &str, r: &Rule) -> Item {
     if r.shadow {
         text.push(t(" [shadow: recorded, not delivered]"));
     }
+    if r.priority != 0 {
+        text.push(t(format!(
+            " [priority {}: wins over lower ones writing the same owner, stage or field at once]",
+            r.priority
+        )));
+    }
     let mut when = vec![t("When: "), t(r.trigger.to_string())];
     if let Some(c) = &r.condition {
         when.push(t(", if "));

@@ -7,6 +7,7 @@
 //! database, no network.
 
 mod condition;
+mod conflicts;
 mod cron;
 pub mod facts;
 pub mod handbook;
@@ -27,7 +28,7 @@ pub use model::{
     Action, Answer, Answered, Asset, AssetChoice, Busy, Criterion, DEFAULT_ESCALATION_SLA,
     DecisionTree, Engagement, Exit, Gate, InputKind, Location, ObjectionScript, Outcome, Playbook,
     PlaybookSet, Question, Reentry, Reply, Route, Rule, Sending, Sequence, Span, Step, StepKind,
-    StormLimit, Strategy, Target, TaskKind, Template, Trigger, Wait, Walk, WalkError,
+    StormLimit, Strategy, Target, TaskKind, Template, Trigger, Wait, Walk, WalkError, Written,
 };
 pub use window::SendWindow;
 

@@ -167,6 +167,7 @@ pub fn load_files_with(files: &[(PathBuf, String)], targets: &Targets) -> Loaded
         stages: Vec::new(),
         assets: BTreeSet::new(),
         generated: Vec::new(),
+        incomplete: Vec::new(),
     };
     let mut parsed = Vec::new();
     for (path, text) in files {
@@ -205,6 +206,7 @@ pub fn load_files_with(files: &[(PathBuf, String)], targets: &Targets) -> Loaded
         cx.file = path.clone();
         playbooks.push(cx.playbook(path, file, &names));
     }
+    crate::conflicts::check(&playbooks, &cx.incomplete, &mut cx.diagnostics);
     sort(&mut cx.diagnostics);
     let set = (!cx.diagnostics.iter().any(Diagnostic::is_error)).then(|| PlaybookSet {
         playbooks,
@@ -399,6 +401,9 @@ struct Compiler {
     assets: BTreeSet<String>,
     /// Rules compiled from a rule's parts (a first-touch SLA), added after it.
     generated: Vec<Rule>,
+    /// Rules whose trigger or condition did not compile, by place: what they would conflict
+    /// with is unknown, so they are left out of the conflict check.
+    incomplete: Vec<Location>,
 }
 
 /// 1 when a scalar was written in quotes: positions inside its value start one column later.
@@ -820,6 +825,7 @@ impl Compiler {
                 record: RecordKind::Deal,
                 trigger: Trigger::Event(EventType::GateBlocked),
                 condition,
+                action_locations: vec![location.clone(); targets.len()],
                 actions: targets
                     .into_iter()
                     .map(|to| Action::Alert {
@@ -830,6 +836,7 @@ impl Compiler {
                 reentry: Reentry::EachTrigger,
                 shadow: playbook_shadow,
                 storm_limit: None,
+                priority: 0,
                 location: location.clone(),
             }
         });
@@ -1314,11 +1321,23 @@ impl Compiler {
             .condition
             .as_ref()
             .and_then(|c| self.condition(c, record, trigger.as_ref()));
-        let actions = r
-            .then
-            .iter()
-            .filter_map(|a| self.action(a, &r.id, record, names))
-            .collect::<Vec<_>>();
+        let mut actions = Vec::with_capacity(r.then.len());
+        let mut action_locations = Vec::with_capacity(r.then.len());
+        for a in &r.then {
+            let at = self.location(a);
+            if let Some(action) = self.action(&a.value, &r.id, record, names, &at) {
+                actions.push(action);
+                action_locations.push(at);
+            }
+        }
+        if trigger.is_none() || (r.condition.is_some() && condition.is_none()) {
+            self.incomplete.push(self.location(&r.id));
+        }
+        let priority = r.priority.unwrap_or(0);
+        // A first-touch SLA's rules act for this rule: they rank as it does.
+        for generated in &mut self.generated {
+            generated.priority = priority;
+        }
         if r.then.is_empty() {
             self.error(
                 &r.id,
@@ -1341,9 +1360,11 @@ impl Compiler {
             trigger: trigger.unwrap_or(Trigger::QuietFor(Span(0))),
             condition,
             actions,
+            action_locations,
             reentry,
             shadow: playbook_shadow || r.shadow,
             storm_limit: r.storm_limit.as_ref().and_then(|l| self.storm_limit(l)),
+            priority,
             location: self.location(&r.id),
         }
     }
@@ -1627,6 +1648,7 @@ impl Compiler {
         rule: &Spanned<String>,
         record: RecordKind,
         names: &Names,
+        at: &Location,
     ) -> Option<Action> {
         let default_to = if record == RecordKind::Deal {
             Target::PrimaryContact
@@ -1749,7 +1771,7 @@ impl Compiler {
                     task: None,
                 }
             }
-            raw::Action::AssignOwner(x) => return self.assign_owner(x, rule, record),
+            raw::Action::AssignOwner(x) => return self.assign_owner(x, rule, record, at),
             raw::Action::SetField(x) => Action::SetField {
                 field: x.field.value.clone(),
                 value: x.value.value.clone(),
@@ -1816,12 +1838,14 @@ impl Compiler {
 }
 
 impl Compiler {
-    /// An `assign_owner`, and the rules of its first-touch SLA (into `generated`).
+    /// An `assign_owner` written at `at`, and the rules of its first-touch SLA (into
+    /// `generated`).
     fn assign_owner(
         &mut self,
         x: &raw::AssignOwner,
         rule: &Spanned<String>,
         record: RecordKind,
+        at: &Location,
     ) -> Option<Action> {
         let mut team = Vec::new();
         for member in &x.team {
@@ -1906,7 +1930,7 @@ impl Compiler {
             why: None,
         };
         if let Some(ft) = &x.first_touch {
-            self.first_touch(ft, rule, record, &action);
+            self.first_touch(ft, rule, record, &action, at);
         }
         Some(action)
     }
@@ -1921,6 +1945,7 @@ impl Compiler {
         rule: &Spanned<String>,
         record: RecordKind,
         assign: &Action,
+        at: &Location,
     ) {
         let Some(within) = self.span(&ft.within) else {
             return;
@@ -1959,17 +1984,20 @@ impl Compiler {
         };
         let [first, second] = first_touch_ids(&rule.value);
         let location = self.location(rule);
-        let make = |id: String, condition, actions, why: String| Rule {
+        // Its actions are the `assign_owner`'s doing: they are placed there.
+        let make = |id: String, condition, actions: Vec<Action>, why: String| Rule {
             id,
             why,
             covers: vec!["slow-first-touch".into()],
             record,
             trigger: Trigger::Untouched(within),
             condition,
+            action_locations: vec![at.clone(); actions.len()],
             actions,
             reentry: Reentry::EachTrigger,
             shadow: false,
             storm_limit: None,
+            priority: 0,
             location: location.clone(),
         };
         let why = format!(
@@ -2295,7 +2323,7 @@ fn first_touch_rule_ids(rule: &raw::Rule) -> Vec<String> {
     let has = rule
         .then
         .iter()
-        .any(|a| matches!(a, raw::Action::AssignOwner(x) if x.first_touch.is_some()));
+        .any(|a| matches!(&a.value, raw::Action::AssignOwner(x) if x.first_touch.is_some()));
     if has {
         first_touch_ids(&rule.id.value).into()
     } else {

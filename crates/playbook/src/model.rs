@@ -508,11 +508,16 @@ pub struct Rule {
     pub trigger: Trigger,
     pub condition: Option<Condition>,
     pub actions: Vec<Action>,
+    /// Where each of `actions` was written.
+    pub action_locations: Vec<Location>,
     pub reentry: Reentry,
     /// Evaluated and recorded, never delivered.
     pub shadow: bool,
     /// Its own storm limit; `None`: the configured one.
     pub storm_limit: Option<StormLimit>,
+    /// Which of two rules wins when one input has both write different values to the same
+    /// target ([`Action::writes`]): the higher; on a tie, the rule declared first.
+    pub priority: i32,
     pub location: Location,
 }
 
@@ -667,7 +672,51 @@ pub enum Action {
     },
 }
 
+/// What an action writes on its record, for telling conflicting actions apart: an owner, a
+/// stage or one field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Written<'a> {
+    Owner,
+    Stage,
+    Field(&'a str),
+}
+
 impl Action {
+    /// The target this action writes and the value it writes there; `None` for the value of
+    /// an `assign_owner`, whose owner routing picks when the effect commits — two of them
+    /// never agree in advance (a rotation gives each the next member). `None` for an action
+    /// that writes nothing on the record.
+    pub fn writes(&self) -> Option<(Written<'_>, Option<&str>)> {
+        match self {
+            Action::AssignOwner { .. } => Some((Written::Owner, None)),
+            Action::SetStage { stage } => Some((Written::Stage, Some(stage.as_str()))),
+            Action::SetField { field, value } => {
+                Some((Written::Field(field.as_str()), Some(value.as_str())))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether this action and `other` write different values to the same target: only one of
+    /// them can land.
+    pub fn conflicts_with(&self, other: &Action) -> bool {
+        match (self.writes(), other.writes()) {
+            (Some((a, x)), Some((b, y))) => a == b && (x.is_none() || x != y),
+            _ => false,
+        }
+    }
+
+    /// What it writes, in words: `moves the deal to legal`, `sets tier to "gold"`, `assigns
+    /// the owner`.
+    pub fn what_it_writes(&self) -> Option<String> {
+        Some(match self.writes()? {
+            (Written::Owner, _) => "assigns the owner".to_owned(),
+            (Written::Stage, Some(stage)) => format!("moves the deal to {stage}"),
+            (Written::Field(field), Some(value)) => format!("sets {field} to {value:?}"),
+            _ => return None,
+        })
+    }
+
     /// Its kind as the outbox stores it (`{"kind": "alert", …}`).
     pub fn kind(&self) -> &'static str {
         match self {

@@ -421,7 +421,8 @@ pub struct Rule {
     #[serde(rename = "if")]
     #[schemars(with = "Option<String>")]
     pub condition: Option<S<String>>,
-    pub then: Vec<Action>,
+    #[schemars(with = "Vec<Action>")]
+    pub then: Vec<S<Action>>,
     pub reentry: Option<Reentry>,
     #[serde(default)]
     pub shadow: bool,
@@ -429,6 +430,11 @@ pub struct Rule {
     /// an import, before its effects wait for a person's approval: a number, or `off`.
     #[schemars(with = "Option<String>")]
     pub storm_limit: Option<S<String>>,
+    /// Which rule wins when this one and another, acting on the same event or time trigger,
+    /// write different values to the same owner, stage or field: the higher priority (0
+    /// unless given; negative numbers rank below); on a tie, the rule declared first (files
+    /// in name order, rules in their order). The other's action is recorded as `overruled`.
+    pub priority: Option<i32>,
 }
 
 /// A stage's entry criteria. A move into the stage from any source (the API, an import, an

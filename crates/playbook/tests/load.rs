@@ -214,6 +214,54 @@ fn warnings_are_reported_beside_a_set_that_loads() {
     );
 }
 
+/// Issue 23: two files' rules that one event triggers and that move the deal to different
+/// stages conflict, reported at the later one's action with the other's place; `priority:`
+/// orders them (0 unless given; a first-touch SLA's rules rank as their rule) and the set loads.
+#[test]
+fn conflicting_rules_are_reported_across_files_until_a_priority_orders_them() {
+    let a = "playbook: a\nowner: o\nstages: [demo, legal]\nrules:\n  - id: to-demo\n    why: w\n    when: { event: meeting.held }\n    then:\n      - set_stage: demo\n";
+    let b = "playbook: b\nowner: o\nrules:\n  - id: to-legal\n    why: w\n    when: { event: meeting.held }\n    then:\n      - set_stage: legal\n      - assign_owner: { team: [ana], first_touch: { within: 4h, reassign: true } }\n";
+    let load = |a: &str, b: &str| {
+        load_files(&[
+            (PathBuf::from("a.yaml"), a.into()),
+            (PathBuf::from("b.yaml"), b.into()),
+        ])
+    };
+    let loaded = load(a, b);
+    assert!(loaded.set.is_none());
+    assert_eq!(
+        lines(&loaded.diagnostics),
+        [
+            "b.yaml:8:9: conflict: rule \"to-demo\" (a.yaml:9:9) moves the deal to demo and this rule to legal, both on event meeting.held, and both can act: give the one that should win a higher `priority:`"
+        ]
+    );
+    let ordered = load(a, &b.replace("    then:", "    priority: 1\n    then:"));
+    assert!(
+        ordered.diagnostics.is_empty(),
+        "{:?}",
+        lines(&ordered.diagnostics)
+    );
+    let set = ordered.set.unwrap();
+    let priorities: Vec<(&str, i32)> = set
+        .playbooks
+        .iter()
+        .flat_map(|p| &p.rules)
+        .map(|r| (r.id.as_str(), r.priority))
+        .collect();
+    assert_eq!(
+        priorities,
+        [("to-demo", 0), ("to-legal", 1), ("to-legal-first-touch", 1)]
+    );
+    // Conditions check cannot weigh: a warning, and the set loads.
+    let unsure = load(
+        &a.replace("    then:", "    if: deal.amount < 2\n    then:"),
+        &b.replace("    then:", "    if: deal.amount > 5\n    then:"),
+    );
+    assert_eq!(unsure.errors(), 0, "{:?}", lines(&unsure.diagnostics));
+    assert_eq!(unsure.diagnostics.len(), 1);
+    assert!(unsure.set.is_some());
+}
+
 #[test]
 fn missing_folders_and_empty_folders_are_diagnosed() {
     let dir = tempfile::tempdir().unwrap();
@@ -279,6 +327,7 @@ fn the_json_schema_describes_the_file_strictly() {
         );
     }
     assert!(defs["When"]["properties"]["quiet_for"].is_object());
+    assert_eq!(defs["Rule"]["properties"]["priority"]["type"][0], "integer");
 }
 
 #[test]

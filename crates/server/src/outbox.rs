@@ -17,7 +17,8 @@ use crate::error::AppError;
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct OutboxParams {
-    /// pending, delivering, delivered, dry_run, dead, cancelled or shadow.
+    /// pending, delivering, delivered, dry_run, dead, cancelled, shadow, blocked, held or
+    /// overruled.
     status: Option<String>,
     /// email, task, internal, sequence, chat:NAME or webhook:HOST.
     channel: Option<String>,
@@ -56,6 +57,7 @@ pub(crate) const STATUSES: &[&str] = &[
     "shadow",
     "blocked",
     "held",
+    "overruled",
 ];
 
 /// A page size: 1 to 1000, 100 when not given.

@@ -396,8 +396,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Every rule's memory of a record (empty when no rule has fired for it).
     async fn rule_memory(&self, record: &RecordKey) -> Result<engine::Memory>;
 
-    /// Fires, in due order, at most `limit` timers due at or before `now`, each once: the
-    /// timer's deletion, the effects it causes and the rule's memory commit together.
+    /// Fires, in due order, about `limit` timers due at or before `now`, each once: the
+    /// timer's deletion, the effects it causes and the rule's memory commit together. A
+    /// record's timers due at the same moment fire together, past `limit` if need be: they are
+    /// one input, whose conflicting effects are resolved against each other (an `overruled`
+    /// effect in the outbox, never claimed).
     async fn fire_due_timers(&self, now: Timestamp, limit: usize) -> Result<TimersFired>;
 
     /// Brings the timers of records the current engine has not armed up to date: the deals and
@@ -444,7 +447,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// `delivering` under a lease that has expired (its dispatcher died). Each claimed effect
     /// becomes `delivering`, leased to `claim.node` until `claim.lease_until`, its attempt count
     /// raised by one — atomically, so two claims never return the same effect while a lease
-    /// holds. Delivered, dead, cancelled, dry-run and shadow effects are never claimed.
+    /// holds. Delivered, dead, cancelled, dry-run, shadow, blocked, held and overruled effects
+    /// are never claimed.
     async fn claim_effects(&self, claim: Claim) -> Result<Vec<StoredEffect>>;
 
     /// Records how an attempt ended: the effect's new status, the attempt in its history and

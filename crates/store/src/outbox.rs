@@ -18,8 +18,10 @@ pub struct StoredEffect {
     pub due: Timestamp,
     pub shadow: bool,
     /// `pending`, `delivering` (leased), `delivered`, `dry_run`, `dead`, `cancelled`,
-    /// `shadow` (recorded only), or `blocked` (stopped by the sending etiquette; `last_error`
-    /// says why).
+    /// `shadow` (recorded only), `blocked` (stopped by the sending etiquette or unroutable;
+    /// `last_error` says why), `held` (by the storm guard, until approved) or `overruled`
+    /// (another effect of the same input wrote the same owner, stage or field and won;
+    /// `last_error` names it and both values).
     pub status: String,
     /// Where it goes: `email`, `task`, `internal`, `sequence`, `chat:NAME`, `webhook:HOST`.
     pub channel: String,

@@ -1,7 +1,8 @@
 //! A large generated rule set, as a team that has encoded years of judgment might run: every
 //! kind of trigger (quiet stretches, time in a stage, events, routing with a first-touch SLA)
 //! and every kind of action the engine decides without a receiver (alerts, tasks,
-//! escalations, owner changes). What reload tests and benchmarks run `n` rules of.
+//! escalations, owner changes), ordered where they conflict. What reload tests and benchmarks
+//! run `n` rules of.
 
 use std::fmt::Write as _;
 
@@ -65,9 +66,11 @@ pub fn generated(n: usize, timed_every: usize, why_suffix: &str) -> String {
             }
             _ => {
                 // Routing with a first-touch SLA: the built-in first-touch rules come with it.
+                // Several route a new deal of one stage, so each has its own priority: the
+                // highest routes it, the others are overruled (issue 23).
                 let _ = write!(
                     out,
-                    "    when: {{ event: deal.created }}\n    if: deal.stage == \"{stage}\"\n    then:\n      - assign_owner: {{ team: [ana@acme.example, ben@acme.example], first_touch: {{ within: {days}h, escalate: role:manager }} }}\n"
+                    "    when: {{ event: deal.created }}\n    if: deal.stage == \"{stage}\"\n    priority: {i}\n    then:\n      - assign_owner: {{ team: [ana@acme.example, ben@acme.example], first_touch: {{ within: {days}h, escalate: role:manager }} }}\n"
                 );
             }
         }

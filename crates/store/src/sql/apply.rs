@@ -310,8 +310,10 @@ pub(crate) fn ingest(
     Ok(results)
 }
 
-/// Fires, in due order, at most `limit` timers due at or before `now`: each is deleted as it
-/// fires, with the effects it causes and the rule's memory, so a crash leaves it either
+/// Fires, in due order, the timers due at or before `now` — about `limit` of them: each with
+/// the record's other timers due at the same moment, which are one input whose effects are
+/// resolved together ([`Engine::on_timers`]; a replay fires them so too). Each is deleted as
+/// it fires, with the effects it causes and the rule's memory, so a crash leaves it either
 /// pending or done. A timer whose record another transaction holds (another node firing it,
 /// or an ingest moving it) is left to that transaction.
 pub(crate) fn fire_timers(
@@ -336,34 +338,44 @@ pub(crate) fn fire_timers(
         if !sql.try_lock_record(&record)? {
             continue;
         }
-        // Still there and still due once the record is held: otherwise it fired or moved.
-        let Some(row) = sql.query_opt(
-            "DELETE FROM timers WHERE rule = ?1 AND record_kind = ?2 AND record_id = ?3
-               AND due <= ?4
-             RETURNING due, anchor",
+        // Still there and still due once the record is held (otherwise it fired or moved),
+        // with the record's other timers due at that moment.
+        let rows = sql.query(
+            "DELETE FROM timers WHERE record_kind = ?2 AND record_id = ?3
+               AND due = (SELECT due FROM timers
+                          WHERE rule = ?1 AND record_kind = ?2 AND record_id = ?3 AND due <= ?4)
+             RETURNING rule, due, anchor",
             args![
                 &rule,
                 record.kind.as_str(),
                 record.id.as_str(),
                 now.as_millis()
             ],
-        )?
-        else {
+        )?;
+        if rows.is_empty() {
             continue;
-        };
-        let mut folded = current(sql, known, written, &record)?;
-        let timer = Timer {
-            due: row.millis(0)?,
-            rule,
-            record: record.clone(),
-            anchor: row.millis(1)?,
-        };
-        // A timer fires at its due time, whatever the lateness: replays decide alike.
-        effects.extend(engine.on_timer(&timer, &folded.record, &mut folded.memory, timer.due));
-        if let Some(next) = engine.follow_up(&timer, &folded.record, now) {
-            sql.set_timers(&[TimerChange::Set(next)])?;
         }
-        fired.timers += 1;
+        let mut timers = rows
+            .into_iter()
+            .map(|mut row| {
+                Ok(Timer {
+                    rule: row.text(0)?,
+                    due: row.millis(1)?,
+                    record: record.clone(),
+                    anchor: row.millis(2)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        timers.sort();
+        let mut folded = current(sql, known, written, &record)?;
+        // A timer fires at its due time, whatever the lateness: replays decide alike.
+        effects.extend(engine.on_timers(&timers, &folded.record, &mut folded.memory));
+        for timer in &timers {
+            if let Some(next) = engine.follow_up(timer, &folded.record, now) {
+                sql.set_timers(&[TimerChange::Set(next)])?;
+            }
+        }
+        fired.timers += timers.len();
         written.insert(record, folded);
     }
     for (key, f) in written.iter() {
@@ -512,13 +524,16 @@ pub(crate) fn arm_records(
     Ok((pass, written))
 }
 
+/// Each record's stored timers: by rule, (due, anchor).
+type StoredTimers = HashMap<RecordKey, HashMap<String, (Timestamp, Timestamp)>>;
+
 /// The stored timers of the records in storage order after `after` up to `last` (to the end
 /// without it), by record: each rule's (due, anchor).
 fn stored_timers(
     sql: &mut dyn Sql,
     after: i64,
     last: Option<i64>,
-) -> Result<HashMap<RecordKey, HashMap<String, (Timestamp, Timestamp)>>> {
+) -> Result<StoredTimers> {
     let position = sql.dialect().record_position();
     let rows = sql.query(
         &format!(
@@ -528,7 +543,7 @@ fn stored_timers(
         ),
         args![after, last.unwrap_or(i64::MAX)],
     )?;
-    let mut out: HashMap<RecordKey, HashMap<String, (Timestamp, Timestamp)>> = HashMap::new();
+    let mut out = StoredTimers::new();
     for mut r in rows {
         let key = r.record_key(0)?;
         out.entry(key)
@@ -649,10 +664,12 @@ fn route(
 }
 
 /// Adds effects to the outbox; an effect whose idempotency key is already there is skipped.
-/// With `cx` (the rules' effects), each new one first passes the storm guard — a watched rule
-/// past its limit has its effects `held` — and is then acted on where the store acts: an
-/// owner routed, a sequence started or stopped, a rule's email to a contact screened by the
-/// sending etiquette (one it stops is `blocked`, with the reason).
+/// An effect the engine overruled is written `overruled`, with why in `last_error`, and
+/// nothing more: it is never claimed for delivery. With `cx` (the rules' effects), each other
+/// new one first passes the storm guard — a watched rule past its limit has its effects
+/// `held` — and is then acted on where the store acts: an owner routed, a sequence started or
+/// stopped, a rule's email to a contact screened by the sending etiquette (one it stops is
+/// `blocked`, with the reason).
 pub(crate) fn insert_effects(
     sql: &mut dyn Sql,
     cx: Option<&Cx<'_>>,
@@ -687,7 +704,8 @@ pub(crate) fn insert_effects(
     };
     let mut added = 0;
     for e in effects {
-        let judged = !e.shadow && cx.is_some() && guard.watches(&e.rule);
+        // An overruled effect goes nowhere: it is not judged, routed or acted on.
+        let judged = !e.shadow && e.overruled.is_none() && cx.is_some() && guard.watches(&e.rule);
         // Only a new decision is judged, and only one that passes takes a turn in a rotation.
         if (judged || matches!(e.action, Action::AssignOwner { .. }))
             && sql
@@ -703,14 +721,17 @@ pub(crate) fn insert_effects(
         };
         let mut action = e.action.clone();
         let unrouted = match verdict {
-            storms::Verdict::Pass => route_action(sql, cx, e, &mut action)?,
+            storms::Verdict::Pass if e.overruled.is_none() => {
+                route_action(sql, cx, e, &mut action)?
+            }
             _ => None,
         };
-        let (status, error) = match (&verdict, e.shadow) {
-            (_, true) => ("shadow", None),
-            (storms::Verdict::Pass, _) => ("pending", None),
-            (storms::Verdict::Hold, _) => ("held", None),
-            (storms::Verdict::Cancel(why), _) => ("cancelled", Some(why.as_str())),
+        let (status, error) = match (&verdict, e.shadow, &e.overruled) {
+            (_, true, _) => ("shadow", None),
+            (_, _, Some(why)) => ("overruled", Some(why.as_str())),
+            (storms::Verdict::Pass, _, _) => ("pending", None),
+            (storms::Verdict::Hold, _, _) => ("held", None),
+            (storms::Verdict::Cancel(why), _, _) => ("cancelled", Some(why.as_str())),
         };
         let channel = action.channel();
         let inserted = sql.execute(
@@ -818,6 +839,7 @@ pub(crate) fn release(sql: &mut dyn Sql, cx: &Cx<'_>, key: &str, now: Timestamp)
         at: due,
         due,
         shadow: false,
+        overruled: None,
         trace: decode(&row.text(7)?)?,
     };
     let mut action = e.action.clone();

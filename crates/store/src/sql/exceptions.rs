@@ -146,6 +146,7 @@ fn tell(
         at,
         due: at,
         shadow: false,
+        overruled: None,
         trace: engine::Trace {
             why,
             trigger: format!("exception {} {step}: {why_now}", e.id),

@@ -1059,6 +1059,7 @@ fn step_effect(
         at: now,
         due: now,
         shadow: false,
+        overruled: None,
         trace: Trace {
             why,
             trigger: format!("enrolment {}", s.id),

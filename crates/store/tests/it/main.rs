@@ -27,6 +27,7 @@ macro_rules! suite {
 }
 
 mod calendar;
+mod conflicts;
 mod conformance;
 mod exceptions;
 mod gates;
