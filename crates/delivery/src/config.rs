@@ -9,8 +9,15 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Render every message and keep it in the outbox instead of sending it.
     pub dry_run: bool,
-    /// The address links in messages point at (the deal in pipewright's API).
-    pub base_url: String,
+    /// The address people reach this server at — behind a reverse proxy, its public
+    /// `https://` address. Alerts, tasks, escalations, chat messages and webhooks link to the
+    /// web UI's page of their record under it (`/deals/ID`, `/leads/ID`); unsubscribe links
+    /// point at its `/unsubscribe/` page.
+    pub public_url: String,
+    /// The name `public_url` had before issue 23, still read so older configurations load:
+    /// [`Config::adopt_old_keys`] moves it to `public_url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
     pub poll_ms: u64,
     /// How long a claimed effect is held before another dispatcher may take it over.
     pub lease_ms: u64,
@@ -42,7 +49,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             dry_run: false,
-            base_url: "http://127.0.0.1:7878".into(),
+            public_url: "http://127.0.0.1:7878".into(),
+            base_url: None,
             poll_ms: 250,
             lease_ms: 60_000,
             batch: 100,
@@ -61,6 +69,28 @@ impl Default for Config {
             chat: BTreeMap::new(),
             tasks: TaskConfig::default(),
         }
+    }
+}
+
+impl Config {
+    /// Moves the old key `base_url` to `public_url`.
+    ///
+    /// # Errors
+    /// Both given with different addresses: which one is meant cannot be told.
+    pub fn adopt_old_keys(&mut self) -> Result<(), String> {
+        let Some(old) = self.base_url.take() else {
+            return Ok(());
+        };
+        // The configuration is layered over the defaults, so a `public_url` still at its
+        // default was not given.
+        if self.public_url != Config::default().public_url && self.public_url != old {
+            return Err(format!(
+                "delivery.base_url ({old}) is the old name of delivery.public_url ({}): give only public_url",
+                self.public_url
+            ));
+        }
+        self.public_url = old;
+        Ok(())
     }
 }
 
@@ -83,9 +113,53 @@ pub struct EmailConfig {
     pub tls: Tls,
     pub username: Option<String>,
     pub password: Option<String>,
-    /// The sender, `Name <address>`; its domain also names Message-IDs.
+    /// The sender, `Name <address>`; its domain also names Message-IDs. Email to a contact
+    /// goes from this address under the name of the record's owner.
     pub from: String,
+    /// Where a contact's reply to an email goes (its `Reply-To`).
+    pub reply_to: ReplyTo,
     pub timeout_ms: u64,
+}
+
+/// Where a buyer's reply goes: to the record's owner (the default), to the sender's address,
+/// or to one fixed address (a shared inbox that the CRM reads).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum ReplyTo {
+    /// The owner's address (their person record's email, or their id when it is one), with
+    /// their name; an owner without an address gets no `Reply-To`.
+    Owner,
+    /// No `Reply-To`: replies go to the sender's address.
+    Sender,
+    /// This address (`reply@acme.example` or `Sales <reply@acme.example>`).
+    Address(String),
+}
+
+impl TryFrom<String> for ReplyTo {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "owner" => Ok(ReplyTo::Owner),
+            "sender" => Ok(ReplyTo::Sender),
+            other => match other.parse::<lettre::message::Mailbox>() {
+                Ok(_) => Ok(ReplyTo::Address(s)),
+                Err(_) => Err(format!(
+                    "reply_to {other:?} is neither `owner`, `sender` nor an email address"
+                )),
+            },
+        }
+    }
+}
+
+impl From<ReplyTo> for String {
+    fn from(r: ReplyTo) -> String {
+        match r {
+            ReplyTo::Owner => "owner".into(),
+            ReplyTo::Sender => "sender".into(),
+            ReplyTo::Address(a) => a,
+        }
+    }
 }
 
 impl Default for EmailConfig {
@@ -97,6 +171,7 @@ impl Default for EmailConfig {
             username: None,
             password: None,
             from: "pipewright <pipewright@localhost>".into(),
+            reply_to: ReplyTo::Owner,
             timeout_ms: 10_000,
         }
     }

@@ -13,7 +13,7 @@ pub mod render;
 pub mod send;
 pub mod unsubscribe;
 
-pub use config::{Config, EmailConfig, TaskConfig, Tls, WebhookConfig};
+pub use config::{Config, EmailConfig, ReplyTo, TaskConfig, Tls, WebhookConfig};
 pub use dispatcher::{Dispatcher, Pass};
 pub use send::{SIGNATURE_HEADER, signature};
 

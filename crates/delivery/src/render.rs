@@ -1,13 +1,19 @@
 //! Turns an effect into the message it delivers, without sending anything: the same rendering
 //! serves live delivery and dry runs. Everything it needs is looked up beforehand (the record,
 //! the people, the primary contact, the playbooks), so rendering itself is pure.
+//!
+//! Two audiences (issue 23). What the team reads — alerts, tasks, escalations, chat, webhooks —
+//! links to the record's page in the web UI (`link`) and comes from the configured sender.
+//! What a buyer reads — email to a contact or a lead — is never given `link`, comes from the
+//! configured address under the owner's name, and is answered to the owner (`reply_to`).
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use domain::{Contact, Person, Record, RecordKey, Role, Timestamp};
+use domain::{Contact, Person, Record, RecordKey, RecordKind, Role, Timestamp};
+use lettre::message::Mailbox;
 use playbook::{Action, AssetChoice, PlaybookSet, Target};
 use store::{NewException, NewTask, StoredEffect};
 
@@ -17,6 +23,9 @@ use store::{NewException, NewTask, StoredEffect};
 pub enum Message {
     Email {
         from: String,
+        /// Where replies go, when not to `from`: for email to a buyer, the owner by default.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reply_to: Option<String>,
         to: Vec<String>,
         subject: String,
         text: String,
@@ -45,6 +54,8 @@ pub enum Message {
         title: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         due_at: Option<Timestamp>,
+        /// The record's page in the web UI, for a task pushed to another tool.
+        link: String,
     },
     /// An item in a person's exceptions inbox, escalating through `chain` (person ids, the
     /// first holds it first).
@@ -75,6 +86,7 @@ impl Message {
                 assignee,
                 title,
                 due_at,
+                ..
             } => Some(NewTask {
                 id: id.clone(),
                 kind: kind.clone(),
@@ -167,7 +179,14 @@ pub fn render(
                         "template {template:?} is not in the running playbooks"
                     ))
                 })?;
-            let values = cx.values(None);
+            let to_buyer = to.is_buyer();
+            // `check` refuses this since issue 23; a set published before may still hold it.
+            if to_buyer && t.reads_link() {
+                return fail(format!(
+                    "template {template:?} reads `link`, the record's page in pipewright, which only the team can open: it is not emailed to a contact (give an asset's URL instead)"
+                ));
+            }
+            let values = cx.values(None, to_buyer);
             cx.email(
                 to,
                 render_text(&t.subject, &values, false)?,
@@ -194,7 +213,7 @@ pub fn render(
                 .ok_or_else(|| {
                     RenderError(format!("asset {name:?} is not in the running playbooks"))
                 })?;
-            let values = cx.values(Some(asset_value(a)));
+            let values = cx.values(Some(asset_value(a)), to.is_buyer());
             let subject = render_text("{{ asset.title }}", &values, false)?;
             let text = render_text(ASSET_EMAIL, &values, false)?;
             cx.email(to, subject, text, None)
@@ -203,7 +222,7 @@ pub fn render(
             to: Target::Channel(channel),
             text,
         } => {
-            let text = render_text(text, &cx.values(None), false)?;
+            let text = render_text(text, &cx.values(None, false), false)?;
             Ok(Message::Chat {
                 channel: channel.clone(),
                 payload: json!({
@@ -216,10 +235,18 @@ pub fn render(
                 }),
             })
         }
+        // An alert carries the rule's why and the record's page: `check` keeps it from
+        // contacts since issue 23; a set published before may still hold one.
+        Action::Alert { to, .. } if to.is_buyer() => {
+            fail("an alert is for the team, not a contact")
+        }
         Action::Alert { to, text } => {
-            let text = render_text(text, &cx.values(None), false)?;
+            let text = render_text(text, &cx.values(None, false), false)?;
             let subject = format!("[pipewright] {}: {}", cx.title, effect.rule);
-            let body = format!("{text}\n\nWhy: {}\n{}\n", cx.why, cx.link);
+            let body = format!(
+                "{text}\n\nWhy: {}\nOpen in pipewright: {}\n",
+                cx.why, cx.link
+            );
             cx.email(to, subject, body, None)
         }
         Action::Task {
@@ -231,8 +258,9 @@ pub fn render(
             id: effect.key.clone(),
             kind: task.map_or("task", |k| k.as_str()).into(),
             assignee: cx.person_id(assignee)?,
-            title: render_text(title, &cx.values(None), false)?,
+            title: render_text(title, &cx.values(None, false), false)?,
             due_at: due.map(|d| Timestamp::from_millis(now.as_millis() + d.0)),
+            link: cx.link.clone(),
         }),
         Action::Escalate {
             to,
@@ -310,6 +338,44 @@ pub fn render(
     }
 }
 
+/// The web UI's page of a record, as a path: `/deals/ID`, `/leads/ID` (the id percent-encoded,
+/// so any id makes one path segment); other kinds have none.
+pub fn page(key: &RecordKey) -> Option<String> {
+    /// What a path segment keeps as it is: RFC 3986's unreserved characters.
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    let kind = match key.kind {
+        RecordKind::Deal => "deals",
+        RecordKind::Lead => "leads",
+        _ => return None,
+    };
+    let id = percent_encoding::utf8_percent_encode(key.id.as_str(), SEGMENT);
+    Some(format!("/{kind}/{id}"))
+}
+
+/// What the team opens from a message about the effect's record: the record's page in the
+/// web UI — for a lead that became a deal, the deal's — under `public_url`; for a record with
+/// no page, the effect's own page in the outbox.
+fn team_link(effect: &StoredEffect, record: Option<&Record>, public_url: &str) -> String {
+    let converted = match record {
+        Some(Record::Lead(l)) => l.converted_to.clone(),
+        _ => None,
+    };
+    let page = match converted {
+        Some(deal) => page(&RecordKey::new(RecordKind::Deal, deal)),
+        None => page(&effect.record),
+    };
+    let path = page.unwrap_or_else(|| {
+        let key =
+            percent_encoding::utf8_percent_encode(&effect.key, percent_encoding::NON_ALPHANUMERIC);
+        format!("/outbox/{key}")
+    });
+    format!("{}{path}", public_url.trim_end_matches('/'))
+}
+
 /// The email `send_asset` sends.
 const ASSET_EMAIL: &str = "Hello {{ contact.name | default('there') }},
 
@@ -377,12 +443,7 @@ impl<'a> Context<'a> {
         let title = facts["name"]
             .as_str()
             .map_or_else(|| effect.record.id.as_str().to_owned(), str::to_owned);
-        let link = format!(
-            "{}/api/v1/{}s/{}",
-            config.base_url.trim_end_matches('/'),
-            effect.record.kind.as_str(),
-            effect.record.id.as_str()
-        );
+        let link = team_link(effect, lookup.record.as_ref(), &config.public_url);
         Self {
             lookup,
             config,
@@ -404,8 +465,9 @@ impl<'a> Context<'a> {
         self.facts["owner"].as_str().map(str::to_owned)
     }
 
-    /// Template values: the record under its kind, its owner and contact, the link, the asset.
-    fn values(&self, asset: Option<Value>) -> Value {
+    /// Template values: the record under its kind, its owner and contact, the asset; `link`
+    /// only in what the team reads.
+    fn values(&self, asset: Option<Value>, to_buyer: bool) -> Value {
         let owner = self.owner().map(|id| match self.person(&id) {
             Some(p) => json!({"id": id, "name": p.name, "email": p.email}),
             None => json!({"id": id}),
@@ -423,9 +485,11 @@ impl<'a> Context<'a> {
             .collect();
         let mut v = json!({
             self.key.kind.as_str(): self.facts,
-            "link": self.link,
             "assets": assets,
         });
+        if !to_buyer {
+            v[playbook::LINK] = json!(self.link);
+        }
         for (name, value) in [("owner", owner), ("contact", contact), ("asset", asset)] {
             if let Some(value) = value {
                 v[name] = value;
@@ -511,6 +575,35 @@ impl<'a> Context<'a> {
         }
     }
 
+    /// Who an email comes from and where replies go. To the team: the configured sender as
+    /// written, replies to it. To a buyer: the configured address under the owner's name (the
+    /// configured name when the owner has none), replies as `reply_to` says.
+    fn sender(&self, to_buyer: bool) -> (String, Option<String>) {
+        let configured = &self.config.email.from;
+        if !to_buyer {
+            return (configured.clone(), None);
+        }
+        let owner = self.owner();
+        let person = owner.as_deref().and_then(|id| self.person(id));
+        let from = match (
+            configured.parse::<Mailbox>(),
+            person.and_then(|p| p.name.clone()),
+        ) {
+            (Ok(sender), Some(name)) => Mailbox::new(Some(name), sender.email).to_string(),
+            _ => configured.clone(),
+        };
+        let reply_to = match &self.config.email.reply_to {
+            crate::ReplyTo::Owner => owner
+                .as_deref()
+                .and_then(|id| self.address(id).ok())
+                .and_then(|a| a.parse().ok())
+                .map(|email| Mailbox::new(person.and_then(|p| p.name.clone()), email).to_string()),
+            crate::ReplyTo::Sender => None,
+            crate::ReplyTo::Address(a) => Some(a.clone()),
+        };
+        (from, reply_to)
+    }
+
     fn email(
         &self,
         to: &Target,
@@ -518,14 +611,19 @@ impl<'a> Context<'a> {
         text: String,
         html: Option<String>,
     ) -> Result<Message, RenderError> {
-        let from = self.config.email.from.clone();
-        let domain = from
+        // Message-IDs are named by the configured address's domain, whoever it is from.
+        let domain = self
+            .config
+            .email
+            .from
             .rsplit_once('@')
             .map_or("pipewright.localhost", |(_, d)| d.trim_end_matches('>'))
             .to_owned();
+        let (from, reply_to) = self.sender(to.is_buyer());
         Ok(Message::Email {
             to: self.recipients(to)?,
             from,
+            reply_to,
             subject,
             text,
             html,
@@ -546,7 +644,7 @@ impl<'a> Context<'a> {
             _ => domain::RecordKind::Contact,
         };
         let token = crate::unsubscribe::token(secret, &RecordKey::new(kind, contact.id.clone()));
-        Some(crate::unsubscribe::url(&self.config.base_url, &token))
+        Some(crate::unsubscribe::url(&self.config.public_url, &token))
     }
 
     fn webhook_body(&self, effect: &StoredEffect) -> Value {
@@ -594,4 +692,27 @@ pub fn email_headers(effect: &StoredEffect) -> BTreeMap<&'static str, String> {
     ]
     .into_iter()
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use domain::{RecordId, RecordKey, RecordKind};
+
+    fn key(kind: RecordKind, id: &str) -> RecordKey {
+        RecordKey::new(kind, RecordId::parse(id).unwrap())
+    }
+
+    /// Any id is one path segment of the web UI's page (ids come from a CRM: anything goes).
+    #[test]
+    fn a_record_page_is_one_segment_per_id() {
+        assert_eq!(
+            super::page(&key(RecordKind::Deal, "D-1")).as_deref(),
+            Some("/deals/D-1")
+        );
+        assert_eq!(
+            super::page(&key(RecordKind::Lead, "acme/42 #3?x")).as_deref(),
+            Some("/leads/acme%2F42%20%233%3Fx")
+        );
+        assert_eq!(super::page(&key(RecordKind::Contact, "C-1")), None);
+    }
 }

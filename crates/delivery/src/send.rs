@@ -181,6 +181,7 @@ impl Smtp {
     ) -> Result<String, SendError> {
         let Message::Email {
             from,
+            reply_to,
             to,
             subject,
             text,
@@ -199,6 +200,9 @@ impl Smtp {
             .from(parse(from)?)
             .subject(subject.as_str())
             .message_id(Some(message_id.clone()));
+        if let Some(reply_to) = reply_to {
+            builder = builder.reply_to(parse(reply_to)?);
+        }
         for address in to {
             builder = builder.to(parse(address)?);
         }

@@ -719,10 +719,10 @@ fn settings(cli: &Cli, demo: bool) -> anyhow::Result<Settings> {
     Ok(settings)
 }
 
-/// Links in messages point at the address served, unless configured otherwise.
+/// Links in messages point at the address served, unless a public address is configured.
 fn link_to_listen(settings: &mut Settings) {
-    if settings.delivery.base_url == Settings::default().delivery.base_url {
-        settings.delivery.base_url = format!("http://{}", settings.server.listen);
+    if settings.delivery.public_url == Settings::default().delivery.public_url {
+        settings.delivery.public_url = format!("http://{}", settings.server.listen);
     }
 }
 

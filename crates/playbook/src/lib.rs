@@ -26,9 +26,10 @@ pub use load::{
 };
 pub use model::{
     Action, Answer, Answered, Asset, AssetChoice, Busy, Criterion, DEFAULT_ESCALATION_SLA,
-    DecisionTree, Engagement, Exit, Gate, InputKind, Location, ObjectionScript, Outcome, Playbook,
-    PlaybookSet, Question, Reentry, Reply, Route, Rule, Sending, Sequence, Span, Step, StepKind,
-    StormLimit, Strategy, Target, TaskKind, Template, Trigger, Wait, Walk, WalkError, Written,
+    DecisionTree, Engagement, Exit, Gate, InputKind, LINK, Location, ObjectionScript, Outcome,
+    Playbook, PlaybookSet, Question, Reentry, Reply, Route, Rule, Sending, Sequence, Span, Step,
+    StepKind, StormLimit, Strategy, Target, TaskKind, Template, Trigger, Wait, Walk, WalkError,
+    Written,
 };
 pub use window::SendWindow;
 

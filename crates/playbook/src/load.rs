@@ -13,9 +13,9 @@ use crate::condition::Scope;
 use crate::facts::{DEAL_FACTS, Fact, LEAD_FACTS, event_facts, find};
 use crate::model::{
     Action, Answer, Asset, AssetChoice, Busy, Criterion, DecisionTree, Engagement, Exit, Gate,
-    InputKind, Location, ObjectionScript, Outcome, Playbook, PlaybookSet, Question, Reentry, Reply,
-    Route, Rule, Sending, Sequence, Span, Step, StepKind, StormLimit, Strategy, Target, TaskKind,
-    Trigger, Wait,
+    InputKind, LINK, Location, ObjectionScript, Outcome, Playbook, PlaybookSet, Question, Reentry,
+    Reply, Route, Rule, Sending, Sequence, Span, Step, StepKind, StormLimit, Strategy, Target,
+    TaskKind, Trigger, Wait,
 };
 use crate::{Condition, Schedule, raw};
 
@@ -168,6 +168,7 @@ pub fn load_files_with(files: &[(PathBuf, String)], targets: &Targets) -> Loaded
         assets: BTreeSet::new(),
         generated: Vec::new(),
         incomplete: Vec::new(),
+        buyer_links: BTreeSet::new(),
     };
     let mut parsed = Vec::new();
     for (path, text) in files {
@@ -253,9 +254,15 @@ struct Names {
     /// Each sequence with the kind of record it runs for.
     sequences: BTreeMap<String, RecordKind>,
     /// Each email template, with the values it reads (`deal.name`, `owner.email`, `link`).
-    templates: BTreeMap<String, BTreeSet<String>>,
+    templates: BTreeMap<String, TemplateValues>,
     /// Each holiday calendar's dates.
     calendars: BTreeMap<String, BTreeSet<jiff::civil::Date>>,
+}
+
+/// What a template reads, and where it first reads `link`.
+struct TemplateValues {
+    read: BTreeSet<String>,
+    link: Option<Location>,
 }
 
 /// A question's place in a tree while it is checked: its id and raw form.
@@ -345,12 +352,24 @@ impl Names {
                 }
             }
             for (name, t) in &file.templates {
-                let read = [Some(&t.subject), Some(&t.text), t.html.as_ref()]
-                    .into_iter()
-                    .flatten()
-                    .flat_map(|part| values_read(&part.value))
-                    .collect();
-                if names.templates.insert(name.clone(), read).is_some() {
+                let parts = [Some(&t.subject), Some(&t.text), t.html.as_ref()];
+                let mut read = BTreeSet::new();
+                let mut link = None;
+                for part in parts.into_iter().flatten() {
+                    let values = values_read(&part.value);
+                    if link.is_none() && values.contains(LINK) {
+                        link = Some(match link_read_at(&part.value) {
+                            Some((line, column)) => cx.within(part, line, column),
+                            None => cx.location(part),
+                        });
+                    }
+                    read.extend(values);
+                }
+                if names
+                    .templates
+                    .insert(name.clone(), TemplateValues { read, link })
+                    .is_some()
+                {
                     cx.error(
                         &file.playbook,
                         format!("template {name:?} is defined twice"),
@@ -404,6 +423,9 @@ struct Compiler {
     /// Rules whose trigger or condition did not compile, by place: what they would conflict
     /// with is unknown, so they are left out of the conflict check.
     incomplete: Vec<Location>,
+    /// Templates already reported for linking buyers to pipewright: once each, however many
+    /// uses send them to buyers.
+    buyer_links: BTreeSet<String>,
 }
 
 /// 1 when a scalar was written in quotes: positions inside its value start one column later.
@@ -421,6 +443,25 @@ fn list(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
 }
 
 impl Compiler {
+    /// Where a position inside a scalar's value (line and column from 1) was written. The
+    /// first line starts where the scalar does (a column on when it is quoted); a value of
+    /// several lines is a block scalar (`|`), whose lines all start at its indentation.
+    fn within(&self, s: &Spanned<String>, line: usize, column: usize) -> Location {
+        let base = self.location(s);
+        if line <= 1 {
+            Location {
+                column: base.column + quote_width(s) + column.saturating_sub(1),
+                ..base
+            }
+        } else {
+            Location {
+                line: base.line + line - 1,
+                column: base.column + column.saturating_sub(1),
+                ..base
+            }
+        }
+    }
+
     fn location<T>(&self, s: &Spanned<T>) -> Location {
         Location {
             file: self.file.clone(),
@@ -922,10 +963,17 @@ impl Compiler {
         }
     }
 
-    /// Checks a use of the template named at `at`, in a message about a `record`: that it
-    /// exists, and that it reads only values such a message has. Whether it exists.
-    fn template(&mut self, at: &Spanned<String>, record: RecordKind, names: &Names) -> bool {
-        let Some(read) = names.templates.get(&at.value) else {
+    /// Checks a use of the template named at `at`, in a message about a `record` (to a buyer,
+    /// or to the team): that it exists, and that it reads only values such a message has.
+    /// Whether it exists.
+    fn template(
+        &mut self,
+        at: &Spanned<String>,
+        record: RecordKind,
+        to_buyer: bool,
+        names: &Names,
+    ) -> bool {
+        let Some(values) = names.templates.get(&at.value) else {
             self.error(
                 at,
                 format!(
@@ -937,7 +985,24 @@ impl Compiler {
             return false;
         };
         let what = format!("template {:?}", at.value);
-        self.values_fit(at, read, &what, record);
+        self.values_fit(at, &values.read, &what, record);
+        // Reported where the template reads it, once: that is what to change.
+        if to_buyer
+            && let Some(link) = &values.link
+            && self.buyer_links.insert(at.value.clone())
+        {
+            let used = self.location(at);
+            let asset = self.assets.first().map_or("NAME", String::as_str);
+            self.error_at(
+                link,
+                format!(
+                    "template {:?} is emailed to a contact (at {}:{}) and reads `link`, the record's page in pipewright, which only the team can open: give the buyer what they can open, such as an asset's URL ({{{{ assets[\"{asset}\"].url }}}})",
+                    at.value,
+                    used.file.display(),
+                    used.line,
+                ),
+            );
+        }
         true
     }
 
@@ -1193,8 +1258,9 @@ impl Compiler {
                 return None;
             }
             let mut known = Vec::new();
+            // A sequence emails the contact it enrolled.
             for t in &variants {
-                if self.template(t, record, names) {
+                if self.template(t, record, true, names) {
                     known.push(t.value.clone());
                 }
             }
@@ -1537,20 +1603,13 @@ impl Compiler {
             stages: self.stages.iter().map(String::as_str).collect(),
         };
         let (condition, problems) = Condition::check(&c.value, &scope);
-        let base = self.location(c);
         for e in problems {
-            // Positions inside the expression, moved to the YAML scalar holding it (one column
-            // further when the scalar is quoted).
-            let quote = quote_width(c);
-            let (line, column) = if e.line == 1 {
-                (base.line, base.column + quote + e.column - 1)
-            } else {
-                (base.line + e.line - 1, e.column)
-            };
+            // Positions inside the expression, moved to the YAML scalar holding it.
+            let at = self.within(c, e.line, e.column);
             self.diagnostics.push(Diagnostic {
-                file: base.file.clone(),
-                line,
-                column,
+                file: at.file,
+                line: at.line,
+                column: at.column,
                 severity: e.severity,
                 message: format!("condition: {}", e.message),
             });
@@ -1571,6 +1630,10 @@ impl Compiler {
         let r = record.as_str();
         let problem = match (receives, &target) {
             (Receives::Alert, Target::Channel(name)) => self.unconfigured(name),
+            // An alert carries the rule's why and the record's page in pipewright.
+            (Receives::Alert, t) if t.is_buyer() => Some(format!(
+                "an alert is for the team: to write to a contact, use send_email with a template (alert {r}.owner, person:ID, role:NAME or channel:NAME)"
+            )),
             (Receives::Email, Target::Channel(_)) => Some(format!(
                 "a channel gets alerts, not emails: send to {r}.owner, {r}.owner.manager{}, person:ID or role:NAME",
                 if record == RecordKind::Deal {
@@ -1739,16 +1802,17 @@ impl Compiler {
                 }
             }
             raw::Action::SendEmail(x) => {
-                if !self.template(&x.template, record, names) {
+                let to = match &x.to {
+                    Some(t) => self.recipient(t, record, Receives::Email),
+                    None => Some(default_to),
+                };
+                let to_buyer = to.as_ref().is_some_and(Target::is_buyer);
+                if !self.template(&x.template, record, to_buyer, names) {
                     return None;
                 }
-                let to = match &x.to {
-                    Some(t) => self.recipient(t, record, Receives::Email)?,
-                    None => default_to,
-                };
                 Action::SendEmail {
                     template: x.template.value.clone(),
-                    to,
+                    to: to?,
                 }
             }
             raw::Action::Alert(x) => {
@@ -2352,11 +2416,29 @@ const CONTACT_VALUES: [&str; 4] = ["id", "name", "email", "title"];
 
 /// The values a template reads, as dotted paths (`deal.name`); none if it does not parse (its
 /// syntax error is reported on its own).
-fn values_read(text: &str) -> BTreeSet<String> {
+pub(crate) fn values_read(text: &str) -> BTreeSet<String> {
     minijinja::Environment::new()
         .template_from_str(text)
         .map(|t| t.undeclared_variables(true).into_iter().collect())
         .unwrap_or_default()
+}
+
+/// Where a template first reads `link` as a value (not as a field, `x.link`): line and column
+/// in its text, from 1. None if it does not lex (its syntax error is reported on its own).
+fn link_read_at(text: &str) -> Option<(usize, usize)> {
+    use minijinja::machinery::{Token, tokenize};
+    let mut after_dot = false;
+    for token in tokenize(text, false, Default::default()) {
+        let (token, span) = token.ok()?;
+        if matches!(token, Token::Ident(LINK)) && !after_dot {
+            return Some((
+                usize::from(span.start_line),
+                usize::from(span.start_col) + 1,
+            ));
+        }
+        after_dot = matches!(token, Token::Dot);
+    }
+    None
 }
 
 /// The first value written in a step, where its diagnostics point.

@@ -594,6 +594,14 @@ pub enum Target {
     Channel(String),
 }
 
+impl Target {
+    /// Whether a message to it reaches a buyer — a contact, or a lead (its own contact) — not
+    /// the team: such a message carries nothing internal, such as `link` (issue 23).
+    pub fn is_buyer(&self) -> bool {
+        matches!(self, Target::PrimaryContact | Target::Contact(_))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AssetChoice {
@@ -848,6 +856,20 @@ pub struct Template {
     pub text: String,
     pub html: Option<String>,
 }
+
+impl Template {
+    /// Whether it reads `link`, the record's page in pipewright's web UI: only the team can
+    /// open it, so `check` refuses such a template in email to buyers.
+    pub fn reads_link(&self) -> bool {
+        [Some(&self.subject), Some(&self.text), self.html.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|part| crate::load::values_read(part).contains(LINK))
+    }
+}
+
+/// The value messages read for the record's page in the web UI (`{{ link }}`).
+pub const LINK: &str = "link";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Asset {

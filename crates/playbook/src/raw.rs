@@ -391,8 +391,10 @@ pub struct Branch {
     pub goto: S<String>,
 }
 
-/// An email: `{{ deal.name }}`, `{{ contact.name }}`, `{{ owner.name }}`, `{{ link }}` and the
-/// other facts are filled in when it is sent; a value that is missing stops the send.
+/// An email: `{{ deal.name }}`, `{{ contact.name }}`, `{{ owner.name }}`, the asset library
+/// (`{{ assets["NAME"].url }}`) and the other facts are filled in when it is sent; a value that
+/// is missing stops the send. `{{ link }}`, the record's page in pipewright's web UI, is for
+/// email to the team: a template emailed to a contact cannot read it.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Template {

@@ -64,8 +64,12 @@ preview_days = 7
 # Render every message and keep it in the outbox (GET /api/v1/outbox) instead of sending it.
 # Tasks and changes to pipewright's own records still happen. The demo runs with dry_run.
 dry_run = false
-# Where links in messages point (the deal in pipewright's API).
-base_url = "http://127.0.0.1:7878"
+# The address people reach this server at; behind a reverse proxy, its public https:// address.
+# Alerts, tasks, escalations, chat messages and webhooks link to the web UI's page of their
+# record under it (PUBLIC_URL/deals/ID, PUBLIC_URL/leads/ID; a lead that became a deal links to
+# the deal); unsubscribe links point at PUBLIC_URL/unsubscribe/…. Email to buyers never links
+# here. (`base_url`, its name before, is still read.)
+public_url = "http://127.0.0.1:7878"
 # How often the outbox is looked at, in milliseconds.
 poll_ms = 250
 # How long a claimed effect is held before another node may take it over.
@@ -97,8 +101,15 @@ port = 25
 tls = "none"
 # username = "…"
 # password = "…"
-# The sender; its domain also names each Message-ID (<idempotency key@domain>).
+# The sender; its domain also names each Message-ID (<idempotency key@domain>). Alerts and
+# other email to the team come from it as written; email to a contact (send_email to a contact,
+# sequence steps, send_asset) comes from this address under the name of the record's owner
+# ("Sam Ortiz <pipewright@localhost>"; this name when the owner has none).
 from = "pipewright <pipewright@localhost>"
+# Where a contact's reply goes (Reply-To): "owner" (the record owner's email address, from
+# their person record), "sender" (no Reply-To: to the address above), or one address
+# ("sales-replies@acme.example", a shared inbox).
+reply_to = "owner"
 timeout_ms = 10000
 
 [delivery.webhooks]
@@ -269,7 +280,13 @@ impl Settings {
                     .try_parsing(true),
             )
             .build()?
-            .try_deserialize()
+            .try_deserialize::<Settings>()
+            .and_then(|mut s| {
+                s.delivery
+                    .adopt_old_keys()
+                    .map_err(config::ConfigError::Message)?;
+                Ok(s)
+            })
     }
 }
 
@@ -304,5 +321,48 @@ mod tests {
         std::fs::write(&bad, "[server]\nlisten_on = \"x\"\n").unwrap();
         let err = Settings::load(Some(&bad)).unwrap_err().to_string();
         assert!(err.contains("listen_on"), "{err}");
+    }
+
+    /// Issue 23: the link address is `delivery.public_url`; a configuration written with its
+    /// old name, `base_url`, loads the same; one giving both, differently, is refused.
+    #[test]
+    fn the_old_name_of_public_url_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old.toml");
+        std::fs::write(
+            &old,
+            "[delivery]\nbase_url = \"https://pipewright.acme.example\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&old)).unwrap();
+        assert_eq!(s.delivery.public_url, "https://pipewright.acme.example");
+        assert_eq!(s.delivery.base_url, None);
+        let new = dir.path().join("new.toml");
+        std::fs::write(
+            &new,
+            "[delivery]\npublic_url = \"https://pw.acme.example\"\n[delivery.email]\nreply_to = \"replies@acme.example\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&new)).unwrap();
+        assert_eq!(s.delivery.public_url, "https://pw.acme.example");
+        assert_eq!(
+            s.delivery.email.reply_to,
+            delivery::ReplyTo::Address("replies@acme.example".into())
+        );
+        let both = dir.path().join("both.toml");
+        std::fs::write(
+            &both,
+            "[delivery]\npublic_url = \"https://a.example\"\nbase_url = \"https://b.example\"\n",
+        )
+        .unwrap();
+        let err = Settings::load(Some(&both)).unwrap_err().to_string();
+        assert!(err.contains("give only public_url"), "{err}");
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "[delivery.email]\nreply_to = \"the owner\"\n").unwrap();
+        let err = Settings::load(Some(&bad)).unwrap_err().to_string();
+        assert!(
+            err.contains("neither `owner`, `sender` nor an email address"),
+            "{err}"
+        );
     }
 }

@@ -45,6 +45,7 @@ class Handler:
             "subject": message.get("Subject", ""),
             "from": message.get("From", ""),
             "to": message.get("To", ""),
+            "reply_to": message.get("Reply-To", ""),
             "effect": message.get("X-Pipewright-Effect", ""),
             "list_unsubscribe": message.get("List-Unsubscribe", ""),
             "list_unsubscribe_post": message.get("List-Unsubscribe-Post", ""),

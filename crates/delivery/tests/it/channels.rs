@@ -1,5 +1,6 @@
 //! Each channel against its real peer: what arrives, with which headers.
 
+use delivery::ReplyTo;
 use hmac::{KeyInit, Mac};
 use testkit::{Receiver, SmtpServer};
 
@@ -32,7 +33,8 @@ async fn emails_are_rendered_and_carry_the_key_as_message_id(backend: Backend) {
         follow_up["rcpt_tos"],
         serde_json::json!(["ana@globex.example"])
     );
-    assert_eq!(follow_up["from"], "Acme Sales <sales@acme.example>");
+    // To a contact: the sending address under the owner's name (issue 23).
+    assert_eq!(follow_up["from"], "Sam Ortiz <sales@acme.example>");
     assert_eq!(
         follow_up["text"].as_str().unwrap().trim(),
         "Hi Ana Ruiz, about Globex rollout (proposal). Sam Ortiz"
@@ -127,10 +129,7 @@ async fn webhooks_are_signed_and_carry_the_idempotency_key(backend: Backend) {
         serde_json::json!({"kind": "deal", "id": "D-1"})
     );
     assert_eq!(body["facts"]["name"], "Globex rollout");
-    assert_eq!(
-        body["link"],
-        "https://pipewright.acme.example/api/v1/deals/D-1"
-    );
+    assert_eq!(body["link"], "https://pipewright.acme.example/deals/D-1");
     assert_eq!(body["trace"]["why"], "Every note gets a follow-up.");
 }
 
@@ -150,7 +149,7 @@ async fn chat_alerts_use_the_incoming_webhook_format(backend: Backend) {
     let got = receiver.received();
     assert_eq!(
         got[0].json(),
-        serde_json::json!({"text": "Globex rollout needs a look — <https://pipewright.acme.example/api/v1/deals/D-1|Globex rollout>\n_Why: Every note gets a follow-up._"})
+        serde_json::json!({"text": "Globex rollout needs a look — <https://pipewright.acme.example/deals/D-1|Globex rollout>\n_Why: Every note gets a follow-up._"})
     );
     // The webhook URL is a secret: the outbox keeps the channel's name, not the URL.
     let effect = &s.store.effects(None, 10).await.unwrap()[0];
@@ -417,6 +416,195 @@ async fn tasks_can_also_be_pushed_to_a_webhook(backend: Backend) {
     assert_eq!(tasks.len(), 1);
 }
 
+/// Issue 23: email to a buyer comes from the deal's owner by name (at the configured address)
+/// and is answered to the owner; it carries no link into pipewright. What the owner is sent —
+/// an alert — comes from the system sender and links to the deal's page in the web UI.
+async fn buyer_email_is_from_the_owner_and_only_the_team_gets_internal_links(backend: Backend) {
+    let Some(smtp) = SmtpServer::start() else {
+        return;
+    };
+    let s = setup(
+        backend,
+        &rule("      - send_email: { template: follow-up, to: deal.primary_contact }\n      - send_asset: { asset: roi-calculator }\n      - alert: { to: deal.owner, text: \"{{ deal.name }} needs a look: {{ link }}\" }\n"),
+        |c| c.email.port = smtp.port,
+    )
+    .await;
+    ingest(&*s.store, &note(1)).await;
+    let pass = s.dispatcher.run_once().await.unwrap();
+    assert_eq!((pass.claimed, pass.delivered), (3, 3), "{pass:?}");
+    let messages = smtp.messages();
+    let to = |who: &str| {
+        messages
+            .iter()
+            .filter(|m| m["rcpt_tos"] == serde_json::json!([who]))
+            .collect::<Vec<_>>()
+    };
+    let buyer = to("ana@globex.example");
+    assert_eq!(buyer.len(), 2, "the follow-up and the asset: {messages:?}");
+    for m in &buyer {
+        assert_eq!(m["from"], "Sam Ortiz <sales@acme.example>", "{m}");
+        assert_eq!(m["reply_to"], "Sam Ortiz <sam@acme.example>", "{m}");
+        assert_eq!(m["mail_from"], "sales@acme.example", "{m}");
+        // Message-ID and the one-click unsubscribe headers are as they were.
+        let key = m["effect"].as_str().unwrap();
+        assert_eq!(m["message_id"], format!("<{key}@acme.example>"));
+        assert!(
+            m["list_unsubscribe"]
+                .as_str()
+                .unwrap()
+                .starts_with("<https://pipewright.acme.example/unsubscribe/"),
+            "{m}"
+        );
+        assert_eq!(m["list_unsubscribe_post"], "List-Unsubscribe=One-Click");
+        for part in [&m["text"], &m["html"]] {
+            let body = part.as_str().unwrap_or_default();
+            assert!(
+                !body.contains("/api/") && !body.contains("pipewright.acme.example"),
+                "no internal link in email to a buyer: {body}"
+            );
+        }
+    }
+    let owner = to("sam@acme.example");
+    assert_eq!(owner.len(), 1, "{messages:?}");
+    let alert = owner[0];
+    assert_eq!(alert["from"], "Acme Sales <sales@acme.example>");
+    assert_eq!(alert["reply_to"], "", "the team answers the system sender");
+    let text = alert["text"].as_str().unwrap().replace("\r\n", "\n");
+    assert!(
+        text.starts_with(
+            "Globex rollout needs a look: https://pipewright.acme.example/deals/D-1\n"
+        ) && text.contains("Open in pipewright: https://pipewright.acme.example/deals/D-1"),
+        "{text}"
+    );
+    assert!(!text.contains("/api/"), "{text}");
+}
+
+/// Issue 23: `delivery.email.reply_to` sends a buyer's reply to the sender's address or to one
+/// fixed address; an owner whose person record has no name lends none, and a name that needs
+/// quoting or encoding arrives as written.
+async fn buyer_replies_go_where_the_configuration_says(backend: Backend) {
+    let Some(smtp) = SmtpServer::start() else {
+        return;
+    };
+    let playbook = rule("      - send_email: { template: follow-up, to: deal.primary_contact }\n");
+    let cases = [
+        (ReplyTo::Sender, None, "Sam Ortiz <sales@acme.example>", ""),
+        (
+            ReplyTo::Address("Sales replies <replies@acme.example>".into()),
+            None,
+            "Sam Ortiz <sales@acme.example>",
+            "Sales replies <replies@acme.example>",
+        ),
+        (
+            ReplyTo::Owner,
+            Some(("kim@acme.example", None)),
+            "Acme Sales <sales@acme.example>",
+            "kim@acme.example",
+        ),
+        (
+            ReplyTo::Owner,
+            Some(("soren@acme.example", Some("Søren O'Neil, Jr."))),
+            "\"Søren O'Neil, Jr.\" <sales@acme.example>",
+            "\"Søren O'Neil, Jr.\" <soren@acme.example>",
+        ),
+    ];
+    for (i, (reply_to, owner, from, replies)) in cases.into_iter().enumerate() {
+        let s = setup(backend, &playbook, |c| {
+            c.email.port = smtp.port;
+            c.email.reply_to = reply_to;
+        })
+        .await;
+        if let Some((owner, name)) = owner {
+            let person = serde_json::json!({ "email": owner, "name": name });
+            ingest(
+                &*s.store,
+                &format!(
+                    "{}\n{}",
+                    format_args!(
+                        r#"{{"type":"person.created","source":"t","source_id":"k{i}","occurred_at":"2026-11-01T08:00:00Z","person":"{owner}","data":{person}}}"#
+                    ),
+                    format_args!(
+                        r#"{{"type":"deal.updated","source":"t","source_id":"o{i}","occurred_at":"2026-11-20T10:00:00Z","deal":"D-1","data":{{"owner":"{owner}"}}}}"#
+                    ),
+                ),
+            )
+            .await;
+        }
+        ingest(&*s.store, &note(1)).await;
+        assert_eq!(s.dispatcher.run_once().await.unwrap().delivered, 1);
+        let messages = smtp.messages();
+        let m = messages.last().unwrap();
+        assert_eq!(
+            (m["from"].as_str(), m["reply_to"].as_str()),
+            (Some(from), Some(replies)),
+            "case {i}: {m}"
+        );
+    }
+}
+
+/// Issue 23: an alert about a lead links to the lead's page in the web UI, and once the lead
+/// has become a deal, to the deal's.
+async fn alerts_about_a_lead_link_to_its_page_then_to_its_deal(backend: Backend) {
+    let playbook = "playbook: p\nowner: o\nrules:\n  - id: l\n    why: A note on a lead is worth a look.\n    record: lead\n    when: { event: note.added }\n    then:\n      - alert: { to: lead.owner, text: \"{{ lead.name }}\" }\n      - task: { assignee: lead.owner, title: \"Call {{ lead.name }}\" }\n";
+    let s = setup(backend, playbook, |c| c.dry_run = true).await;
+    let lead_note = |i: u32| {
+        format!(
+            r#"{{"type":"note.added","source":"t","source_id":"ln{i}","occurred_at":"2026-11-20T11:0{i}:00Z","lead":"L-1","data":{{"text":"note {i}"}}}}"#
+        )
+    };
+    ingest(
+        &*s.store,
+        &format!(
+            "{}\n{}",
+            r#"{"type":"lead.created","source":"t","source_id":"l1","occurred_at":"2026-11-02T09:00:00Z","lead":"L-1","data":{"name":"Initech","owner":"sam@acme.example"}}"#,
+            lead_note(1)
+        ),
+    )
+    .await;
+    s.dispatcher.run_once().await.unwrap();
+    ingest(
+        &*s.store,
+        &format!(
+            "{}\n{}",
+            r#"{"type":"deal.created","source":"t","source_id":"d2","occurred_at":"2026-11-20T11:05:00Z","deal":"D-2","lead":"L-1","data":{"name":"Initech pilot","owner":"sam@acme.example"}}"#,
+            lead_note(6)
+        ),
+    )
+    .await;
+    s.dispatcher.run_once().await.unwrap();
+    let mut links: Vec<(String, String)> = s
+        .store
+        .effects(None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            let r = e.rendered.unwrap();
+            let link = match r["via"].as_str().unwrap() {
+                "task" => r["link"].as_str().unwrap().to_owned(),
+                _ => r["text"]
+                    .as_str()
+                    .unwrap()
+                    .lines()
+                    .last()
+                    .unwrap()
+                    .to_owned(),
+            };
+            (e.trace["trigger"].to_string(), link)
+        })
+        .collect();
+    links.sort();
+    let before = "Open in pipewright: https://pipewright.acme.example/leads/L-1";
+    let after = "Open in pipewright: https://pipewright.acme.example/deals/D-2";
+    let got: Vec<&str> = links.iter().map(|(_, l)| l.as_str()).collect();
+    assert!(got.contains(&before) && got.contains(&after), "{links:?}");
+    assert!(
+        got.contains(&"https://pipewright.acme.example/leads/L-1")
+            && got.contains(&"https://pipewright.acme.example/deals/D-2"),
+        "tasks carry the same link: {links:?}"
+    );
+}
+
 crate::suite!(
     emails_are_rendered_and_carry_the_key_as_message_id,
     webhooks_are_signed_and_carry_the_idempotency_key,
@@ -427,4 +615,7 @@ crate::suite!(
     a_message_that_cannot_be_rendered_is_dead_lettered_with_the_reason,
     smtp_login_is_used_when_configured,
     tasks_can_also_be_pushed_to_a_webhook,
+    buyer_email_is_from_the_owner_and_only_the_team_gets_internal_links,
+    buyer_replies_go_where_the_configuration_says,
+    alerts_about_a_lead_link_to_its_page_then_to_its_deal,
 );

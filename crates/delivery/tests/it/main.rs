@@ -98,7 +98,7 @@ pub async fn setup(backend: Backend, playbook: &str, configure: impl FnOnce(&mut
     )))));
     ingest(&*store, COMPANY).await;
     let mut config = Config {
-        base_url: "https://pipewright.acme.example".into(),
+        public_url: "https://pipewright.acme.example".into(),
         backoff_base_ms: 1_000,
         ..Config::default()
     };

@@ -25,9 +25,9 @@ try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
 
-  // Signed out, every page sends the browser to sign in.
+  // Signed out, every page sends the browser to sign in, and back to the page after.
   await page.goto(`${BASE}/pipeline`);
-  check(page.url() === `${BASE}/login`, 'a page needs a sign-in');
+  check(page.url() === `${BASE}/login?next=%2Fpipeline`, 'a page needs a sign-in');
   await page.fill('#email', EMAIL);
   await page.fill('#password', 'not the password');
   await page.click('button[type=submit]');
@@ -109,7 +109,12 @@ try {
   await page.goto(`${BASE}/`);
   await Promise.all([page.waitForURL(`${BASE}/login`), page.click('header button[type=submit]')]);
   await page.goto(`${BASE}/inbox`);
-  check(page.url() === `${BASE}/login`, 'signed out, the pages need a sign-in again');
+  check(page.url() === `${BASE}/login?next=%2Finbox`, 'signed out, the pages need a sign-in again');
+  // Signing in from there (as from a link in an alert) opens the page asked for.
+  await page.fill('#email', EMAIL);
+  await page.fill('#password', PASSWORD);
+  await Promise.all([page.waitForURL(`${BASE}/inbox`), page.click('button[type=submit]')]);
+  check((await page.textContent('h1')) === 'Exceptions inbox', 'signing in returns to the page asked for');
 
   // A viewer reads but cannot act.
   const viewer = await (await browser.newContext()).newPage();

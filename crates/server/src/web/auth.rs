@@ -150,26 +150,56 @@ impl Web {
     }
 }
 
-/// Not signed in: the page sends the browser to the sign-in form.
+/// Not signed in: the page sends the browser to the sign-in form, which comes back to the page
+/// asked for (`next`: a link from an alert opens its page once signed in).
 #[derive(Debug)]
-pub struct SignIn;
+pub struct SignIn {
+    next: Option<String>,
+}
 
 impl axum::response::IntoResponse for SignIn {
     fn into_response(self) -> axum::response::Response {
-        axum::response::Redirect::to("/login").into_response()
+        let to = match self
+            .next
+            .and_then(|n| serde_urlencoded::to_string([("next", n)]).ok())
+        {
+            Some(query) => format!("/login?{query}"),
+            None => "/login".to_owned(),
+        };
+        axum::response::Redirect::to(&to).into_response()
     }
+}
+
+/// `next` if it is a page of this server to return to after signing in: a path, never another
+/// site (`//host`, `/\host` and `https://…` are refused, so the form cannot be used to send
+/// someone elsewhere), nor the sign-in form itself.
+pub fn local_page(next: &str) -> Option<&str> {
+    let page = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.starts_with("/login")
+        && !next.contains('\\')
+        && !next.chars().any(char::is_control);
+    page.then_some(next)
 }
 
 impl FromRequestParts<AppState> for Web {
     type Rejection = SignIn;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, SignIn> {
-        let secret = cookie(&parts.headers, SESSION).ok_or(SignIn)?;
+        // Only a page read is returned to; a form posted without a session is not replayed.
+        let next = (parts.method == axum::http::Method::GET)
+            .then(|| parts.uri.path_and_query().map(|p| p.as_str()))
+            .flatten()
+            .filter(|p| *p != "/")
+            .and_then(local_page)
+            .map(str::to_owned);
+        let refused = || SignIn { next: next.clone() };
+        let secret = cookie(&parts.headers, SESSION).ok_or_else(refused)?;
         let hash = hash_token(secret);
         let now: Timestamp = state.clock.now();
         match state.store.session(&hash, now).await {
             Ok(Some(session)) => Ok(Web { session, hash }),
-            _ => Err(SignIn),
+            _ => Err(refused()),
         }
     }
 }

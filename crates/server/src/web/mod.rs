@@ -1,7 +1,8 @@
 //! The web UI, rendered on the server: sign-in, the heroics dashboard, the pipeline needing
-//! attention, a deal's page, the exceptions inbox, the playbooks and the outbox. Templates are
-//! minijinja, compiled into the binary (`crates/server/templates`); nothing is fetched from
-//! elsewhere at run time. Every form carries the session's CSRF token; a viewer reads only.
+//! attention, a deal's page, a lead's page, the exceptions inbox, the playbooks and the outbox.
+//! Templates are minijinja, compiled into the binary (`crates/server/templates`); nothing is
+//! fetched from elsewhere at run time. Every form carries the session's CSRF token; a viewer
+//! reads only.
 
 pub mod auth;
 
@@ -37,6 +38,8 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/pipeline.html"),
     ),
     ("deal.html", include_str!("../../templates/deal.html")),
+    ("lead.html", include_str!("../../templates/lead.html")),
+    ("record.html", include_str!("../../templates/record.html")),
     ("inbox.html", include_str!("../../templates/inbox.html")),
     (
         "playbooks.html",
@@ -207,6 +210,7 @@ pub fn router() -> Router<AppState> {
         .route("/pipeline", get(pipeline))
         .route("/deals/{id}", get(deal))
         .route("/deals/{id}/trees/{tree}", post(walk_tree))
+        .route("/leads/{id}", get(lead))
         .route("/inbox", get(inbox))
         .route("/inbox/{id}/{action}", post(act))
         .route("/storms/{id}/{action}", post(decide_storm))
@@ -234,19 +238,34 @@ fn query(uri: &axum::http::Uri) -> HashMap<String, String> {
 
 // ---- signing in and out ----
 
-async fn login_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// The page to go to after signing in, from the form or its query (`next`): one of this
+/// server's, else the dashboard.
+fn after_sign_in(fields: &HashMap<String, String>) -> &str {
+    fields
+        .get("next")
+        .and_then(|n| auth::local_page(n))
+        .unwrap_or("/")
+}
+
+async fn login_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    let q = query(&uri);
+    let next = after_sign_in(&q);
     if let Some(secret) = auth::cookie(&headers, auth::SESSION)
         && let Ok(Some(_)) = state
             .store
             .session(&crate::auth::hash_token(secret), state.clock.now())
             .await
     {
-        return Redirect::to("/").into_response();
+        return Redirect::to(next).into_response();
     }
-    login_page(StatusCode::OK, "", None)
+    login_page(StatusCode::OK, "", None, next)
 }
 
-fn login_page(status: StatusCode, email: &str, error: Option<&str>) -> Response {
+fn login_page(status: StatusCode, email: &str, error: Option<&str>, next: &str) -> Response {
     let Ok(token) = auth::random() else {
         return failure(
             None,
@@ -258,7 +277,7 @@ fn login_page(status: StatusCode, email: &str, error: Option<&str>) -> Response 
     let mut r = page(
         status,
         "login.html",
-        context! { token => &token, email => email, error => error },
+        context! { token => &token, email => email, error => error, next => (next != "/").then_some(next) },
     );
     if let Ok(v) = HeaderValue::from_str(&auth::set_cookie(auth::LOGIN, &token, 3600)) {
         r.headers_mut().append(header::SET_COOKIE, v);
@@ -273,6 +292,7 @@ async fn login(State(state): State<AppState>, headers: HeaderMap, bytes: Bytes) 
         .map(|s| s.trim().to_lowercase())
         .unwrap_or_default();
     let password = fields.get("password").cloned().unwrap_or_default();
+    let next = after_sign_in(&fields).to_owned();
     let expected = auth::cookie(&headers, auth::LOGIN).unwrap_or_default();
     match fields.get("csrf") {
         Some(t) if !expected.is_empty() && auth::same(t, expected) => {}
@@ -281,6 +301,7 @@ async fn login(State(state): State<AppState>, headers: HeaderMap, bytes: Bytes) 
                 StatusCode::FORBIDDEN,
                 &email,
                 Some("The form had expired or was not this one: sign in again."),
+                &next,
             );
         }
     }
@@ -290,7 +311,7 @@ async fn login(State(state): State<AppState>, headers: HeaderMap, bytes: Bytes) 
             "Too many failed sign-ins for this email: try again after {} (UTC).",
             when(until)
         );
-        return login_page(StatusCode::TOO_MANY_REQUESTS, &email, Some(&message));
+        return login_page(StatusCode::TOO_MANY_REQUESTS, &email, Some(&message), &next);
     }
     let found = match state.store.user_for_sign_in(&email).await {
         Ok(found) => found,
@@ -300,6 +321,7 @@ async fn login(State(state): State<AppState>, headers: HeaderMap, bytes: Bytes) 
                 StatusCode::INTERNAL_SERVER_ERROR,
                 &email,
                 Some("The database could not be read; try again."),
+                &next,
             );
         }
     };
@@ -317,6 +339,7 @@ async fn login(State(state): State<AppState>, headers: HeaderMap, bytes: Bytes) 
             StatusCode::UNAUTHORIZED,
             &email,
             Some("Wrong email or password."),
+            &next,
         );
     };
     state.sign_ins.succeeded(&email);
@@ -325,6 +348,7 @@ async fn login(State(state): State<AppState>, headers: HeaderMap, bytes: Bytes) 
             StatusCode::INTERNAL_SERVER_ERROR,
             &email,
             Some("The system could not make a session."),
+            &next,
         );
     };
     let expires = Timestamp::from_millis(state.clock.now().as_millis() + auth::SESSION_MS);
@@ -338,10 +362,11 @@ async fn login(State(state): State<AppState>, headers: HeaderMap, bytes: Bytes) 
             StatusCode::INTERNAL_SERVER_ERROR,
             &email,
             Some("The session could not be started; try again."),
+            &next,
         );
     }
     tracing::info!(user = %user.id, "signed in");
-    let mut r = Redirect::to("/").into_response();
+    let mut r = Redirect::to(&next).into_response();
     for c in [
         auth::set_cookie(auth::SESSION, &secret, auth::SESSION_MS / 1000),
         auth::set_cookie(auth::LOGIN, "", 0),
@@ -550,12 +575,13 @@ async fn pipeline(State(state): State<AppState>, web: Web) -> Response {
         let Ok(id) = RecordId::parse(d.id.clone()) else {
             continue;
         };
-        let next = match next_actions(&state, &RecordKey::new(RecordKind::Deal, id)).await {
+        let key = RecordKey::new(RecordKind::Deal, id);
+        let next = match next_actions(&state, &key).await {
             Ok(n) => n.into_iter().next(),
             Err(e) => return store_failed(&web, e),
         };
         rows.push(context! {
-            id => &d.id, name => &d.name, owner => &d.owner, stage => &d.stage,
+            id => &d.id, href => href(&key), name => &d.name, owner => &d.owner, stage => &d.stage,
             amount_text => amount_text(d.amount, d.currency.as_deref()),
             score => d.score, score_text => format!("{:.2}", d.score), at_risk => d.at_risk,
             warnings => d.warnings.iter().map(|w| context! { kind => w.warning.kind.as_str(), says => &w.warning.says }).collect::<Vec<_>>(),
@@ -604,6 +630,80 @@ fn event_text(e: &domain::Event) -> String {
     parts.join(" · ")
 }
 
+/// The page of a record (`/deals/ID`, `/leads/ID`; the links messages to the team carry). Its
+/// id is percent-encoded, so nothing in it needs HTML escaping.
+fn href(key: &RecordKey) -> Option<Value> {
+    delivery::render::page(key).map(Value::from_safe_string)
+}
+
+/// What a deal's and a lead's pages both show: one timeline of the record's events and of
+/// everything pipewright decided for it, the time triggers it waits on, every rule's state for
+/// it, and its sequence enrolments.
+async fn record_parts(
+    state: &AppState,
+    key: &RecordKey,
+    record: &Record,
+    now: Timestamp,
+) -> store::Result<Value> {
+    let (events, effects, memory) = tokio::try_join!(
+        state.store.timeline(key, 500),
+        state.store.effects(Some(key), 1000),
+        state.store.rule_memory(key),
+    )?;
+    let timers = next_actions(state, key).await?;
+    let enrolments = state
+        .store
+        .enrolments(&store::EnrolmentQuery {
+            record: Some(key.clone()),
+            limit: 50,
+            ..Default::default()
+        })
+        .await?;
+    // One timeline: the record's events and everything the system decided for it.
+    let mut timeline: Vec<(Timestamp, u8, Value)> = events
+        .iter()
+        .map(|e| (e.occurred_at, 0, context! { at => when(e.occurred_at), event => context! { type => e.event_type().as_str(), text => event_text(e) } }))
+        .collect();
+    for e in &effects {
+        let trace = &e.trace;
+        let saw = trace
+            .get("saw")
+            .filter(|s| s.as_object().is_some_and(|o| !o.is_empty()));
+        timeline.push((
+            e.created_at,
+            1,
+            context! { at => when(e.created_at), effect => context! {
+                key => &e.key, rule => &e.rule, status => &e.status,
+                action => action_text(&e.action),
+                why => trace.get("why").and_then(|v| v.as_str()).unwrap_or(""),
+                trigger => trace.get("trigger").and_then(|v| v.as_str()).unwrap_or(""),
+                condition => trace.get("condition").and_then(|v| v.as_str()),
+                saw => saw.map(|s| serde_json::to_string_pretty(s).unwrap_or_default()),
+            } },
+        ));
+    }
+    timeline.sort_by_key(|a| (a.0, a.1));
+    let explain: Vec<Value> = state
+        .store
+        .engine()
+        .map(|e| {
+            e.explain(record, &memory, now)
+                .into_iter()
+                .map(|r| context! { rule => r.rule, why => r.why, trigger => r.trigger, summary => r.summary, condition => r.condition, condition_now => r.condition_now })
+                .collect()
+        })
+        .unwrap_or_default();
+    let enrolments: Vec<Value> = enrolments
+        .iter()
+        .map(|e| context! { sequence => &e.sequence, contact => e.contact.to_string(), status => &e.status, next => e.due_at.map(|t| t.to_string()), ended => &e.end_reason })
+        .collect();
+    Ok(context! {
+        kind => key.kind.as_str(), timers => timers,
+        timeline => timeline.into_iter().map(|(_, _, v)| v).collect::<Vec<_>>(),
+        explain => explain, enrolments => enrolments,
+    })
+}
+
 async fn deal(State(state): State<AppState>, web: Web, Path(id): Path<String>) -> Response {
     deal_page(&state, &web, &id, None).await
 }
@@ -639,28 +739,8 @@ async fn deal_page(
         return failure(Some(web), StatusCode::NOT_FOUND, "No such deal", id);
     };
     let now = state.clock.now();
-    let (events, effects, memory) = match tokio::try_join!(
-        state.store.timeline(&key, 500),
-        state.store.effects(Some(&key), 1000),
-        state.store.rule_memory(&key),
-    ) {
-        Ok(x) => x,
-        Err(e) => return store_failed(web, e),
-    };
-    let timers = match next_actions(state, &key).await {
-        Ok(t) => t,
-        Err(e) => return store_failed(web, e),
-    };
-    let enrolments = match state
-        .store
-        .enrolments(&store::EnrolmentQuery {
-            record: Some(key.clone()),
-            limit: 50,
-            ..Default::default()
-        })
-        .await
-    {
-        Ok(e) => e,
+    let parts = match record_parts(state, &key, &stored.record, now).await {
+        Ok(p) => p,
         Err(e) => return store_failed(web, e),
     };
     let engine = state.store.engine();
@@ -708,39 +788,6 @@ async fn deal_page(
             context! { stage => v.stage.as_str(), entered => when(v.entered_at), left => v.left_at.map(when), days => v.entered_at.days_until(end) }
         })
         .collect();
-    // One timeline: the deal's events and everything the system decided for it.
-    let mut timeline: Vec<(Timestamp, u8, Value)> = events
-        .iter()
-        .map(|e| (e.occurred_at, 0, context! { at => when(e.occurred_at), event => context! { type => e.event_type().as_str(), text => event_text(e) } }))
-        .collect();
-    for e in &effects {
-        let trace = &e.trace;
-        let saw = trace
-            .get("saw")
-            .filter(|s| s.as_object().is_some_and(|o| !o.is_empty()));
-        timeline.push((
-            e.created_at,
-            1,
-            context! { at => when(e.created_at), effect => context! {
-                key => &e.key, rule => &e.rule, status => &e.status,
-                action => action_text(&e.action),
-                why => trace.get("why").and_then(|v| v.as_str()).unwrap_or(""),
-                trigger => trace.get("trigger").and_then(|v| v.as_str()).unwrap_or(""),
-                condition => trace.get("condition").and_then(|v| v.as_str()),
-                saw => saw.map(|s| serde_json::to_string_pretty(s).unwrap_or_default()),
-            } },
-        ));
-    }
-    timeline.sort_by_key(|a| (a.0, a.1));
-    let explain: Vec<Value> = engine
-        .as_ref()
-        .map(|e| {
-            e.explain(&stored.record, &memory, now)
-                .into_iter()
-                .map(|r| context! { rule => r.rule, why => r.why, trigger => r.trigger, summary => r.summary, condition => r.condition, condition_now => r.condition_now })
-                .collect()
-        })
-        .unwrap_or_default();
     let gates: Vec<Value> = engine
         .as_ref()
         .map(|e| {
@@ -781,21 +828,68 @@ async fn deal_page(
             warnings => a.warnings.iter().map(|c| context! { kind => c.warning.kind.as_str(), says => &c.warning.says, weight_text => format!("{:+.2}", c.weight) }).collect::<Vec<_>>(),
         }
     });
-    let enrolments: Vec<Value> = enrolments
-        .iter()
-        .map(|e| context! { sequence => &e.sequence, contact => e.contact.to_string(), status => &e.status, next => e.due_at.map(|t| t.to_string()), ended => &e.end_reason })
-        .collect();
     let ctx = context! {
-        deal => context! { id => d.id.as_str(), name => &d.name, status => format!("{:?}", d.status).to_lowercase(), stage => d.stage.as_ref().map(|s| s.as_str()), owner => d.owner.as_ref().map(|o| o.as_str()) },
-        amount => amount, risk => risk, facts => fact_rows, stages => stages, timers => timers,
-        timeline => timeline.into_iter().map(|(_, _, v)| v).collect::<Vec<_>>(),
-        explain => explain, gates => gates, enrolments => enrolments, trees => trees,
+        deal => context! { id => d.id.as_str(), href => href(&key), name => &d.name, status => format!("{:?}", d.status).to_lowercase(), stage => d.stage.as_ref().map(|s| s.as_str()), owner => d.owner.as_ref().map(|o| o.as_str()) },
+        amount => amount, risk => risk, facts => fact_rows, stages => stages,
+        gates => gates, trees => trees,
         can_walk => web.can(UserRole::Rep),
     };
     page(
         StatusCode::OK,
         "deal.html",
-        merge(chrome(web, "pipeline"), ctx),
+        merge(merge(chrome(web, "pipeline"), parts), ctx),
+    )
+}
+
+// ---- a lead ----
+
+async fn lead(State(state): State<AppState>, web: Web, Path(id): Path<String>) -> Response {
+    let not_found =
+        |message: String| failure(Some(&web), StatusCode::NOT_FOUND, "No such lead", &message);
+    let Ok(rid) = RecordId::parse(id.clone()) else {
+        return not_found(format!("{id:?} is not a record id."));
+    };
+    let key = RecordKey::new(RecordKind::Lead, rid);
+    let stored = match state.store.record(&key).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return not_found(format!("There is no lead {id}.")),
+        Err(e) => return store_failed(&web, e),
+    };
+    let Record::Lead(l) = &stored.record else {
+        return not_found(id);
+    };
+    let now = state.clock.now();
+    let parts = match record_parts(&state, &key, &stored.record, now).await {
+        Ok(p) => p,
+        Err(e) => return store_failed(&web, e),
+    };
+    let text = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let facts: Vec<(&str, String)> = vec![
+        ("email", text(&l.email)),
+        ("title", text(&l.title)),
+        ("origin", text(&l.origin)),
+        ("created", l.created_at.map_or("-".into(), when)),
+        (
+            "first touch",
+            l.assignment
+                .as_ref()
+                .and_then(|a| a.first_touch_at)
+                .map_or("-".into(), when),
+        ),
+    ];
+    let deal = l
+        .converted_to
+        .as_ref()
+        .map(|d| RecordKey::new(RecordKind::Deal, d.clone()));
+    let ctx = context! {
+        lead => context! { id => l.id.as_str(), name => &l.name, company => &l.company, status => l.status.as_deref().unwrap_or("open"), owner => l.owner.as_ref().map(|o| o.as_str()) },
+        deal => deal.as_ref().map(|d| context! { id => d.id.as_str(), href => href(d) }),
+        facts => facts,
+    };
+    page(
+        StatusCode::OK,
+        "lead.html",
+        merge(merge(chrome(&web, "pipeline"), parts), ctx),
     )
 }
 
@@ -917,6 +1011,7 @@ async fn inbox(State(state): State<AppState>, web: Web, uri: axum::http::Uri) ->
         .iter()
         .map(|x| context! {
             id => &x.id, title => &x.title, reason => &x.reason, record_id => x.record.id.as_str(),
+            href => href(&x.record),
             assignee => &x.assignee, status => &x.status, created_at => when(x.created_at),
             due_at => x.due_at.map(when), overdue_at => x.overdue_at.map(when),
             can_act => web.can(UserRole::Manager) || (web.role() == UserRole::Rep && &x.assignee == me),
@@ -1201,7 +1296,7 @@ async fn outbox(State(state): State<AppState>, web: Web, uri: axum::http::Uri) -
         .iter()
         .map(|e| context! {
             key => &e.key, created_at => when(e.created_at), rule => &e.rule, record => e.record.to_string(),
-            record_id => e.record.id.as_str(), action => action_text(&e.action), status => &e.status,
+            href => href(&e.record), action => action_text(&e.action), status => &e.status,
             attempts => e.attempts, last_error => &e.last_error,
         })
         .collect();
@@ -1240,6 +1335,7 @@ async fn effect(State(state): State<AppState>, web: Web, Path(key): Path<String>
         .filter(|s| s.as_object().is_some_and(|o| !o.is_empty()));
     let ctx = context! {
         effect => Value::from(Serde(&e)),
+        href => href(&e.record),
         why => e.trace.get("why").and_then(|v| v.as_str()).unwrap_or(""),
         trigger => e.trace.get("trigger").and_then(|v| v.as_str()).unwrap_or(""),
         saw => saw.map(|s| serde_json::to_string_pretty(s).unwrap_or_default()),

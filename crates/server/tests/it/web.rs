@@ -113,10 +113,10 @@ async fn sign_in_sessions_csrf_and_roles() {
     user(&app, "omar@acme.example", store::UserRole::Manager).await;
     user(&app, "vic@acme.example", store::UserRole::Viewer).await;
 
-    // Pages need a session: the browser is sent to the form.
+    // Pages need a session: the browser is sent to the form, which will come back.
     let r = http.get(app.url("/pipeline")).send().await.unwrap();
     assert_eq!(r.status(), 303);
-    assert_eq!(r.headers()["location"], "/login");
+    assert_eq!(r.headers()["location"], "/login?next=%2Fpipeline");
 
     // A wrong password is refused without saying which part was wrong.
     let (status, session) = sign_in(&app, &http, "omar@acme.example", "guess").await;
@@ -367,4 +367,152 @@ async fn a_rep_acts_only_on_the_exceptions_they_hold() {
     let (item, _) = app.store.exception(&id).await.unwrap().unwrap();
     assert_eq!(item.status, "acknowledged");
     assert_eq!(item.acknowledged_by.as_deref(), Some("omar@acme.example"));
+}
+
+const LINKS: &str = r#"
+playbook: links
+owner: omar@acme.example
+rules:
+  - id: deal-note
+    why: A note on a deal is worth a look.
+    when: { event: note.added }
+    then:
+      - alert: { to: deal.owner, text: "{{ deal.name }} has a note" }
+  - id: lead-note
+    why: A note on a lead is worth a look.
+    record: lead
+    when: { event: note.added }
+    then:
+      - alert: { to: lead.owner, text: "{{ lead.name }} has a note" }
+"#;
+
+/// Issue 23: what an alert links to is the web UI's page of its record — a deal's, or a lead's
+/// (a page of its own) — and a signed-in person opens it; the outbox links there too.
+#[tokio::test]
+async fn an_alert_links_to_the_page_of_its_record_in_the_web_ui() {
+    let playbooks = tempfile::tempdir().unwrap();
+    std::fs::write(playbooks.path().join("links.yaml"), LINKS).unwrap();
+    let app = crate::spawn_with_playbooks_on(playbooks.path(), 3_600_000, |s| {
+        s.delivery.dry_run = true;
+        s.delivery.public_url = "https://pipewright.acme.example".into();
+    })
+    .await;
+    let at = "2026-11-20T11:00:00Z";
+    app.send(&[
+        crate::event(
+            "person.created",
+            "p1",
+            "2026-10-01T00:00:00Z",
+            r#""person":"sam@acme.example""#,
+            r#"{"name":"Sam"}"#,
+        ),
+        crate::event(
+            "deal.created",
+            "d1",
+            "2026-11-02T09:00:00Z",
+            r#""deal":"D-1""#,
+            r#"{"name":"Globex rollout","stage":"proposal","owner":"sam@acme.example"}"#,
+        ),
+        crate::event(
+            "lead.created",
+            "l7",
+            "2026-11-02T09:00:00Z",
+            r#""lead":"L-7""#,
+            r#"{"name":"Initech","company":"Initech","owner":"sam@acme.example"}"#,
+        ),
+        crate::event("note.added", "n1", at, r#""deal":"D-1""#, r#"{"text":"x"}"#),
+        crate::event("note.added", "n2", at, r#""lead":"L-7""#, r#"{"text":"y"}"#),
+    ])
+    .await;
+    let dispatcher = app.server_state().dispatcher.clone().unwrap();
+    assert_eq!(dispatcher.run_once().await.unwrap().dry_run, 2);
+    let effects = app.store.effects(None, 10).await.unwrap();
+    let link = |rule: &str| {
+        let e = effects.iter().find(|e| e.rule == rule).unwrap();
+        let text = e.rendered.as_ref().unwrap()["text"].as_str().unwrap();
+        let url = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Open in pipewright: "))
+            .unwrap_or_else(|| panic!("{text}"));
+        url.strip_prefix("https://pipewright.acme.example")
+            .unwrap_or_else(|| panic!("{url}"))
+            .to_owned()
+    };
+    let (deal, lead) = (link("deal-note"), link("lead-note"));
+    assert_eq!((deal.as_str(), lead.as_str()), ("/deals/D-1", "/leads/L-7"));
+
+    let http = client();
+    user(&app, "vic@acme.example", store::UserRole::Viewer).await;
+    let (_, session) = sign_in(&app, &http, "vic@acme.example", "correct horse battery").await;
+    let session = session.unwrap();
+    for (path, shows) in [(&deal, "Globex rollout"), (&lead, "Initech")] {
+        let page = get_with(&http, &app, &session, path).await;
+        assert_eq!(page.status(), 200, "{path}");
+        let html = page.text().await.unwrap();
+        assert!(html.contains(shows), "{path}: {html}");
+    }
+    let html = get_with(&http, &app, &session, &lead)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("Every rule, for this lead") && html.contains("lead-note"),
+        "the lead's page shows what the rules did: {html}"
+    );
+    let outbox = get_with(&http, &app, &session, "/outbox")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        outbox.contains(r#"<a href="/leads/L-7">lead:L-7</a>"#)
+            && outbox.contains(r#"<a href="/deals/D-1">deal:D-1</a>"#),
+        "{outbox}"
+    );
+    // No such lead: a page saying so.
+    let missing = get_with(&http, &app, &session, "/leads/L-404").await;
+    assert_eq!(missing.status(), 404);
+
+    // Signed out, the link leads through the sign-in form to its page.
+    let r = http.get(app.url(&lead)).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let form_at = r.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(form_at, "/login?next=%2Fleads%2FL-7");
+    let after = |next: String| {
+        let http = http.clone();
+        let form_at = form_at.clone();
+        let app = &app;
+        async move {
+            let form = http.get(app.url(&form_at)).send().await.unwrap();
+            let login = cookie_of(&form, "pw_login").unwrap();
+            let html = form.text().await.unwrap();
+            // HTML-escaped, as anything from a query is.
+            assert_eq!(field(&html, "next"), "&#x2f;leads&#x2f;L-7", "{html}");
+            let r = post_form(
+                &http,
+                app,
+                &login,
+                "/login",
+                &[
+                    ("csrf", field(&html, "csrf").as_str()),
+                    ("email", "vic@acme.example"),
+                    ("password", "correct horse battery"),
+                    ("next", next.as_str()),
+                ],
+            )
+            .await;
+            assert_eq!(r.status(), 303);
+            r.headers()["location"].to_str().unwrap().to_owned()
+        }
+    };
+    assert_eq!(after(lead.clone()).await, "/leads/L-7");
+    // Only to a page of this server: never elsewhere.
+    for elsewhere in [
+        "//evil.example/x",
+        "https://evil.example",
+        "/\\evil.example",
+    ] {
+        assert_eq!(after(elsewhere.to_owned()).await, "/", "{elsewhere}");
+    }
 }

@@ -529,11 +529,7 @@ type StoredTimers = HashMap<RecordKey, HashMap<String, (Timestamp, Timestamp)>>;
 
 /// The stored timers of the records in storage order after `after` up to `last` (to the end
 /// without it), by record: each rule's (due, anchor).
-fn stored_timers(
-    sql: &mut dyn Sql,
-    after: i64,
-    last: Option<i64>,
-) -> Result<StoredTimers> {
+fn stored_timers(sql: &mut dyn Sql, after: i64, last: Option<i64>) -> Result<StoredTimers> {
     let position = sql.dialect().record_position();
     let rows = sql.query(
         &format!(
