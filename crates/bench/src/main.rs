@@ -1584,9 +1584,13 @@ async fn reload() -> anyhow::Result<()> {
     let refired = fire_all().await?;
     let fire = firing.elapsed();
     let after = count_effects(&*store).await?;
+    let forecast_words = if preview.rules.is_empty() {
+        "no rule is new or reaches further, so no record was read".to_owned()
+    } else {
+        format!("{} records read", preview.records)
+    };
     println!(
-        "reload of the reworded set: forecast of {} records {:.2} s, arming walk over {armed} records {:.2} s, timer pass {:.2} s ({refired} timers due); total {:.2} s",
-        preview.records,
+        "reload of the reworded set: guard's forecast {:.2} s ({forecast_words}), arming walk over {armed} records {:.2} s, timer pass {:.2} s ({refired} timers due); total {:.2} s",
         forecast.as_secs_f64(),
         walk.as_secs_f64(),
         fire.as_secs_f64(),

@@ -64,8 +64,8 @@ pub struct Forecaster<'e> {
     now: Timestamp,
     horizon_days: usize,
     rules: Vec<RuleForecast>,
-    /// Each timed rule's place in `rules`, by timed position.
-    places: Vec<usize>,
+    /// Each timed rule's place in `rules`, by timed position; `None` for a rule not forecast.
+    places: Vec<Option<usize>>,
     /// Records per (timed rule position, hour since the epoch).
     hours: HashMap<(usize, i64), u64>,
 }
@@ -73,8 +73,18 @@ pub struct Forecaster<'e> {
 impl<'e> Forecaster<'e> {
     /// A forecast of `engine`'s rules from `now` over `horizon_days`.
     pub fn new(engine: &'e Engine, now: Timestamp, horizon_days: usize) -> Self {
+        Self::of(engine, now, horizon_days, |_| true)
+    }
+
+    /// [`Forecaster::new`] for the rules `only` accepts: the others are not looked at.
+    pub fn of(
+        engine: &'e Engine,
+        now: Timestamp,
+        horizon_days: usize,
+        only: impl Fn(&Rule) -> bool,
+    ) -> Self {
         let mut rules = Vec::new();
-        for (playbook, rule) in engine.rules() {
+        for (playbook, rule) in engine.rules().filter(|(_, r)| only(r)) {
             let timed = !matches!(rule.trigger, Trigger::Event(_));
             rules.push(RuleForecast {
                 playbook: playbook.to_owned(),
@@ -92,7 +102,7 @@ impl<'e> Forecaster<'e> {
             .map(|(i, r)| (r.rule.as_str(), i))
             .collect();
         let places = (0..engine.timed_rules())
-            .map(|i| place[engine.timed_rule(i)])
+            .map(|i| place.get(engine.timed_rule(i)).copied())
             .collect();
         Self {
             engine,
@@ -111,6 +121,7 @@ impl<'e> Forecaster<'e> {
         let pending: Vec<(usize, (Timestamp, Timestamp))> = self
             .engine
             .timers_of(record, memory, self.now)
+            .filter(|(i, _)| self.places[*i].is_some())
             .filter_map(|(i, t)| Some((i, t?)))
             .collect();
         for (i, (anchor, due)) in pending {
@@ -147,7 +158,10 @@ impl<'e> Forecaster<'e> {
         at: Timestamp,
         kinds: impl Iterator<Item = &'a str>,
     ) {
-        let rule = &mut self.rules[self.places[i]];
+        let Some(place) = self.places[i] else {
+            return;
+        };
+        let rule = &mut self.rules[place];
         let since = at.as_millis() - self.now.as_millis();
         if since == 0 {
             rule.now += 1;

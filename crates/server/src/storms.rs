@@ -3,7 +3,7 @@
 //! reach further, or when records are imported, and `/api/v1/storms` to approve or discard a
 //! storm. The preview and the guard are shared with the CLI.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::Json;
@@ -97,17 +97,23 @@ impl Preview {
     }
 }
 
-/// Forecasts `engines` together over every deal and lead the store holds: one read of the
-/// records for all of them. The records read, and each engine's forecasts.
+/// Forecasts `engines` together over every deal and lead the store holds (only the rules
+/// named in `only`, when given): one read of the records for all of them. The records read,
+/// and each engine's forecasts.
 pub async fn forecast_store(
     store: &dyn Store,
     engines: &[&Engine],
+    only: Option<&HashSet<String>>,
     now: Timestamp,
     days: usize,
 ) -> Result<(u64, Vec<Vec<RuleForecast>>), store::Error> {
     let mut forecasters: Vec<Forecaster<'_>> = engines
         .iter()
-        .map(|engine| Forecaster::new(engine, now, days))
+        .map(|engine| {
+            Forecaster::of(engine, now, days, |r: &Rule| {
+                only.is_none_or(|ids| ids.contains(&r.id))
+            })
+        })
         .collect();
     let (mut after, mut records) = (0, 0);
     loop {
@@ -138,9 +144,21 @@ pub async fn preview(
     guard: GuardSettings,
     now: Timestamp,
 ) -> Result<Preview, store::Error> {
+    preview_of(store, old, new, None, guard, now).await
+}
+
+/// [`preview`] of the rules named in `only`, when given.
+async fn preview_of(
+    store: &dyn Store,
+    old: Option<&Engine>,
+    new: &Engine,
+    only: Option<&HashSet<String>>,
+    guard: GuardSettings,
+    now: Timestamp,
+) -> Result<Preview, store::Error> {
     let mut engines = vec![new];
     engines.extend(old);
-    let (records, mut forecasts) = forecast_store(store, &engines, now, guard.days).await?;
+    let (records, mut forecasts) = forecast_store(store, &engines, only, now, guard.days).await?;
     let running: HashMap<String, RuleForecast> = match forecasts.len() {
         2 => forecasts
             .pop()
@@ -163,6 +181,7 @@ pub async fn preview(
         .unwrap_or_default();
     let rules = forecast::changes(old, new)
         .into_iter()
+        .filter(|(id, _)| only.is_none_or(|ids| ids.contains(id)))
         .map(|(id, change)| {
             let forecast = mine.remove(&id);
             let limit = rules.get(id.as_str()).and_then(|(_, r)| guard.limit_of(r));
@@ -218,7 +237,23 @@ pub async fn guard_change(
     guard: GuardSettings,
     now: Timestamp,
 ) -> Result<Preview, store::Error> {
-    let preview = preview(store, old, new, guard, now).await?;
+    // Only the rules that will be watched are forecast: a reworded set reads no records.
+    let watched: HashSet<String> = forecast::changes(old, new)
+        .into_iter()
+        .filter(|(_, c)| matches!(c, Change::New | Change::Reaches))
+        .map(|(id, _)| id)
+        .collect();
+    if watched.is_empty() {
+        return Ok(Preview {
+            version: new.version().to_owned(),
+            running: old.map(|o| o.version().to_owned()),
+            at: now,
+            days: guard.days,
+            records: 0,
+            rules: Vec::new(),
+        });
+    }
+    let preview = preview_of(store, old, new, Some(&watched), guard, now).await?;
     let owners = owners(new);
     let storms = preview
         .rules

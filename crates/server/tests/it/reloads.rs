@@ -63,7 +63,10 @@ async fn a_changed_why_adds_no_effects(database: Option<String>) {
             &format!("a{d}"),
             &format!("2026-11-{day:02}T09:05:00Z"),
             &refs,
-            &format!(r#"{{"owner":"ana@acme.example","rule":"r{}"}}"#, 5 + 6 * d),
+            &format!(
+                r#"{{"owner":"ana@acme.example","rule":"r{}"}}"#,
+                testkit::rules::ROUTED + 200 * (d % 10)
+            ),
         ));
         if d % 3 == 0 {
             events.push(event(
