@@ -13,10 +13,11 @@ pub const ROUTED: usize = 5;
 pub const STAGES: [&str; 5] = ["discovery", "demo", "proposal", "negotiation", "legal"];
 
 /// A playbook of `n` rules, one in `timed_every` on a time trigger (quiet stretches, time in a
-/// stage, escalations) and the others on events (objections, notes, and — one in 200, `rN` for
-/// N % 200 = [`ROUTED`] unless timed — new deals routed with a first-touch SLA); `why_suffix` is written into every rule's `why`, so that changing it
+/// stage, escalations) and the others on events (objections, notes, and — with `routing`, one
+/// in 200, `rN` for N % 200 = [`ROUTED`] unless timed — new deals routed with a first-touch
+/// SLA); `why_suffix` is written into every rule's `why`, so that changing it
 /// changes the set's version and nothing the rules decide.
-pub fn generated(n: usize, timed_every: usize, why_suffix: &str) -> String {
+pub fn generated(n: usize, timed_every: usize, routing: bool, why_suffix: &str) -> String {
     let mut out = String::new();
     let stages = STAGES.join(", ");
     let _ = write!(
@@ -31,7 +32,7 @@ pub fn generated(n: usize, timed_every: usize, why_suffix: &str) -> String {
         // Routing is rare in a real set: one rule in 200 routes new deals.
         let kind = if i % timed_every.max(1) == 0 {
             [0, 1, 3][(i / timed_every.max(1)) % 3]
-        } else if i % 200 == ROUTED {
+        } else if routing && i % 200 == ROUTED {
             5
         } else {
             [2, 4][(i / timed_every.max(1)) % 2]

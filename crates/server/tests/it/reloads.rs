@@ -30,7 +30,7 @@ async fn settle(store: &Arc<dyn Store>, now: domain::Timestamp) -> usize {
 async fn a_changed_why_adds_no_effects(database: Option<String>) {
     let playbooks = tempfile::tempdir().unwrap();
     let file = playbooks.path().join("generated.yaml");
-    std::fs::write(&file, testkit::rules::generated(RULES, 2, "")).unwrap();
+    std::fs::write(&file, testkit::rules::generated(RULES, 2, true, "")).unwrap();
     let app = spawn_with_playbooks_on(playbooks.path(), 3_600_000, |s| {
         if let Some(url) = database {
             s.database.url = url;
@@ -97,7 +97,7 @@ async fn a_changed_why_adds_no_effects(database: Option<String>) {
     assert!(before > 1_000, "the rules act on the pipeline: {before}");
 
     // Only the words change: a new version, and nothing decided again.
-    std::fs::write(&file, testkit::rules::generated(RULES, 2, " (reworded)")).unwrap();
+    std::fs::write(&file, testkit::rules::generated(RULES, 2, true, " (reworded)")).unwrap();
     app.server_state().reload_playbooks(playbooks.path()).await;
     let (_, reloaded) = app.get(&app.reader, "/api/v1/playbooks").await;
     assert_ne!(reloaded["version"], first.as_str(), "the edit was loaded");
@@ -110,7 +110,7 @@ async fn a_changed_why_adds_no_effects(database: Option<String>) {
     // And back, later: still nothing.
     let later: domain::Timestamp = "2026-11-25T12:30:00Z".parse().unwrap();
     app.clock.set(later);
-    std::fs::write(&file, testkit::rules::generated(RULES, 2, "")).unwrap();
+    std::fs::write(&file, testkit::rules::generated(RULES, 2, true, "")).unwrap();
     app.server_state().reload_playbooks(playbooks.path()).await;
     let (_, back) = app.get(&app.reader, "/api/v1/playbooks").await;
     assert_eq!(back["version"], first.as_str());
