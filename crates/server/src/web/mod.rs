@@ -1117,7 +1117,7 @@ async fn playbooks(State(state): State<AppState>, web: Web) -> Response {
     let fired: HashMap<String, (u64, Timestamp)> = match state.store.rule_firings().await {
         Ok(f) => f
             .into_iter()
-            .map(|(rule, n, last)| (rule, (n, last)))
+            .map(|r| (r.rule, (r.effects, r.last)))
             .collect(),
         Err(e) => return store_failed(&web, e),
     };
