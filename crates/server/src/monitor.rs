@@ -102,6 +102,8 @@ pub fn silent_rules(
         if f.days < t.rule_min_days.max(2) {
             continue;
         }
+        // The typical gap between firing days, not firings: a schedule acting on fifty records
+        // at once is one firing, and a rule that rests every weekend is not silent on Sunday.
         let gap = (f.last.as_millis() - f.first.as_millis()) / (f.days as i64 - 1);
         let limit = (t.rule_silence_factor * gap).max(t.rule_min_silence_ms);
         let silent = now.as_millis() - f.last.as_millis();
@@ -281,7 +283,7 @@ fn storm_decided(s: &Storm) -> String {
 }
 
 /// Loops of this node that stopped since the last pass (`since`; any stop on the first), or
-/// are not running now.
+/// stopped and are not running again yet. (A loop that never started is readiness's matter.)
 pub fn restarted_loops(
     loops: &[LoopHealth],
     since: Option<Timestamp>,
@@ -289,9 +291,12 @@ pub fn restarted_loops(
 ) -> Vec<NewAlarm> {
     loops
         .iter()
-        .filter(|l| !l.running || l.stopped_at.is_some_and(|at| since.is_none_or(|s| at > s)))
+        .filter(|l| {
+            l.stopped_at
+                .is_some_and(|at| !l.running || since.is_none_or(|s| at > s))
+        })
         .map(|l| {
-            let cause = l.cause.as_deref().unwrap_or("it has not started");
+            let cause = l.cause.as_deref().unwrap_or("for no known reason");
             let what = loop_in_words(&l.name);
             let mut title = format!(
                 "{}{} stopped ({cause})",
@@ -620,5 +625,14 @@ mod tests {
         let since = |at: &str| restarted_loops(&stopped, Some(ts(at)), "node-a").len();
         assert_eq!(since("2026-11-20T12:00:00Z"), 1);
         assert_eq!(since("2026-11-20T12:01:00Z"), 0);
+        // Never started: readiness says so; it has not stopped.
+        let waiting = LoopHealth {
+            running: false,
+            restarts: 0,
+            stopped_at: None,
+            cause: None,
+            ..stopped[0].clone()
+        };
+        assert!(restarted_loops(&[waiting], None, "node-a").is_empty());
     }
 }

@@ -247,6 +247,8 @@ async fn a_loop_that_panics_is_restarted_and_raised_until_it_has_run_an_hour() {
     let (app, _dir) = spawn(LEGAL, |_| {}).await;
     let state = app.server_state();
     let m = monitor(&app);
+    // Ready: the node's own loops run.
+    assert_eq!(readyz(&app).await.0, 200);
     // A loop of the test's that panics on its first run.
     let runs = Arc::new(AtomicU32::new(0));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
