@@ -350,7 +350,11 @@ impl Dispatcher {
                 finish.outcome = self.retry(&effect, finish.finished_at);
                 finish.detail = Some(match finish.outcome {
                     Outcome::Dead => {
-                        format!("gave up after {} attempts: {}", effect.attempts, e.message)
+                        let tries = match effect.attempts {
+                            1 => "1 attempt".to_owned(),
+                            n => format!("{n} attempts"),
+                        };
+                        format!("gave up after {tries}: {}", e.message)
                     }
                     _ => e.message.clone(),
                 });

@@ -7,6 +7,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod alarms;
 mod import;
 
 use std::io::Write;
@@ -180,6 +181,12 @@ enum Command {
     Tasks {
         #[command(subcommand)]
         command: TaskCommand,
+    },
+    /// What the monitor raised about the automation itself: a rule that stopped firing, a
+    /// channel failing, dead letters, a storm held, a background loop that stopped.
+    Alarms {
+        #[command(subcommand)]
+        command: alarms::AlarmCommand,
     },
     /// The exceptions inbox: what the playbooks routed to a person, and acting on it.
     Exceptions {
@@ -1113,6 +1120,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = settings(&cli, false)?;
             init_logging(&settings)?;
             runtime()?.block_on(storms(&settings, command, &mut out))?;
+        }
+        Command::Alarms { command } => {
+            let settings = settings(&cli, false)?;
+            init_logging(&settings)?;
+            runtime()?.block_on(async {
+                let store = open_store(&settings)?;
+                alarms::run(&*store, command, &mut out).await
+            })?;
         }
         Command::Exceptions { command } => {
             let settings = settings(&cli, false)?;

@@ -33,8 +33,8 @@ pub enum AppError {
     BadRequest(&'static str, String),
     #[error("{0}")]
     Conflict(String),
-    #[error("the database is not answering")]
-    NotReady,
+    #[error("not ready: {0}")]
+    NotReady(String),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -70,7 +70,7 @@ impl AppError {
             AppError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             AppError::BadRequest(code, _) => (StatusCode::BAD_REQUEST, code),
             AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            AppError::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+            AppError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -5,11 +5,14 @@
 //! [`store::Store`] trait and never touches SQL; it parses bodies only through the `wire`
 //! crate, so the API and the CLI import accept exactly the same events.
 
+pub mod alarms;
 mod api;
 mod auth;
 mod error;
 pub mod exceptions;
+pub mod health;
 pub mod heroics;
+pub mod monitor;
 mod outbox;
 pub mod risk;
 mod rules;
@@ -79,6 +82,8 @@ pub struct AppState {
     pub node: String,
     /// Delivers the outbox (absent in tools that only read it).
     pub dispatcher: Option<Arc<delivery::Dispatcher>>,
+    /// This node's background loops and whether they run.
+    pub health: Arc<health::Health>,
     /// Failed sign-ins by email, for the web UI's throttle.
     pub sign_ins: web::auth::Throttle,
     /// The storm guard's limits.
@@ -97,7 +102,7 @@ pub struct AppState {
           sequences::list, sequences::control, sequences::pause_or_resume,
           sequences::pauses, sequences::results, sequences::suppressions, sequences::suppress,
           sequences::unsuppress, exceptions::list, exceptions::get, exceptions::act,
-          storms::list, storms::get, storms::decide, storms::preview_files,
+          storms::list, storms::get, storms::decide, storms::preview_files, alarms::list, alarms::act,
           trees::list, trees::walk, trees::handbook, heroics::get_report, heroics::get_assets, heroics::get_suggestions, risk::get_deals, risk::get_model, risk::get_evaluation, health, ready, openapi_json),
     components(schemas(api::EventEnvelope, api::IngestResult, api::BatchResult, api::RecordView,
                         api::RecordWithTimeline, api::RecordPage, api::Collection)),
@@ -143,14 +148,45 @@ async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Readiness: the database answers.
+/// How long readiness waits for the store's writer to take a request.
+const WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What keeps this node from being ready, in words; nothing when it is: the database answers
+/// reads, the store's writer takes requests, and the loops readiness needs (the timer loop, the
+/// dispatcher) are running.
+pub async fn not_ready(state: &AppState) -> Vec<String> {
+    let mut down = Vec::new();
+    if let Err(e) = state.store.ping().await {
+        tracing::warn!(error = ?e, "readiness: the database does not answer reads");
+        down.push("the database does not answer reads".to_owned());
+    }
+    match tokio::time::timeout(WRITER_WAIT, state.store.ping_writer()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(store::Error::Closed)) => down.push("the store's writer has stopped".to_owned()),
+        Ok(Err(e)) => {
+            tracing::warn!(error = ?e, "readiness: the store's writer cannot write");
+            down.push("the store's writer cannot begin a transaction".to_owned());
+        }
+        Err(_) => down.push(format!(
+            "the store's writer has not answered within {} seconds",
+            WRITER_WAIT.as_secs()
+        )),
+    }
+    for name in state.health.down() {
+        down.push(format!("{} is not running", health::loop_in_words(&name)));
+    }
+    down
+}
+
+/// Readiness: the database answers, its writer takes requests, and the timer loop and the
+/// dispatcher run. A 503 names what is down.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200), (status = 503, description = "not_ready")))]
+    responses((status = 200), (status = 503, description = "not_ready, naming what is down")))]
 async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {
-    state.store.ping().await.map_err(|e| {
-        tracing::warn!(error = %e, "readiness check failed");
-        AppError::NotReady
-    })?;
+    let down = not_ready(&state).await;
+    if !down.is_empty() {
+        return Err(AppError::NotReady(down.join("; ")));
+    }
     Ok(Json(serde_json::json!({ "status": "ready" })))
 }
 
@@ -270,6 +306,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/trees", get(trees::list))
         .route("/api/v1/deals/{id}/trees/{tree}", post(trees::walk))
         .route("/api/v1/handbook", get(trees::handbook))
+        .route("/api/v1/alarms", get(alarms::list))
+        .route("/api/v1/alarms/{id}/{action}", post(alarms::act))
         .route("/api/v1/exceptions", get(exceptions::list))
         .route("/api/v1/exceptions/{id}", get(exceptions::get))
         .route("/api/v1/exceptions/{id}/{action}", post(exceptions::act))
@@ -361,12 +399,27 @@ impl Application {
             node.clone(),
         )
         .map_err(Error::Delivery)?;
+        // The loops this node will run, registered before they start: until the timer loop
+        // and the dispatcher run, the node is not ready.
+        let health = Arc::new(health::Health::new(Arc::clone(&clock)));
+        health.expect("timers", true);
+        health.expect("delivery", true);
+        for (name, on) in [
+            ("reload", settings.engine.reload_poll_ms > 0),
+            ("risk", settings.engine.risk_refit_ms > 0),
+            ("monitor", settings.engine.monitor_ms > 0),
+        ] {
+            if on {
+                health.expect(name, false);
+            }
+        }
         let state = AppState {
             store,
             clock,
             playbooks,
             node,
             dispatcher: Some(Arc::new(dispatcher)),
+            health,
             sign_ins: web::auth::Throttle::default(),
             guard: storms::GuardSettings::of(&settings.engine),
             targets: settings.playbook_targets(),
@@ -395,58 +448,105 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    /// Serves until `shutdown` completes, then finishes in-flight requests, stops the
+    /// background loops and the store's writer (once it has answered what it was asked).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
         tracing::info!(port = self.port, "pipewright is listening");
-        let state = &self.state;
-        let timers = tokio::spawn(rules::fire_timers(
-            Arc::clone(&state.store),
-            Arc::clone(&state.clock),
-            std::time::Duration::from_millis(self.engine.timer_poll_ms.max(10)),
-        ));
-        let deliveries = state.dispatcher.clone().map(|d| {
-            tokio::spawn(d.run(std::time::Duration::from_millis(
-                self.delivery_poll_ms.max(10),
-            )))
-        });
-        let learning = (self.engine.risk_refit_ms > 0).then(|| {
-            tokio::spawn(risk::keep_learned(
-                Arc::clone(&state.store),
-                Arc::clone(&state.clock),
-                state.node.clone(),
-                std::time::Duration::from_millis(self.engine.risk_refit_ms),
-                std::time::Duration::from_millis(self.engine.reload_poll_ms.max(1000)),
-            ))
-        });
-        let reload = (self.engine.reload_poll_ms > 0).then(|| {
-            tokio::spawn(
-                state
-                    .loader(&self.engine.playbooks)
-                    .watch(std::time::Duration::from_millis(self.engine.reload_poll_ms)),
-            )
-        });
+        let loops = self.state.start_loops(&self.engine, self.delivery_poll_ms);
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(Error::Serve);
-        timers.abort();
-        if let Some(deliveries) = deliveries {
-            deliveries.abort();
+        for task in loops {
+            task.abort();
         }
-        if let Some(reload) = reload {
-            reload.abort();
-        }
-        if let Some(learning) = learning {
-            learning.abort();
+        if let Err(e) = self.state.store.close().await {
+            tracing::warn!(error = ?e, "the store's writer did not stop cleanly");
         }
         served
     }
 }
 
 impl AppState {
+    /// Starts the background loops, each under a supervisor that restarts it when it ends or
+    /// panics: due timers, delivery, and where configured risk learning, the playbook reload
+    /// and the monitor. Aborting the tasks stops them.
+    fn start_loops(
+        &self,
+        engine: &EngineSettings,
+        delivery_poll_ms: u64,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        use std::time::Duration;
+        let backoff = health::Backoff::default();
+        let health = &self.health;
+        let mut loops = Vec::new();
+        let (store, clock) = (Arc::clone(&self.store), Arc::clone(&self.clock));
+        let every = Duration::from_millis(engine.timer_poll_ms.max(10));
+        loops.push(health::supervise(
+            Arc::clone(health),
+            "timers",
+            backoff,
+            move || rules::fire_timers(Arc::clone(&store), Arc::clone(&clock), every),
+        ));
+        if let Some(dispatcher) = self.dispatcher.clone() {
+            let every = Duration::from_millis(delivery_poll_ms.max(10));
+            loops.push(health::supervise(
+                Arc::clone(health),
+                "delivery",
+                backoff,
+                move || Arc::clone(&dispatcher).run(every),
+            ));
+        }
+        if engine.risk_refit_ms > 0 {
+            let (store, clock, node) = (
+                Arc::clone(&self.store),
+                Arc::clone(&self.clock),
+                self.node.clone(),
+            );
+            let refit = Duration::from_millis(engine.risk_refit_ms);
+            let poll = Duration::from_millis(engine.reload_poll_ms.max(1000));
+            loops.push(health::supervise(
+                Arc::clone(health),
+                "risk",
+                backoff,
+                move || {
+                    risk::keep_learned(
+                        Arc::clone(&store),
+                        Arc::clone(&clock),
+                        node.clone(),
+                        refit,
+                        poll,
+                    )
+                },
+            ));
+        }
+        if engine.reload_poll_ms > 0 {
+            let loader = self.loader(&engine.playbooks);
+            let every = Duration::from_millis(engine.reload_poll_ms);
+            loops.push(health::supervise(
+                Arc::clone(health),
+                "reload",
+                backoff,
+                move || loader.clone().watch(every),
+            ));
+        }
+        if engine.monitor_ms > 0 {
+            let monitor = Arc::new(monitor::Monitor::new(self, monitor::Thresholds::default()));
+            let clock = Arc::clone(&self.clock);
+            let every = Duration::from_millis(engine.monitor_ms);
+            loops.push(health::supervise(
+                Arc::clone(health),
+                "monitor",
+                backoff,
+                move || Arc::clone(&monitor).run(Arc::clone(&clock), every),
+            ));
+        }
+        loops
+    }
+
     /// Loads the playbooks in `dir` now and publishes them for every node (the server also
     /// does this when their files change). A broken folder keeps the running playbooks and
     /// reports its problems.

@@ -59,6 +59,14 @@ storm_limit = 100
 storm_watch_ms = 604800000
 # How many days ahead `pipewright preview` and the guard's forecast look.
 preview_days = 7
+# How often the silent-failure monitor looks, in milliseconds (0: never). It raises one alarm
+# (inbox, `pipewright alarms`, /api/v1/alarms) per condition while it lasts, and resolves it
+# when the condition clears: a rule that fired on at least 5 days and has not fired for 4 times
+# its typical gap (at least a day); a channel with at least 5 failed deliveries, half or more
+# of its attempts, in the last 15 minutes; effects given up on (dead letters); a storm holding
+# a rule's effects; a background loop that stopped and was restarted (resolved after an hour
+# without stopping).
+monitor_ms = 60000
 
 [delivery]
 # Render every message and keep it in the outbox (GET /api/v1/outbox) instead of sending it.
@@ -160,6 +168,8 @@ pub struct EngineSettings {
     pub storm_watch_ms: u64,
     /// How many days ahead a preview (and the guard's forecast) looks.
     pub preview_days: u32,
+    /// How often the silent-failure monitor passes (0: never).
+    pub monitor_ms: u64,
 }
 
 impl Default for EngineSettings {
@@ -172,6 +182,7 @@ impl Default for EngineSettings {
             storm_limit: 100,
             storm_watch_ms: 7 * 86_400_000,
             preview_days: 7,
+            monitor_ms: 60_000,
         }
     }
 }

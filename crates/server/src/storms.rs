@@ -526,7 +526,7 @@ pub async fn preview_files(
 }
 
 /// `n` things, with the noun in the singular for one.
-fn count(n: u64, one: &str, many: &str) -> String {
+pub(crate) fn count(n: u64, one: &str, many: &str) -> String {
     if n == 1 {
         format!("1 {one}")
     } else {

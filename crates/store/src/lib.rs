@@ -7,6 +7,7 @@
 //! (source, source id) it already holds. Derived state comes from `domain::Record::fold`; the
 //! store never interprets events itself.
 
+mod alarms;
 mod exceptions;
 mod outbox;
 mod postgres;
@@ -20,6 +21,10 @@ use serde::Serialize;
 
 use domain::{Event, EventId, NewEvent, Record, RecordId, RecordKey, RecordKind, Timestamp};
 
+pub use alarms::{
+    Alarm, AlarmAction, AlarmKind, AlarmQuery, AlarmSync, AlarmsSynced, ChannelAttempts,
+    DeadLetters, MONITOR, NewAlarm, RuleFirings,
+};
 pub use engine::{Engine, Timer};
 pub use exceptions::{
     Escalated, ExceptionAction, ExceptionEntry, ExceptionItem, ExceptionQuery, NewException,
@@ -379,8 +384,21 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Ends a session (signing out).
     async fn end_session(&self, hash: &str) -> Result<()>;
 
-    /// Succeeds when the database answers.
+    /// Succeeds when the database answers a read.
     async fn ping(&self) -> Result<()>;
+
+    /// Succeeds when the writer takes a request from its queue and runs it in a transaction of
+    /// its own: the path every write takes is alive.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the writer has stopped (or its thread ended); [`Error::Backend`]
+    /// when its connection cannot begin a transaction. A writer that is stuck does not answer:
+    /// the caller bounds the wait.
+    async fn ping_writer(&self) -> Result<()>;
+
+    /// Stops the writer once every request queued before this one has been answered; later
+    /// writes fail with [`Error::Closed`]. Reads go on. What a server calls as it stops.
+    async fn close(&self) -> Result<()>;
 
     /// The rules evaluated inside every ingest from now on (`None`: no playbooks loaded).
     ///
@@ -538,9 +556,40 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Whether a set with this version was ever published.
     async fn playbooks_published(&self, version: &str) -> Result<bool>;
 
-    /// How often each rule has decided an effect (shadow ones included), and when last:
-    /// `(rule, count, last)`, by rule.
-    async fn rule_firings(&self) -> Result<Vec<(String, u64, Timestamp)>>;
+    /// Every rule that has decided an effect (shadow ones included), by rule: how many, on
+    /// how many days, the first and the last.
+    async fn rule_firings(&self) -> Result<Vec<RuleFirings>>;
+
+    /// Delivery attempts that finished after `since`, per channel: how many, how many failed,
+    /// the last failure and success, and what the last failure was told.
+    async fn channel_attempts(&self, since: Timestamp) -> Result<Vec<ChannelAttempts>>;
+
+    /// The effects given up on (`dead`): how many, per channel, and when the first of them was
+    /// last attempted.
+    async fn dead_letters(&self) -> Result<DeadLetters>;
+
+    /// Brings the alarms of each kind in `syncs` in line with what the monitor sees at `now`.
+    ///
+    /// # Contract
+    /// In one transaction, for each kind: a current condition whose (kind, subject) has no
+    /// alarm opens one (`open`); one that has refreshes its title, detail and update time,
+    /// never adding a second. An alarm whose subject is not current — and has not been raised
+    /// for the kind's `quiet_ms` — is resolved by [`MONITOR`] with the kind's reason (or the
+    /// subject's). One a person resolved while its condition held stays resolved and is not
+    /// opened again until its condition has cleared once. Kinds not in `syncs` are left alone.
+    async fn sync_alarms(&self, syncs: Vec<AlarmSync>, now: Timestamp) -> Result<AlarmsSynced>;
+
+    /// Alarms, newest first.
+    async fn alarms(&self, query: &AlarmQuery) -> Result<Vec<Alarm>>;
+
+    async fn alarm(&self, id: &str) -> Result<Option<Alarm>>;
+
+    /// Acknowledges or resolves an alarm.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Conflict`] for a resolved alarm, or one already
+    /// acknowledged; [`Error::Invalid`] for a blank `by` or resolution.
+    async fn act_on_alarm(&self, id: &str, action: AlarmAction) -> Result<Alarm>;
 
     /// Publishes what the risk score learned: from now on every node scores with it.
     async fn publish_risk(&self, model: PublishedRisk) -> Result<()>;

@@ -504,12 +504,12 @@ fn migrate_applies_the_schema_once_and_names_a_bad_url() {
     assert!(first.status.success(), "{}", stderr(&first));
     assert_eq!(
         stdout(&first).trim(),
-        "schema at version 10 (was 0); applied 1, 2, 3, 4, 5, 6, 7, 8, 9, 10"
+        "schema at version 11 (was 0); applied 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11"
     );
     let again = run(&["--database", &db, "migrate"]);
     assert_eq!(
         stdout(&again).trim(),
-        "schema at version 10; nothing to apply"
+        "schema at version 11; nothing to apply"
     );
 
     let bad = run(&["--database", "mysql://db/x", "migrate"]);
@@ -637,6 +637,91 @@ fn an_imported_move_is_refused_by_its_gate() {
     assert!(
         text.contains("NOT met: budget confirmed  (deal.fields.budget_confirmed == true)"),
         "{text}"
+    );
+}
+
+/// Issue 23: the monitor's alarms from the command line — listed in words, acknowledged,
+/// resolved saying how, with a wrong kind named.
+#[test]
+fn alarms_are_listed_acknowledged_and_resolved_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_url(dir.path());
+    let path = dir.path().join("pw.db");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let id = runtime.block_on(async {
+        use store::Store as _;
+        let clock = std::sync::Arc::new(clock::SystemClock);
+        let store = store::SqliteStore::open(store::SqliteOptions::new(&path), clock).unwrap();
+        let silent = store::NewAlarm {
+            subject: "stuck-in-legal".into(),
+            title: "stuck-in-legal used to fire about every 3 days and has not fired for 16 days"
+                .into(),
+            detail: serde_json::json!({}),
+        };
+        let sync = store::AlarmSync::new(
+            store::AlarmKind::RuleSilent,
+            vec![silent],
+            "the rule fired again",
+        );
+        let synced = store
+            .sync_alarms(vec![sync], "2026-11-20T12:00:00Z".parse().unwrap())
+            .await
+            .unwrap();
+        synced.opened[0].id.clone()
+    });
+    let list = run(&["--database", &db, "alarms", "list"]);
+    assert!(list.status.success(), "{}", stderr(&list));
+    assert_eq!(
+        stdout(&list),
+        format!(
+            "{id}  open          stuck-in-legal used to fire about every 3 days and has not fired for 16 days\n    a rule stopped firing · raised 2026-11-20 12:00 UTC\n"
+        )
+    );
+    let ack = run(&["--database", &db, "alarms", "ack", &id, "--by", "omar"]);
+    assert!(ack.status.success(), "{}", stderr(&ack));
+    assert!(
+        stdout(&ack).contains("acknowledged by omar"),
+        "{}",
+        stdout(&ack)
+    );
+    let resolve = run(&[
+        "--database",
+        &db,
+        "alarms",
+        "resolve",
+        &id,
+        "--by",
+        "omar",
+        "--resolution",
+        "legal pauses over the holidays",
+    ]);
+    assert!(resolve.status.success(), "{}", stderr(&resolve));
+    assert!(
+        stdout(&resolve).contains(": legal pauses over the holidays"),
+        "{}",
+        stdout(&resolve)
+    );
+    let none = run(&["--database", &db, "alarms", "list"]);
+    assert_eq!(stdout(&none), "no alarms (unresolved)\n");
+    let all = run(&["--database", &db, "alarms", "list", "--status", "all"]);
+    assert!(
+        stdout(&all).contains("resolved by omar"),
+        "{}",
+        stdout(&all)
+    );
+    let again = run(&["--database", &db, "alarms", "ack", &id, "--by", "omar"]);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("resolved already"),
+        "{}",
+        stderr(&again)
+    );
+    let bad = run(&["--database", &db, "alarms", "list", "--kind", "rule"]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("--kind: expected one of rule_silent, channel_failing"),
+        "{}",
+        stderr(&bad)
     );
 }
 

@@ -175,6 +175,14 @@ fn form(bytes: &[u8]) -> HashMap<String, String> {
         .collect()
 }
 
+/// A form field with something in it besides spaces, trimmed.
+fn filled(fields: &HashMap<String, String>, name: &str) -> Option<String> {
+    fields
+        .get(name)
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
 /// A posted form's fields, once it has carried the session's CSRF token and the person may
 /// do what it asks (`needs`: the least role, and the deed in words); else the page that refuses
 /// it, changing nothing.
@@ -214,6 +222,7 @@ pub fn router() -> Router<AppState> {
         .route("/inbox", get(inbox))
         .route("/inbox/{id}/{action}", post(act))
         .route("/storms/{id}/{action}", post(decide_storm))
+        .route("/alarms/{id}/{action}", post(act_on_alarm))
         .route("/playbooks", get(playbooks))
         .route("/handbook", get(handbook))
         .route("/outbox", get(outbox))
@@ -1021,9 +1030,19 @@ async fn inbox(State(state): State<AppState>, web: Web, uri: axum::http::Uri) ->
         Ok(s) => s,
         Err(e) => return store_failed(&web, e),
     };
+    // What the monitor raised about the automation itself is for those who look after it.
+    let alarms = if can_see_all {
+        match alarms(&state, &web).await {
+            Ok(a) => a,
+            Err(e) => return store_failed(&web, e),
+        }
+    } else {
+        Vec::new()
+    };
     let decided = q.get("decided").cloned();
     let ctx = context! {
         items => rows, all => all, can_see_all => can_see_all, storms => storms, decided => decided,
+        alarms => alarms,
     };
     page(
         StatusCode::OK,
@@ -1081,6 +1100,78 @@ async fn held_storms(state: &AppState, web: &Web) -> Result<Vec<Value>, store::E
         .collect())
 }
 
+/// The unresolved alarms about the automation, newest first, in words.
+async fn alarms(state: &AppState, web: &Web) -> Result<Vec<Value>, store::Error> {
+    let alarms = state
+        .store
+        .alarms(&store::AlarmQuery {
+            status: Some("unresolved".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await?;
+    Ok(alarms
+        .iter()
+        .map(|a| {
+            context! {
+                id => &a.id, title => &a.title, status => &a.status,
+                kind => crate::alarms::kind_in_words(a.kind),
+                opened_at => when(a.opened_at),
+                updated_at => (a.updated_at != a.opened_at).then(|| when(a.updated_at)),
+                acknowledged_by => &a.acknowledged_by,
+                can_act => web.can(UserRole::Manager),
+            }
+        })
+        .collect())
+}
+
+/// Acknowledges or resolves an alarm from the inbox (managers and admins).
+async fn act_on_alarm(
+    State(state): State<AppState>,
+    web: Web,
+    Path((id, verb)): Path<(String, String)>,
+    bytes: Bytes,
+) -> Response {
+    let fields = match posted(
+        &web,
+        &bytes,
+        Some((UserRole::Manager, "act on alarms about the automation")),
+    ) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let by = web.session.user.id.clone();
+    let text = |k: &str| filled(&fields, k);
+    let action = match verb.as_str() {
+        "acknowledge" => store::AlarmAction::Acknowledge {
+            by,
+            note: text("note"),
+        },
+        "resolve" => match text("resolution") {
+            Some(resolution) => store::AlarmAction::Resolve { by, resolution },
+            None => {
+                return failure(
+                    Some(&web),
+                    StatusCode::BAD_REQUEST,
+                    "Say how it was resolved",
+                    "A resolution needs a few words on how it was handled.",
+                );
+            }
+        },
+        _ => return failure(Some(&web), StatusCode::NOT_FOUND, "No such action", &verb),
+    };
+    match state.store.act_on_alarm(&id, action).await {
+        Ok(_) => Redirect::to("/inbox").into_response(),
+        Err(store::Error::NotFound(_)) => {
+            failure(Some(&web), StatusCode::NOT_FOUND, "No such alarm", &id)
+        }
+        Err(store::Error::Invalid(m) | store::Error::Conflict(m)) => {
+            failure(Some(&web), StatusCode::CONFLICT, "Not done", &m)
+        }
+        Err(e) => store_failed(&web, e),
+    }
+}
+
 /// Approves or discards a storm from the inbox.
 async fn decide_storm(
     State(state): State<AppState>,
@@ -1108,10 +1199,7 @@ async fn decide_storm(
         );
     }
     let by = web.session.user.id.clone();
-    let note = fields
-        .get("note")
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty());
+    let note = filled(&fields, "note");
     let decision = match verb.as_str() {
         "approve" => store::StormDecision::Approve { by, note },
         "discard" => store::StormDecision::Discard { by, note },
@@ -1149,12 +1237,7 @@ async fn act(
         return forbidden(&web, "act on an exception someone else holds");
     }
     let by = web.session.user.id.clone();
-    let text = |k: &str| {
-        fields
-            .get(k)
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-    };
+    let text = |k: &str| filled(&fields, k);
     let action = match verb.as_str() {
         "acknowledge" => ExceptionAction::Acknowledge {
             by,
@@ -1212,7 +1295,7 @@ async fn playbooks(State(state): State<AppState>, web: Web) -> Response {
     let fired: HashMap<String, (u64, Timestamp)> = match state.store.rule_firings().await {
         Ok(f) => f
             .into_iter()
-            .map(|(rule, n, last)| (rule, (n, last)))
+            .map(|r| (r.rule, (r.effects, r.last)))
             .collect(),
         Err(e) => return store_failed(&web, e),
     };

@@ -97,7 +97,11 @@ async fn a_changed_why_adds_no_effects(database: Option<String>) {
     assert!(before > 1_000, "the rules act on the pipeline: {before}");
 
     // Only the words change: a new version, and nothing decided again.
-    std::fs::write(&file, testkit::rules::generated(RULES, 2, true, " (reworded)")).unwrap();
+    std::fs::write(
+        &file,
+        testkit::rules::generated(RULES, 2, true, " (reworded)"),
+    )
+    .unwrap();
     app.server_state().reload_playbooks(playbooks.path()).await;
     let (_, reloaded) = app.get(&app.reader, "/api/v1/playbooks").await;
     assert_ne!(reloaded["version"], first.as_str(), "the edit was loaded");

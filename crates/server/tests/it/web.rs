@@ -12,7 +12,7 @@ use clock::Clock;
 
 use crate::{TestApp, spawn_app};
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -20,7 +20,7 @@ fn client() -> reqwest::Client {
 }
 
 /// GET `path` with a cookie.
-async fn get_with(
+pub(crate) async fn get_with(
     http: &reqwest::Client,
     app: &TestApp,
     cookie: &str,
@@ -34,7 +34,7 @@ async fn get_with(
 }
 
 /// POST a form to `path` with a cookie.
-async fn post_form(
+pub(crate) async fn post_form(
     http: &reqwest::Client,
     app: &TestApp,
     cookie: &str,
@@ -59,12 +59,12 @@ fn cookie_of(r: &reqwest::Response, name: &str) -> Option<String> {
         .map(|v| v.split(';').next().unwrap().to_owned())
 }
 
-fn field(html: &str, name: &str) -> String {
+pub(crate) fn field(html: &str, name: &str) -> String {
     let at = html.find(&format!("name=\"{name}\" value=\"")).expect(name) + name.len() + 15;
     html[at..at + html[at..].find('"').unwrap()].to_owned()
 }
 
-async fn user(app: &TestApp, email: &str, role: store::UserRole) {
+pub(crate) async fn user(app: &TestApp, email: &str, role: store::UserRole) {
     let hash = server::web::auth::hash_password("correct horse battery").unwrap();
     app.store
         .create_user(
@@ -81,7 +81,7 @@ async fn user(app: &TestApp, email: &str, role: store::UserRole) {
 }
 
 /// Signs in; the session cookie.
-async fn sign_in(
+pub(crate) async fn sign_in(
     app: &TestApp,
     http: &reqwest::Client,
     email: &str,

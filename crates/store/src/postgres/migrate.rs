@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "storm guard",
         include_str!("../../migrations/postgres/0007_storms.sql"),
     ),
+    (
+        8,
+        "alarms",
+        include_str!("../../migrations/postgres/0008_alarms.sql"),
+    ),
 ];
 
 /// What a migration run found and did.

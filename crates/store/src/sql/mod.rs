@@ -7,6 +7,7 @@
 //! `$N`. Integers are 64-bit in both databases (times are epoch milliseconds), text is text,
 //! and JSON is stored as text.
 
+pub(crate) mod alarms;
 pub(crate) mod apply;
 pub(crate) mod codec;
 pub(crate) mod exceptions;

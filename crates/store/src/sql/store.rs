@@ -820,18 +820,8 @@ impl<B: Backend> Store for SqlStore<B> {
         .await
     }
 
-    async fn rule_firings(&self) -> Result<Vec<(String, u64, Timestamp)>> {
-        self.reads
-            .run(|sql| {
-                sql.query(
-                    "SELECT rule, COUNT(*), MAX(created_at) FROM effects GROUP BY rule ORDER BY rule",
-                    &[],
-                )?
-                .into_iter()
-                .map(|mut r| Ok((r.text(0)?, r.int(1)? as u64, r.millis(2)?)))
-                .collect()
-            })
-            .await
+    async fn rule_firings(&self) -> Result<Vec<crate::RuleFirings>> {
+        self.reads.run(super::alarms::rule_firings).await
     }
 
     async fn publish_risk(&self, model: crate::PublishedRisk) -> Result<()> {
@@ -997,6 +987,58 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn ping(&self) -> Result<()> {
         self.reads
             .run(|sql| sql.query("SELECT 1", &[]).map(drop))
+            .await
+    }
+
+    async fn ping_writer(&self) -> Result<()> {
+        self.write(|sql, _| sql.query("SELECT 1", &[]).map(drop))
+            .await
+    }
+
+    async fn close(&self) -> Result<()> {
+        match self.ask(|reply| Command::Stop { reply }).await {
+            // Stopped before: closed is what was asked for.
+            Err(Error::Closed) => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn channel_attempts(&self, since: Timestamp) -> Result<Vec<crate::ChannelAttempts>> {
+        self.reads
+            .run(move |sql| super::alarms::channel_attempts(sql, since))
+            .await
+    }
+
+    async fn dead_letters(&self) -> Result<crate::DeadLetters> {
+        self.reads.run(super::alarms::dead_letters).await
+    }
+
+    async fn sync_alarms(
+        &self,
+        syncs: Vec<crate::AlarmSync>,
+        now: Timestamp,
+    ) -> Result<crate::AlarmsSynced> {
+        self.write(move |sql, _| super::alarms::sync(sql, &syncs, now))
+            .await
+    }
+
+    async fn alarms(&self, query: &crate::AlarmQuery) -> Result<Vec<crate::Alarm>> {
+        let query = query.clone();
+        self.reads
+            .run(move |sql| super::alarms::list(sql, &query))
+            .await
+    }
+
+    async fn alarm(&self, id: &str) -> Result<Option<crate::Alarm>> {
+        let id = id.to_owned();
+        self.reads
+            .run(move |sql| super::alarms::get(sql, &id))
+            .await
+    }
+
+    async fn act_on_alarm(&self, id: &str, action: crate::AlarmAction) -> Result<crate::Alarm> {
+        let id = id.to_owned();
+        self.write(move |sql, now| super::alarms::act(sql, &id, &action, now))
             .await
     }
 }

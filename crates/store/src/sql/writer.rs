@@ -69,6 +69,11 @@ pub(crate) enum Command<C> {
         finish: Box<crate::Finish>,
         reply: oneshot::Sender<Result<bool>>,
     },
+    /// Ends the writer once everything queued before it is answered; what is queued after is
+    /// dropped with the queue, so its callers hear that the store is closed.
+    Stop {
+        reply: oneshot::Sender<Result<()>>,
+    },
 }
 
 /// Joins the writer (and any helper threads of the backend) when the last handle to the store
@@ -189,6 +194,11 @@ fn run<B: Backend>(
                 reply,
             }) => {
                 let _ = reply.send(writer.refold_records(after, limit));
+            }
+            Some(Command::Stop { reply }) => {
+                tracing::info!("the store's writer stops");
+                let _ = reply.send(Ok(()));
+                return;
             }
             Some(Command::Ingest { .. } | Command::Finish { .. }) | None => {}
         }

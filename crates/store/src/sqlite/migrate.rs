@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0008_risk_models.sql"),
     include_str!("../../migrations/sqlite/0009_users.sql"),
     include_str!("../../migrations/sqlite/0010_storms.sql"),
+    include_str!("../../migrations/sqlite/0011_alarms.sql"),
 ];
 
 pub(super) fn run(conn: &mut Connection) -> Result<crate::Migrations> {

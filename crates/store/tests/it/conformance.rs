@@ -765,11 +765,15 @@ async fn effects_are_written_with_their_events_and_never_twice(backend: Backend)
     // What the playbooks page counts: one firing of the rule, when it was decided.
     let firings = h.store.rule_firings().await.unwrap();
     assert_eq!(firings.len(), 1, "{firings:?}");
+    let f = &firings[0];
     assert_eq!(
-        (firings[0].0.as_str(), firings[0].1),
-        ("pricing-objection", 1)
+        (f.rule.as_str(), f.effects, f.days),
+        ("pricing-objection", 1, 1)
     );
-    assert_eq!(firings[0].2, effects[0].created_at);
+    assert_eq!(
+        (f.first, f.last),
+        (effects[0].created_at, effects[0].created_at)
+    );
 }
 
 /// Issue 3: timers are rows; they move with activity, survive a restart and fire once.

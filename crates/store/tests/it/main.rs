@@ -26,6 +26,7 @@ macro_rules! suite {
     };
 }
 
+mod alarms;
 mod calendar;
 mod conflicts;
 mod conformance;
