@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "alarms",
         include_str!("../../migrations/postgres/0008_alarms.sql"),
     ),
+    (
+        9,
+        "timers in firing order",
+        include_str!("../../migrations/postgres/0009_timers_in_firing_order.sql"),
+    ),
 ];
 
 /// What a migration run found and did.

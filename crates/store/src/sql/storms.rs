@@ -193,6 +193,7 @@ struct Watched {
     limit: i64,
     decided_at: Option<Timestamp>,
     decided_by: Option<String>,
+    reason: StormReason,
     /// Records acted on within the last hour, once counted in this transaction.
     recent: Option<i64>,
 }
@@ -207,7 +208,7 @@ impl Guard {
     /// The storms in force at `now`: holding, or watching (or discarded) until later.
     pub(crate) fn load(sql: &mut dyn Sql, now: Timestamp) -> Result<Self> {
         let rows = sql.query(
-            "SELECT id, rule, status, record_limit, decided_at, decided_by FROM storms
+            "SELECT id, rule, status, record_limit, decided_at, decided_by, reason FROM storms
              WHERE status = 'holding'
                 OR (status IN ('watching', 'discarded') AND watch_until > ?1)",
             args![now.as_millis()],
@@ -222,6 +223,7 @@ impl Guard {
                     limit: r.int(3)?,
                     decided_at: r.opt_millis(4)?,
                     decided_by: r.opt_text(5)?,
+                    reason: StormReason::parse(&r.text(6)?).unwrap_or(StormReason::Reaches),
                     recent: None,
                 },
             );
@@ -289,7 +291,7 @@ impl Guard {
                     args![&w.id, now.as_millis()],
                 )?;
                 w.status = "holding".into();
-                opened(&e.rule, StormReason::Reaches);
+                opened(&e.rule, w.reason);
                 Ok(Verdict::Hold)
             }
             _ => Ok(Verdict::Pass),
