@@ -1574,15 +1574,7 @@ async fn reload() -> anyhow::Result<()> {
     let forecast = started.elapsed();
     store.set_engine(Some(second));
     let walking = Instant::now();
-    let (mut cursor, mut armed) = (0, 0);
-    loop {
-        let pass = store.arm_records(now, cursor, 1_000).await?;
-        armed += pass.armed;
-        match pass.next {
-            Some(next) => cursor = next,
-            None => break,
-        }
-    }
+    let armed = store.arm_all(now, 1_000).await?;
     let walk = walking.elapsed();
     let firing = Instant::now();
     let refired = fire_all().await?;
@@ -1640,15 +1632,7 @@ async fn preview_demo() -> anyhow::Result<()> {
     load_ndjson(&*store, &history.ndjson()).await?;
     let running = example_engine()?;
     store.set_engine(Some(Arc::clone(&running)));
-    let (mut cursor, mut armed) = (0, 0);
-    loop {
-        let pass = store.arm_records(to, cursor, 1_000).await?;
-        armed += pass.armed;
-        match pass.next {
-            Some(next) => cursor = next,
-            None => break,
-        }
-    }
+    let armed = store.arm_all(to, 1_000).await?;
     let loaded = playbook::load_dir(&examples());
     let mut set = loaded
         .set

@@ -1691,15 +1691,7 @@ async fn import(
     let summary = import::import_file(&*store, file, csv, batch).await?;
     let preview = server::storms::guard_import(&*store, &engine, guard, SystemClock.now()).await?;
     store.set_engine(Some(engine));
-    let (mut cursor, mut armed) = (0, 0);
-    loop {
-        let pass = store.arm_records(SystemClock.now(), cursor, 1_000).await?;
-        armed += pass.armed;
-        match pass.next {
-            Some(next) => cursor = next,
-            None => break,
-        }
-    }
+    let armed = store.arm_all(SystemClock.now(), 1_000).await?;
     let mut note = format!(
         "The events are history: no rule acted on them (give --run-rules to run them through the rules). The running playbooks (version {version}) now wait on {armed} deals and leads as they stand, every rule watched by the storm guard for {watch_days} days.\n"
     );
@@ -1735,20 +1727,7 @@ async fn preview(
     format: OutputFormat,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let loaded = playbook::load_dir_with(dir, &settings.playbook_targets());
-    let errors: Vec<String> = loaded
-        .diagnostics
-        .iter()
-        .filter(|d| d.is_error())
-        .map(ToString::to_string)
-        .collect();
-    let Some(set) = loaded.set.filter(|_| errors.is_empty()) else {
-        anyhow::bail!(
-            "the playbooks in {} have problems:\n{}",
-            dir.display(),
-            errors.join("\n")
-        );
-    };
+    let set = playbooks_in(dir, &settings.playbook_targets())?;
     let store = open_store(settings)?;
     let running = running_playbooks(&*store).await?.map(store::Engine::new);
     let new = store::Engine::new(Arc::new(set));
@@ -2260,19 +2239,22 @@ fn load_engine(settings: &Settings) -> anyhow::Result<Option<store::Engine>> {
     if !dir.exists() {
         return Ok(None);
     }
-    let loaded = playbook::load_dir(dir);
-    match loaded.set {
-        Some(set) => Ok(Some(store::Engine::new(Arc::new(set)))),
-        None => {
-            let problems: Vec<String> =
-                loaded.diagnostics.iter().map(ToString::to_string).collect();
-            anyhow::bail!(
+    let set = playbooks_in(dir, &playbook::Targets::default())?;
+    Ok(Some(store::Engine::new(Arc::new(set))))
+}
+
+/// The playbooks in `dir` compiled (their actions held to `targets`), or an error listing every
+/// problem.
+fn playbooks_in(dir: &Path, targets: &playbook::Targets) -> anyhow::Result<playbook::PlaybookSet> {
+    playbook::load_dir_with(dir, targets)
+        .into_set()
+        .map_err(|errors| {
+            anyhow::anyhow!(
                 "the playbooks in {} have problems:\n{}",
                 dir.display(),
-                problems.join("\n")
+                errors.join("\n")
             )
-        }
-    }
+        })
 }
 
 async fn explain(

@@ -84,6 +84,20 @@ impl Loaded {
     pub fn errors(&self) -> usize {
         self.diagnostics.iter().filter(|d| d.is_error()).count()
     }
+
+    /// The set, when no diagnostic is an error; else every error, one line each.
+    pub fn into_set(self) -> Result<PlaybookSet, Vec<String>> {
+        let errors: Vec<String> = self
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(ToString::to_string)
+            .collect();
+        match self.set.filter(|_| errors.is_empty()) {
+            Some(set) => Ok(set),
+            None => Err(errors),
+        }
+    }
 }
 
 /// What the configuration delivers to, by name, for actions to be held to: a chat channel

@@ -500,16 +500,9 @@ pub async fn preview_files(
         .into_iter()
         .map(|(name, text)| (std::path::PathBuf::from(name), text))
         .collect();
-    let loaded = playbook::load_files_with(&files, &state.targets);
-    let errors: Vec<String> = loaded
-        .diagnostics
-        .iter()
-        .filter(|d| d.is_error())
-        .map(ToString::to_string)
-        .collect();
-    let Some(set) = loaded.set.filter(|_| errors.is_empty()) else {
-        return Err(AppError::BadRequest("playbook_problems", errors.join("\n")));
-    };
+    let set = playbook::load_files_with(&files, &state.targets)
+        .into_set()
+        .map_err(|errors| AppError::BadRequest("playbook_problems", errors.join("\n")))?;
     let running = state.store.engine();
     let new = Engine::new(Arc::new(set));
     let guard = state.guard;

@@ -433,6 +433,19 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// ingest re-arms meanwhile is skipped (its version already matches).
     async fn arm_records(&self, now: Timestamp, after: i64, limit: usize) -> Result<ArmPass>;
 
+    /// [`Store::arm_records`] over every record, `page` a transaction: how many were armed.
+    async fn arm_all(&self, now: Timestamp, page: usize) -> Result<usize> {
+        let (mut cursor, mut armed) = (0, 0);
+        loop {
+            let pass = self.arm_records(now, cursor, page).await?;
+            armed += pass.armed;
+            match pass.next {
+                Some(next) => cursor = next,
+                None => return Ok(armed),
+            }
+        }
+    }
+
     /// Rebuilds derived state from the log: each record's state becomes the fold of its events
     /// (the log is the truth; state is a cache of it). Examines at most `limit` records in
     /// storage order after the cursor `after`; call again with [`RefoldPass::next`] until it

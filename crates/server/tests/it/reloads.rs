@@ -15,14 +15,7 @@ const DEALS: usize = 12;
 /// Arms every record for the running playbooks and fires every timer due at `now`, as the
 /// server's timer loop does after a (re)load; the number of effects in the outbox afterwards.
 async fn settle(store: &Arc<dyn Store>, now: domain::Timestamp) -> usize {
-    let mut cursor = 0;
-    loop {
-        let pass = store.arm_records(now, cursor, 500).await.unwrap();
-        match pass.next {
-            Some(next) => cursor = next,
-            None => break,
-        }
-    }
+    store.arm_all(now, 500).await.unwrap();
     while store.fire_due_timers(now, 1_000).await.unwrap().timers > 0 {}
     store.effects(None, 1_000_000).await.unwrap().len()
 }

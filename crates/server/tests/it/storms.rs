@@ -80,14 +80,7 @@ async fn a_new_rule_on_ten_thousand_deals_waits_for_approval_then_acts_once() {
 
     // The timer loop's work: every deal armed, every due timer fired — all held.
     let now = clock::Clock::now(&app.clock);
-    let mut cursor = 0;
-    loop {
-        let pass = app.store.arm_records(now, cursor, 1_000).await.unwrap();
-        match pass.next {
-            Some(next) => cursor = next,
-            None => break,
-        }
-    }
+    app.store.arm_all(now, 1_000).await.unwrap();
     while app.store.fire_due_timers(now, 1_000).await.unwrap().timers > 0 {}
     let dispatcher = app.server_state().dispatcher.clone().unwrap();
     dispatcher.run_once().await.unwrap();

@@ -982,15 +982,7 @@ pub fn engine_from(text: &str) -> Arc<store::Engine> {
 
 /// Walks every record with `arm_records`, a few at a time, and returns how many it armed.
 pub async fn arm_all(store: &dyn Store, now: domain::Timestamp) -> usize {
-    let (mut armed, mut cursor) = (0, 0);
-    loop {
-        let pass = store.arm_records(now, cursor, 2).await.unwrap();
-        armed += pass.armed;
-        match pass.next {
-            Some(next) => cursor = next,
-            None => return armed,
-        }
-    }
+    store.arm_all(now, 2).await.unwrap()
 }
 
 /// Records no event touches after the playbooks change are armed by the walk: a deal already
