@@ -527,15 +527,18 @@ pub(crate) fn count(n: u64, one: &str, many: &str) -> String {
     }
 }
 
-/// A forecast's days ahead in words: "12 within a day, 3 on day 3".
-fn days_in_words(days: &[u64]) -> String {
+/// A forecast's days ahead in words, from `at`: "12 within a day, 3 on Mon 7 Dec".
+fn days_in_words(days: &[u64], at: Timestamp) -> String {
     let parts: Vec<String> = days
         .iter()
         .enumerate()
         .filter(|(_, n)| **n > 0)
         .map(|(d, n)| match d {
             0 => format!("{n} within a day"),
-            d => format!("{n} on day {}", d + 1),
+            d => {
+                let day = Timestamp::from_millis(at.as_millis() + d as i64 * 86_400_000);
+                format!("{n} on {}", day.to_jiff().strftime("%a %-d %b"))
+            }
         })
         .collect();
     if parts.is_empty() {
@@ -543,6 +546,25 @@ fn days_in_words(days: &[u64]) -> String {
     } else {
         parts.join(", ")
     }
+}
+
+/// `n` effects of one kind of action, in words: "3 alerts", "1 sequence started".
+fn actions_in_words(kind: &str, n: u64) -> String {
+    let (one, many) = match kind {
+        "alert" => ("alert", "alerts"),
+        "task" => ("task", "tasks"),
+        "escalate" => ("escalation", "escalations"),
+        "start_sequence" => ("sequence started", "sequences started"),
+        "stop_sequence" => ("sequence stopped", "sequences stopped"),
+        "send_email" => ("email", "emails"),
+        "send_asset" => ("asset sent", "assets sent"),
+        "assign_owner" => ("owner assigned", "owners assigned"),
+        "set_field" => ("field set", "fields set"),
+        "set_stage" => ("stage move", "stage moves"),
+        "webhook" => ("webhook call", "webhook calls"),
+        other => (other, other),
+    };
+    count(n, one, many)
 }
 
 /// What a change to a rule means, in words.
@@ -616,23 +638,30 @@ pub fn describe(preview: &Preview, what: &str) -> String {
                 if let Some(o) = r.running.as_ref().filter(|_| change != Change::Same) {
                     at_once.push_str(&was(o));
                 }
+                // The examples are of the records acted on at once, else of the first ones.
                 let examples: Vec<&str> = f.sample.iter().map(|e| e.name.as_str()).collect();
-                if examples.is_empty() {
-                    let _ = writeln!(out, "  at once: {at_once}");
+                let such_as = if examples.is_empty() {
+                    String::new()
                 } else {
-                    let _ = writeln!(out, "  at once: {at_once}, such as {}", examples.join(", "));
-                }
+                    format!(", such as {}", examples.join(", "))
+                };
+                let (now_examples, later_examples) = if f.now > 0 {
+                    (such_as.as_str(), "")
+                } else {
+                    ("", such_as.as_str())
+                };
+                let _ = writeln!(out, "  at once: {at_once}{now_examples}");
                 let _ = writeln!(
                     out,
-                    "  next {}: {}",
+                    "  next {}: {}{later_examples}",
                     count(preview.days as u64, "day", "days"),
-                    days_in_words(&f.days)
+                    days_in_words(&f.days, preview.at)
                 );
                 if !f.actions.is_empty() {
                     let actions: Vec<String> = f
                         .actions
                         .iter()
-                        .map(|(k, n)| format!("{n} {}", k.replace('_', " ")))
+                        .map(|(k, n)| actions_in_words(k, *n))
                         .collect();
                     let _ = writeln!(out, "  actions: {}", actions.join(", "));
                 }
