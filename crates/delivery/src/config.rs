@@ -21,17 +21,25 @@ pub struct Config {
     pub poll_ms: u64,
     /// How long a claimed effect is held before another dispatcher may take it over.
     pub lease_ms: u64,
-    /// Effects claimed per pass, and delivered at once.
+    /// Effects claimed per pass, and at most under way at once.
     pub batch: usize,
+    /// Deliveries under way at once per channel (an SMTP server, a webhook host, a chat
+    /// channel): a slow receiver holds only its own.
     pub concurrency: usize,
     /// Attempts before an effect is dead-lettered.
     pub max_attempts: u32,
+    /// How long after it was due an effect may still be delivered: past it, an effect whose
+    /// channel kept failing is dead-lettered with the reason, whether or not its attempts
+    /// are used up (a channel paused by its breaker uses none).
+    pub retry_budget_ms: u64,
     /// Retry delays: `backoff_base_ms` × 2^(attempt−1), at most `backoff_max_ms`, half of it
     /// random ("equal jitter").
     pub backoff_base_ms: u64,
     pub backoff_max_ms: u64,
     /// Consecutive failures that pause a channel, and the first pause (doubling while the
-    /// channel keeps failing, up to `breaker_max_ms`).
+    /// channel keeps failing, up to `breaker_max_ms`). A paused channel is tried again after
+    /// its pause, so delivery resumes at most `breaker_max_ms` plus one poll after the
+    /// receiver is back.
     pub breaker_failures: u32,
     pub breaker_cooldown_ms: u64,
     pub breaker_max_ms: u64,
@@ -56,11 +64,12 @@ impl Default for Config {
             batch: 100,
             concurrency: 16,
             max_attempts: 8,
+            retry_budget_ms: 86_400_000,
             backoff_base_ms: 5_000,
             backoff_max_ms: 3_600_000,
             breaker_failures: 5,
             breaker_cooldown_ms: 30_000,
-            breaker_max_ms: 600_000,
+            breaker_max_ms: 60_000,
             rate_limits: [("email".to_owned(), 20.0), ("chat".to_owned(), 1.0)]
                 .into_iter()
                 .collect(),

@@ -1,7 +1,9 @@
 //! The dispatcher: claims due effects under a lease, renders and delivers them, records each
-//! attempt. Retries back off exponentially with jitter up to a limit, then dead-letter; a
-//! channel that keeps failing is paused (circuit breaker); each channel has a rate limit.
-//! Time comes from the clock it is given, so tests drive all of it with a manual clock.
+//! attempt. Each channel (an SMTP server, a webhook host, a chat channel) is a queue of its own
+//! with its own concurrency, rate limit and circuit breaker, so one slow, limited or broken
+//! receiver never holds back another. Retries back off exponentially with jitter, within a
+//! number of attempts and a time budget, then dead-letter with the reason. Time comes from the
+//! clock it is given, so tests drive all of it with a manual clock.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -35,6 +37,11 @@ struct Breaker {
     failures: u32,
     open_until: Option<Timestamp>,
     cooldown_ms: u64,
+    /// What the last failure said.
+    last_error: String,
+    /// Whether the effects past their time budget were given up since the breaker last
+    /// opened.
+    swept: bool,
 }
 
 #[derive(Debug)]
@@ -47,6 +54,10 @@ struct Bucket {
 struct State {
     breakers: HashMap<String, Breaker>,
     buckets: HashMap<String, Bucket>,
+    /// Each channel's deliveries under way at once.
+    permits: HashMap<String, Arc<tokio::sync::Semaphore>>,
+    /// Effects claimed and not yet finished, by channel (the running loop's).
+    in_flight: HashMap<String, usize>,
 }
 
 pub struct Dispatcher {
@@ -77,12 +88,17 @@ fn plus(t: Timestamp, ms: u64) -> Timestamp {
     Timestamp::from_millis(t.as_millis().saturating_add(ms as i64))
 }
 
-/// How one delivery went, for the breaker: `None` when the channel was not tried.
+/// How one delivery went, for the breaker.
 enum Health {
     Up,
-    Down,
+    /// The receiver failed, saying this.
+    Down(String),
+    /// The channel was not tried.
     Untried,
 }
+
+/// A delivery under way: its channel and how it ended.
+type Flight = tokio::task::JoinSet<(String, Outcome, Health, store::Result<bool>)>;
 
 impl Dispatcher {
     /// # Errors
@@ -111,45 +127,109 @@ impl Dispatcher {
         &self.node
     }
 
-    /// Delivers batches until the outbox has nothing due, then waits `every`; forever.
+    /// Delivers forever, keeping up to `batch` deliveries under way: whenever some end, what
+    /// is due is claimed for the room they leave (each channel at most twice its concurrency,
+    /// so nothing claimed waits long for its turn); with nothing due, it looks again every
+    /// `every`.
     pub async fn run(self: Arc<Self>, every: Duration) {
+        let mut flight = Flight::new();
+        let mut pass = Pass::default();
         loop {
-            match self.run_once().await {
-                Ok(pass) if pass.claimed == self.config.batch => continue,
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = ?e, "delivery pass failed; will retry"),
+            let room = self.config.batch.saturating_sub(flight.len());
+            let mut claimed = 0;
+            if room > 0 {
+                let each = 2 * self.config.concurrency.max(1);
+                match self.claim(room, Some(each)).await {
+                    Ok(effects) => {
+                        claimed = effects.len();
+                        if let Err(e) = self.launch(effects, &mut flight).await {
+                            tracing::error!(error = ?e, "starting deliveries failed; will retry");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = ?e, "claiming deliveries failed; will retry"),
+                }
             }
-            tokio::time::sleep(every).await;
+            if flight.is_empty() || claimed == 0 {
+                // Nothing more is due now: the next end of a delivery, or the next look.
+                tokio::select! {
+                    Some(done) = flight.join_next(), if !flight.is_empty() => {
+                        self.record(done, &mut pass);
+                    }
+                    () = tokio::time::sleep(every) => {}
+                }
+            } else if let Some(done) = flight.join_next().await {
+                self.record(done, &mut pass);
+            }
+            while let Some(done) = flight.try_join_next() {
+                self.record(done, &mut pass);
+            }
         }
     }
 
-    /// One pass: claim what is due (within pauses and rate limits), deliver it concurrently,
-    /// record every outcome.
+    /// One pass: claim what is due (within pauses and rate limits, up to `batch`), deliver it
+    /// concurrently (`concurrency` at once per channel), record every outcome.
     ///
     /// # Errors
     /// The store failing to claim.
     pub async fn run_once(self: &Arc<Self>) -> store::Result<Pass> {
+        let claimed = self.claim(self.config.batch, None).await?;
+        let mut pass = Pass {
+            claimed: claimed.len(),
+            ..Pass::default()
+        };
+        let mut flight = Flight::new();
+        self.launch(claimed, &mut flight).await?;
+        while let Some(done) = flight.join_next().await {
+            self.record(done, &mut pass);
+        }
+        Ok(pass)
+    }
+
+    /// Claims up to `room` due effects, at most `each` from a channel besides its own limits,
+    /// after giving up the effects of broken channels that are past their time budget.
+    async fn claim(&self, room: usize, each: Option<usize>) -> store::Result<Vec<StoredEffect>> {
         let now = self.clock.now();
-        let (paused, budgets) = self.plan(now);
+        self.give_up_on_broken_channels(now).await;
+        let (paused, budgets) = self.plan(now, each);
         let claimed = self
             .store
             .claim_effects(Claim {
                 node: self.node.clone(),
                 now,
                 lease_until: plus(now, self.config.lease_ms),
-                limit: self.config.batch,
+                limit: room,
                 paused,
                 budgets,
+                each,
             })
             .await?;
-        let mut pass = Pass {
-            claimed: claimed.len(),
-            ..Pass::default()
-        };
-        if claimed.is_empty() {
-            return Ok(pass);
-        }
         self.take_tokens(&claimed, now);
+        let mut lag: HashMap<&str, i64> = HashMap::new();
+        for e in &claimed {
+            let late = (now.as_millis() - e.next_at.as_millis()).max(0);
+            let worst = lag.entry(family(&e.channel)).or_default();
+            *worst = (*worst).max(late);
+        }
+        for (family, late) in lag {
+            metrics::gauge!("pipewright_delivery_lag_seconds", "channel" => family.to_owned())
+                .set(late as f64 / 1000.0);
+        }
+        Ok(claimed)
+    }
+
+    /// Starts delivering what was claimed, each channel within its concurrency.
+    ///
+    /// # Errors
+    /// The store failing to give the team; what was claimed is taken up again when its lease
+    /// ends.
+    async fn launch(
+        self: &Arc<Self>,
+        claimed: Vec<StoredEffect>,
+        flight: &mut Flight,
+    ) -> store::Result<()> {
+        if claimed.is_empty() {
+            return Ok(());
+        }
         let people: Arc<Vec<domain::Person>> = Arc::new(store::people(&*self.store).await?);
         // An effect renders with the playbooks that decided it (a sequence's step with the
         // version its enrolment is pinned to), the running ones when that is not to be had:
@@ -170,8 +250,6 @@ impl Dispatcher {
                 sets.insert(effect.version.clone(), set);
             }
         }
-        let limit = Arc::new(tokio::sync::Semaphore::new(self.config.concurrency.max(1)));
-        let mut running = tokio::task::JoinSet::new();
         for effect in claimed {
             let this = Arc::clone(self);
             let people = Arc::clone(&people);
@@ -180,9 +258,9 @@ impl Dispatcher {
                 .cloned()
                 .flatten()
                 .or_else(|| running_set.clone());
-            let limit = Arc::clone(&limit);
-            running.spawn(async move {
-                let _permit = limit.acquire().await;
+            let permits = self.board(&effect.channel, 1);
+            flight.spawn(async move {
+                let _permit = permits.acquire().await;
                 let channel = effect.channel.clone();
                 let (finish, health) = this.deliver(effect, &people, playbooks).await;
                 let outcome = finish.outcome;
@@ -190,45 +268,120 @@ impl Dispatcher {
                 (channel, outcome, health, recorded)
             });
         }
-        while let Some(joined) = running.join_next().await {
-            let Ok((channel, outcome, health, recorded)) = joined else {
-                continue;
-            };
-            self.observe(&channel, health);
-            match recorded {
-                Ok(true) => {}
-                Ok(false) => {
-                    pass.lost_lease += 1;
-                    continue;
+        Ok(())
+    }
+
+    /// Counts `n` more effects under way on `channel` (a negative `n`, fewer), returning the
+    /// channel's permits.
+    fn board(&self, channel: &str, n: isize) -> Arc<tokio::sync::Semaphore> {
+        let mut state = self.state();
+        let count = state.in_flight.entry(channel.to_owned()).or_default();
+        *count = count.saturating_add_signed(n);
+        if *count == 0 {
+            state.in_flight.remove(channel);
+        }
+        let concurrency = self.config.concurrency.max(1);
+        Arc::clone(
+            state
+                .permits
+                .entry(channel.to_owned())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(concurrency))),
+        )
+    }
+
+    /// Takes in how a delivery ended: the channel's breaker, the pass's counts, the metrics.
+    fn record(
+        &self,
+        joined: Result<(String, Outcome, Health, store::Result<bool>), tokio::task::JoinError>,
+        pass: &mut Pass,
+    ) {
+        let Ok((channel, outcome, health, recorded)) = joined else {
+            return;
+        };
+        self.board(&channel, -1);
+        self.observe(&channel, health);
+        match recorded {
+            Ok(true) => {}
+            Ok(false) => {
+                pass.lost_lease += 1;
+                return;
+            }
+            Err(e) => {
+                // The lease runs out and the effect is taken up again.
+                tracing::error!(error = ?e, "recording a delivery failed");
+                return;
+            }
+        }
+        let label = match outcome {
+            Outcome::Delivered => {
+                pass.delivered += 1;
+                "delivered"
+            }
+            Outcome::DryRun => {
+                pass.dry_run += 1;
+                "dry_run"
+            }
+            Outcome::Retry { .. } => {
+                pass.retried += 1;
+                "retry"
+            }
+            Outcome::Dead => {
+                pass.dead += 1;
+                "dead"
+            }
+        };
+        metrics::counter!("pipewright_deliveries_total", "channel" => family(&channel).to_owned(), "outcome" => label)
+            .increment(1);
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Dead-letters, with the reason, the pending effects of each channel the breaker holds
+    /// paused that are past their time budget: once each time the breaker opens.
+    async fn give_up_on_broken_channels(&self, now: Timestamp) {
+        let broken: Vec<(String, String)> = {
+            let mut state = self.state();
+            state
+                .breakers
+                .iter_mut()
+                .filter(|(_, b)| !b.swept && b.open_until.is_some_and(|t| t > now))
+                .map(|(channel, b)| {
+                    b.swept = true;
+                    (channel.clone(), b.last_error.clone())
+                })
+                .collect()
+        };
+        let budget = self.config.retry_budget_ms;
+        for (channel, error) in broken {
+            let reason = format!(
+                "gave up: {channel} kept failing for longer than {} after this was due (the last failure: {error})",
+                domain::span_in_words(budget as i64)
+            );
+            let due_before = Timestamp::from_millis(now.as_millis().saturating_sub(budget as i64));
+            match self
+                .store
+                .give_up_effects(&channel, due_before, &reason, now)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::warn!(
+                        channel,
+                        effects = n,
+                        "effects past their retry budget dead-lettered"
+                    );
+                    metrics::counter!("pipewright_deliveries_total", "channel" => family(&channel).to_owned(), "outcome" => "dead")
+                        .increment(n);
                 }
                 Err(e) => {
-                    // The lease runs out and the effect is taken up again.
-                    tracing::error!(error = ?e, "recording a delivery failed");
-                    continue;
+                    tracing::error!(error = ?e, channel, "giving up effects past their retry budget failed")
                 }
             }
-            let label = match outcome {
-                Outcome::Delivered => {
-                    pass.delivered += 1;
-                    "delivered"
-                }
-                Outcome::DryRun => {
-                    pass.dry_run += 1;
-                    "dry_run"
-                }
-                Outcome::Retry { .. } => {
-                    pass.retried += 1;
-                    "retry"
-                }
-                Outcome::Dead => {
-                    pass.dead += 1;
-                    "dead"
-                }
-            };
-            metrics::counter!("pipewright_deliveries_total", "channel" => family(&channel).to_owned(), "outcome" => label)
-                .increment(1);
         }
-        Ok(pass)
     }
 
     async fn lookup(
@@ -354,11 +507,19 @@ impl Dispatcher {
                             1 => "1 attempt".to_owned(),
                             n => format!("{n} attempts"),
                         };
-                        format!("gave up after {tries}: {}", e.message)
+                        if effect.attempts >= self.config.max_attempts {
+                            format!("gave up after {tries}: {}", e.message)
+                        } else {
+                            format!(
+                                "gave up after {tries}: still failing {} after this was due, its retry budget: {}",
+                                domain::span_in_words(self.config.retry_budget_ms as i64),
+                                e.message
+                            )
+                        }
                     }
                     _ => e.message.clone(),
                 });
-                Health::Down
+                Health::Down(e.message.clone())
             }
         };
         (finish, health)
@@ -420,9 +581,11 @@ impl Dispatcher {
         }
     }
 
-    /// The next attempt after a transient failure, or dead once the attempts are used up.
+    /// The next attempt after a transient failure, or dead once the attempts or the time
+    /// budget are used up.
     fn retry(&self, effect: &StoredEffect, now: Timestamp) -> Outcome {
-        if effect.attempts >= self.config.max_attempts {
+        let budget_ends = plus(effect.due, self.config.retry_budget_ms);
+        if effect.attempts >= self.config.max_attempts || now >= budget_ends {
             return Outcome::Dead;
         }
         let exponent = effect.attempts.saturating_sub(1).min(30);
@@ -444,12 +607,11 @@ impl Dispatcher {
         }
     }
 
-    /// Channels to leave alone this pass, and how many each may take.
-    fn plan(&self, now: Timestamp) -> (Vec<String>, Vec<(String, usize)>) {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    /// Channels to leave alone this claim, and how many each may take: a half-open breaker's
+    /// one probe, what its rate limit allows (none in a dry run, which sends nothing), and
+    /// with `each`, what is left of that beside the effects under way.
+    fn plan(&self, now: Timestamp, each: Option<usize>) -> (Vec<String>, Vec<(String, usize)>) {
+        let mut state = self.state();
         // The sequence engine runs sequences.
         let mut paused = vec!["sequence".to_owned()];
         let mut budgets = Vec::new();
@@ -461,7 +623,11 @@ impl Dispatcher {
                 None => {}
             }
         }
-        let rates = self.config.rate_limits.clone();
+        let rates = if self.config.dry_run {
+            Default::default()
+        } else {
+            self.config.rate_limits.clone()
+        };
         for (channel, bucket) in &mut state.buckets {
             if let Some(rate) = rates.get(family(channel)) {
                 let burst = rate.max(1.0);
@@ -473,17 +639,32 @@ impl Dispatcher {
                 }
             }
         }
+        if let Some(each) = each {
+            for (channel, n) in &state.in_flight {
+                let left = each.saturating_sub(*n);
+                match budgets.iter_mut().find(|(c, _)| c == channel) {
+                    Some((_, b)) => *b = (*b).min(left),
+                    None => {
+                        let rate = rates
+                            .get(family(channel))
+                            .map(|r| r.max(1.0).floor() as usize);
+                        budgets.push((channel.clone(), rate.map_or(left, |r| r.min(left))));
+                    }
+                }
+            }
+        }
         for (family, rate) in &rates {
-            budgets.push((family.clone(), rate.max(1.0).floor() as usize));
+            let burst = rate.max(1.0).floor() as usize;
+            budgets.push((family.clone(), each.map_or(burst, |e| burst.min(e))));
         }
         (paused, budgets)
     }
 
     fn take_tokens(&self, claimed: &[StoredEffect], now: Timestamp) {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.config.dry_run {
+            return;
+        }
+        let mut state = self.state();
         for e in claimed {
             if let Some(rate) = self.config.rate_limits.get(family(&e.channel)) {
                 let bucket = state.buckets.entry(e.channel.clone()).or_insert(Bucket {
@@ -498,17 +679,15 @@ impl Dispatcher {
     /// Feeds the channel's breaker: failures in a row open it, for longer each time it
     /// re-opens; a success closes it.
     fn observe(&self, channel: &str, health: Health) {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self.state();
         let now = self.clock.now();
         let breaker = state.breakers.entry(channel.to_owned()).or_default();
         match health {
             Health::Untried => {}
             Health::Up => *breaker = Breaker::default(),
-            Health::Down => {
+            Health::Down(error) => {
                 breaker.failures += 1;
+                breaker.last_error = error;
                 // Failures of deliveries already under way when it opened change nothing.
                 let open = breaker.open_until.is_some_and(|t| t > now);
                 let half_open = breaker.open_until.is_some_and(|t| t <= now);
@@ -519,6 +698,7 @@ impl Dispatcher {
                         (breaker.cooldown_ms * 2).min(self.config.breaker_max_ms)
                     };
                     breaker.open_until = Some(plus(now, breaker.cooldown_ms));
+                    breaker.swept = false;
                     tracing::warn!(
                         channel,
                         failures = breaker.failures,
@@ -536,10 +716,7 @@ impl Dispatcher {
     /// Channels paused now, with when they will be tried again.
     pub fn paused(&self) -> Vec<(String, Timestamp)> {
         let now = self.clock.now();
-        let state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = self.state();
         let mut out: Vec<(String, Timestamp)> = state
             .breakers
             .iter()

@@ -27,7 +27,7 @@ pub use state::{
     Engagement, Facts, Intervention, LOST_STAGE, Lead, Objection, Person, Record, StageVisit,
     UNANSWERED_KEPT, WON_STAGE, about_pricing,
 };
-pub use time::{Date, MILLIS_PER_DAY, Timestamp, TimestampError};
+pub use time::{Date, MILLIS_PER_DAY, Timestamp, TimestampError, span_in_words};
 
 /// A hash of `parts` that never changes between runs, builds or machines (FNV-1a over the
 /// parts separated by a zero byte), for choices every node and every replay must make alike.

@@ -111,3 +111,38 @@ mod tests {
         assert_eq!(Timestamp::from_millis(MILLIS_PER_DAY).days_until(a), 0);
     }
 }
+
+/// A length of time as people say it, in its largest whole unit: "1 day", "3 days",
+/// "5 hours", "1 minute", "45 seconds" (rounded down; under a second reads "0 seconds").
+pub fn span_in_words(ms: i64) -> String {
+    let ms = ms.max(0);
+    let (n, unit) = [
+        (MILLIS_PER_DAY, "day"),
+        (3_600_000, "hour"),
+        (60_000, "minute"),
+        (1_000, "second"),
+    ]
+    .into_iter()
+    .find(|(size, _)| ms >= *size)
+    .map_or((0, "second"), |(size, unit)| (ms / size, unit));
+    if n == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{n} {unit}s")
+    }
+}
+
+#[cfg(test)]
+mod span_tests {
+    use super::span_in_words;
+
+    #[test]
+    fn spans_read_in_their_largest_whole_unit() {
+        assert_eq!(span_in_words(86_400_000), "1 day");
+        assert_eq!(span_in_words(3 * 86_400_000 + 5), "3 days");
+        assert_eq!(span_in_words(5 * 3_600_000), "5 hours");
+        assert_eq!(span_in_words(60_000), "1 minute");
+        assert_eq!(span_in_words(45_999), "45 seconds");
+        assert_eq!(span_in_words(10), "0 seconds");
+    }
+}

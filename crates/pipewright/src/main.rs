@@ -1332,13 +1332,21 @@ async fn outbox(
                 .with_context(|| format!("no effect {key}"))?;
             writeln!(out, "{}", serde_json::to_string_pretty(&effect)?)?;
             for a in attempts {
+                // An attempt is on record before it is made: one still `unknown` after its
+                // lease is one a node stopped in the middle of.
+                let outcome = match a.outcome.as_str() {
+                    "unknown" => {
+                        "outcome unknown (under way, or its node stopped mid-send; a repeat carries the same key)"
+                    }
+                    other => other,
+                };
                 writeln!(
                     out,
                     "attempt {} by {} at {}: {} {}",
                     a.attempt,
                     a.node,
                     a.started_at,
-                    a.outcome,
+                    outcome,
                     a.detail.unwrap_or_default()
                 )?;
             }

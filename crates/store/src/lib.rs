@@ -471,14 +471,19 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// One effect by its idempotency key, with every attempt at delivering it.
     async fn effect(&self, key: &str) -> Result<Option<(StoredEffect, Vec<Attempt>)>>;
 
-    /// Claims due effects for delivery, oldest due first.
+    /// Claims due effects for delivery, fairly across channels.
     ///
     /// # Contract
     /// An effect is due when it is `pending` with `next_at` at or before `claim.now`, or
-    /// `delivering` under a lease that has expired (its dispatcher died). Each claimed effect
-    /// becomes `delivering`, leased to `claim.node` until `claim.lease_until`, its attempt count
-    /// raised by one — atomically, so two claims never return the same effect while a lease
-    /// holds. Delivered, dead, cancelled, dry-run, shadow, blocked, held and overruled effects
+    /// `delivering` under a lease that has expired (its dispatcher died). Each channel is a
+    /// queue of its own: its expired leases first, then its pending effects oldest due first;
+    /// the claim takes from the channels in turn (the one whose head waited longest first),
+    /// within each channel's budget, so one channel's backlog, budget or pause never holds back
+    /// another, and an expired lease on a channel that is not paused and has budget is taken by
+    /// the next claim. Each claimed effect becomes `delivering`, leased to `claim.node` until
+    /// `claim.lease_until`, its attempt count raised by one and the attempt recorded with the
+    /// outcome `unknown` until [`Store::finish_delivery`] ends it — atomically, so two claims
+    /// never return the same effect while a lease holds. Delivered, dead, cancelled, dry-run, shadow, blocked, held and overruled effects
     /// are never claimed.
     async fn claim_effects(&self, claim: Claim) -> Result<Vec<StoredEffect>>;
 
@@ -486,6 +491,17 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// the task the delivery creates, in one transaction. Returns `false` (and changes
     /// nothing) when `finish.node` no longer holds the effect's lease.
     async fn finish_delivery(&self, finish: Finish) -> Result<bool>;
+
+    /// Dead-letters the pending effects of `channel` that were due before `due_before`, with
+    /// `reason` as their last error: what a channel that kept failing could not deliver within
+    /// its time budget. Returns how many.
+    async fn give_up_effects(
+        &self,
+        channel: &str,
+        due_before: Timestamp,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<u64>;
 
     /// Puts a dead or cancelled effect back to `pending`, due now, with a fresh attempt budget.
     ///

@@ -69,15 +69,17 @@ pub struct Claim {
     /// Channels (exact) or families (`chat`, `webhook`, …) not to claim from at all.
     pub paused: Vec<String>,
     /// At most this many from a channel (exact name first, then its family); channels not
-    /// named are limited only by `limit`.
+    /// named are limited by `each`, or else only by `limit`.
     pub budgets: Vec<(String, usize)>,
+    /// At most this many from any channel `budgets` does not name.
+    pub each: Option<usize>,
 }
 
 impl Claim {
     pub(crate) fn budget(&self, channel: &str) -> Option<usize> {
         let family = channel.split(':').next().unwrap_or(channel);
         let find = |name: &str| self.budgets.iter().find(|(c, _)| c == name).map(|b| b.1);
-        find(channel).or_else(|| find(family))
+        find(channel).or_else(|| find(family)).or(self.each)
     }
 
     pub(crate) fn paused(&self, channel: &str) -> bool {
@@ -135,7 +137,8 @@ pub struct Attempt {
     pub node: String,
     pub started_at: Timestamp,
     pub finished_at: Timestamp,
-    /// `delivered`, `dry_run`, `retry` or `dead`.
+    /// `delivered`, `dry_run`, `retry` or `dead`; `unknown` from the claim until the attempt
+    /// ends (still so after its lease, the node stopped in the middle of it).
     pub outcome: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,

@@ -158,11 +158,14 @@ struct Inner {
     received: Vec<Received>,
     /// Requests seen per (path, idempotency key).
     tries: HashMap<(String, String), u32>,
+    /// Whether `/switch/…` is down.
+    down: bool,
 }
 
 /// An HTTP receiver on a local port. What it answers depends on the path:
 /// `/ok/…` 200; `/flaky/…` 503 for the first two tries of each idempotency key, then 200;
-/// `/slow/…` waits 2 s on the first try of each key, then 200; `/gone/…` 410; `/down/…` 500.
+/// `/slow/…` waits 2 s on the first try of each key, then 200; `/gone/…` 410; `/down/…` 500;
+/// `/switch/…` 500 while [`Receiver::set_down`] says so, else 200.
 /// Every request is recorded, whatever the answer.
 #[derive(Debug, Clone)]
 pub struct Receiver {
@@ -187,10 +190,11 @@ async fn receive(
         .collect();
     let key = headers.get("idempotency-key").cloned().unwrap_or_default();
     let kind = path.split('/').next().unwrap_or_default().to_owned();
-    let tries = {
+    let (tries, down) = {
         let mut inner = inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let down = inner.down;
         inner.received.push(Received {
             path: format!("/{path}"),
             headers,
@@ -198,7 +202,7 @@ async fn receive(
         });
         let n = inner.tries.entry((kind.clone(), key)).or_default();
         *n += 1;
-        *n
+        (*n, down)
     };
     match kind.as_str() {
         "flaky" if tries <= 2 => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
@@ -208,6 +212,7 @@ async fn receive(
         }
         "gone" => (StatusCode::GONE, "no such hook"),
         "down" => (StatusCode::INTERNAL_SERVER_ERROR, "down"),
+        "switch" if down => (StatusCode::INTERNAL_SERVER_ERROR, "down"),
         _ => (StatusCode::OK, "ok"),
     }
 }
@@ -231,6 +236,14 @@ impl Receiver {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Takes `/switch/…` down (500) or brings it back (200).
+    pub fn set_down(&self, down: bool) {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .down = down;
     }
 
     pub fn received(&self) -> Vec<Received> {

@@ -185,6 +185,156 @@ async fn rate_limits_spread_a_burst(backend: Backend) {
     assert_eq!(per_second, [2, 0, 2, 0, 1, 0]);
 }
 
+/// A note on D-1 that happened at `at`.
+fn note_at(id: u32, at: domain::Timestamp) -> String {
+    format!(
+        r#"{{"type":"note.added","source":"t","source_id":"m{id}","occurred_at":"{at}","deal":"D-1","data":{{"text":"note {id}"}}}}"#
+    )
+}
+
+/// Issue 24: a receiver down for longer than the retry budget gets its effects dead-lettered
+/// with the reason, though the breaker kept their attempts from being used up; once it is
+/// back, delivery resumes within the longest pause of the breaker.
+async fn a_channel_down_past_its_budget_dead_letters_and_resumes_when_back(backend: Backend) {
+    let receiver = Receiver::start().await;
+    let s = setup(backend, &webhook(&receiver, "/switch/x"), |c| {
+        c.breaker_failures = 2;
+        c.breaker_cooldown_ms = 10_000;
+        c.breaker_max_ms = 60_000;
+        c.max_attempts = 1_000;
+        c.retry_budget_ms = 2 * 3_600_000;
+    })
+    .await;
+    receiver.set_down(true);
+    let start = clock::Clock::now(&s.clock);
+    let notes: Vec<String> = (1..=3).map(|i| note_at(i, start)).collect();
+    ingest(&*s.store, &notes.join("\n")).await;
+    // Three hours down, looked at every 10 seconds.
+    for _ in 0..(3 * 360) {
+        s.dispatcher.run_once().await.unwrap();
+        s.clock.advance(Duration::from_secs(10));
+    }
+    let effects = s.store.effects(None, 10).await.unwrap();
+    assert_eq!(effects.len(), 3);
+    for e in &effects {
+        assert_eq!(e.status, "dead", "{e:?}");
+        let why = e.last_error.as_deref().unwrap();
+        // Given up by the probe that found it past its budget, or by the sweep when the
+        // breaker opened again.
+        assert!(why.starts_with("gave up"), "{why}");
+        assert!(why.contains("2 hours"), "{why}");
+        assert!(why.contains("500"), "{why}");
+        // The breaker held most attempts back: about one probe a minute.
+        assert!(e.attempts < 150, "{e:?}");
+    }
+    // While down, probes went at most once per longest pause, never in a flood.
+    let tries = receiver.received().len();
+    assert!((3..=3 + 2 * 3 * 60).contains(&tries), "{tries}");
+
+    // New work while still down; then the receiver comes back.
+    let now = clock::Clock::now(&s.clock);
+    ingest(&*s.store, &note_at(10, now)).await;
+    s.dispatcher.run_once().await.unwrap();
+    receiver.set_down(false);
+    let back = clock::Clock::now(&s.clock).as_millis();
+    let mut delivered = 0;
+    while delivered == 0 {
+        s.clock.advance(Duration::from_secs(1));
+        delivered = s.dispatcher.run_once().await.unwrap().delivered;
+        let waited = clock::Clock::now(&s.clock).as_millis() - back;
+        assert!(
+            waited <= 61_000,
+            "still not delivered {waited} ms after the receiver came back"
+        );
+    }
+}
+
+/// Issue 24: one channel at its rate limit and one broken never slow the others: in a small
+/// batch, the healthy webhook and the tasks drain at their own pace while the chat channel
+/// goes one a second and the broken receiver is paused.
+async fn a_limited_and_a_broken_channel_never_slow_the_others(backend: Backend) {
+    let ok = Receiver::start().await;
+    let broken = Receiver::start().await;
+    let chat = Receiver::start().await;
+    let s = setup(
+        backend,
+        &rule(&format!(
+            "      - alert: {{ to: channel:sales, text: note }}\n      - webhook: {{ url: \"{}\" }}\n      - webhook: {{ url: \"{}\" }}\n      - task: {{ assignee: deal.owner, title: Read the note }}\n",
+            broken.url("/down/x"),
+            ok.url("/ok/x")
+        )),
+        |c| {
+            c.batch = 10;
+            c.breaker_failures = 2;
+            c.breaker_cooldown_ms = 30_000;
+            c.rate_limits.insert("chat".into(), 1.0);
+            c.chat.insert("sales".into(), chat.url("/ok/chat"));
+        },
+    )
+    .await;
+    let start = clock::Clock::now(&s.clock);
+    let notes: Vec<String> = (1..=30).map(|i| note_at(i, start)).collect();
+    ingest(&*s.store, &notes.join("\n")).await;
+    let delivered = |channel: &str, effects: &[store::StoredEffect]| {
+        effects
+            .iter()
+            .filter(|e| e.channel.starts_with(channel) && e.status == "delivered")
+            .count()
+    };
+    let task_channel = "task";
+    let ok_channel = format!("webhook:127.0.0.1:{}", ok.port);
+    let mut pace = Vec::new();
+    for _ in 0..5 {
+        // Ten passes of ten a second: room for 100 deliveries.
+        for _ in 0..10 {
+            s.dispatcher.run_once().await.unwrap();
+        }
+        let effects = s.store.effects(None, 200).await.unwrap();
+        pace.push((
+            delivered("chat", &effects),
+            delivered(&ok_channel, &effects),
+            delivered(task_channel, &effects),
+        ));
+        s.clock.advance(Duration::from_secs(1));
+    }
+    // Chat: one a second, its limit. The healthy webhook and the tasks: all 30 in the first
+    // second, whatever waits on the other two channels.
+    assert_eq!(
+        pace,
+        [
+            (1, 30, 30),
+            (2, 30, 30),
+            (3, 30, 30),
+            (4, 30, 30),
+            (5, 30, 30)
+        ]
+    );
+    // The broken receiver: tried with its share of the first pass (3 of 10 in turn with the
+    // other channels), its breaker opened, then left alone for its pause.
+    assert_eq!(broken.received().len(), 3);
+    assert_eq!(chat.received().len(), 5);
+}
+
+/// Issue 24: a dry run sends nothing, so no rate limit holds it back.
+async fn a_dry_run_is_not_rate_limited(backend: Backend) {
+    let chat = Receiver::start().await;
+    let s = setup(
+        backend,
+        &rule("      - alert: { to: channel:sales, text: note }\n"),
+        |c| {
+            c.dry_run = true;
+            c.rate_limits.insert("chat".into(), 1.0);
+            c.chat.insert("sales".into(), chat.url("/ok/chat"));
+        },
+    )
+    .await;
+    let start = clock::Clock::now(&s.clock);
+    let notes: Vec<String> = (1..=30).map(|i| note_at(i, start)).collect();
+    ingest(&*s.store, &notes.join("\n")).await;
+    assert_eq!(s.dispatcher.run_once().await.unwrap().dry_run, 30);
+    assert!(chat.received().is_empty());
+}
+
 crate::suite!(
     a_flaky_receiver_is_retried_with_backoff_until_it_answers,
     timeouts_are_retried,
@@ -192,4 +342,7 @@ crate::suite!(
     after_the_attempt_limit_an_effect_is_dead_until_retried_by_hand,
     a_failing_channel_is_paused_then_probed_once,
     rate_limits_spread_a_burst,
+    a_channel_down_past_its_budget_dead_letters_and_resumes_when_back,
+    a_limited_and_a_broken_channel_never_slow_the_others,
+    a_dry_run_is_not_rate_limited,
 );

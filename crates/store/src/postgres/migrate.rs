@@ -54,6 +54,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "timers in firing order",
         include_str!("../../migrations/postgres/0009_timers_in_firing_order.sql"),
     ),
+    (
+        10,
+        "effects by channel",
+        include_str!("../../migrations/postgres/0010_effects_by_channel.sql"),
+    ),
 ];
 
 /// What a migration run found and did.

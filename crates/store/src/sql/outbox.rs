@@ -96,54 +96,85 @@ pub(crate) fn attempts(sql: &mut dyn Sql, key: &str) -> Result<Vec<Attempt>> {
     .collect()
 }
 
-/// Claims in one transaction (the caller's): due pending effects and effects whose lease
-/// expired, oldest due first, within the claim's budgets. On PostgreSQL the candidates are
-/// locked as they are read and rows another node is claiming are skipped, so two nodes never
-/// claim the same effect.
+/// Claims in one transaction (the caller's), fairly across channels: each channel keeps a
+/// queue of its own, oldest due first, with the effects whose lease expired (their dispatcher
+/// died) at its head, and the claim takes one effect from each channel in turn, the channel
+/// that has waited longest first, until `limit`, within each channel's budget. So a channel at
+/// its rate limit or behind an open breaker never holds back another, and an orphaned effect
+/// is taken up by the first claim after its lease ends, however long the backlog behind it.
+/// On PostgreSQL the candidates are locked as they are read and rows another node is claiming
+/// are skipped, so two nodes never claim the same effect.
 pub(crate) fn claim(sql: &mut dyn Sql, claim: &Claim) -> Result<Vec<StoredEffect>> {
     let now = claim.now.as_millis();
-    // A window a few times the limit, so budgets and pauses of some channels leave room for
-    // the others.
-    let window = (claim.limit * 4).max(16) as i64;
+    let limit = claim.limit as i64;
     let lock = match sql.dialect() {
         Dialect::Sqlite => "",
         Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
     };
-    let mut candidates = Vec::new();
-    for due in [
-        "status = 'pending' AND next_at <= ?1",
-        "status = 'delivering' AND lease_until <= ?1",
-    ] {
-        candidates.extend(sql.query(
-            &format!(
-                "SELECT key, channel FROM effects WHERE {due} ORDER BY next_at, seq LIMIT ?2{lock}"
-            ),
-            args![now, window],
-        )?);
-    }
-    let mut taken: std::collections::HashMap<String, usize> = Default::default();
-    let mut keys = Vec::new();
-    for mut row in candidates {
+    let mut queues: std::collections::BTreeMap<String, Vec<Waiting>> = Default::default();
+    // Orphans first: few by nature, at most what the dispatchers that died were holding.
+    for mut row in sql.query(
+        &format!(
+            "SELECT key, channel, lease_until, seq FROM effects
+             WHERE status = 'delivering' AND lease_until <= ?1
+             ORDER BY lease_until, seq LIMIT ?2{lock}"
+        ),
+        args![now, limit],
+    )? {
         let (key, channel) = (row.text(0)?, row.text(1)?);
-        if keys.len() == claim.limit || claim.paused(&channel) {
-            continue;
-        }
-        let budget = claim.budget(&channel);
-        let n = taken.entry(channel).or_default();
-        if budget.is_some_and(|b| *n >= b) {
-            continue;
-        }
-        *n += 1;
-        keys.push(key);
+        queues
+            .entry(channel)
+            .or_default()
+            .push((key, row.int(2)?, row.int(3)?));
     }
+    // Every channel with pending work, read off the index one channel at a time.
+    let channels = sql.query(
+        "WITH RECURSIVE c(channel) AS (
+             SELECT (SELECT min(channel) FROM effects WHERE status = 'pending')
+             UNION ALL
+             SELECT (SELECT min(channel) FROM effects
+                     WHERE status = 'pending' AND channel > c.channel)
+             FROM c WHERE c.channel IS NOT NULL
+         )
+         SELECT channel FROM c WHERE channel IS NOT NULL",
+        &[],
+    )?;
+    for mut row in channels {
+        let channel = row.text(0)?;
+        if claim.paused(&channel) {
+            continue;
+        }
+        let queue = queues.entry(channel.clone()).or_default();
+        let budget = claim
+            .budget(&channel)
+            .map_or(limit, |b| (b as i64).min(limit));
+        let wanted = budget - queue.len() as i64;
+        if wanted <= 0 {
+            continue;
+        }
+        for mut row in sql.query(
+            &format!(
+                "SELECT key, next_at, seq FROM effects
+                 WHERE status = 'pending' AND channel = ?1 AND next_at <= ?2
+                 ORDER BY next_at, seq LIMIT ?3{lock}"
+            ),
+            args![&channel, now, wanted],
+        )? {
+            queue.push((row.text(0)?, row.int(1)?, row.int(2)?));
+        }
+    }
+    let keys = take_in_turn(queues, claim);
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    // All chosen keys leased in one statement, given as a JSON array.
+    // All chosen keys leased in one statement, given as a JSON array; each attempt is on
+    // record before it is made, as "unknown" until it ends, so a send lost in a crash still
+    // shows.
     let each = match sql.dialect() {
         Dialect::Sqlite => "SELECT value FROM json_each(?1)",
         Dialect::Postgres => "SELECT value FROM jsonb_array_elements_text(CAST(?1 AS jsonb))",
     };
+    let keys = encode(&keys)?;
     let rows = sql.query(
         &format!(
             "UPDATE effects SET status = 'delivering', lease_owner = ?2, lease_until = ?3,
@@ -151,11 +182,75 @@ pub(crate) fn claim(sql: &mut dyn Sql, claim: &Claim) -> Result<Vec<StoredEffect
              WHERE key IN ({each})
              RETURNING {EFFECT_COLUMNS}"
         ),
-        args![&encode(&keys)?, &claim.node, claim.lease_until.as_millis()],
+        args![&keys, &claim.node, claim.lease_until.as_millis()],
+    )?;
+    sql.execute(
+        &format!(
+            "INSERT INTO delivery_attempts
+                 (effect_key, attempt, node, started_at, finished_at, outcome, detail)
+             SELECT key, attempts, ?2, ?3, ?3, 'unknown', NULL FROM effects
+             WHERE key IN ({each})
+             ON CONFLICT (effect_key, attempt) DO UPDATE SET node = excluded.node,
+                 started_at = excluded.started_at, finished_at = excluded.finished_at,
+                 outcome = excluded.outcome, detail = excluded.detail"
+        ),
+        args![&keys, &claim.node, now],
     )?;
     let mut out = effects(rows)?;
     out.sort_by_key(|e| (e.next_at, e.seq));
     Ok(out)
+}
+
+/// An effect waiting in its channel's queue: its key, and since when it waits (its due time,
+/// or when its lease ended) with its position as the tie-break.
+type Waiting = (String, i64, i64);
+
+/// One key from each channel's queue in turn, the channel whose head has waited longest first
+/// in every round, within each channel's budget, until the claim's limit.
+fn take_in_turn(
+    queues: std::collections::BTreeMap<String, Vec<Waiting>>,
+    claim: &Claim,
+) -> Vec<String> {
+    struct Queue {
+        rest: std::vec::IntoIter<Waiting>,
+        head: Option<Waiting>,
+        budget: usize,
+    }
+    let mut queues: Vec<Queue> = queues
+        .into_iter()
+        .filter(|(channel, _)| !claim.paused(channel))
+        .map(|(channel, q)| {
+            let mut rest = q.into_iter();
+            Queue {
+                head: rest.next(),
+                rest,
+                budget: claim.budget(&channel).unwrap_or(usize::MAX),
+            }
+        })
+        .collect();
+    let mut keys = Vec::new();
+    while keys.len() < claim.limit {
+        // This round's order: by how long each channel's head has waited.
+        let mut round: Vec<usize> = (0..queues.len())
+            .filter(|&i| queues[i].head.is_some() && queues[i].budget > 0)
+            .collect();
+        if round.is_empty() {
+            break;
+        }
+        round.sort_by_key(|&i| queues[i].head.as_ref().map(|(_, at, seq)| (*at, *seq)));
+        for i in round {
+            if keys.len() == claim.limit {
+                break;
+            }
+            let q = &mut queues[i];
+            if let Some((key, ..)) = q.head.take() {
+                keys.push(key);
+                q.budget -= 1;
+                q.head = q.rest.next();
+            }
+        }
+    }
+    keys
 }
 
 pub(crate) fn finish(sql: &mut dyn Sql, f: &Finish) -> Result<bool> {
@@ -235,6 +330,20 @@ pub(crate) fn finish(sql: &mut dyn Sql, f: &Finish) -> Result<bool> {
         )?;
     }
     Ok(true)
+}
+
+pub(crate) fn give_up(
+    sql: &mut dyn Sql,
+    channel: &str,
+    due_before: Timestamp,
+    reason: &str,
+    now: Timestamp,
+) -> Result<u64> {
+    sql.execute(
+        "UPDATE effects SET status = 'dead', last_error = ?3, next_at = ?4
+         WHERE status = 'pending' AND channel = ?1 AND due < ?2",
+        args![channel, due_before.as_millis(), reason, now.as_millis()],
+    )
 }
 
 /// Moves an effect from one of `from` to `to`; `retry` also makes it due now with a fresh

@@ -546,6 +546,18 @@ impl<B: Backend> Store for SqlStore<B> {
         .await
     }
 
+    async fn give_up_effects(
+        &self,
+        channel: &str,
+        due_before: Timestamp,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<u64> {
+        let (channel, reason) = (channel.to_owned(), reason.to_owned());
+        self.write(move |sql, _| outbox::give_up(sql, &channel, due_before, &reason, now))
+            .await
+    }
+
     async fn retry_effect(&self, key: &str) -> Result<StoredEffect> {
         let key = key.to_owned();
         self.write(move |sql, now| {

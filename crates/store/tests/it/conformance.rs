@@ -1292,7 +1292,15 @@ async fn effects_are_leased_retried_taken_over_and_finished_once(backend: Backen
         .iter()
         .map(|a| (a.attempt, a.node.as_str(), a.outcome.as_str()))
         .collect();
-    assert_eq!(outcomes, [(1, "a", "retry"), (3, "b", "delivered")]);
+    // The attempt "a" died in is on record, its outcome unknown.
+    assert_eq!(
+        outcomes,
+        [
+            (1, "a", "retry"),
+            (2, "a", "unknown"),
+            (3, "b", "delivered")
+        ]
+    );
     // A delivered effect can be neither retried nor cancelled.
     assert!(matches!(
         h.store.retry_effect(&key).await,
@@ -1439,6 +1447,131 @@ async fn claims_respect_channels_and_dead_letters_can_be_retried(backend: Backen
     assert_eq!(count("pending") + count("delivering"), 7, "{backlog:?}");
     // The last claim took every pending effect.
     assert_eq!(backlog.oldest_pending_due, None);
+}
+
+/// Issue 24: notes on `n` deals, each making a task, a chat alert and a webhook; the events
+/// older the lower their number, so each channel's queue is in deal order.
+async fn fan_out(h: &Harness, n: usize) {
+    h.store.set_engine(Some(engine_from(
+        "playbook: p\nowner: o\nrules:\n  - id: fan-out\n    why: Every note is shared.\n    when: { event: note.added }\n    then:\n      - alert: { to: channel:sales, text: note }\n      - webhook: { url: \"https://hooks.example/notes\" }\n      - task: { assignee: deal.owner, title: Read the note }\n",
+    )));
+    let events: Vec<_> = (0..n)
+        .map(|i| {
+            let at = domain::Timestamp::from_millis(
+                ts("2026-11-02T09:00:00Z").as_millis() + i as i64 * 1000,
+            );
+            ev(
+                "note.added",
+                &format!("n{i}"),
+                &at.to_string(),
+                &format!(r#""deal":"D-{i:04}""#),
+                r#"{"text":"x"}"#,
+            )
+        })
+        .collect();
+    for chunk in events.chunks(500) {
+        h.store.ingest(chunk.to_vec()).await.unwrap();
+    }
+}
+
+/// Issue 24: a claim takes from every channel in turn, the one that waited longest first, so
+/// a channel with a budget of nothing or a large old backlog never holds the others back.
+async fn claims_take_from_each_channel_in_turn(backend: Backend) {
+    let h = backend.open();
+    fan_out(&h, 40).await;
+    let per_channel = |got: &[store::StoredEffect]| {
+        let mut n: std::collections::BTreeMap<String, usize> = Default::default();
+        for e in got {
+            *n.entry(e.channel.clone()).or_default() += 1;
+        }
+        n.into_iter().collect::<Vec<_>>()
+    };
+    // 120 effects due, 40 a channel: 10 taken as 4, 3, 3, each channel's oldest first.
+    let got = h
+        .store
+        .claim_effects(claim("a", "2026-11-20T12:00:00Z", 10))
+        .await
+        .unwrap();
+    let counts = per_channel(&got);
+    assert_eq!(counts.iter().map(|c| c.1).sum::<usize>(), 10, "{counts:?}");
+    assert!(counts.iter().all(|c| (3..=4).contains(&c.1)), "{counts:?}");
+    for channel in ["chat:sales", "task", "webhook:hooks.example"] {
+        let mut deals: Vec<&str> = got
+            .iter()
+            .filter(|e| e.channel == channel)
+            .map(|e| e.record.id.as_str())
+            .collect();
+        deals.sort();
+        assert_eq!(deals[0], "D-0000", "{channel}: oldest first");
+    }
+    // A channel out of budget (its rate limit) leaves the whole claim to the others.
+    let mut c = claim("a", "2026-11-20T12:00:00Z", 30);
+    c.budgets = vec![("chat".into(), 0)];
+    let got = h.store.claim_effects(c).await.unwrap();
+    assert_eq!(
+        per_channel(&got),
+        [
+            ("task".to_owned(), 15),
+            ("webhook:hooks.example".to_owned(), 15)
+        ]
+    );
+    // `each` bounds every channel no budget names.
+    let mut c = claim("a", "2026-11-20T12:00:00Z", 100);
+    c.each = Some(2);
+    c.budgets = vec![("task".into(), 5)];
+    let got = h.store.claim_effects(c).await.unwrap();
+    assert_eq!(
+        per_channel(&got),
+        [
+            ("chat:sales".to_owned(), 2),
+            ("task".to_owned(), 5),
+            ("webhook:hooks.example".to_owned(), 2)
+        ]
+    );
+}
+
+/// Issue 24: effects a dead dispatcher held are taken up by the first claim after their lease
+/// ends, ahead of a backlog ten times the claim's size, with their unknown attempt on record.
+async fn orphaned_effects_come_before_the_backlog(backend: Backend) {
+    let h = backend.open();
+    fan_out(&h, 40).await;
+    let dead = h
+        .store
+        .claim_effects(claim("dead", "2026-11-20T12:00:00Z", 6))
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 6);
+    // 300 more effects, all due before the lease ends: a backlog of 414 effects, over 40
+    // times the claim of 10 below.
+    fan_out(&h, 140).await;
+    let mut orphans: Vec<String> = dead.iter().map(|e| e.key.clone()).collect();
+    orphans.sort();
+    let lease_ends = "2026-11-20T12:01:00Z";
+    let got = h
+        .store
+        .claim_effects(claim("b", lease_ends, 10))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 10);
+    let mut taken: Vec<String> = got
+        .iter()
+        .filter(|e| orphans.contains(&e.key))
+        .map(|e| e.key.clone())
+        .collect();
+    taken.sort();
+    assert_eq!(
+        taken, orphans,
+        "every orphan in the first claim after its lease"
+    );
+    for e in got.iter().filter(|e| orphans.contains(&e.key)) {
+        assert_eq!(e.attempts, 2);
+        let (_, attempts) = h.store.effect(&e.key).await.unwrap().unwrap();
+        let seen: Vec<(u32, &str, &str)> = attempts
+            .iter()
+            .map(|a| (a.attempt, a.node.as_str(), a.outcome.as_str()))
+            .collect();
+        assert_eq!(seen, [(1, "dead", "unknown"), (2, "b", "unknown")]);
+    }
 }
 
 /// Refolding a consistent store changes nothing: every stored state is the fold of its events.
@@ -1647,5 +1780,7 @@ suite!(
     scheduled_timers_fire_each_occurrence_and_re_arm,
     effects_are_leased_retried_taken_over_and_finished_once,
     claims_respect_channels_and_dead_letters_can_be_retried,
+    claims_take_from_each_channel_in_turn,
+    orphaned_effects_come_before_the_backlog,
     refolding_a_consistent_store_corrects_nothing,
 );

@@ -138,8 +138,7 @@ async fn a_watched_rule_past_its_limit_is_held_until_approved(backend: Backend) 
             now: h.clock.now(),
             lease_until: ts("2026-11-21T13:00:00Z"),
             limit: 100,
-            paused: Vec::new(),
-            budgets: Vec::new(),
+            ..store::Claim::default()
         })
         .await
         .unwrap();
