@@ -35,6 +35,10 @@ pub enum AppError {
     Conflict(String),
     #[error("not ready: {0}")]
     NotReady(String),
+    /// The store cannot take the work for now (a full disk, the database unreachable): 503
+    /// with `Retry-After`. Logged once per outage by the store, not per request.
+    #[error("{0}; try again later")]
+    Unavailable(store::Outage),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -71,6 +75,7 @@ impl AppError {
             AppError::BadRequest(code, _) => (StatusCode::BAD_REQUEST, code),
             AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             AppError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+            AppError::Unavailable(outage) => (StatusCode::SERVICE_UNAVAILABLE, outage.as_str()),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -83,11 +88,21 @@ impl AppError {
     }
 }
 
+/// How long a client is asked to wait before retrying during an outage, in seconds: a full disk
+/// needs someone to free space, a database restart or failover usually takes seconds.
+pub fn retry_after(outage: store::Outage) -> u64 {
+    match outage {
+        store::Outage::DiskFull => 30,
+        store::Outage::Unreachable => 5,
+    }
+}
+
 impl From<store::Error> for AppError {
     fn from(e: store::Error) -> Self {
         match e {
             store::Error::NotFound(what) => AppError::NotFound(what),
             store::Error::Conflict(why) => AppError::Conflict(why),
+            store::Error::Unavailable { outage, .. } => AppError::Unavailable(outage),
             other => AppError::Internal(Box::new(other)),
         }
     }
@@ -96,7 +111,9 @@ impl From<store::Error> for AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if status.is_server_error() {
+        if let AppError::Unavailable(_) = self {
+            tracing::debug!(code, "{self}");
+        } else if status.is_server_error() {
             let mut cause = String::new();
             let mut source = std::error::Error::source(&self);
             while let Some(s) = source {
@@ -123,6 +140,11 @@ impl IntoResponse for AppError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let AppError::Unavailable(outage) = &self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after(*outage)));
         }
         response
     }

@@ -152,20 +152,32 @@ async fn health() -> Json<serde_json::Value> {
 const WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What keeps this node from being ready, in words; nothing when it is: the database answers
-/// reads, the store's writer takes requests, and the loops readiness needs (the timer loop, the
+/// reads, the store's writer takes requests and can write (the disk has room, the database can
+/// be reached: [`Store::ping_writer`]), and the loops readiness needs (the timer loop, the
 /// dispatcher) are running.
 pub async fn not_ready(state: &AppState) -> Vec<String> {
     let mut down = Vec::new();
-    if let Err(e) = state.store.ping().await {
-        tracing::warn!(error = ?e, "readiness: the database does not answer reads");
-        down.push("the database does not answer reads".to_owned());
+    match state.store.ping().await {
+        Ok(()) => {}
+        Err(store::Error::Unavailable { outage, .. }) => down.push(outage.to_string()),
+        Err(e) => {
+            tracing::warn!(error = ?e, "readiness: the database does not answer reads");
+            down.push("the database does not answer reads".to_owned());
+        }
     }
     match tokio::time::timeout(WRITER_WAIT, state.store.ping_writer()).await {
         Ok(Ok(())) => {}
         Ok(Err(store::Error::Closed)) => down.push("the store's writer has stopped".to_owned()),
+        // Logged by the store once, as the outage begins.
+        Ok(Err(store::Error::Unavailable { outage, .. })) => {
+            let words = outage.to_string();
+            if !down.contains(&words) {
+                down.push(words);
+            }
+        }
         Ok(Err(e)) => {
             tracing::warn!(error = ?e, "readiness: the store's writer cannot write");
-            down.push("the store's writer cannot begin a transaction".to_owned());
+            down.push("the store's writer cannot write".to_owned());
         }
         Err(_) => down.push(format!(
             "the store's writer has not answered within {} seconds",
@@ -178,8 +190,8 @@ pub async fn not_ready(state: &AppState) -> Vec<String> {
     down
 }
 
-/// Readiness: the database answers, its writer takes requests, and the timer loop and the
-/// dispatcher run. A 503 names what is down.
+/// Readiness: the database answers, its writer takes requests and can write, and the timer
+/// loop and the dispatcher run. A 503 names what is down.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200), (status = 503, description = "not_ready, naming what is down")))]
 async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {

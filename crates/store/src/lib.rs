@@ -55,8 +55,59 @@ pub enum Error {
     Conflict(String),
     #[error("the store is shutting down")]
     Closed,
+    /// The database cannot take the work now, for a reason outside pipewright that ends
+    /// without a restart (space freed, the server back): nothing of the failed write was
+    /// committed, unless the connection was lost while committing — a retry of the same
+    /// events is then a duplicate.
+    #[error("{outage}")]
+    Unavailable {
+        outage: Outage,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("database error")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Why the database cannot take work for now (see [`Error::Unavailable`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outage {
+    /// The disk holding the database has no room for what a write adds (SQLite: `SQLITE_FULL`,
+    /// or an I/O error while the disk is full; PostgreSQL: `53100 disk_full`).
+    DiskFull,
+    /// No session with the database: it refuses connections, closed them, or is restarting or
+    /// shutting down (PostgreSQL's class 08 and `57P01`–`57P03`).
+    Unreachable,
+}
+
+impl Outage {
+    /// A stable name, for error codes and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DiskFull => "disk_full",
+            Self::Unreachable => "database_unreachable",
+        }
+    }
+}
+
+impl std::fmt::Display for Outage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::DiskFull => "the disk holding the database is full",
+            Self::Unreachable => "the database cannot be reached",
+        })
+    }
+}
+
+impl Error {
+    /// The outage this error is part of, if it is one.
+    pub fn outage(&self) -> Option<Outage> {
+        match self {
+            Self::Unavailable { outage, .. } => Some(*outage),
+            _ => None,
+        }
+    }
 }
 
 /// What became of one event handed to [`Store::ingest`].
@@ -387,14 +438,23 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Succeeds when the database answers a read.
     async fn ping(&self) -> Result<()>;
 
-    /// Succeeds when the writer takes a request from its queue and runs it in a transaction of
-    /// its own: the path every write takes is alive.
+    /// Succeeds when the writer takes a request from its queue and can write: on SQLite the disk
+    /// holding the database has room (at least [`ROOM`] bytes free), and a small write (one row
+    /// of `secrets`, the time of the probe) commits in a transaction of its own. A write that
+    /// commits in space the database already holds proves nothing about room, hence the
+    /// check of the disk.
     ///
     /// # Errors
-    /// [`Error::Closed`] when the writer has stopped (or its thread ended); [`Error::Backend`]
-    /// when its connection cannot begin a transaction. A writer that is stuck does not answer:
-    /// the caller bounds the wait.
+    /// [`Error::Closed`] when the writer has stopped (or its thread ended);
+    /// [`Error::Unavailable`] when the disk is full or the database cannot be reached;
+    /// [`Error::Backend`] when the write fails otherwise. A writer that is stuck does not
+    /// answer: the caller bounds the wait.
     async fn ping_writer(&self) -> Result<()>;
+
+    /// The outage the store's writes are in, if any: set by the first write (a request's, a
+    /// loop's or [`Store::ping_writer`]'s) that fails with [`Error::Unavailable`], ended by the
+    /// next write that commits something. Logged once when it begins and once when it ends.
+    fn outage(&self) -> Option<Outage>;
 
     /// Stops the writer once every request queued before this one has been answered; later
     /// writes fail with [`Error::Closed`]. Reads go on. What a server calls as it stops.

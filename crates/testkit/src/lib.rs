@@ -1,11 +1,15 @@
 //! Real peers for tests and benchmarks: an SMTP server (aiosmtpd, started as a process), an
 //! HTTP receiver (axum, in process) and a schema of its own on a PostgreSQL server. None is a
-//! mock of pipewright's clients: each speaks its protocol to whatever connects. And a seeded
-//! sales history with known patterns planted in it ([`history`]).
+//! mock of pipewright's clients: each speaks its protocol to whatever connects. Real faults:
+//! a small disk to fill and a TCP link to cut ([`faults`]). And a seeded sales history with
+//! known patterns planted in it ([`history`]).
 
+pub mod faults;
 pub mod history;
 pub mod postgres;
 pub mod rules;
+
+pub use faults::{Proxy, Tmpfs};
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -28,7 +32,7 @@ fn required(what: &str, available: bool) -> bool {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{what} is required under CI=true (.ci/run installs it)");
     }
-    eprintln!("skipped: {what} is not installed on this machine");
+    eprintln!("skipped: {what} is not available on this machine");
     false
 }
 

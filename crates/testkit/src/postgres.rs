@@ -78,6 +78,24 @@ impl TestDatabase {
         })
     }
 
+    /// The server's address (host and port of [`server_url`]), for a [`crate::Proxy`] in front
+    /// of it.
+    pub fn address(&self) -> std::net::SocketAddr {
+        let (start, end) = authority(&self.server);
+        let host_port = &self.server[start..end];
+        std::net::ToSocketAddrs::to_socket_addrs(host_port)
+            .ok()
+            .and_then(|mut a| a.next())
+            .unwrap_or_else(|| panic!("the test server's address {host_port:?}"))
+    }
+
+    /// [`TestDatabase::url`], through `addr` (a proxy) instead of the server's address.
+    pub fn url_through(&self, addr: std::net::SocketAddr) -> String {
+        let url = self.url();
+        let (start, end) = authority(&url);
+        format!("{}{addr}{}", &url[..start], &url[end..])
+    }
+
     pub fn schema(&self) -> &str {
         &self.schema
     }
@@ -90,6 +108,14 @@ impl TestDatabase {
             client.query_one(sql, &[]).expect("query").get(0)
         })
     }
+}
+
+/// Where the host and port of a `postgres://user@host:port/database` URL are.
+fn authority(url: &str) -> (usize, usize) {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..].find('/').map_or(url.len(), |i| start + i);
+    let start = url[start..end].rfind('@').map_or(start, |i| start + i + 1);
+    (start, end)
 }
 
 impl Drop for TestDatabase {

@@ -4,6 +4,7 @@ mod api;
 mod assets;
 mod exceptions;
 mod gates;
+mod health;
 mod heroics;
 mod monitor;
 mod outbox;

@@ -32,7 +32,7 @@ use domain::RecordKey;
 use engine::TimerChange;
 
 use crate::sql::{Arg, Backend, Dialect, EventRow, RecordRow, Row, Sql, Value, args, backend};
-use crate::{Error, Result, SqlStore};
+use crate::{Error, Outage, Result, SqlStore};
 
 pub use migrate::Migrations;
 
@@ -101,6 +101,31 @@ fn open_session(config: &postgres::Config) -> Result<(Client, String)> {
         .and_then(|r| r.try_get(0))
         .map_err(backend)?;
     Ok((client, schema.unwrap_or_default()))
+}
+
+/// Whether a PostgreSQL error is part of an outage, by its SQLSTATE (the PostgreSQL
+/// documentation's appendix "PostgreSQL Error Codes") or, without one, by what the driver says:
+/// - `53100 disk_full` is a full disk;
+/// - class `08` (connection exception), `57P01 admin_shutdown`, `57P02 crash_shutdown`,
+///   `57P03 cannot_connect_now` and `53300 too_many_connections` mean no session can be had
+///   for now; so does a connection the driver found closed, or could not open or use at all
+///   (refused, reset, timed out: an I/O error).
+pub(crate) fn outage(error: &(dyn std::error::Error + 'static)) -> Option<Outage> {
+    let error = error.downcast_ref::<postgres::Error>()?;
+    if let Some(state) = error.code() {
+        return outage_of_sqlstate(state.code());
+    }
+    let io = std::error::Error::source(error).is_some_and(|s| s.is::<std::io::Error>());
+    (error.is_closed() || io).then_some(Outage::Unreachable)
+}
+
+fn outage_of_sqlstate(code: &str) -> Option<Outage> {
+    match code {
+        "53100" => Some(Outage::DiskFull),
+        "57P01" | "57P02" | "57P03" | "53300" => Some(Outage::Unreachable),
+        _ if code.starts_with("08") => Some(Outage::Unreachable),
+        _ => None,
+    }
 }
 
 /// Runs `f` on a thread outside the async runtime: the synchronous client runs a small
@@ -530,6 +555,23 @@ fn json_rows<N: Into<serde_json::Value>, T: serde::Serialize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqlstates_of_outages_are_told_apart_from_other_errors() {
+        for (code, outage) in [
+            ("53100", Some(Outage::DiskFull)),
+            ("08006", Some(Outage::Unreachable)),
+            ("08001", Some(Outage::Unreachable)),
+            ("57P01", Some(Outage::Unreachable)),
+            ("57P03", Some(Outage::Unreachable)),
+            ("53300", Some(Outage::Unreachable)),
+            ("23505", None),
+            ("40001", None),
+            ("42P01", None),
+        ] {
+            assert_eq!(outage_of_sqlstate(code), outage, "{code}");
+        }
+    }
 
     #[test]
     fn placeholders_become_dollars_and_question_marks_alone_stay() {

@@ -12,6 +12,7 @@ pub(crate) mod apply;
 pub(crate) mod codec;
 pub(crate) mod exceptions;
 pub(crate) mod gates;
+pub(crate) mod outages;
 pub(crate) mod outbox;
 pub(crate) mod sequences;
 pub mod store;
@@ -365,10 +366,38 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// records it decoded between transactions while it stays the same; `None` when other
     /// writers are always possible (other nodes) and nothing may be kept.
     fn data_version(conn: &mut Self::Conn) -> Option<i64>;
+
+    /// Whether the disk holding the database has room for writes, where the backend can tell
+    /// (SQLite's file is on this machine; PostgreSQL's disk is the server's).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] with [`Outage::DiskFull`](crate::Outage::DiskFull) when it has
+    /// not.
+    fn room(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
+/// A database error as the store's [`Error`]: [`Error::Unavailable`] when the backend says it
+/// is part of an outage (a full disk, no connection), [`Error::Backend`] otherwise.
 pub(crate) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Error {
-    Error::Backend(Box::new(e))
+    let source: Box<dyn std::error::Error + Send + Sync> = Box::new(e);
+    match crate::sqlite::outage(&*source).or_else(|| crate::postgres::outage(&*source)) {
+        Some(outage) => Error::Unavailable { outage, source },
+        None => Error::Backend(source),
+    }
+}
+
+/// The readiness probe's write: one row of `secrets` holding the time of the last probe. It
+/// exists only for this; no secret is ever read by its name.
+pub(crate) fn probe_write(sql: &mut dyn Sql, now: Timestamp) -> Result<()> {
+    let at = now.as_millis().to_string();
+    sql.execute(
+        "INSERT INTO secrets (name, value) VALUES ('readiness probe', ?1)
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        args![&at],
+    )
+    .map(drop)
 }
 
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(json: &str) -> Result<T> {

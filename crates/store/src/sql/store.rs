@@ -55,7 +55,7 @@ impl<B: Backend> ReadPool<B> {
             };
             let out = B::read(&mut conn, f);
             // A connection whose read failed at the database level may be broken: not kept.
-            if !matches!(out, Err(Error::Backend(_))) {
+            if !matches!(out, Err(Error::Backend(_) | Error::Unavailable { .. })) {
                 pool.idle.lock().map_err(|_| Error::Closed)?.push(conn);
             }
             out
@@ -71,6 +71,7 @@ pub struct SqlStore<B: Backend> {
     engine: EngineSlot,
     library: LibrarySlot,
     reads: Arc<ReadPool<B>>,
+    outages: Arc<super::outages::Outages>,
     _thread: Arc<Thread>,
 }
 
@@ -89,6 +90,7 @@ impl<B: Backend> Clone for SqlStore<B> {
             engine: Arc::clone(&self.engine),
             library: Arc::clone(&self.library),
             reads: Arc::clone(&self.reads),
+            outages: Arc::clone(&self.outages),
             _thread: Arc::clone(&self._thread),
         }
     }
@@ -125,11 +127,13 @@ impl<B: Backend> SqlStore<B> {
                 idle: Mutex::new(Vec::new()),
                 permits: tokio::sync::Semaphore::new(read_connections.max(1)),
             }),
+            outages: Arc::default(),
             _thread: Arc::new(Thread(threads)),
         })
     }
 
-    /// Sends the writer a command built around a reply channel, and waits for the reply.
+    /// Sends the writer a command built around a reply channel, and waits for the reply. A
+    /// failure that is part of an outage begins it (or is counted in it).
     async fn ask<T>(
         &self,
         command: impl FnOnce(oneshot::Sender<Result<T>>) -> Command<B::Conn>,
@@ -139,7 +143,18 @@ impl<B: Backend> SqlStore<B> {
             .send(command(reply))
             .await
             .map_err(|_| Error::Closed)?;
-        rx.await?
+        rx.await?.inspect_err(|e| self.outages.failed(e))
+    }
+
+    /// A write committed something: the outage, if any, is over — for a full disk, once the
+    /// disk has room again too (a write can commit in space the database already held).
+    fn wrote(&self) {
+        if self.outages.current() == Some(crate::Outage::DiskFull)
+            && self.reads.backend.room().is_err()
+        {
+            return;
+        }
+        self.outages.wrote();
     }
 
     /// Runs `f` on the writer thread in its own transaction, committed before the reply.
@@ -196,7 +211,14 @@ impl<B: Backend> Store for SqlStore<B> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        self.ask(|reply| Command::Ingest { events, reply }).await
+        let ingested = self.ask(|reply| Command::Ingest { events, reply }).await?;
+        if ingested
+            .iter()
+            .any(|i| matches!(i, Ingested::Stored { .. }))
+        {
+            self.wrote();
+        }
+        Ok(ingested)
     }
 
     async fn record(&self, key: &RecordKey) -> Result<Option<StoredRecord>> {
@@ -1003,8 +1025,17 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn ping_writer(&self) -> Result<()> {
-        self.write(|sql, _| sql.query("SELECT 1", &[]).map(drop))
-            .await
+        self.write(super::probe_write).await?;
+        if let Err(full) = self.reads.backend.room() {
+            self.outages.failed(&full);
+            return Err(full);
+        }
+        self.outages.wrote();
+        Ok(())
+    }
+
+    fn outage(&self) -> Option<crate::Outage> {
+        self.outages.current()
     }
 
     async fn close(&self) -> Result<()> {

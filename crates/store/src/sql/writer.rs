@@ -286,7 +286,12 @@ impl<B: Backend> Writer<B> {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = ?e, "group commit failed; retrying its requests one by one");
+                    // An outage is logged once, as it begins (`outages`), not per commit.
+                    if e.outage().is_some() {
+                        tracing::debug!(error = ?e, "group commit failed; retrying its requests one by one");
+                    } else {
+                        tracing::warn!(error = ?e, "group commit failed; retrying its requests one by one");
+                    }
                     self.cache.records.clear();
                     if !finishes.is_empty() {
                         self.finish_all(finishes);
@@ -468,7 +473,11 @@ impl<B: Backend> Writer<B> {
             .map(|(mut o, _)| o.pop().unwrap_or_default())
             .inspect_err(|e| {
                 self.cache.records.clear();
-                tracing::error!(error = ?e, "ingest failed; its events were not written");
+                if e.outage().is_some() {
+                    tracing::debug!(error = ?e, "ingest failed; its events were not written");
+                } else {
+                    tracing::error!(error = ?e, "ingest failed; its events were not written");
+                }
             })
     }
 }

@@ -16,9 +16,8 @@ use rusqlite::{Connection, OpenFlags};
 use clock::Clock;
 use domain::RecordKey;
 
-use crate::Result;
-use crate::SqlStore;
 use crate::sql::{Arg, Backend, Dialect, Row, Sql, Value, backend};
+use crate::{Error, Outage, Result, SqlStore};
 
 /// SQLite's `synchronous` setting: what "committed" survives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -86,6 +85,66 @@ fn open(path: &Path, synchronous: Synchronous, read_only: bool) -> Result<Connec
     Ok(conn)
 }
 
+/// Free space under which the disk holding the database counts as full: 1 MiB, room for a
+/// few commits of a busy node. Readiness says the disk is full below it, before writes fail.
+const ROOM: u64 = 1 << 20;
+
+/// The bytes free to this process on the filesystem holding `path`, if it can be asked.
+fn free_bytes(path: &Path) -> Option<u64> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let stat = rustix::fs::statvfs(dir).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+/// [`Error::Unavailable`] when the disk holding `path` has less than [`ROOM`] free.
+fn room(path: &Path) -> Result<()> {
+    match free_bytes(path) {
+        Some(free) if free < ROOM => Err(Error::Unavailable {
+            outage: Outage::DiskFull,
+            source: format!(
+                "{free} bytes are free on the disk holding {}, less than the {ROOM} a write may need",
+                path.display()
+            )
+            .into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a SQLite error is part of an outage: `SQLITE_FULL` is a full disk (SQLite returns it
+/// when it cannot grow the database file or the WAL).
+pub(crate) fn outage(error: &(dyn std::error::Error + 'static)) -> Option<Outage> {
+    let code = error
+        .downcast_ref::<rusqlite::Error>()?
+        .sqlite_error_code()?;
+    (code == rusqlite::ErrorCode::DiskFull).then_some(Outage::DiskFull)
+}
+
+/// An I/O error, or a file SQLite cannot open, while the disk holding `path` is full is the full
+/// disk (growing the WAL index or a checkpoint fails that way rather than with `SQLITE_FULL`).
+fn full_disk_or(error: Error, path: Option<&Path>) -> Error {
+    let Error::Backend(source) = error else {
+        return error;
+    };
+    let io = matches!(
+        source
+            .downcast_ref::<rusqlite::Error>()
+            .and_then(rusqlite::Error::sqlite_error_code),
+        Some(rusqlite::ErrorCode::SystemIoFailure | rusqlite::ErrorCode::CannotOpen)
+    );
+    if io && path.is_some_and(|p| room(p).is_err()) {
+        Error::Unavailable {
+            outage: Outage::DiskFull,
+            source,
+        }
+    } else {
+        Error::Backend(source)
+    }
+}
+
 /// The SQLite backend: the database file and what its commits must survive.
 #[derive(Debug)]
 pub struct Sqlite {
@@ -130,27 +189,35 @@ impl Backend for Sqlite {
     type Conn = Connection;
 
     fn open_reader(&self) -> Result<Connection> {
-        open(&self.path, self.synchronous, true)
+        open(&self.path, self.synchronous, true).map_err(|e| full_disk_or(e, Some(&self.path)))
     }
 
     fn transaction<T>(
         conn: &mut Connection,
         f: impl FnOnce(&mut dyn Sql) -> Result<T>,
     ) -> Result<T> {
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(backend)?;
-        let value = f(&mut Lite(&tx))?;
-        tx.commit().map_err(backend)?;
-        Ok(value)
+        let written = (|| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let value = f(&mut Lite(&tx))?;
+            tx.commit().map_err(backend)?;
+            Ok(value)
+        })();
+        written.map_err(|e| full_disk_or(e, conn.path().filter(|p| !p.is_empty()).map(Path::new)))
     }
 
     fn read<T>(conn: &mut Connection, f: impl FnOnce(&mut dyn Sql) -> Result<T>) -> Result<T> {
         f(&mut Lite(conn))
+            .map_err(|e| full_disk_or(e, conn.path().filter(|p| !p.is_empty()).map(Path::new)))
     }
 
     fn data_version(conn: &mut Connection) -> Option<i64> {
         conn.query_row("PRAGMA data_version", [], |r| r.get(0)).ok()
+    }
+
+    fn room(&self) -> Result<()> {
+        room(&self.path)
     }
 }
 
