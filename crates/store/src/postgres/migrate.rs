@@ -54,6 +54,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "timers in firing order",
         include_str!("../../migrations/postgres/0009_timers_in_firing_order.sql"),
     ),
+    (
+        10,
+        "rules switch",
+        include_str!("../../migrations/postgres/0010_rules_switch.sql"),
+    ),
 ];
 
 /// What a migration run found and did.
