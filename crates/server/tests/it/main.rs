@@ -5,6 +5,7 @@ mod assets;
 mod exceptions;
 mod gates;
 mod heroics;
+mod loading;
 mod monitor;
 mod outbox;
 mod reloads;
