@@ -1278,3 +1278,43 @@ fn an_import_into_running_playbooks_is_history_and_the_guard_holds_the_rush() {
         stdout(&out)
     );
 }
+
+/// Issue 24: the documented way to stop the rules on purpose, and to start them again.
+#[test]
+fn rules_are_switched_off_and_on_by_a_person() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_url(dir.path());
+    assert!(run(&["--database", &db, "migrate"]).status.success());
+    let status = run(&["--database", &db, "rules", "status"]);
+    assert_eq!(stdout(&status), "rules: on\n", "{}", stderr(&status));
+    let off = run(&[
+        "--database",
+        &db,
+        "rules",
+        "off",
+        "--by",
+        "maya@acme.example",
+        "--reason",
+        "moving CRM",
+    ]);
+    assert!(off.status.success(), "{}", stderr(&off));
+    let status = stdout(&run(&["--database", &db, "rules", "status"]));
+    assert!(
+        status.starts_with("rules: switched off by maya@acme.example at ")
+            && status.ends_with(" UTC: moving CRM\n"),
+        "{status}"
+    );
+    let on = run(&[
+        "--database",
+        &db,
+        "rules",
+        "on",
+        "--by",
+        "omar@acme.example",
+    ]);
+    assert!(
+        stdout(&on).starts_with("rules: on, switched back on by omar@acme.example at "),
+        "{}",
+        stderr(&on)
+    );
+}
