@@ -9,6 +9,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod alarms;
 mod import;
+mod rules;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -146,6 +147,11 @@ enum Command {
     Storms {
         #[command(subcommand)]
         command: StormCommand,
+    },
+    /// Switch the playbooks' rules off on purpose, or on again, for every node.
+    Rules {
+        #[command(subcommand)]
+        command: rules::RulesCommand,
     },
     /// Manage API tokens.
     Token {
@@ -1120,6 +1126,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = settings(&cli, false)?;
             init_logging(&settings)?;
             runtime()?.block_on(storms(&settings, command, &mut out))?;
+        }
+        Command::Rules { command } => {
+            let settings = settings(&cli, false)?;
+            init_logging(&settings)?;
+            runtime()?.block_on(async {
+                let store = open_store(&settings)?;
+                rules::run(&settings, store, command, &mut out).await
+            })?;
         }
         Command::Alarms { command } => {
             let settings = settings(&cli, false)?;

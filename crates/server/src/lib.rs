@@ -15,7 +15,7 @@ pub mod heroics;
 pub mod monitor;
 mod outbox;
 pub mod risk;
-mod rules;
+pub mod rules;
 mod sequences;
 mod settings;
 pub mod storms;
@@ -102,7 +102,7 @@ pub struct AppState {
           sequences::list, sequences::control, sequences::pause_or_resume,
           sequences::pauses, sequences::results, sequences::suppressions, sequences::suppress,
           sequences::unsuppress, exceptions::list, exceptions::get, exceptions::act,
-          storms::list, storms::get, storms::decide, storms::preview_files, alarms::list, alarms::act,
+          storms::list, storms::get, storms::decide, rules::switch_route, storms::preview_files, alarms::list, alarms::act,
           trees::list, trees::walk, trees::handbook, heroics::get_report, heroics::get_assets, heroics::get_suggestions, risk::get_deals, risk::get_model, risk::get_evaluation, health, ready, openapi_json),
     components(schemas(api::EventEnvelope, api::IngestResult, api::BatchResult, api::RecordView,
                         api::RecordWithTimeline, api::RecordPage, api::Collection)),
@@ -306,6 +306,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/playbooks", get(api::playbooks))
         .route("/api/v1/playbooks/schema", get(playbook_schema))
         .route("/api/v1/playbooks/preview", post(storms::preview_files))
+        .route("/api/v1/rules/{action}", post(rules::switch_route))
         .route("/api/v1/storms", get(storms::list))
         .route("/api/v1/storms/{id}", get(storms::get))
         .route("/api/v1/storms/{id}/{action}", post(storms::decide))

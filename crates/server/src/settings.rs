@@ -39,15 +39,18 @@ read_connections = 4
 connect_timeout_ms = 10000
 
 [engine]
-# The folder of playbook files. A broken edit keeps the last good playbooks running and reports
-# the problems (log, /api/v1/playbooks, metrics). Without a folder a node runs the playbooks
-# another node published in the database, or none.
+# The folder of playbook files. A broken edit — an error in a file, no playbook files, the
+# folder gone — keeps the last good playbooks running and reports the problems (log,
+# /api/v1/playbooks, metrics), at start as after an edit: emptying the folder does not stop the
+# rules (`pipewright rules off` does). "" for a node with no folder on purpose: it runs the
+# playbooks another node published in the database, or none.
 playbooks = "playbooks"
 # How often due timers are looked for, in milliseconds.
 timer_poll_ms = 250
 # How often the playbook folder is checked for changes (an edit is loaded and published for
-# every node on the database) and the database for a set another node published, in
-# milliseconds (0: never).
+# every node on the database, once the folder has looked the same at two checks in a row and
+# for at least a second) and the database for a set another node published or the rules
+# switched off or on, in milliseconds (0: never).
 reload_poll_ms = 2000
 # The storm guard. A rule is watched for storm_watch_ms after it is new, after its trigger,
 # condition or re-entry changes, and after an import: while watched, once it acts on more than

@@ -281,6 +281,19 @@ pub async fn guard_import(
     guard: GuardSettings,
     now: Timestamp,
 ) -> Result<Preview, store::Error> {
+    guard_all(store, engine, guard, now, StormReason::Import).await
+}
+
+/// Before every rule of `engine` may act at once on the pipeline as it stands (after an
+/// import, or switched back on with what came due while they were off): every rule is
+/// watched for `reason`, opened holding when its forecast passes its limit.
+pub async fn guard_all(
+    store: &dyn Store,
+    engine: &Engine,
+    guard: GuardSettings,
+    now: Timestamp,
+    reason: StormReason,
+) -> Result<Preview, store::Error> {
     let mut preview = preview(store, None, engine, guard, now).await?;
     let owners = owners(engine);
     for r in &mut preview.rules {
@@ -293,16 +306,7 @@ pub async fn guard_import(
     let storms = preview
         .rules
         .iter()
-        .filter_map(|r| {
-            watch(
-                r,
-                StormReason::Import,
-                &owners,
-                engine.version(),
-                guard,
-                now,
-            )
-        })
+        .filter_map(|r| watch(r, reason, &owners, engine.version(), guard, now))
         .collect::<Vec<_>>();
     if !storms.is_empty() {
         store.watch_rules(storms).await?;
@@ -714,5 +718,6 @@ pub fn reason_in_words(reason: StormReason) -> &'static str {
         StormReason::New => "a new rule",
         StormReason::Reaches => "its trigger, condition or re-entry changed",
         StormReason::Import => "records were imported",
+        StormReason::SwitchedOn => "the rules were switched back on",
     }
 }

@@ -305,6 +305,19 @@ pub struct PublishedPlaybooks {
     pub node: String,
 }
 
+/// A person switching the playbooks' rules off or on, for every node ([`Store::switch_rules`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RulesSwitch {
+    /// Whether the rules act from then on.
+    pub on: bool,
+    /// Who switched them.
+    pub by: String,
+    pub at: Timestamp,
+    /// Why, in their words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// What the risk score learned from closed deals, published for every node sharing the
 /// database ([`Store::publish_risk`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -470,6 +483,28 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// The engine set last, if any.
     fn engine(&self) -> Option<std::sync::Arc<Engine>>;
+
+    /// Switches this store's rules on or off (what [`Store::rules_switch`] says, applied on
+    /// this node); on until told otherwise.
+    ///
+    /// # Contract
+    /// While off, the engine set stays (pages, explanations and risk read it) but decides
+    /// nothing: `ingest` stores events and folds records without running rules or gates on
+    /// them, and marks the deals and leads it touches as armed under no playbooks, so the walk
+    /// after switching on ([`Store::arm_records`]) re-arms them; `fire_due_timers`,
+    /// `arm_records` and `advance_enrolments` do nothing. Timers stay stored and come due as
+    /// they would have.
+    fn set_rules_on(&self, on: bool);
+
+    /// Whether this store's rules are on ([`Store::set_rules_on`]).
+    fn rules_on(&self) -> bool;
+
+    /// Records that a person switched the rules off or on, for every node sharing the
+    /// database; each node applies it with [`Store::set_rules_on`].
+    async fn switch_rules(&self, switch: RulesSwitch) -> Result<()>;
+
+    /// The newest switch of the rules, if anyone ever switched them (none: they are on).
+    async fn rules_switch(&self) -> Result<Option<RulesSwitch>>;
 
     /// Every rule's memory of a record (empty when no rule has fired for it).
     async fn rule_memory(&self, record: &RecordKey) -> Result<engine::Memory>;

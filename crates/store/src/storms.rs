@@ -15,6 +15,9 @@ pub enum StormReason {
     Reaches,
     /// Records were imported; every rule may act on them at once.
     Import,
+    /// The rules were switched back on; every rule may act at once on what came due while they
+    /// were off.
+    SwitchedOn,
 }
 
 impl StormReason {
@@ -23,11 +26,12 @@ impl StormReason {
             Self::New => "new",
             Self::Reaches => "reaches",
             Self::Import => "import",
+            Self::SwitchedOn => "switched_on",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::New, Self::Reaches, Self::Import]
+        [Self::New, Self::Reaches, Self::Import, Self::SwitchedOn]
             .into_iter()
             .find(|r| r.as_str() == text)
     }

@@ -504,12 +504,12 @@ fn migrate_applies_the_schema_once_and_names_a_bad_url() {
     assert!(first.status.success(), "{}", stderr(&first));
     assert_eq!(
         stdout(&first).trim(),
-        "schema at version 12 (was 0); applied 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12"
+        "schema at version 14 (was 0); applied 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14"
     );
     let again = run(&["--database", &db, "migrate"]);
     assert_eq!(
         stdout(&again).trim(),
-        "schema at version 12; nothing to apply"
+        "schema at version 14; nothing to apply"
     );
 
     let bad = run(&["--database", "mysql://db/x", "migrate"]);
@@ -1276,5 +1276,45 @@ fn an_import_into_running_playbooks_is_history_and_the_guard_holds_the_rush() {
         stdout(&out).contains("discarded by omar@acme.example"),
         "{}",
         stdout(&out)
+    );
+}
+
+/// Issue 24: the documented way to stop the rules on purpose, and to start them again.
+#[test]
+fn rules_are_switched_off_and_on_by_a_person() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_url(dir.path());
+    assert!(run(&["--database", &db, "migrate"]).status.success());
+    let status = run(&["--database", &db, "rules", "status"]);
+    assert_eq!(stdout(&status), "rules: on\n", "{}", stderr(&status));
+    let off = run(&[
+        "--database",
+        &db,
+        "rules",
+        "off",
+        "--by",
+        "maya@acme.example",
+        "--reason",
+        "moving CRM",
+    ]);
+    assert!(off.status.success(), "{}", stderr(&off));
+    let status = stdout(&run(&["--database", &db, "rules", "status"]));
+    assert!(
+        status.starts_with("rules: switched off by maya@acme.example at ")
+            && status.ends_with(" UTC: moving CRM\n"),
+        "{status}"
+    );
+    let on = run(&[
+        "--database",
+        &db,
+        "rules",
+        "on",
+        "--by",
+        "omar@acme.example",
+    ]);
+    assert!(
+        stdout(&on).starts_with("rules: on, switched back on by omar@acme.example at "),
+        "{}",
+        stderr(&on)
     );
 }

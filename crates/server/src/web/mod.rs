@@ -1328,7 +1328,8 @@ async fn playbooks(State(state): State<AppState>, web: Web) -> Response {
                 .collect()
         })
         .unwrap_or_default();
-    let ctx = context! { version => &status.version, origin => &status.origin, diagnostics => &status.diagnostics, playbooks => books, assets => assets };
+    let switched_off = (!status.rules.on).then_some(&status.rules.words);
+    let ctx = context! { version => &status.version, origin => &status.origin, diagnostics => &status.diagnostics, switched_off => switched_off, playbooks => books, assets => assets };
     page(
         StatusCode::OK,
         "playbooks.html",

@@ -6,6 +6,7 @@ mod exceptions;
 mod gates;
 mod health;
 mod heroics;
+mod loading;
 mod monitor;
 mod outbox;
 mod reloads;

@@ -56,8 +56,13 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     ),
     (
         10,
+        "rules switch",
+        include_str!("../../migrations/postgres/0010_rules_switch.sql"),
+    ),
+    (
+        11,
         "effects by channel",
-        include_str!("../../migrations/postgres/0010_effects_by_channel.sql"),
+        include_str!("../../migrations/postgres/0011_effects_by_channel.sql"),
     ),
 ];
 

@@ -271,6 +271,11 @@ pub(crate) fn ingest(
                 None => timers.extend(now_armed),
             }
             f.armed_version = Some(engine.arming().to_owned());
+        } else if rules_apply(key.kind) {
+            // No rules decided on these events (none loaded, switched off, or history
+            // imported): the timers stored may no longer fit the record, so the walk after the
+            // rules run again re-arms it.
+            f.armed_version = None;
         }
         done.push((key, f, t.stored));
     }

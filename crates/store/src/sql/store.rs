@@ -487,12 +487,60 @@ impl<B: Backend> Store for SqlStore<B> {
             self.library.remember(engine.playbooks());
         }
         if let Ok(mut slot) = self.engine.write() {
-            *slot = engine;
+            slot.engine = engine;
         }
     }
 
     fn engine(&self) -> Option<Arc<engine::Engine>> {
-        self.engine.read().ok().and_then(|e| e.clone())
+        self.engine.read().ok().and_then(|e| e.engine.clone())
+    }
+
+    fn set_rules_on(&self, on: bool) {
+        if let Ok(mut slot) = self.engine.write() {
+            slot.off = !on;
+        }
+    }
+
+    fn rules_on(&self) -> bool {
+        self.engine.read().is_ok_and(|e| !e.off)
+    }
+
+    async fn switch_rules(&self, switch: crate::RulesSwitch) -> Result<()> {
+        self.write(move |sql, _| {
+            sql.execute(
+                "INSERT INTO rules_switches (rules_on, changed_by, changed_at, reason)
+                 VALUES (?1, ?2, ?3, ?4)",
+                args![
+                    switch.on,
+                    &switch.by,
+                    switch.at.as_millis(),
+                    switch.reason.as_deref()
+                ],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn rules_switch(&self) -> Result<Option<crate::RulesSwitch>> {
+        self.reads
+            .run(|sql| {
+                sql.query_opt(
+                    "SELECT rules_on, changed_by, changed_at, reason FROM rules_switches
+                     ORDER BY seq DESC LIMIT 1",
+                    &[],
+                )?
+                .map(|mut r| {
+                    Ok(crate::RulesSwitch {
+                        on: r.bool(0)?,
+                        by: r.text(1)?,
+                        at: r.millis(2)?,
+                        reason: r.opt_text(3)?,
+                    })
+                })
+                .transpose()
+            })
+            .await
     }
 
     async fn rule_memory(&self, record: &RecordKey) -> Result<engine::Memory> {

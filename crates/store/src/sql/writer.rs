@@ -93,8 +93,17 @@ impl Drop for Thread {
 /// Where requests for the writer are queued.
 pub(crate) type Queue<C> = mpsc::Sender<Command<C>>;
 
-/// The rules engine the writer runs inside its transactions, replaceable on playbook reload.
-pub(crate) type EngineSlot = Arc<std::sync::RwLock<Option<Arc<Engine>>>>;
+/// The rules engine the writer runs inside its transactions, replaceable on playbook reload,
+/// and whether a person switched the rules off.
+pub(crate) type EngineSlot = Arc<std::sync::RwLock<Running>>;
+
+/// What [`EngineSlot`] holds.
+#[derive(Default)]
+pub(crate) struct Running {
+    pub(crate) engine: Option<Arc<Engine>>,
+    /// Switched off: the engine stays for reading but decides nothing.
+    pub(crate) off: bool,
+}
 
 /// The playbook versions enrolments are pinned to.
 pub(crate) type LibrarySlot = Arc<Library>;
@@ -251,8 +260,19 @@ struct Writer<B: Backend> {
 }
 
 impl<B: Backend> Writer<B> {
+    /// The engine set, whether or not the rules are on: what a person's decision (a storm
+    /// approved) is acted on with.
     fn engine(&self) -> Option<Arc<Engine>> {
-        self.engine.read().ok().and_then(|e| e.clone())
+        self.engine.read().ok().and_then(|e| e.engine.clone())
+    }
+
+    /// The engine that decides: none while the rules are switched off.
+    fn deciding(&self) -> Option<Arc<Engine>> {
+        self.engine
+            .read()
+            .ok()
+            .filter(|e| !e.off)
+            .and_then(|e| e.engine.clone())
     }
 
     /// Applies every request of the group in one transaction, commits once, and only then
@@ -313,7 +333,7 @@ impl<B: Backend> Writer<B> {
         batches: Vec<Vec<NewEvent>>,
         finishes: &[&crate::Finish],
     ) -> Result<(Vec<Vec<Ingested>>, Vec<bool>)> {
-        let engine = self.engine();
+        let engine = self.deciding();
         let known = &self.cache.records;
         let library = &*self.library;
         let mut written = HashMap::new();
@@ -348,7 +368,7 @@ impl<B: Backend> Writer<B> {
     }
 
     fn fire_timers(&mut self, now: Timestamp, limit: usize) -> Result<TimersFired> {
-        let Some(engine) = self.engine() else {
+        let Some(engine) = self.deciding() else {
             return Ok(TimersFired::default());
         };
         self.cache.revalidate::<B>(&mut self.conn);
@@ -363,6 +383,9 @@ impl<B: Backend> Writer<B> {
     }
 
     fn advance_enrolments(&mut self, now: Timestamp, limit: usize) -> Result<crate::Advanced> {
+        if self.engine.read().is_ok_and(|e| e.off) {
+            return Ok(crate::Advanced::default());
+        }
         let engine = self.engine();
         self.cache.revalidate::<B>(&mut self.conn);
         let known = &self.cache.records;
@@ -378,7 +401,7 @@ impl<B: Backend> Writer<B> {
         id: &str,
         action: &crate::ExceptionAction,
     ) -> Result<crate::ExceptionItem> {
-        let engine = self.engine();
+        let engine = self.deciding();
         self.cache.revalidate::<B>(&mut self.conn);
         let known = &self.cache.records;
         let library = &*self.library;
@@ -456,7 +479,7 @@ impl<B: Backend> Writer<B> {
     }
 
     fn arm_records(&mut self, now: Timestamp, after: i64, limit: usize) -> Result<ArmPass> {
-        let Some(engine) = self.engine() else {
+        let Some(engine) = self.deciding() else {
             return Ok(ArmPass::default());
         };
         self.cache.revalidate::<B>(&mut self.conn);

@@ -19,7 +19,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0010_storms.sql"),
     include_str!("../../migrations/sqlite/0011_alarms.sql"),
     include_str!("../../migrations/sqlite/0012_timers_in_firing_order.sql"),
-    include_str!("../../migrations/sqlite/0013_effects_by_channel.sql"),
+    include_str!("../../migrations/sqlite/0013_rules_switch.sql"),
+    include_str!("../../migrations/sqlite/0014_effects_by_channel.sql"),
 ];
 
 pub(super) fn run(conn: &mut Connection) -> Result<crate::Migrations> {

@@ -1636,6 +1636,78 @@ async fn the_newest_published_playbooks_are_the_ones_every_node_runs(backend: Ba
     assert!(!h.store.playbooks_published("v3").await.unwrap());
 }
 
+/// Issue 24: the rules' switch is every node's; switched off, a store keeps its engine but
+/// decides nothing — on events, on timers — and the timers stay for when it is switched on.
+async fn switched_off_the_rules_decide_nothing_on_any_node(backend: Backend) {
+    let h = backend.open();
+    let other_node = (h.reopen)();
+    assert_eq!(h.store.rules_switch().await.unwrap(), None);
+    let off = store::RulesSwitch {
+        on: false,
+        by: "maya@acme.example".into(),
+        at: ts("2026-11-20T12:00:00Z"),
+        reason: Some("moving CRM".into()),
+    };
+    h.store.switch_rules(off.clone()).await.unwrap();
+    assert_eq!(other_node.rules_switch().await.unwrap(), Some(off));
+
+    h.store.set_engine(Some(example_engine()));
+    let d = r#""deal":"D-1""#;
+    h.store
+        .ingest(vec![ev(
+            "deal.created",
+            "c",
+            "2026-11-01T09:00:00Z",
+            d,
+            r#"{"stage":"legal","owner":"sam@acme.example"}"#,
+        )])
+        .await
+        .unwrap();
+    let deal = key(RecordKind::Deal, "D-1");
+    let armed = h.store.timers(&deal).await.unwrap();
+    assert!(
+        armed.iter().any(|t| t.rule == "stuck-in-legal"),
+        "{armed:?}"
+    );
+    h.store.set_rules_on(false);
+    assert!(!h.store.rules_on());
+    assert!(h.store.engine().is_some(), "kept for reading");
+    h.store
+        .ingest(vec![ev(
+            "objection.raised",
+            "o",
+            "2026-11-02T09:00:00Z",
+            d,
+            r#"{"kind":"pricing"}"#,
+        )])
+        .await
+        .unwrap();
+    let later = ts("2026-11-20T12:00:00Z");
+    assert_eq!(h.store.fire_due_timers(later, 100).await.unwrap().timers, 0);
+    assert_eq!(h.store.arm_all(later, 100).await.unwrap(), 0);
+    assert!(h.store.effects(Some(&deal), 100).await.unwrap().is_empty());
+    // On again: the record events reached is re-armed, and the timer that came due fires once.
+    h.store.set_rules_on(true);
+    assert_eq!(h.store.arm_all(later, 100).await.unwrap(), 1);
+    assert!(h.store.fire_due_timers(later, 100).await.unwrap().timers >= 1);
+    let rules: Vec<String> = h
+        .store
+        .effects(Some(&deal), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.rule)
+        .collect();
+    assert!(rules.contains(&"stuck-in-legal".to_owned()), "{rules:?}");
+    assert!(
+        !rules.contains(&"pricing-objection".to_owned()),
+        "{rules:?}"
+    );
+    let once = rules.len();
+    h.store.fire_due_timers(later, 100).await.unwrap();
+    assert_eq!(h.store.effects(Some(&deal), 100).await.unwrap().len(), once);
+}
+
 // Every test above, once per backend.
 /// A record kind's events come record after record, each record's in occurrence order
 /// whatever the order they arrived in, and pages pick up where the last one ended.
@@ -1759,6 +1831,7 @@ async fn record_ranges_split_the_records_and_readers_share_them(backend: Backend
 }
 
 suite!(
+    switched_off_the_rules_decide_nothing_on_any_node,
     record_events_come_record_by_record_in_occurrence_order,
     record_ranges_split_the_records_and_readers_share_them,
     the_newest_published_playbooks_are_the_ones_every_node_runs,
