@@ -143,6 +143,8 @@ pub struct Received {
     pub path: String,
     pub headers: HashMap<String, String>,
     pub body: Vec<u8>,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -203,6 +205,7 @@ async fn receive(
             path: format!("/{path}"),
             headers,
             body: body.to_vec(),
+            at: std::time::Instant::now(),
         });
         let n = inner.tries.entry((kind.clone(), key)).or_default();
         *n += 1;

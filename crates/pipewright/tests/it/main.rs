@@ -4,6 +4,7 @@ mod cli;
 mod crash;
 mod delivery_crash;
 mod multinode;
+mod orphans;
 mod report;
 mod ui;
 
