@@ -32,6 +32,7 @@ async fn main() -> anyhow::Result<()> {
         "rules" => rules().await,
         "timers" => timers().await,
         "delivery" => deliveries().await,
+        "drain" => drain().await,
         "nodes" => nodes().await,
         "sequences" => sequences().await,
         "heroics" => heroics_report().await,
@@ -43,7 +44,7 @@ async fn main() -> anyhow::Result<()> {
         "preview" => preview_demo().await,
         other => {
             anyhow::bail!(
-                "unknown benchmark {other:?}; available: ingest, store, rules, timers, delivery, nodes, sequences, heroics, replay, company, risk, ui, reload, preview"
+                "unknown benchmark {other:?}; available: ingest, store, rules, timers, delivery, drain, nodes, sequences, heroics, replay, company, risk, ui, reload, preview"
             )
         }
     }
@@ -858,6 +859,140 @@ async fn deliveries() -> anyhow::Result<()> {
     }
     let received = smtp.messages().len();
     anyhow::ensure!(received == n, "the SMTP server received {received} of {n}");
+    Ok(())
+}
+
+/// A mixed backlog drained by the running dispatcher (`Dispatcher::run`, as `serve` runs it):
+/// every note sends an email, a webhook and a chat alert, so `3 × COUNT` effects wait across
+/// three channels, and 30 of them were claimed by a node that died (their lease ends 2 s after
+/// the start). Once with the default limits (email 20/s, chat 1/s), once with limits off: the
+/// drain rate per channel, and how late after its lease ended each orphan went out.
+async fn drain() -> anyhow::Result<()> {
+    let n = count_argument(2_000)?;
+    let smtp = testkit::SmtpServer::start()
+        .ok_or_else(|| anyhow::anyhow!("needs Debian's python3-aiosmtpd"))?;
+    let receiver = testkit::Receiver::start().await;
+    println!(
+        "a backlog of {n} emails, {n} webhooks and {n} chat alerts (SQLite, batch {}, concurrency {} per channel), 30 orphans among them",
+        delivery::Config::default().batch,
+        delivery::Config::default().concurrency
+    );
+    for limits in [true, false] {
+        let dir = tempfile::tempdir()?;
+        let clock: Arc<dyn clock::Clock> = Arc::new(clock::SystemClock);
+        let store: Arc<dyn store::Store> = Arc::new(store::SqliteStore::open(
+            store::SqliteOptions::new(dir.path().join("d.db")),
+            Arc::clone(&clock),
+        )?);
+        let chat = receiver.url(&format!("/ok/chat-{limits}"));
+        let hook = receiver.url(&format!("/ok/hook-{limits}"));
+        decide_notes(
+            &*store,
+            &format!(
+                "send_email: {{ template: t, to: deal.owner }}\n      - webhook: {{ url: \"{hook}\" }}\n      - alert: {{ to: channel:sales, text: note }}"
+            ),
+            n,
+        )
+        .await?;
+        let now = clock.now();
+        let lease_ends = domain::Timestamp::from_millis(now.as_millis() + 2_000);
+        let orphans = store
+            .claim_effects(store::Claim {
+                node: "dead".into(),
+                now,
+                lease_until: lease_ends,
+                limit: 30,
+                ..store::Claim::default()
+            })
+            .await?;
+        let mut config = delivery::Config::default();
+        config.email.port = smtp.port;
+        config.chat.insert("sales".into(), chat.clone());
+        if !limits {
+            config.rate_limits.clear();
+        }
+        let rates = format!("{:?}", config.rate_limits);
+        let dispatcher = Arc::new(
+            delivery::Dispatcher::new(Arc::clone(&store), clock, config, "bench".into())
+                .map_err(|e| anyhow::anyhow!(e))?,
+        );
+        let emails_before = smtp.messages().len();
+        let started = Instant::now();
+        let running = tokio::spawn(Arc::clone(&dispatcher).run(Duration::from_millis(250)));
+        let path = |url: &str| {
+            url.trim_start_matches(&format!("http://127.0.0.1:{}", receiver.port))
+                .to_owned()
+        };
+        let (hook_path, chat_path) = (path(&hook), path(&chat));
+        let mut hooks_done = None;
+        let (emails, hooks, chats) = loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let got = receiver.received();
+            let hooks = got.iter().filter(|r| r.path == hook_path).count();
+            let chats = got.iter().filter(|r| r.path == chat_path).count();
+            let emails = smtp.messages().len() - emails_before;
+            if hooks >= n && hooks_done.is_none() {
+                hooks_done = Some(started.elapsed());
+            }
+            // With limits on, the run ends once the unlimited channel is drained and the
+            // limited ones have run 10 s; with limits off, once everything is out.
+            let done = if limits {
+                hooks_done.is_some() && started.elapsed() >= Duration::from_secs(10)
+            } else {
+                hooks >= n && chats >= n && emails >= n
+            };
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(600),
+                "not drained in 10 minutes"
+            );
+            if done {
+                break (emails, hooks, chats);
+            }
+        };
+        let secs = started.elapsed().as_secs_f64();
+        running.abort();
+        let mut worst: std::collections::BTreeMap<String, i64> = Default::default();
+        for o in &orphans {
+            let (effect, _) = store
+                .effect(&o.key)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("orphan gone"))?;
+            let late = effect
+                .delivered_at
+                .map_or(i64::MAX, |d| d.as_millis() - lease_ends.as_millis());
+            let family = o.channel.split(':').next().unwrap_or_default().to_owned();
+            let w = worst.entry(family).or_insert(i64::MIN);
+            *w = (*w).max(late);
+        }
+        let hooks_secs = hooks_done.map_or(f64::NAN, |d| d.as_secs_f64());
+        println!(
+            "{}: webhooks {n} in {hooks_secs:.2} s = {:.0}/s; in {secs:.1} s: emails {emails} = {:.1}/s, chat {chats} = {:.1}/s; all channels {:.0} effects/s",
+            if limits {
+                format!("default limits {rates}")
+            } else {
+                "limits off".to_owned()
+            },
+            n as f64 / hooks_secs,
+            emails as f64 / secs,
+            chats as f64 / secs,
+            (emails + hooks + chats) as f64 / secs,
+        );
+        let late: Vec<String> = worst
+            .iter()
+            .map(|(c, ms)| {
+                if *ms == i64::MAX {
+                    format!("{c}: not yet")
+                } else {
+                    format!("{c}: {ms} ms")
+                }
+            })
+            .collect();
+        println!(
+            "  orphans ({} claimed by the dead node), worst lateness after their lease ended: {}",
+            orphans.len(),
+            late.join(", ")
+        );
+    }
     Ok(())
 }
 

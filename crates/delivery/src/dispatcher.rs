@@ -136,29 +136,26 @@ impl Dispatcher {
         let mut pass = Pass::default();
         loop {
             let room = self.config.batch.saturating_sub(flight.len());
-            let mut claimed = 0;
-            if room > 0 {
+            // Claims come in batches: once a quarter of the room is free, or nothing is under
+            // way.
+            if room > 0 && (flight.is_empty() || room >= self.config.batch.div_ceil(4)) {
                 let each = 2 * self.config.concurrency.max(1);
                 match self.claim(room, Some(each)).await {
                     Ok(effects) => {
-                        claimed = effects.len();
                         if let Err(e) = self.launch(effects, &mut flight).await {
-                            tracing::error!(error = ?e, "starting deliveries failed; will retry");
+                            e.log_in_loop("starting deliveries failed; will retry");
                         }
                     }
-                    Err(e) => tracing::error!(error = ?e, "claiming deliveries failed; will retry"),
+                    Err(e) => e.log_in_loop("claiming deliveries failed; will retry"),
                 }
             }
-            if flight.is_empty() || claimed == 0 {
-                // Nothing more is due now: the next end of a delivery, or the next look.
-                tokio::select! {
-                    Some(done) = flight.join_next(), if !flight.is_empty() => {
-                        self.record(done, &mut pass);
-                    }
-                    () = tokio::time::sleep(every) => {}
+            // The next end of a delivery or the next look, whichever comes first, so work
+            // that becomes due never waits on a slow receiver.
+            tokio::select! {
+                Some(done) = flight.join_next(), if !flight.is_empty() => {
+                    self.record(done, &mut pass);
                 }
-            } else if let Some(done) = flight.join_next().await {
-                self.record(done, &mut pass);
+                () = tokio::time::sleep(every) => {}
             }
             while let Some(done) = flight.try_join_next() {
                 self.record(done, &mut pass);
@@ -260,9 +257,11 @@ impl Dispatcher {
                 .or_else(|| running_set.clone());
             let permits = self.board(&effect.channel, 1);
             flight.spawn(async move {
-                let _permit = permits.acquire().await;
+                let permit = permits.acquire().await;
                 let channel = effect.channel.clone();
                 let (finish, health) = this.deliver(effect, &people, playbooks).await;
+                // The permit guards the receiver; recording waits for the writer only.
+                drop(permit);
                 let outcome = finish.outcome;
                 let recorded = this.store.finish_delivery(finish).await;
                 (channel, outcome, health, recorded)

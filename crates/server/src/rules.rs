@@ -791,7 +791,7 @@ pub async fn fire_timers(store: Arc<dyn Store>, clock: Arc<dyn Clock>, every: Du
                         }
                     }
                 }
-                Err(e) => tracing::error!(error = ?e, "arming records failed; will retry"),
+                Err(e) => e.log_in_loop("arming records failed; will retry"),
             }
         }
         if resumed {
@@ -810,7 +810,7 @@ pub async fn fire_timers(store: Arc<dyn Store>, clock: Arc<dyn Clock>, every: Du
                     .increment(fired.effects as u64);
                 more |= fired.timers == BATCH;
             }
-            Err(e) => tracing::error!(error = ?e, "firing due timers failed; will retry"),
+            Err(e) => e.log_in_loop("firing due timers failed; will retry"),
         }
         // Sequences' due steps, after the timers that may have started them.
         match store.advance_enrolments(clock.now(), BATCH).await {
@@ -823,7 +823,7 @@ pub async fn fire_timers(store: Arc<dyn Store>, clock: Arc<dyn Clock>, every: Du
                     .increment(pass.held as u64);
                 more |= pass.enrolments == BATCH;
             }
-            Err(e) => tracing::error!(error = ?e, "advancing enrolments failed; will retry"),
+            Err(e) => e.log_in_loop("advancing enrolments failed; will retry"),
         }
         more |= escalate(&*store, clock.now(), BATCH).await;
         if more {
@@ -843,7 +843,7 @@ async fn escalate(store: &dyn Store, now: Timestamp, batch: usize) -> bool {
             pass.escalated + pass.overdue == batch
         }
         Err(e) => {
-            tracing::error!(error = ?e, "escalating exceptions failed; will retry");
+            e.log_in_loop("escalating exceptions failed; will retry");
             false
         }
     }

@@ -108,6 +108,17 @@ impl Error {
             _ => None,
         }
     }
+
+    /// Logs a background loop's failed pass, `what` saying which ("firing due timers failed;
+    /// will retry"): at error, but at debug during an outage, which is logged once when it
+    /// begins and once when it ends rather than by every pass.
+    pub fn log_in_loop(&self, what: &str) {
+        if self.outage().is_some() {
+            tracing::debug!(error = ?self, "{what}");
+        } else {
+            tracing::error!(error = ?self, "{what}");
+        }
+    }
 }
 
 /// What became of one event handed to [`Store::ingest`].
