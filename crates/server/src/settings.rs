@@ -85,19 +85,24 @@ public_url = "http://127.0.0.1:7878"
 poll_ms = 250
 # How long a claimed effect is held before another node may take it over.
 lease_ms = 60000
-# Effects claimed per pass, and delivered at once.
+# Deliveries under way at most; each channel (the SMTP server, a webhook host, a chat channel)
+# is a queue of its own, claimed in turn, with `concurrency` deliveries at once.
 batch = 100
 concurrency = 16
 # Attempts before an effect is dead-lettered (a permanent refusal dead-letters at once).
 max_attempts = 8
+# How long after it was due an effect may still go out (a day): an effect whose channel kept
+# failing past it is dead-lettered with the reason, attempts used up or not.
+retry_budget_ms = 86400000
 # Retry n waits backoff_base_ms * 2^(n-1), at most backoff_max_ms, the second half random.
 backoff_base_ms = 5000
 backoff_max_ms = 3600000
 # A channel failing this many times in a row is paused for breaker_cooldown_ms, doubling
-# (up to breaker_max_ms) while it keeps failing.
+# (up to breaker_max_ms, a minute) while it keeps failing: delivery resumes at most a minute
+# and one poll after the receiver is back.
 breaker_failures = 5
 breaker_cooldown_ms = 30000
-breaker_max_ms = 600000
+breaker_max_ms = 60000
 
 [delivery.rate_limits]
 # Deliveries per second per channel: email; webhook (per host); chat (per channel); task.
