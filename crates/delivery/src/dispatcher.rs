@@ -510,7 +510,7 @@ impl Dispatcher {
                             format!("gave up after {tries}: {}", e.message)
                         } else {
                             format!(
-                                "gave up after {tries}: still failing {} after this was due, its retry budget: {}",
+                                "gave up after {tries}: still failing {} after this was due or retried, its retry budget: {}",
                                 domain::span_in_words(self.config.retry_budget_ms as i64),
                                 e.message
                             )
@@ -583,7 +583,7 @@ impl Dispatcher {
     /// The next attempt after a transient failure, or dead once the attempts or the time
     /// budget are used up.
     fn retry(&self, effect: &StoredEffect, now: Timestamp) -> Outcome {
-        let budget_ends = plus(effect.due, self.config.retry_budget_ms);
+        let budget_ends = plus(effect.budget_from(), self.config.retry_budget_ms);
         if effect.attempts >= self.config.max_attempts || now >= budget_ends {
             return Outcome::Dead;
         }

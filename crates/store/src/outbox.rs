@@ -40,6 +40,20 @@ pub struct StoredEffect {
     pub response: Option<String>,
     pub trace: serde_json::Value,
     pub created_at: Timestamp,
+    /// When a person last put it back in line after it was dead or cancelled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retried_at: Option<Timestamp>,
+}
+
+impl StoredEffect {
+    /// Where its retry budget counts from: the latest of when it was due, when it was made
+    /// and when a person last retried it (an effect decided late, or retried by hand, gets
+    /// its whole budget).
+    pub fn budget_from(&self) -> Timestamp {
+        self.due
+            .max(self.created_at)
+            .max(self.retried_at.unwrap_or(self.due))
+    }
 }
 
 /// Which effects to list; every filter is optional.

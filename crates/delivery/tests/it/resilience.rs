@@ -231,6 +231,14 @@ async fn a_channel_down_past_its_budget_dead_letters_and_resumes_when_back(backe
     let tries = receiver.received().len();
     assert!((3..=3 + 2 * 3 * 60).contains(&tries), "{tries}");
 
+    // A dead letter retried by hand gets a whole budget again: failing now, it waits.
+    let retried = s.store.retry_effect(&effects[0].key).await.unwrap();
+    assert_eq!(retried.status, "pending");
+    s.clock.advance(Duration::from_secs(60));
+    s.dispatcher.run_once().await.unwrap();
+    let (again, _) = s.store.effect(&effects[0].key).await.unwrap().unwrap();
+    assert_eq!(again.status, "pending", "{again:?}");
+
     // New work while still down; then the receiver comes back.
     let now = clock::Clock::now(&s.clock);
     ingest(&*s.store, &note_at(10, now)).await;

@@ -9,7 +9,7 @@ use crate::{
 
 const EFFECT_COLUMNS: &str = "key, seq, playbook, rule, version, record_kind, record_id, action,
     due, shadow, status, channel, attempts, next_at, last_error, delivered_at, rendered, response,
-    trace, created_at";
+    trace, created_at, retried_at";
 
 fn effect(mut r: Row) -> Result<StoredEffect> {
     Ok(StoredEffect {
@@ -32,6 +32,7 @@ fn effect(mut r: Row) -> Result<StoredEffect> {
         response: r.opt_text(17)?,
         trace: decode(&r.text(18)?)?,
         created_at: r.millis(19)?,
+        retried_at: r.opt_millis(20)?,
     })
 }
 
@@ -341,7 +342,8 @@ pub(crate) fn give_up(
 ) -> Result<u64> {
     sql.execute(
         "UPDATE effects SET status = 'dead', last_error = ?3, next_at = ?4
-         WHERE status = 'pending' AND channel = ?1 AND due < ?2",
+         WHERE status = 'pending' AND channel = ?1 AND due < ?2 AND created_at < ?2
+           AND coalesce(retried_at, 0) < ?2",
         args![channel, due_before.as_millis(), reason, now.as_millis()],
     )
 }
@@ -375,7 +377,8 @@ pub(crate) fn transition(
         )));
     }
     let update = if to == "pending" {
-        "UPDATE effects SET status = 'pending', next_at = ?2, attempts = 0, last_error = NULL
+        "UPDATE effects SET status = 'pending', next_at = ?2, attempts = 0, last_error = NULL,
+             retried_at = ?2
          WHERE key = ?1"
     } else {
         "UPDATE effects SET status = 'cancelled', next_at = ?2 WHERE key = ?1"
